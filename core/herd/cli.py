@@ -1,0 +1,82 @@
+"""The ``herd`` command (the router) and the ``herd-node`` placeholder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import herd
+from herd.config import ConfigError, load_settings
+from herd.plugins import PluginLoadError
+
+__all__ = ["main", "node_main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="herd",
+        description="One smart endpoint for a fleet of Ollama machines (Ollama + OpenAI APIs).",
+    )
+    parser.add_argument("--config", "-c", default=os.environ.get("HERD_CONFIG"), help="YAML file")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (default 11435)")
+    parser.add_argument("--log-level", help="debug, info, warning or error")
+    parser.add_argument("--version", action="version", version=f"herd {herd.__version__}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the router."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            args.config,
+            overrides={"host": args.host, "port": args.port, "log_level": args.log_level},
+        )
+    except ConfigError as exc:
+        print(f"herd: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        from herd.app import create_app
+
+        app = create_app(settings)
+    except (PluginLoadError, ValueError) as exc:
+        print(f"herd: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    logging.getLogger("herd").info(
+        "herd %s listening on http://%s:%d (Ollama API at /api, OpenAI API at /v1)",
+        herd.__version__,
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    return 0
+
+
+def node_main(argv: list[str] | None = None) -> int:
+    """``herd-node``: the node agent (not built yet)."""
+    print(
+        "herd-node: the node agent is not built yet. For now the router polls Ollama "
+        "servers itself: list them under `nodes:` in the router's YAML.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

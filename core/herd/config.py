@@ -1,0 +1,310 @@
+"""The router's configuration: one YAML file, validated with msgspec.
+
+Every key has a default, so herd starts with no file at all. A key can be set in
+YAML, overridden by an environment variable ``HERD_<KEY>`` (nested keys joined by
+a double underscore, e.g. ``HERD_ROUTING__MAX_RETRIES=3``; values are parsed as
+YAML, so ``HERD_NODES='[{name: a, url: "http://127.0.0.1:11434"}]'`` works), and
+the common ones by CLI flags (``--host``, ``--port``, ``--config``).
+An unknown key or a wrong type is a :class:`ConfigError` that names the key, its
+line in the file and what the key means.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "FleetSettings",
+    "LimitSettings",
+    "NodeConfig",
+    "PluginSettings",
+    "RoutingSettings",
+    "Settings",
+    "load_settings",
+]
+
+
+def _doc(text: str, **constraints: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=text, **constraints)
+
+
+class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A node the router polls itself (agentless): an Ollama server or another backend."""
+
+    name: Annotated[str, _doc("Unique node name, shown in headers, traces and the dashboard.")]
+    url: Annotated[str, _doc("Base URL of the node's server, e.g. http://10.0.0.5:11434.")]
+    type: Annotated[str, _doc("Backend type (a registered backend's name).")] = "ollama"
+    options: Annotated[
+        dict[str, Any], _doc("Options for the backend type (its Config struct).")
+    ] = {}
+
+
+class FleetSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How the router watches its nodes."""
+
+    poll_interval: Annotated[
+        float, _doc("Seconds between polls of each node's /api/ps, /api/tags, /api/version.", gt=0)
+    ] = 5.0
+    poll_timeout: Annotated[
+        float, _doc("Seconds a poll may take before the node counts as not answering.", gt=0)
+    ] = 3.0
+    discover_local: Annotated[
+        bool,
+        _doc("With no nodes configured, use the Ollama at http://127.0.0.1:11434 if it answers."),
+    ] = True
+
+
+class RoutingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How a request finds its node."""
+
+    max_retries: Annotated[
+        int, _doc("Other nodes tried when a node fails before the first byte.", ge=0, le=10)
+    ] = 2
+    connect_timeout: Annotated[
+        float, _doc("Seconds to connect to a node before trying the next one.", gt=0)
+    ] = 5.0
+    first_byte_timeout: Annotated[
+        float,
+        _doc("Seconds to wait for a node's first byte (includes a cold model load).", gt=0),
+    ] = 300.0
+    read_timeout: Annotated[
+        float, _doc("Seconds of silence allowed between two chunks of a stream.", gt=0)
+    ] = 300.0
+    fallback: Annotated[str, _doc("Name of the fallback policy used after a failure.")] = (
+        "next-best"
+    )
+    aliases: Annotated[
+        dict[str, str], _doc("Model aliases: the name a client sends -> the model served.")
+    ] = {}
+    signals: Annotated[
+        dict[str, dict[str, Any]],
+        _doc("Per-signal options by signal name, e.g. {thermal: {weight: 3}}."),
+    ] = {}
+
+
+class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Limits that protect the router."""
+
+    max_body_bytes: Annotated[
+        int, _doc("Largest request body accepted; larger bodies get 413.", gt=0)
+    ] = 64 * 1024 * 1024
+
+
+class PluginSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Which plugins run."""
+
+    disable: Annotated[
+        list[str], _doc("Plugin names not to load (also HERD_DISABLE_PLUGINS, comma-separated).")
+    ] = []
+    load: Annotated[
+        list[str], _doc("Extra plugin modules to import and register, e.g. herd_contrib.x.")
+    ] = []
+    options: Annotated[
+        dict[str, dict[str, Any]], _doc("Options by plugin name, passed to that plugin.")
+    ] = {}
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The whole router configuration (the top level of the YAML file)."""
+
+    host: Annotated[str, _doc("Address the router listens on.")] = "127.0.0.1"
+    port: Annotated[int, _doc("Port the router listens on.", ge=0, le=65535)] = 11435
+    data_dir: Annotated[str, _doc("Directory for the router's files (traces, settings).")] = (
+        "~/.herd"
+    )
+    log_level: Annotated[str, _doc("Logging level: debug, info, warning or error.")] = "info"
+    nodes: Annotated[list[NodeConfig], _doc("Nodes the router polls itself (agentless).")] = []
+    fleet: Annotated[FleetSettings, _doc("How nodes are watched.")] = FleetSettings()
+    routing: Annotated[RoutingSettings, _doc("How requests are routed and retried.")] = (
+        RoutingSettings()
+    )
+    limits: Annotated[LimitSettings, _doc("Limits that protect the router.")] = LimitSettings()
+    plugins: Annotated[PluginSettings, _doc("Which plugins run, and their options.")] = (
+        PluginSettings()
+    )
+
+    @property
+    def data_path(self) -> Path:
+        """``data_dir`` with ``~`` expanded."""
+        return Path(self.data_dir).expanduser()
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a message meant for the person who wrote the file."""
+
+
+ENV_PREFIX = "HERD_"
+_NOT_SETTINGS = {"HERD_DISABLE_PLUGINS", "HERD_CONFIG"}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read, merge and validate the configuration.
+
+    Args:
+        path: The YAML file, or None for defaults only.
+        env: Environment to read ``HERD_*`` overrides from (default ``os.environ``).
+        overrides: Values that win over everything (CLI flags), as top-level keys.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: naming the key, its line and its meaning.
+
+    Example:
+        >>> load_settings(None, env={"HERD_PORT": "8080"}).port
+        8080
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    text = ""
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+        raw = loaded
+    for key, value in sorted(env.items()):
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+            continue
+        dotted = key[len(ENV_PREFIX) :].lower().split("__")
+        _set_path(raw, dotted, _parse_env_value(key, value))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(str(exc), source, text)) from None
+
+
+def _parse_env_value(key: str, value: str) -> Any:
+    try:
+        return yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        return value
+
+
+def _set_path(target: dict[str, Any], dotted: list[str], value: Any) -> None:
+    for part in dotted[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[dotted[-1]] = value
+
+
+def _explain(message: str, source: str, text: str) -> str:
+    """Turn a msgspec validation message into one that names the key, line and meaning."""
+    detail, _, where = message.partition(" - at `")
+    path = where.rstrip("`") if where else "$"
+    keys = re.findall(r"\[\d+\]|[^.\[\]]+", path.removeprefix("$"))
+    if detail.startswith("Object contains unknown field"):
+        bad = detail.split("`")[1]
+        keys.append(bad)
+        owner = _struct_at(keys[:-1])
+        known = ", ".join(owner.__struct_fields__) if owner else ""
+        what = f"unknown key `{bad}`" + (f" (known keys here: {known})" if known else "")
+    else:
+        what = detail[0].lower() + detail[1:] if detail else "invalid value"
+    dotted = "".join(k if k.startswith("[") else f".{k}" for k in keys).lstrip(".") or "(top level)"
+    line = _line_of(text, keys)
+    meaning = _meaning(keys)
+    location = f"{source}, line {line}" if line else source
+    suffix = f" -- `{keys[-1] if keys else dotted}` is: {meaning}" if meaning else ""
+    return f"config error in {location}: {dotted}: {what}{suffix}"
+
+
+def _struct_at(keys: list[str]) -> type[msgspec.Struct] | None:
+    current: Any = Settings
+    for key in keys:
+        if key.startswith("["):
+            continue
+        info = _field_types(current).get(key)
+        if info is None:
+            return None
+        current = info
+    return current if isinstance(current, type) and issubclass(current, msgspec.Struct) else None
+
+
+def _field_types(struct: Any) -> dict[str, Any]:
+    if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+        return {}
+    out: dict[str, Any] = {}
+    for field in msgspec.structs.fields(struct):
+        tp = field.type
+        while hasattr(tp, "__metadata__"):
+            tp = tp.__origin__
+        args = getattr(tp, "__args__", ())
+        if getattr(tp, "__origin__", None) is list and args:
+            tp = args[0]
+        out[field.name] = tp
+    return out
+
+
+def _meaning(keys: list[str]) -> str:
+    names = [k for k in keys if not k.startswith("[")]
+    if not names:
+        return ""
+    owner = _struct_at(names[:-1]) if len(names) > 1 else Settings
+    if owner is None:
+        return ""
+    for field in msgspec.structs.fields(owner):
+        if field.name == names[-1]:
+            meta = getattr(field.type, "__metadata__", ())
+            for m in meta:
+                if isinstance(m, msgspec.Meta) and m.description:
+                    return m.description
+    return ""
+
+
+def _line_of(text: str, keys: list[str]) -> int | None:
+    """Find the line of a key path in the YAML text (1-based), if the file has it."""
+    if not text:
+        return None
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in keys:
+        if node is None:
+            break
+        if key.startswith("[") and isinstance(node, yaml.SequenceNode):
+            index = int(key.strip("[]"))
+            node = node.value[index] if index < len(node.value) else None
+            if node is not None:
+                line = node.start_mark.line + 1
+        elif isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == key), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        else:
+            break
+    return line

@@ -1,0 +1,1 @@
+"""Wire types and codecs for the protocols herd speaks (pure: no I/O)."""

@@ -1,0 +1,162 @@
+"""Ollama wire types: what the router validates before a request reaches a node.
+
+Unknown fields are ignored, as Ollama ignores them; a field of the wrong type is a
+400 with msgspec's message naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+__all__ = [
+    "ChatRequest",
+    "CopyRequest",
+    "EmbedRequest",
+    "EmbeddingsRequest",
+    "GenerateRequest",
+    "ModelRequest",
+    "OllamaDecodeError",
+    "PullRequest",
+    "decode_request",
+    "error_body",
+    "error_line",
+]
+
+
+class ToolCallFunction(msgspec.Struct, omit_defaults=True):
+    name: str
+    arguments: dict[str, Any] = {}
+    index: int | None = None
+
+
+class ToolCall(msgspec.Struct, omit_defaults=True):
+    function: ToolCallFunction
+    id: str | None = None
+    type: str | None = None
+
+
+class Message(msgspec.Struct, omit_defaults=True):
+    role: str
+    content: str = ""
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+
+KeepAlive = float | str | None
+
+
+class Options(msgspec.Struct, omit_defaults=True):
+    """The options the router reads; every other option passes through untouched."""
+
+    num_ctx: int | None = None
+    num_predict: int | None = None
+
+
+class _Inference(msgspec.Struct, omit_defaults=True):
+    model: str = ""
+    stream: bool | None = None
+    options: Options | None = None
+    keep_alive: KeepAlive = None
+    format: Any = None
+    think: bool | str | None = None
+
+
+class ChatRequest(_Inference):
+    messages: list[Message] | None = None
+    tools: list[dict[str, Any]] | None = None
+
+
+class GenerateRequest(_Inference):
+    prompt: str | None = None
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    raw: bool | None = None
+    images: list[str] | None = None
+    context: list[int] | None = None
+
+
+class EmbedRequest(msgspec.Struct, omit_defaults=True):
+    model: str = ""
+    input: str | list[str] | None = None
+    truncate: bool | None = None
+    dimensions: int | None = None
+    options: Options | None = None
+    keep_alive: KeepAlive = None
+
+
+class EmbeddingsRequest(msgspec.Struct, omit_defaults=True):
+    model: str = ""
+    prompt: str | None = None
+    options: Options | None = None
+    keep_alive: KeepAlive = None
+
+
+class ModelRequest(msgspec.Struct, omit_defaults=True):
+    """Show and delete: ``model`` (or the older ``name``), plus an optional target ``node``."""
+
+    model: str = ""
+    name: str = ""
+    node: str = ""
+    verbose: bool | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.model or self.name
+
+
+class PullRequest(ModelRequest):
+    stream: bool | None = None
+    insecure: bool | None = None
+
+
+class CopyRequest(msgspec.Struct, omit_defaults=True):
+    source: str = ""
+    destination: str = ""
+    node: str = ""
+
+
+class OllamaDecodeError(ValueError):
+    """A request body the router cannot accept; the message is for the client."""
+
+
+T = TypeVar("T")
+
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def decode_request(body: bytes, struct: type[T]) -> T:
+    """Decode and validate a request body.
+
+    Raises:
+        OllamaDecodeError: empty body, malformed JSON, or a wrong field type.
+    """
+    if not body or not body.strip():
+        raise OllamaDecodeError("missing request body")
+    decoder = _decoders.get(struct)
+    if decoder is None:
+        decoder = _decoders[struct] = msgspec.json.Decoder(struct)
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise OllamaDecodeError(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise OllamaDecodeError(f"invalid JSON: {exc}") from None
+
+
+_encode = msgspec.json.encode
+
+
+def error_body(message: str) -> bytes:
+    """An Ollama error object: ``{"error": message}``."""
+    return _encode({"error": message})
+
+
+def error_line(message: str) -> bytes:
+    """An in-band NDJSON error line for a stream that already started."""
+    return _encode({"error": message}) + b"\n"

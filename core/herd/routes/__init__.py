@@ -1,0 +1,1 @@
+"""Thin route handlers: parse -> dispatch -> render."""

@@ -1,0 +1,153 @@
+"""Carrying a node's answer to the client: the first-byte boundary, framing, disconnects.
+
+The route opens the request on a node *before* it builds the response, so the status
+and the ``X-Herd-*`` headers are decided by the node that really produced the first
+byte (after any retries). After that byte, a failure can only be reported in-band.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+
+import msgspec
+
+from herd.gateway import Gateway
+from herd.interfaces import InferenceRequest, StreamBroken
+from herd.protocol.ollama import error_line
+from herd.scheduling import Attempt
+from herd.trace import RequestTrace
+
+__all__ = ["Relay", "herd_headers"]
+
+LineTransform = Callable[[bytes], bytes]
+
+
+class _Final(msgspec.Struct):
+    done: bool = False
+    prompt_eval_count: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    error: str = ""
+
+
+_decode_final = msgspec.json.Decoder(_Final).decode
+
+
+def herd_headers(attempt: Attempt, served_model: str) -> dict[str, str]:
+    """The headers that say who served a request; true because sent after the first byte."""
+    return {
+        "X-Herd-Node": attempt.node.name,
+        "X-Herd-Model": served_model,
+        "X-Herd-Retries": str(attempt.retries),
+        "X-Herd-Score": f"{attempt.score:.3f}",
+    }
+
+
+def rename_model(sent: str, served: str) -> LineTransform | None:
+    """A transform that puts the client's model name back into each line, when it differs."""
+    if sent == served:
+        return None
+    old = b'"model":' + msgspec.json.encode(served)
+    new = b'"model":' + msgspec.json.encode(sent)
+    return lambda line: line.replace(old, new, 1)
+
+
+class Relay:
+    """One opened request on its way back to the client; records the trace when done."""
+
+    __slots__ = ("attempt", "first_byte_at", "gateway", "request", "served_model")
+
+    def __init__(self, gateway: Gateway, request: InferenceRequest, attempt: Attempt) -> None:
+        self.gateway = gateway
+        self.request = request
+        self.attempt = attempt
+        self.first_byte_at = time.time()
+        entry = attempt.node.view.models.get(request.model_key)
+        self.served_model = entry.name if entry else request.model_key
+
+    def headers(self) -> dict[str, str]:
+        return herd_headers(self.attempt, self.served_model)
+
+    async def lines(
+        self,
+        transform: LineTransform | None = None,
+        error_frame: Callable[[str], bytes] = error_line,
+    ) -> AsyncIterator[bytes]:
+        """The node's NDJSON lines; a break after the first byte becomes an error frame."""
+        reply = self.attempt.reply
+        status, error = "completed", ""
+        last = reply.first
+        try:
+            yield transform(last) if transform else last
+            async for line in reply.rest():
+                last = line
+                yield transform(line) if transform else line
+            if (
+                b'"done":true' not in last
+                and b'"error"' not in last
+                and _is_inference(self.request)
+            ):
+                status, error = "failed", f"node {self.attempt.node.name} ended the stream early"
+                yield error_frame(error)
+        except StreamBroken as exc:
+            status = "failed"
+            error = f"node {self.attempt.node.name} failed mid-stream: {exc}"
+            yield error_frame(error)
+        except (asyncio.CancelledError, GeneratorExit):
+            status, error = "client_disconnected", "client disconnected"
+            raise
+        finally:
+            await reply.aclose()
+            self.done(status, error, last)
+
+    def done(self, status: str, error: str, last: bytes | None) -> None:
+        """Release the node's slot and hand the trace on."""
+        request, attempt = self.request, self.attempt
+        self.gateway.scheduler.release(attempt.node.view, request.model_key)
+        now = time.time()
+        final = _Final()
+        if last and b'"done":true' in last:
+            with contextlib.suppress(msgspec.DecodeError):
+                final = _decode_final(last)
+        if final.error and status == "completed":
+            status, error = "failed", final.error
+        tps = final.eval_count / final.eval_duration * 1e9 if final.eval_duration else 0.0
+        decision = attempt.decision
+        self.gateway.finish(
+            RequestTrace(
+                request_id=request.request_id,
+                api=request.api,
+                endpoint=request.endpoint,
+                kind=request.kind,
+                model=request.model,
+                served_model=self.served_model,
+                node=attempt.node.name,
+                status=status,
+                http_status=attempt.reply.status,
+                error=error,
+                received_at=request.received_at,
+                first_byte_at=self.first_byte_at,
+                done_at=now,
+                ttft_ms=(self.first_byte_at - request.received_at) * 1000.0,
+                latency_ms=(now - request.received_at) * 1000.0,
+                prompt_tokens=final.prompt_eval_count,
+                completion_tokens=final.eval_count,
+                tokens_per_second=tps,
+                retries=attempt.retries,
+                excluded_nodes=attempt.tried[:-1],
+                scores=decision.scores,
+                rejections=decision.rejections,
+                tags=request.tags,
+                client=request.client,
+                stream=request.stream,
+                attempts=attempt.attempts,
+                traceparent=request.traceparent,
+            )
+        )
+
+
+def _is_inference(request: InferenceRequest) -> bool:
+    return request.endpoint in ("chat", "generate")

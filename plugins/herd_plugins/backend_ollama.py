@@ -1,0 +1,248 @@
+"""The Ollama backend: talks to a node's Ollama API over the router's shared aiohttp session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import msgspec
+from herd import hookimpl
+from herd.interfaces import (
+    Backend,
+    InferenceRequest,
+    LoadedModel,
+    ModelEntry,
+    NodeFailure,
+    NodeReport,
+    StreamBroken,
+    UpstreamReply,
+)
+from herd.names import normalize_model_name
+
+_ENDPOINT_PATHS = {
+    "chat": "/api/chat",
+    "generate": "/api/generate",
+    "embed": "/api/embed",
+    "embeddings": "/api/embeddings",
+    "show": "/api/show",
+}
+_JSON = {"Content-Type": "application/json"}
+_decode_json = msgspec.json.Decoder(dict).decode
+
+
+class OllamaReply(UpstreamReply):
+    """An open Ollama response: the first line is read, the rest streams on demand."""
+
+    __slots__ = ("_buffer", "_closed", "_read_timeout", "_response")
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        first: bytes,
+        buffer: bytes,
+        streaming: bool,
+        read_timeout: float,
+    ) -> None:
+        self.status = response.status
+        self.content_type = response.headers.get("Content-Type", "application/json")
+        self.first = first
+        self.streaming = streaming
+        self._response = response
+        self._buffer = buffer
+        self._read_timeout = read_timeout
+        self._closed = False
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        buffer = self._buffer
+        content = self._response.content
+        try:
+            while True:
+                newline = buffer.find(b"\n")
+                while newline >= 0:
+                    line = buffer[: newline + 1]
+                    buffer = buffer[newline + 1 :]
+                    if len(line) > 1:
+                        yield line
+                    newline = buffer.find(b"\n")
+                async with asyncio.timeout(self._read_timeout):
+                    chunk = await content.readany()
+                if not chunk:
+                    break
+                buffer += chunk
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            raise StreamBroken(_describe(exc)) from exc
+        finally:
+            self._response.release()
+        if buffer.strip():
+            yield buffer if buffer.endswith(b"\n") else buffer + b"\n"
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text
+
+
+def _error_message(body: bytes, status: int) -> str:
+    try:
+        data = _decode_json(body)
+        if isinstance(data.get("error"), str):
+            return data["error"]
+    except (msgspec.DecodeError, AttributeError):
+        pass
+    text = body.decode("utf-8", "replace").strip()
+    return text or f"HTTP {status}"
+
+
+class OllamaBackend(Backend):
+    """A node running Ollama (or herd-sim)."""
+
+    name = "ollama"
+    capabilities = frozenset({"text", "embed"})
+
+    def _url(self, path: str) -> str:
+        return self.node.url.rstrip("/") + path
+
+    async def _send(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
+    ) -> aiohttp.ClientResponse:
+        try:
+            return await self.context.http.request(
+                method,
+                self._url(path),
+                data=body,
+                headers=headers or (_JSON if body is not None else None),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=self.context.connect_timeout,
+                    sock_read=self.context.read_timeout,
+                ),
+            )
+        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+            raise NodeFailure(f"node {self.node.name} unreachable: {_describe(exc)}") from exc
+
+    async def open(self, request: InferenceRequest) -> UpstreamReply:
+        path = _ENDPOINT_PATHS.get(request.endpoint)
+        if path is None:
+            raise NodeFailure(f"ollama backend cannot serve {request.endpoint!r}", retryable=False)
+        headers = None
+        if request.traceparent:
+            headers = {**_JSON, "traceparent": request.traceparent}
+        return await self._open("POST", path, request.encoded_body(), headers)
+
+    async def call(self, method: str, path: str, body: bytes | None = None) -> UpstreamReply:
+        return await self._open(method, path, body)
+
+    async def _open(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
+    ) -> UpstreamReply:
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(self.context.first_byte_timeout):
+                response = await self._send(method, path, body, headers)
+                if response.status >= 400:
+                    raw = await response.read()
+                    response.release()
+                    message = _error_message(raw, response.status)
+                    if response.status == 404 and path != "/api/pull":
+                        raise NodeFailure(message, status=404, not_found=True)
+                    if response.status >= 500:
+                        raise NodeFailure(
+                            f"node {self.node.name} answered {response.status}: {message}",
+                            status=response.status,
+                        )
+                    return OllamaReply(response, raw, b"", False, self.context.read_timeout)
+                ctype = response.headers.get("Content-Type", "")
+                if "ndjson" not in ctype:
+                    raw = await response.read()
+                    response.release()
+                    return OllamaReply(response, raw, b"", False, self.context.read_timeout)
+                buffer = b""
+                content = response.content
+                while True:
+                    newline = buffer.find(b"\n")
+                    if newline >= 0:
+                        first, buffer = buffer[: newline + 1], buffer[newline + 1 :]
+                        if len(first) > 1:
+                            break
+                        continue
+                    chunk = await content.readany()
+                    if not chunk:
+                        first, buffer = buffer, b""
+                        if not first.strip():
+                            raise NodeFailure(f"node {self.node.name} sent an empty stream")
+                        first += b"\n"
+                        break
+                    buffer += chunk
+                return OllamaReply(response, first, buffer, True, self.context.read_timeout)
+        except NodeFailure:
+            if response is not None:
+                response.close()
+            raise
+        except TimeoutError as exc:
+            if response is not None:
+                response.close()
+            raise NodeFailure(f"node {self.node.name} timed out before answering") from exc
+        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
+            if response is not None:
+                response.close()
+            raise NodeFailure(f"node {self.node.name} failed: {_describe(exc)}") from exc
+
+    async def poll(self) -> NodeReport:
+        async with asyncio.timeout(self.context.poll_timeout):
+            version, tags, ps = await asyncio.gather(
+                self._get_json("/api/version"),
+                self._get_json("/api/tags"),
+                self._get_json("/api/ps"),
+            )
+        return NodeReport(
+            version=str(version.get("version", "")),
+            models=[_model_entry(m) for m in tags.get("models") or [] if m.get("name")],
+            loaded=[_loaded_model(m) for m in ps.get("models") or [] if m.get("name")],
+        )
+
+    async def _get_json(self, path: str) -> dict[str, Any]:
+        async with self.context.http.get(self._url(path)) as response:
+            if response.status != 200:
+                raise NodeFailure(f"{path} answered {response.status}", status=response.status)
+            data = _decode_json(await response.read())
+        return data
+
+
+def _model_entry(raw: dict[str, Any]) -> ModelEntry:
+    name = str(raw.get("name") or raw.get("model"))
+    return ModelEntry(
+        name=name,
+        key=normalize_model_name(name),
+        size=int(raw.get("size") or 0),
+        digest=str(raw.get("digest") or ""),
+        details=raw.get("details") or {},
+        capabilities=list(raw.get("capabilities") or []),
+        raw=raw,
+    )
+
+
+def _loaded_model(raw: dict[str, Any]) -> LoadedModel:
+    name = str(raw.get("name") or raw.get("model"))
+    return LoadedModel(
+        name=name,
+        key=normalize_model_name(name),
+        size=int(raw.get("size") or 0),
+        size_vram=int(raw.get("size_vram") or 0),
+        context_length=int(raw.get("context_length") or 0),
+        expires_at=str(raw.get("expires_at") or ""),
+        raw=raw,
+    )
+
+
+@hookimpl
+def herd_register_backends() -> list[type[Backend]]:
+    return [OllamaBackend]

@@ -1,0 +1,159 @@
+"""The plugin system: hookspecs documented, built-ins are ordinary plugins, loading rules."""
+
+from __future__ import annotations
+
+import ast
+
+import inspect
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from herd import hookimpl, hookspecs
+from herd.app import create_app
+from herd.config import load_settings
+from herd.plugins import BUILTIN_PLUGINS, PluginLoadError, make_plugin_manager
+
+PUBLIC_MODULES = {
+    "herd",
+    "herd.config",
+    "herd.errors",
+    "herd.hookspecs",
+    "herd.interfaces",
+    "herd.names",
+    "herd.trace",
+    "herd.protocol",
+    "herd.protocol.ollama",
+    "herd.protocol.openai",
+}
+
+
+def hook_functions() -> list[types.FunctionType]:
+    return [
+        fn
+        for name, fn in vars(hookspecs).items()
+        if name.startswith("herd_") and inspect.isfunction(fn)
+    ]
+
+
+def test_every_hookspec_has_a_docstring_with_an_example() -> None:
+    hooks = hook_functions()
+    assert len(hooks) >= 9
+    for fn in hooks:
+        doc = inspect.getdoc(fn) or ""
+        assert "Example:" in doc and ">>>" in doc, f"{fn.__name__} has no example"
+
+
+def test_builtins_are_registered_through_the_plugin_manager() -> None:
+    pm = make_plugin_manager(load_settings(None, env={}), env={})
+    names = {name for name, _ in pm.list_name_plugin()}
+    assert set(BUILTIN_PLUGINS) <= names
+
+
+def test_builtin_plugins_import_only_public_names() -> None:
+    root = Path(__file__).parents[2] / "plugins" / "herd_plugins"
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module
+            elif isinstance(node, ast.Import):
+                module = node.names[0].name
+            else:
+                continue
+            if module == "herd" or module.startswith("herd."):
+                assert module in PUBLIC_MODULES, f"{path.name} imports private {module}"
+
+
+def test_each_registered_class_has_a_name_and_a_config() -> None:
+    gateway = create_app(load_settings(None, env={})).state.gateway
+    for registry in (
+        gateway.backend_classes,
+        gateway.signal_classes,
+        gateway.fallback_classes,
+        gateway.sink_classes,
+    ):
+        for name, cls in registry.items():
+            assert name == name.lower() and " " not in name and "_" not in name
+            assert hasattr(cls, "Config")
+
+
+def test_disable_by_environment_blocks_a_builtin() -> None:
+    pm = make_plugin_manager(None, env={"HERD_DISABLE_PLUGINS": "signal-thermal"})
+    names = {name for name, _ in pm.list_name_plugin()}
+    assert "herd_plugins.signal_thermal" not in names
+    assert "herd_plugins.signal_queue_depth" in names
+
+
+def test_disable_by_yaml_blocks_a_builtin() -> None:
+    settings = load_settings(None, env={}, overrides={"plugins": {"disable": ["signal-queue-depth"]}})
+    names = {name for name, _ in make_plugin_manager(settings, env={}).list_name_plugin()}
+    assert "herd_plugins.signal_queue_depth" not in names
+
+
+def test_a_plugin_that_fails_to_load_stops_startup_naming_it() -> None:
+    settings = load_settings(None, env={}, overrides={"plugins": {"load": ["no_such_plugin_x"]}})
+    with pytest.raises(PluginLoadError, match="no_such_plugin_x"):
+        make_plugin_manager(settings, env={})
+
+
+def test_a_plugin_named_in_yaml_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("herd_test_extra_plugin")
+    seen: list[str] = []
+
+    @hookimpl
+    def herd_resolve_model(model, api, settings):  # type: ignore[no-untyped-def]
+        seen.append(model)
+        return "other:latest" if model == "alias" else None
+
+    module.herd_resolve_model = herd_resolve_model  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "herd_test_extra_plugin", module)
+    settings = load_settings(
+        None, env={}, overrides={"plugins": {"load": ["herd_test_extra_plugin"]}}
+    )
+    gateway = create_app(settings).state.gateway
+    assert gateway.resolve_model("alias", "ollama") == "other:latest"
+    assert gateway.resolve_model("Plain", "ollama") == "plain:latest"
+
+
+def test_entry_point_plugin_failure_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    class BrokenEntryPoint:
+        name = "broken-plugin"
+        value = "broken_mod:plugin"
+
+        def load(self) -> object:
+            raise ImportError("boom")
+
+    def fake_entry_points(group: str) -> list[BrokenEntryPoint]:
+        return [BrokenEntryPoint()] if group == "herd" else []
+
+    monkeypatch.setattr(metadata, "entry_points", fake_entry_points)
+    with pytest.raises(PluginLoadError, match="broken-plugin"):
+        make_plugin_manager(None, env={})
+
+
+def test_aliases_resolve_through_the_builtin_resolver() -> None:
+    settings = load_settings(
+        None, env={}, overrides={"routing": {"aliases": {"fast": "llama3.2:3b"}}}
+    )
+    gateway = create_app(settings).state.gateway
+    assert gateway.resolve_model("fast", "openai") == "llama3.2:3b"
+
+
+def test_each_app_has_its_own_plugin_manager() -> None:
+    a = create_app(load_settings(None, env={})).state.gateway.pm
+    b = create_app(load_settings(None, env={})).state.gateway.pm
+    assert a is not b
+
+
+def test_unknown_signal_in_yaml_is_an_error() -> None:
+    settings = load_settings(None, env={}, overrides={"routing": {"signals": {"nope": {}}}})
+    with pytest.raises(PluginLoadError, match="nope"):
+        create_app(settings)
+
+
+

@@ -116,8 +116,8 @@ def create_app(
     app = Litestar(
         route_handlers=[*health.ROUTES, *ollama_inference.ROUTES, *ollama_models.ROUTES],
         plugins=extra_plugins,
-        on_startup=[lambda: gateway.start()],
-        on_shutdown=[lambda: gateway.stop()],
+        on_startup=[gateway.start],
+        on_shutdown=[gateway.stop],
         exception_handlers={
             HerdError: _herd_error,
             NotFoundException: _not_found,

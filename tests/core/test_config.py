@@ -7,7 +7,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
 from herd.cli import main
 from herd.config import ConfigError, Settings, load_settings
 

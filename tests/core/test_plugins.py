@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import ast
-
 import inspect
 import sys
 import types
 from pathlib import Path
 
 import pytest
-
 from herd import hookimpl, hookspecs
 from herd.app import create_app
 from herd.config import load_settings
@@ -88,7 +86,9 @@ def test_disable_by_environment_blocks_a_builtin() -> None:
 
 
 def test_disable_by_yaml_blocks_a_builtin() -> None:
-    settings = load_settings(None, env={}, overrides={"plugins": {"disable": ["signal-queue-depth"]}})
+    settings = load_settings(
+        None, env={}, overrides={"plugins": {"disable": ["signal-queue-depth"]}}
+    )
     names = {name for name, _ in make_plugin_manager(settings, env={}).list_name_plugin()}
     assert "herd_plugins.signal_queue_depth" not in names
 
@@ -154,6 +154,3 @@ def test_unknown_signal_in_yaml_is_an_error() -> None:
     settings = load_settings(None, env={}, overrides={"routing": {"signals": {"nope": {}}}})
     with pytest.raises(PluginLoadError, match="nope"):
         create_app(settings)
-
-
-

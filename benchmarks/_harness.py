@@ -1,0 +1,160 @@
+"""Shared pieces of the benchmarks: processes on free 127.0.0.1 ports, load loops, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up")
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends; stop it whatever happens."""
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        wait_http(ready_url)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextlib.contextmanager
+def sim_node(*extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([str(BIN / "herd-sim"), "--port", str(port), *extra], url + "/") as proc:
+        yield url, proc
+
+
+@contextlib.contextmanager
+def router(
+    node_urls: list[str], extra_yaml: str = ""
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        nodes = "\n".join(f"  - {{name: n{i}, url: '{u}'}}" for i, u in enumerate(node_urls))
+        config = Path(data) / "herd.yaml"
+        config.write_text(f"data_dir: '{data}'\nlog_level: warning\nnodes:\n{nodes}\n{extra_yaml}")
+        url = f"http://127.0.0.1:{port}"
+        with process(
+            [str(BIN / "herd"), "--config", str(config), "--port", str(port)], url + "/healthz"
+        ) as proc:
+            yield url, proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def stream_chat(
+    session: aiohttp.ClientSession, url: str, model: str
+) -> tuple[float, float, int]:
+    """One streamed chat; returns (time to first line, total time, lines)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "benchmark"}], "stream": True}
+    start = time.perf_counter()
+    first = 0.0
+    lines = 0
+    async with session.post(url + "/api/chat", json=body) as reply:
+        if reply.status != 200:
+            raise RuntimeError(f"{reply.status}: {await reply.text()}")
+        async for line in reply.content:
+            if line.strip():
+                lines += 1
+                if lines == 1:
+                    first = time.perf_counter() - start
+    return first, time.perf_counter() - start, lines
+
+
+async def sequential(url: str, model: str, count: int) -> list[float]:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            await stream_chat(session, url, model)
+        times = []
+        for _ in range(count):
+            _, total, _ = await stream_chat(session, url, model)
+            times.append(total)
+    return times
+
+
+async def concurrent(
+    url: str, model: str, concurrency: int, total: int, deadline_s: float
+) -> tuple[int, float]:
+    """``total`` streamed chats, ``concurrency`` at a time; returns (completed, seconds)."""
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    done = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        stop_at = time.perf_counter() + deadline_s
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(total):
+            queue.put_nowait(i)
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < stop_at:
+                try:
+                    queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await stream_chat(session, url, model)
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done, time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [headers] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

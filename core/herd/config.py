@@ -45,6 +45,11 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     options: Annotated[
         dict[str, Any], _doc("Options for the backend type (its Config struct).")
     ] = {}
+    num_parallel: Annotated[
+        int | None,
+        _doc("Requests the node serves at once per model (Ollama's OLLAMA_NUM_PARALLEL)."),
+    ] = None
+    tags: Annotated[list[str], _doc("Labels for the node, e.g. [gpu, big].")] = []
 
 
 class FleetSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -87,11 +87,15 @@ class NodeView:
     Attributes:
         name: The node's configured name.
         url: Base URL of the node's server.
-        status: ``online``, ``offline`` or ``unknown`` (not polled yet).
+        status: ``online``, ``degraded`` (missed heartbeats), ``offline`` or ``unknown``
+            (not polled yet).
         models: Models on disk, by normalised name.
         loaded: Models in memory, by normalised name.
         in_flight: Requests being served by this node through this router.
         in_flight_by_model: The same, per normalised model name.
+        num_parallel: Requests the node serves at once per model (0 = unknown).
+        vram_total: Bytes of GPU memory over all GPUs (0 = unknown; agent-reported).
+        draining: The node takes no new requests; in-flight ones finish.
     """
 
     name: str
@@ -106,6 +110,19 @@ class NodeView:
     in_flight: int = 0
     in_flight_by_model: dict[str, int] = field(default_factory=dict)
     capabilities: frozenset[str] = frozenset()
+    # What only the machine knows (reported by herd-node; 0 / empty when unknown):
+    num_parallel: int = 0
+    max_loaded_models: int = 0
+    ram_total: int = 0
+    ram_available: int = 0
+    vram_total: int = 0
+    vram_used: int = 0
+    cpu_count: int = 0
+    cpu_percent: float = 0.0
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    agent: bool = False
+    draining: bool = False
+    tags: list[str] = field(default_factory=list)
 
     @property
     def online(self) -> bool:

@@ -61,7 +61,14 @@ class Fleet:
             raise ValueError(f"node {node.name!r}: unknown type {node.type!r} (known: {known})")
         config = msgspec.convert(node.options, cls.Config, strict=False)
         backend = cls(node, config, self.context)
-        view = NodeView(name=node.name, url=node.url, type=node.type, capabilities=cls.capabilities)
+        view = NodeView(
+            name=node.name,
+            url=node.url,
+            type=node.type,
+            capabilities=cls.capabilities,
+            num_parallel=node.num_parallel or 0,
+            tags=list(node.tags),
+        )
         fleet_node = FleetNode(config=node, backend=backend, view=view)
         self.nodes[node.name] = fleet_node
         return fleet_node

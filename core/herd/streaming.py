@@ -30,6 +30,7 @@ class _Final(msgspec.Struct):
     prompt_eval_count: int = 0
     eval_count: int = 0
     eval_duration: int = 0
+    load_duration: int = 0
     error: str = ""
 
 
@@ -136,6 +137,7 @@ class Relay:
                 prompt_tokens=final.prompt_eval_count,
                 completion_tokens=final.eval_count,
                 tokens_per_second=tps,
+                load_ms=final.load_duration / 1e6,
                 retries=attempt.retries,
                 excluded_nodes=attempt.tried[:-1],
                 scores=decision.scores,

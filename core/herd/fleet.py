@@ -47,6 +47,7 @@ class Fleet:
         self.context = context
         self.nodes: dict[str, FleetNode] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.discovered_local = False
         for node in settings.nodes:
             self.add(node)
@@ -111,6 +112,12 @@ class Fleet:
         self._tasks.clear()
         for node in self.nodes.values():
             await node.backend.close()
+
+    def poll_soon(self, node: FleetNode) -> None:
+        """Poll a node in the background (after a pull, a delete, a copy)."""
+        task = asyncio.get_running_loop().create_task(self.poll(node))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _poll_forever(self, node: FleetNode) -> None:
         interval = self.settings.fleet.poll_interval

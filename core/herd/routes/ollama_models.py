@@ -163,15 +163,22 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
         return _whole(node, reply)
 
     async def lines() -> Any:
+        polled = False
         try:
-            yield reply.first
+            pending = reply.first
             async for line in reply.rest():
-                yield line
+                yield pending
+                pending = line
+            # poll before the last line, so a client that sees "success" also sees the model
+            await gateway.fleet.poll(node)
+            polled = True
+            yield pending
         except Exception as exc:
             yield error_line(f"pull on node {node.name} failed: {exc}")
         finally:
             await reply.aclose()
-            await gateway.fleet.poll(node)
+            if not polled:  # detached: this generator may be ending inside a cancelled scope
+                gateway.fleet.poll_soon(node)
 
     return Stream(lines(), media_type=NDJSON, headers={"X-Herd-Node": node.name})
 

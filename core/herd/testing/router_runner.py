@@ -44,6 +44,7 @@ class RouterHandle:
 
     def start(self, timeout: float = 30.0) -> RouterHandle:
         import uvicorn
+
         from herd.app import create_app
 
         self.app = create_app(self.settings)

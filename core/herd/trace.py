@@ -20,7 +20,9 @@ class AttemptRecord(msgspec.Struct, frozen=True):
 class RequestTrace(msgspec.Struct, frozen=True, kw_only=True):
     """One request's story: who asked, which node served it, how long it took.
 
-    Times are Unix seconds; durations are milliseconds.
+    Times are Unix seconds; durations are milliseconds. ``load_ms`` is the node's model
+    load time (Ollama's ``load_duration``; large on a cold load); ``api_key`` names the
+    client's API key when one was used (never the key itself).
     """
 
     request_id: str
@@ -51,3 +53,5 @@ class RequestTrace(msgspec.Struct, frozen=True, kw_only=True):
     stream: bool = False
     attempts: list[AttemptRecord] = []
     traceparent: str = ""
+    load_ms: float = 0.0
+    api_key: str = ""

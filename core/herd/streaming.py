@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -23,6 +24,7 @@ from herd.trace import RequestTrace
 __all__ = ["Relay", "herd_headers"]
 
 LineTransform = Callable[[bytes], bytes]
+log = logging.getLogger("herd.streaming")
 
 
 class _Final(msgspec.Struct):
@@ -106,8 +108,14 @@ class Relay:
 
     def done(self, status: str, error: str, last: bytes | None) -> None:
         """Release the node's slot and hand the trace on."""
+        self.gateway.scheduler.release(self.attempt.node.view, self.request.model_key)
+        try:
+            self._record(status, error, last)
+        except Exception:  # a broken trace must never break the client's reply
+            log.exception("could not record the trace of request %s", self.request.request_id)
+
+    def _record(self, status: str, error: str, last: bytes | None) -> None:
         request, attempt = self.request, self.attempt
-        self.gateway.scheduler.release(attempt.node.view, request.model_key)
         now = time.time()
         final = _Final()
         if last and b'"done":true' in last:

@@ -1,0 +1,166 @@
+"""A background thread that takes items from a bounded queue and hands them on in batches.
+
+The trace sinks use it to keep blocking work (DuckDB inserts, OTLP exports) off the
+event loop: ``offer`` is a queue append, the thread does the rest. A batch goes out when
+it is full or when its first item has waited ``interval`` seconds, so a busy router makes
+few large writes and a quiet one still writes within the interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BatchWorker"]
+
+log = logging.getLogger("herd.traces")
+
+
+class _Flush:
+    """A marker in the queue: everything before it is handed on when ``done`` is set."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+class BatchWorker:
+    """Batches items for ``write`` on a thread of its own.
+
+    Args:
+        name: The thread's name.
+        write: Called on the thread with each batch; exceptions are logged, not raised.
+        batch_size: Most items in one batch.
+        interval: Seconds the first item of a batch may wait.
+        queue_size: Items waiting at most; :meth:`offer` refuses more.
+        tick: Called on the thread every ``tick_interval`` seconds, first at start.
+        tick_interval: Seconds between two ticks.
+
+    Attributes:
+        rejected: Items refused by :meth:`offer` (queue full, or the worker stopped).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        write: Callable[[list[Any]], None],
+        *,
+        batch_size: int,
+        interval: float,
+        queue_size: int,
+        tick: Callable[[], None] | None = None,
+        tick_interval: float = math.inf,
+    ) -> None:
+        self.name = name
+        self.write = write
+        self.batch_size = batch_size
+        self.interval = interval
+        self.queue_size = queue_size
+        self.tick = tick
+        self.tick_interval = tick_interval if tick is not None else math.inf
+        self.rejected = 0
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def queued(self) -> int:
+        """Items waiting (approximate)."""
+        return self._queue.qsize()
+
+    def offer(self, item: Any) -> bool:
+        """Queue an item; False (and counted) when the queue is full or the worker stopped."""
+        if self._closed or self._queue.qsize() >= self.queue_size:
+            self.rejected += 1
+            return False
+        self._queue.put(item)
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float | None = 60.0) -> bool:
+        """Block until everything offered before this call was written; False if not running."""
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        marker = _Flush()
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def stop(self) -> None:
+        """Refuse new items, write everything queued, and end the thread (blocking)."""
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        batch: list[Any] = []
+        flushes: list[_Flush] = []
+        deadline = math.inf
+        next_tick = time.monotonic()
+        stopping = False
+        try:
+            while not stopping:
+                wake = min(deadline, next_tick)
+                wait = None if wake == math.inf else max(wake - time.monotonic(), 0.0)
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    item = None
+                while item is not None:
+                    if item is _STOP:
+                        stopping = True
+                    elif isinstance(item, _Flush):
+                        flushes.append(item)
+                    else:
+                        if not batch:
+                            deadline = time.monotonic() + self.interval
+                        batch.append(item)
+                        if len(batch) >= self.batch_size:
+                            batch = self._write(batch)
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = None
+                if batch and (stopping or flushes or time.monotonic() >= deadline):
+                    batch = self._write(batch)
+                if not batch:
+                    deadline = math.inf
+                for marker in flushes:
+                    marker.done.set()
+                flushes.clear()
+                if time.monotonic() >= next_tick:
+                    self._tick()
+                    next_tick = time.monotonic() + self.tick_interval
+        finally:
+            if batch:
+                self._write(batch)
+            for marker in flushes:
+                marker.done.set()
+
+    def _write(self, batch: list[Any]) -> list[Any]:
+        try:
+            self.write(batch)
+        except Exception:
+            log.exception("%s: writing a batch of %d failed", self.name, len(batch))
+        return []
+
+    def _tick(self) -> None:
+        if self.tick is None:
+            return
+        try:
+            self.tick()
+        except Exception:
+            log.exception("%s: periodic task failed", self.name)

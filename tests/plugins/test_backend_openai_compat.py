@@ -1,0 +1,179 @@
+"""The openai-compat backend: embeddings translated both ways, polls, errors, options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from herd.node_services import BadInput, Engine, ServicesConfig, ServicesHandle
+from herd.testing.sim_images import IMAGE_MODEL
+from herd.testing.sim_transcribe import TRANSCRIBE_MODEL
+
+from tests.conftest import emulated
+from tests.core.workload_nodes import WORKLOADS_ON, tone_wav, workload_sim
+
+
+class LengthEmbedder(Engine):
+    capability = "embed"
+
+    def __init__(self, name: str = "minilm") -> None:
+        super().__init__(name)
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts, dimensions, *, cancel):
+        self.calls.append(list(texts))
+        if "boom" in texts:
+            raise BadInput("input 'boom' cannot be embedded")
+        return [[float(len(t)), 1.0] for t in texts], 2 * len(texts)
+
+
+class NamedTranscriber(Engine):
+    capability = "transcribe"
+
+    def transcribe(self, audio, language, prompt, temperature, *, cancel) -> dict[str, Any]:
+        return {"text": f"heard by {self.name}", "duration": 0.5}
+
+
+@pytest.fixture
+def services():
+    handles: list[ServicesHandle] = []
+
+    def start(*engines: Engine, **config: Any) -> ServicesHandle:
+        handle = ServicesHandle(engines, ServicesConfig(port=0, **config)).start()
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
+def test_ollama_embed_requests_are_translated_both_ways(services, make_router) -> None:
+    embedder = LengthEmbedder()
+    handle = services(embedder, NamedTranscriber("whisper-small"))
+    router = make_router(nodes=[{"name": "box", "type": "openai-compat", "url": handle.url}])
+    reply = httpx.post(router.url + "/api/embed", json={"model": "minilm", "input": ["ab", "c"]})
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {
+        "model": "minilm",
+        "embeddings": [[2.0, 1.0], [1.0, 1.0]],
+        "prompt_eval_count": 4,
+    }
+    assert reply.headers["x-herd-node"] == "box"
+    legacy = httpx.post(router.url + "/api/embeddings", json={"model": "minilm", "prompt": "xyz"})
+    assert legacy.json() == {"embedding": [3.0, 1.0]}
+    empty = httpx.post(router.url + "/api/embed", json={"model": "minilm", "input": []})
+    assert empty.json() == {"model": "minilm", "embeddings": []}
+    assert embedder.calls == [["ab", "c"], ["xyz"]]  # the empty request never left the router
+
+
+def test_polls_learn_each_models_capability(services, make_router) -> None:
+    handle = services(LengthEmbedder(), NamedTranscriber("whisper-small"))
+    router = make_router(nodes=[{"name": "box", "type": "openai-compat", "url": handle.url}])
+    view = router.gateway.fleet.nodes["box"].view
+    assert set(view.models) == {"minilm:latest", "whisper-small:latest"}
+    assert view.serves("embed", "minilm:latest")
+    # a model listed as transcription-only is no embedding model
+    wrong = httpx.post(router.url + "/api/embed", json={"model": "whisper-small", "input": "x"})
+    assert wrong.status_code == 404
+
+
+def test_service_models_are_kept_per_capability(services, make_sim, make_router) -> None:
+    handle = services(LengthEmbedder(), NamedTranscriber("whisper-small"))
+    sim = make_sim(name="ollama", models=[emulated("llama3.2:3b")])
+    node = {
+        "name": "box",
+        "url": sim.url,
+        "services": [{"type": "openai-compat", "url": handle.url}],
+    }
+    router = make_router(nodes=[node], workloads=WORKLOADS_ON)
+    view = router.gateway.fleet.nodes["box"].view
+    assert {cap: set(models) for cap, models in view.service_models.items()} == {
+        "embed": {"minilm:latest"},
+        "transcribe": {"whisper-small:latest"},
+    }
+    assert view.capabilities >= {"text", "embed", "transcribe"}
+    reply = httpx.post(
+        router.url + "/v1/audio/transcriptions",
+        files={"file": ("a.wav", tone_wav(0.2))},
+        data={"model": "whisper-small"},
+    )
+    assert reply.json()["text"] == "heard by whisper-small"
+    assert reply.headers["x-herd-model"] == "whisper-small"
+
+
+def test_a_nodes_4xx_reaches_the_client_and_is_not_retried(services, make_router) -> None:
+    embedder, other = LengthEmbedder(), LengthEmbedder()
+    first, second = services(embedder), services(other)
+    router = make_router(
+        nodes=[
+            {"name": "one", "type": "openai-compat", "url": first.url},
+            {"name": "two", "type": "openai-compat", "url": second.url},
+        ]
+    )
+    reply = httpx.post(router.url + "/api/embed", json={"model": "minilm", "input": ["boom"]})
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "input 'boom' cannot be embedded"}
+    assert len(embedder.calls) + len(other.calls) == 1
+
+
+def test_api_key_and_api_path_options(services, make_sim, make_router) -> None:
+    handle = services(NamedTranscriber("whisper-small"), api_key="k1")
+    sim = make_sim(name="ollama", models=[emulated("llama3.2:3b")])
+    service = {
+        "type": "openai-compat",
+        "url": handle.url + "/v1",
+        "options": {"api_key": "k1"},
+        "capabilities": ["transcribe"],
+    }
+    router = make_router(
+        nodes=[{"name": "box", "url": sim.url, "services": [service]}], workloads=WORKLOADS_ON
+    )
+    reply = httpx.post(
+        router.url + "/api/transcribe",
+        files={"audio": ("a.wav", tone_wav(0.2))},
+        data={"model": "whisper-small"},
+    )
+    assert reply.status_code == 200, reply.text
+
+
+def test_unknown_service_type_or_capability_is_a_clear_error() -> None:
+    from herd.config import load_settings
+    from herd.fleet import Fleet
+    from herd.interfaces import BackendContext
+    from herd_plugins.backend_ollama import OllamaBackend
+    from herd_plugins.backend_openai_compat import OpenAICompatBackend
+
+    classes = {"ollama": OllamaBackend, "openai-compat": OpenAICompatBackend}
+    url = "http://127.0.0.1:9"
+
+    def fleet(service: dict[str, Any]) -> Fleet:
+        nodes = [{"name": "a", "url": url, "services": [service]}]
+        settings = load_settings(None, env={}, overrides={"nodes": nodes})
+        return Fleet(settings, classes, BackendContext(http=None))
+
+    with pytest.raises(ValueError, match="unknown type 'nope'"):
+        fleet({"type": "nope", "url": url})
+    with pytest.raises(ValueError, match="cannot serve text"):
+        fleet({"type": "openai-compat", "url": url, "capabilities": ["text"]})
+    with pytest.raises(ValueError, match="options"):
+        fleet({"type": "openai-compat", "url": url, "options": {"colour": "red"}})
+
+
+def test_emulated_node_serves_both_workloads_through_the_backend(make_sim, make_router) -> None:
+    sim = workload_sim(make_sim, "studio")
+    service = {"type": "openai-compat", "url": sim.url, "models": [TRANSCRIBE_MODEL.name]}
+    router = make_router(
+        nodes=[{"name": "studio", "url": sim.url, "services": [service]}], workloads=WORKLOADS_ON
+    )
+    view = router.gateway.fleet.nodes["studio"].view
+    # the emulator has no /v1/models: the configured models stand, for every capability
+    assert view.serves("transcribe", "sim-whisper:tiny") and view.serves(
+        "image", "sim-whisper:tiny"
+    )
+    image = httpx.post(
+        router.url + "/v1/images/generations", json={"model": IMAGE_MODEL.name, "prompt": "x"}
+    )
+    assert image.status_code == 503  # Ollama lists it, but no service of the node offers it
+    assert "studio: model not on this node" in image.json()["error"]["message"]

@@ -1,0 +1,255 @@
+"""How fast the dashboard's overview renders a big fleet: 50 nodes, 200 queued requests.
+
+Run by hand (not in CI):  .venv/bin/python benchmarks/bench_dashboard.py [--nodes 50 --queued 200]
+
+Starts a router and a few emulated Ollama nodes (herd-sim, in this process) on 127.0.0.1,
+registers ``--nodes`` nodes through agent heartbeats (with CPU, RAM, VRAM and GPU
+temperature, one slot each, spread over the emulated servers), then holds ``--nodes`` +
+``--queued`` slow streaming chats open so that every node runs one and the rest wait in
+the router's queues. Headless Chromium (Debian's ``chromium``) then opens /dashboard and
+reports: time from navigation to the first complete overview (all cards, the whole queue),
+and how long each live redraw takes. Every wait is bounded; everything stops at the end.
+
+``--docs DIR`` instead writes the two screenshots of docs/dashboard.md (overview and
+trends) from a small fleet, after backfilling an hour of traces so the charts have a shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+from herd.testing import SimConfig, SimNode
+from herd.testing.router_runner import RouterHandle
+from herd.trace import RequestTrace
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "plugins"))
+from dashboard_browser import browser_missing, launch
+
+GB = 1_000_000_000
+MODELS = ["llama3.2:3b", "qwen3:4b", "qwen2.5:7b"]
+SERVERS = 5  # emulated Ollama servers behind the registered nodes
+TIMEOUT_S = 60.0
+
+
+def heartbeat(index: int, url: str, seed: random.Random) -> dict[str, Any]:
+    gpus = [
+        {
+            "index": 0,
+            "name": "RTX 4090",
+            "vram_total": 24 * GB,
+            "vram_used": int(seed.uniform(4, 21) * GB),
+            "temperature": round(seed.uniform(48, 83)),
+        }
+    ]
+    loaded = [{"name": MODELS[0], "size": 3 * GB, "size_vram": 3 * GB, "context_length": 8192}]
+    if index % 3 == 0:
+        loaded.append({"name": MODELS[1], "size": 4 * GB, "size_vram": 4 * GB})
+    return {
+        "name": f"node-{index:02d}",
+        "ollama_url": url,
+        "interval": 120.0,
+        "ollama_version": "0.12.6",
+        "models": [{"name": m, "size": (2 + i) * GB} for i, m in enumerate(MODELS)],
+        "loaded": loaded,
+        "num_parallel": 1,
+        "machine": {
+            "cpu_count": 16,
+            "cpu_percent": round(seed.uniform(5, 95), 1),
+            "ram_total": 64 * GB,
+            "ram_available": int(seed.uniform(8, 50) * GB),
+            "gpus": gpus,
+        },
+    }
+
+
+@contextlib.contextmanager
+def fleet(nodes: int, gen_tps: float) -> Iterator[RouterHandle]:
+    sims = [
+        SimNode(SimConfig(name=f"sim{i}", gen_tps=gen_tps, num_parallel=256)).start()
+        for i in range(min(SERVERS, nodes))
+    ]
+    data = tempfile.TemporaryDirectory()
+    router = RouterHandle(data_dir=data.name, log_level="warning").start()
+    try:
+        seed = random.Random(7)
+        for index in range(nodes):
+            body = heartbeat(index, sims[index % len(sims)].url, seed)
+            reply = httpx.post(f"{router.url}/fleet/heartbeat", json=body, timeout=10)
+            reply.raise_for_status()
+        yield router
+    finally:
+        router.stop()
+        for sim in sims:
+            sim.stop()
+        data.cleanup()
+
+
+def hold_requests(
+    url: str, count: int, stop: threading.Event, models: list[str]
+) -> threading.Thread:
+    """Keep ``count`` slow streaming chats open (in a thread) until ``stop`` is set."""
+
+    async def one(session: aiohttp.ClientSession, index: int) -> None:
+        body = {
+            "model": models[index % len(models)],
+            "messages": [{"role": "user", "content": "a long story please"}],
+            "options": {"num_predict": 400},
+        }
+        tags = {"X-Herd-Tags": f"app:{['chat', 'batch', 'search'][index % 3]}"}
+        with contextlib.suppress(aiohttp.ClientError, asyncio.CancelledError):
+            async with session.post(f"{url}/api/chat", json=body, headers=tags) as reply:
+                async for _ in reply.content:
+                    if stop.is_set():
+                        return
+
+    async def main() -> None:
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT_S * 3)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+            tasks = [asyncio.create_task(one(session, i)) for i in range(count)]
+            while not stop.is_set() and not all(t.done() for t in tasks):
+                await asyncio.sleep(0.1)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for_queue(url: str, want: int) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        snapshot = httpx.get(f"{url}/dashboard/api/fleet", timeout=10).json()
+        if len(snapshot["queue"]) >= want:
+            return snapshot
+        time.sleep(0.25)
+    raise TimeoutError(f"the queue never reached {want} requests")
+
+
+def measure(router: RouterHandle, nodes: int, requests: int, seconds: float) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{router.url}/dashboard")
+        page.wait_for_function(
+            f"document.querySelectorAll('#tab-overview article.card').length >= {nodes} && "
+            f"document.querySelectorAll('#tab-overview tr[data-request]').length >= {requests}",
+            timeout=TIMEOUT_S * 1000,
+        )
+        first = page.evaluate("window.herdOverview.firstAt")
+        samples: list[float] = []
+        deadline = time.monotonic() + seconds
+        seen = page.evaluate("window.herdOverview.renders")
+        while time.monotonic() < deadline:
+            page.wait_for_function(f"window.herdOverview.renders > {seen}", timeout=5000)
+            seen, took = page.evaluate("[window.herdOverview.renders, window.herdOverview.lastMs]")
+            samples.append(took)
+        browser.close()
+    return {"first": first, "redraws": samples}
+
+
+def docs_screenshots(directory: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with fleet(4, gen_tps=4.0) as router:
+        now, seed = time.time(), random.Random(3)
+        for i in range(900):  # an hour of traffic, busier lately
+            received = now - 3600 * seed.random() ** 1.6
+            model = seed.choice(MODELS)
+            latency = seed.uniform(400, 2500) * (1.8 if model == "qwen2.5:7b" else 1.0)
+            router.gateway.finish(
+                RequestTrace(
+                    request_id=f"backfill{i}",
+                    api=seed.choice(["ollama", "openai"]),
+                    endpoint="chat",
+                    kind="text",
+                    model=model,
+                    served_model=model,
+                    node=f"node-{seed.randrange(4):02d}",
+                    status="failed" if seed.random() < 0.02 else "completed",
+                    received_at=received,
+                    first_byte_at=received + latency / 5000,
+                    done_at=received + latency / 1000,
+                    ttft_ms=latency / 5,
+                    latency_ms=latency,
+                    completion_tokens=int(latency / 20),
+                    tokens_per_second=seed.uniform(30, 60),
+                    tags=[seed.choice(["app:chat", "app:search", "app:batch"])],
+                )
+            )
+        sink = next(s for s in router.gateway.sinks if s.name == "duckdb")
+        router.call(sink.flush())
+        stop = threading.Event()
+        holder = hold_requests(router.url, 12, stop, MODELS[:2])
+        wait_for_queue(router.url, 12)
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.goto(f"{router.url}/dashboard")
+            page.wait_for_selector("#tab-overview tr[data-request]")
+            page.screenshot(path=str(directory / "dashboard-overview.png"))
+            page.click('#tabs a[data-tab="trends"]')
+            page.wait_for_selector("#tab-trends[data-loaded]")
+            page.screenshot(path=str(directory / "dashboard-trends.png"))
+            browser.close()
+        stop.set()
+        holder.join(timeout=10)
+    print(f"wrote {directory}/dashboard-overview.png and dashboard-trends.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--queued", type=int, default=200, help="requests waiting in queues")
+    parser.add_argument("--seconds", type=float, default=6.0, help="live redraws to sample")
+    parser.add_argument("--docs", type=Path, help="write the docs screenshots here instead")
+    args = parser.parse_args()
+    why = browser_missing()
+    if why:
+        sys.exit(f"bench_dashboard: {why}")
+    if args.docs:
+        docs_screenshots(args.docs)
+        return
+    total = args.nodes + args.queued
+    with fleet(args.nodes, gen_tps=2.0) as router:
+        stop = threading.Event()
+        # one model, one slot per node: each node runs one, the rest wait in its queue
+        holder = hold_requests(router.url, total, stop, MODELS[:1])
+        try:
+            snapshot = wait_for_queue(router.url, total)
+            summary = snapshot["summary"]
+            print(
+                f"fleet: {summary['nodes']} nodes, {summary['running']} running, "
+                f"{summary['queued']} queued; snapshot {len(httpx.get(router.url + '/dashboard/api/fleet').content) / 1024:.0f} KB"  # noqa: E501
+            )
+            result = measure(router, args.nodes, total, args.seconds)
+        finally:
+            stop.set()
+            holder.join(timeout=15)
+    redraws = result["redraws"]
+    print(f"{'measure':<44}{'value':>12}")
+    print(f"{'navigation -> first complete overview (ms)':<44}{result['first']:>12.0f}")
+    print(f"{'live redraw, median (ms)':<44}{statistics.median(redraws):>12.1f}")
+    print(f"{'live redraw, max (ms)':<44}{max(redraws):>12.1f}")
+    print(f"{'live redraws sampled':<44}{len(redraws):>12d}")
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,8 @@ from _harness import (
 )
 
 MODEL = "llama3.2:3b"
+# The node serves 256 at once (--num-parallel 256); the router is told, as YAML would.
+SLOTS = "routing: {default_num_parallel: 256}\n"
 
 
 def main() -> None:
@@ -52,7 +54,7 @@ def main() -> None:
     ]
 
     rows: list[list[object]] = []
-    with sim_node(*sim_args) as (node_url, _), router([node_url]) as (router_url, proc):
+    with sim_node(*sim_args) as (node_url, _), router([node_url], SLOTS) as (router_url, proc):
         direct = asyncio.run(sequential(node_url, MODEL, seq_count))
         cpu0 = cpu_seconds(proc.pid)
         routed = asyncio.run(sequential(router_url, MODEL, seq_count))
@@ -67,7 +69,7 @@ def main() -> None:
     print(f"router CPU per streamed request: {cpu_per_request_ms:.2f} ms")
 
     rows = []
-    with sim_node(*paced_args) as (node_url, _), router([node_url]) as (router_url, proc):
+    with sim_node(*paced_args) as (node_url, _), router([node_url], SLOTS) as (router_url, proc):
         for level in (16, 64):
             done_d, secs_d = asyncio.run(concurrent(node_url, MODEL, level, per_level, 120))
             cpu0 = cpu_seconds(proc.pid)

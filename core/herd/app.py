@@ -10,11 +10,22 @@ import pluggy
 from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
+from herd.auth import client_key_middleware
 from herd.config import Settings
 from herd.errors import HerdError
 from herd.gateway import Gateway
 from herd.plugins import make_plugin_manager
-from herd.routes import health, ollama_inference, ollama_models
+from herd.routes import (
+    fleet_api,
+    fleet_routing,
+    health,
+    ollama_inference,
+    ollama_models,
+    openai_inference,
+    openai_models,
+    workload_images,
+    workload_transcribe,
+)
 
 __all__ = ["create_app"]
 
@@ -37,7 +48,7 @@ def render_error(
     if _is_openai(request):
         kind = {
             400: "invalid_request_error",
-            401: "authentication_error",
+            401: "invalid_request_error",
             403: "permission_error",
             404: "not_found_error",
             413: "invalid_request_error",
@@ -114,7 +125,18 @@ def create_app(
         for p in batch or []
     ]
     app = Litestar(
-        route_handlers=[*health.ROUTES, *ollama_inference.ROUTES, *ollama_models.ROUTES],
+        route_handlers=[
+            *health.ROUTES,
+            *ollama_inference.ROUTES,
+            *ollama_models.ROUTES,
+            *fleet_api.ROUTES,
+            *fleet_routing.ROUTES,
+            *openai_inference.ROUTES,
+            *openai_models.ROUTES,
+            *workload_transcribe.ROUTES,
+            *workload_images.ROUTES,
+        ],
+        middleware=client_key_middleware(settings),
         plugins=extra_plugins,
         on_startup=[gateway.start],
         on_shutdown=[gateway.stop],

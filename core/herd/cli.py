@@ -1,4 +1,4 @@
-"""The ``herd`` command (the router) and the ``herd-node`` placeholder."""
+"""The ``herd`` command (the router); ``herd-node`` lives in :mod:`herd.agent.cli`."""
 
 from __future__ import annotations
 
@@ -69,13 +69,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def node_main(argv: list[str] | None = None) -> int:
-    """``herd-node``: the node agent (not built yet)."""
-    print(
-        "herd-node: the node agent is not built yet. For now the router polls Ollama "
-        "servers itself: list them under `nodes:` in the router's YAML.",
-        file=sys.stderr,
-    )
-    return 1
+    """``herd-node``: the node agent (see :mod:`herd.agent.cli`)."""
+    from herd.agent.cli import main as agent_main
+
+    return agent_main(argv)
 
 
 if __name__ == "__main__":

@@ -15,25 +15,47 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
 
 __all__ = [
+    "ApiKeySettings",
+    "AuthSettings",
     "ConfigError",
     "FleetSettings",
     "LimitSettings",
     "NodeConfig",
+    "OpenAISettings",
     "PluginSettings",
     "RoutingSettings",
+    "ServiceConfig",
     "Settings",
+    "WorkloadSettings",
     "load_settings",
 ]
 
 
 def _doc(text: str, **constraints: Any) -> msgspec.Meta:
     return msgspec.Meta(description=text, **constraints)
+
+
+class ServiceConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A non-Ollama service a node offers: transcription, images or embeddings."""
+
+    type: Annotated[str, _doc("Backend type of the service, e.g. openai-compat.")]
+    url: Annotated[str, _doc("Base URL of the service, e.g. http://10.0.0.5:11436.")]
+    models: Annotated[
+        list[str], _doc("Models the service serves (added to what its model list says).")
+    ] = []
+    capabilities: Annotated[
+        list[str],
+        _doc("Workloads it serves: embed, image, transcribe (default: all its type offers)."),
+    ] = []
+    options: Annotated[
+        dict[str, Any], _doc("Options for the service's backend type (its Config struct).")
+    ] = {}
 
 
 class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -50,6 +72,10 @@ class NodeConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _doc("Requests the node serves at once per model (Ollama's OLLAMA_NUM_PARALLEL)."),
     ] = None
     tags: Annotated[list[str], _doc("Labels for the node, e.g. [gpu, big].")] = []
+    services: Annotated[
+        list[ServiceConfig],
+        _doc("Other services on the node (transcription, images, embeddings), each its backend."),
+    ] = []
 
 
 class FleetSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -65,6 +91,59 @@ class FleetSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         bool,
         _doc("With no nodes configured, use the Ollama at http://127.0.0.1:11434 if it answers."),
     ] = True
+    degraded_after: Annotated[
+        int,
+        _doc(
+            "Missed agent heartbeats before a node is degraded (served only as a last resort).",
+            ge=1,
+        ),
+    ] = 3
+    offline_after: Annotated[
+        int, _doc("Missed agent heartbeats before a node is offline.", ge=1)
+    ] = 6
+
+
+class ApiKeySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """One client API key; its name tags the key's requests (``key:<name>``)."""
+
+    name: Annotated[
+        str,
+        _doc(
+            "Name of the key, shown in traces and as the tag key:<name> (never the key).",
+            pattern=r"^[A-Za-z0-9_.@+=#~-]{1,64}$",
+        ),
+    ]
+    key: Annotated[
+        str,
+        _doc(
+            "The secret clients send as Authorization: Bearer <key> (8+ characters).",
+            min_length=8,
+        ),
+    ]
+
+
+class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Who may do what: node agents, administrators, API clients."""
+
+    node_token: Annotated[
+        str,
+        _doc("Token herd-node agents must present to register (also HERD_NODE_TOKEN)."),
+    ] = ""
+    admin_key: Annotated[
+        str, _doc("Key for the admin endpoints (fleet drain/undrain); empty = loopback only.")
+    ] = ""
+    api_keys: Annotated[
+        list[ApiKeySettings],
+        _doc("Client API keys; when any is set, inference and admin routes need one."),
+    ] = []
+
+    def __post_init__(self) -> None:
+        names = [k.name for k in self.api_keys]
+        keys = [k.key for k in self.api_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("auth.api_keys: two keys have the same name")
+        if len(set(keys)) != len(keys):
+            raise ValueError("auth.api_keys: two entries have the same key")
 
 
 class RoutingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -93,6 +172,68 @@ class RoutingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         dict[str, dict[str, Any]],
         _doc("Per-signal options by signal name, e.g. {thermal: {weight: 3}}."),
     ] = {}
+    fallback_options: Annotated[
+        dict[str, Any], _doc("Options of the fallback policy (its Config struct).")
+    ] = {}
+    retry_backoff_s: Annotated[
+        float,
+        _doc("Pause before a retry on another node; doubles per further retry (max 1 s).", ge=0),
+    ] = 0.05
+    default_num_parallel: Annotated[
+        int,
+        _doc(
+            "Requests a node serves at once per model when neither its agent nor "
+            "nodes[].num_parallel says (shown as 'assumed' in /fleet/queue).",
+            ge=1,
+        ),
+    ] = 4
+    max_queue_depth: Annotated[
+        int,
+        _doc("Requests that may wait in one node's queue for one model; more go elsewhere.", ge=0),
+    ] = 64
+    hold_timeout_s: Annotated[
+        float,
+        _doc(
+            "Seconds a request no queue can take waits for room, then 503 with Retry-After.",
+            ge=0,
+        ),
+    ] = 30.0
+    max_in_flight_per_client: Annotated[
+        int,
+        _doc(
+            "Requests one client (API key, else IP address) may have queued or in flight; "
+            "more get 429 with Retry-After. 0 = no cap.",
+            ge=0,
+        ),
+    ] = 0
+    stale_timeout_s: Annotated[
+        float,
+        _doc(
+            "Seconds a stream may make no progress before the reaper fails it and frees its slot.",
+            gt=0,
+        ),
+    ] = 600.0
+    context_protection: Annotated[
+        Literal["pin", "strip", "warn", "passthrough"],
+        _doc("How num_ctx is handled so models do not reload: pin, strip, warn, passthrough."),
+    ] = "pin"
+    keep_alive: Annotated[
+        dict[str, float | str],
+        _doc("Default keep_alive per model when the client sends none; '*' for all models."),
+    ] = {}
+    vram_fallback: Annotated[
+        bool,
+        _doc(
+            "Serve a loaded model of the same category when the requested one would need a "
+            "long cold load (never for images without vision; X-Herd-No-Fallback opts out)."
+        ),
+    ] = False
+    auto_pull: Annotated[
+        bool, _doc("Pull a model no node has onto the best node with room, then serve it.")
+    ] = False
+    auto_pull_timeout_s: Annotated[
+        float, _doc("Seconds a request waits for an auto-pull before it fails.", gt=0)
+    ] = 600.0
 
 
 class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -101,6 +242,41 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_body_bytes: Annotated[
         int, _doc("Largest request body accepted; larger bodies get 413.", gt=0)
     ] = 64 * 1024 * 1024
+
+
+class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """How the OpenAI-compatible ``/v1`` API answers."""
+
+    reasoning_field: Annotated[
+        Literal["reasoning_content", "reasoning", "drop"],
+        _doc(
+            "Where a thinking model's reasoning goes in /v1 replies: reasoning_content, "
+            "reasoning (Ollama's name) or drop; never into content."
+        ),
+    ] = "reasoning_content"
+
+
+class WorkloadSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Image generation, speech-to-text and embeddings (read per request)."""
+
+    image_generation: Annotated[
+        bool, _doc("Serve /api/generate-image and /v1/images/generations (off: 503).")
+    ] = False
+    transcription: Annotated[
+        bool, _doc("Serve /api/transcribe and /v1/audio/transcriptions (off: 503).")
+    ] = False
+    max_audio_bytes: Annotated[
+        int, _doc("Largest audio file accepted for transcription; larger gets 413.", gt=0)
+    ] = 25 * 1024 * 1024
+    image_timeout: Annotated[
+        float, _doc("Seconds an image generation may take; then it is cancelled on the node.", gt=0)
+    ] = 300.0
+    transcription_timeout: Annotated[
+        float, _doc("Seconds a transcription may take; then it is cancelled on the node.", gt=0)
+    ] = 300.0
+    embed_batch_size: Annotated[
+        int, _doc("Most inputs sent to a node in one embeddings call; more are split.", ge=1)
+    ] = 64
 
 
 class PluginSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -135,6 +311,15 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     plugins: Annotated[PluginSettings, _doc("Which plugins run, and their options.")] = (
         PluginSettings()
     )
+    workloads: Annotated[
+        WorkloadSettings, _doc("Image generation and transcription toggles, limits, batching.")
+    ] = WorkloadSettings()
+    auth: Annotated[AuthSettings, _doc("Tokens and keys: node agents, admins, API clients.")] = (
+        AuthSettings()
+    )
+    openai: Annotated[OpenAISettings, _doc("How the OpenAI-compatible /v1 API answers.")] = (
+        OpenAISettings()
+    )
 
     @property
     def data_path(self) -> Path:
@@ -148,6 +333,8 @@ class ConfigError(Exception):
 
 ENV_PREFIX = "HERD_"
 _NOT_SETTINGS = {"HERD_DISABLE_PLUGINS", "HERD_CONFIG"}
+# herd-node's own variables; the router shares only the node token with it.
+_AGENT_PREFIX = "HERD_NODE_"
 
 
 def load_settings(
@@ -194,6 +381,10 @@ def load_settings(
         raw = loaded
     for key, value in sorted(env.items()):
         if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+            continue
+        if key.startswith(_AGENT_PREFIX):
+            if key == "HERD_NODE_TOKEN" and value:
+                _set_path(raw, ["auth", "node_token"], value)  # a string, never YAML-parsed
             continue
         dotted = key[len(ENV_PREFIX) :].lower().split("__")
         _set_path(raw, dotted, _parse_env_value(key, value))

@@ -13,6 +13,7 @@ import pluggy
 from herd.config import Settings
 from herd.fleet import Fleet
 from herd.interfaces import BackendContext, FallbackPolicy, Signal, TraceSink
+from herd.live_settings import LiveSettings
 from herd.names import normalize_model_name
 from herd.plugins import PluginLoadError, collect_classes
 from herd.scheduling import Scheduler
@@ -43,7 +44,9 @@ class Gateway:
         self.fallback_classes = collect_classes(pm.hook.herd_register_fallback_policies())
         self.sink_classes = collect_classes(pm.hook.herd_register_sinks())
         self.signals = self._make_signals()
+        self._observers = [s for s in self.signals if type(s).observe is not Signal.observe]
         self.fallback = self._make_fallback()
+        self.live_settings = LiveSettings(self)
         self.sinks: list[TraceSink] = []
         self.http: aiohttp.ClientSession | None = None
         self.fleet: Fleet | None = None
@@ -74,10 +77,12 @@ class Gateway:
         if cls is None:
             known = ", ".join(sorted(self.fallback_classes)) or "none"
             raise PluginLoadError(f"routing.fallback: unknown policy {name!r} (known: {known})")
-        return cls(cls.Config())
+        options = self.settings.routing.fallback_options
+        return cls(_convert(options, cls.Config, "routing.fallback_options"))
 
     async def start(self) -> None:
         """Open the HTTP session, build the fleet, start sinks, run startup hooks."""
+        self.live_settings.restore()  # the dashboard's saved overrides win over YAML
         routing = self.settings.routing
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
@@ -92,11 +97,14 @@ class Gateway:
             poll_timeout=self.settings.fleet.poll_timeout,
         )
         self.fleet = Fleet(self.settings, self.backend_classes, context)
-        self.scheduler = Scheduler(self.fleet, self.signals, self.fallback, routing.max_retries)
+        self.scheduler = Scheduler(self.fleet, self.signals, self.fallback, routing)
+        self.scheduler.start()
         plugin_options = self.settings.plugins.options
         for name, cls in self.sink_classes.items():
             config = _convert(plugin_options.get(name, {}), cls.Config, f"plugins.options.{name}")
-            sink = cls(config, str(self.settings.data_path))
+            # data_dir "" means no files (tests): the sink is told "", not ".".
+            data_dir = str(self.settings.data_path) if self.settings.data_dir else ""
+            sink = cls(config, data_dir)
             await sink.start()
             self.sinks.append(sink)
         await self.fleet.start()
@@ -109,6 +117,8 @@ class Gateway:
         for result in self.pm.hook.herd_shutdown(gateway=self):
             if inspect.isawaitable(result):
                 await result
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         if self.fleet is not None:
             await self.fleet.stop()
         for sink in self.sinks:
@@ -125,7 +135,12 @@ class Gateway:
         return normalize_model_name(resolved or model)
 
     def finish(self, trace: RequestTrace) -> None:
-        """Hand a finished request's trace to the sinks and hooks; never blocks."""
+        """Hand a finished request's trace to the signals, sinks and hooks; never blocks."""
+        for signal in self._observers:
+            try:
+                signal.observe(trace)
+            except Exception:
+                log.exception("signal %s failed to observe a trace", signal.name)
         for sink in self.sinks:
             try:
                 sink.submit(trace)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -96,6 +96,11 @@ class NodeView:
         num_parallel: Requests the node serves at once per model (0 = unknown).
         vram_total: Bytes of GPU memory over all GPUs (0 = unknown; agent-reported).
         draining: The node takes no new requests; in-flight ones finish.
+        capabilities: Workloads the node serves: its own backend's and its services'.
+        service_models: Models the node's services offer, by capability (``transcribe``,
+            ``image``, ``embed``): only services that answered their last poll.
+        primary_capabilities: The node's own backend's capabilities (None: all of
+            ``capabilities``).
     """
 
     name: str
@@ -123,15 +128,48 @@ class NodeView:
     agent: bool = False
     draining: bool = False
     tags: list[str] = field(default_factory=list)
+    # The node's other services (see herd.services): models by capability, answering ones only.
+    service_models: dict[str, dict[str, ModelEntry]] = field(default_factory=dict)
+    primary_capabilities: frozenset[str] | None = None
+    # What the router itself remembers about the node (scheduler and fleet keep these):
+    assumed_parallel: int = 4
+    queued_by_model: dict[str, int] = field(default_factory=dict)
+    loading: dict[str, int] = field(default_factory=dict)
+    unloaded_at: dict[str, float] = field(default_factory=dict)
+    online_since: float = 0.0
 
     @property
     def online(self) -> bool:
         """True when the last poll or request reached the node."""
         return self.status == "online"
 
+    @property
+    def slots(self) -> int:
+        """Requests served at once per model: ``num_parallel``, else ``assumed_parallel``.
+
+        ``assumed_parallel`` is YAML ``routing.default_num_parallel``; ``/fleet/queue`` says
+        which of the two a node's queues use. ``queued_by_model`` counts requests waiting in
+        the router's queues; ``loading`` names models the router sent a request for while
+        they were not loaded (value: the ``num_ctx`` asked, 0 = the node's default), until a
+        poll shows them; ``unloaded_at`` says when a model left memory (thermal: warm);
+        ``online_since`` is when the node last came online (availability: flapping).
+        """
+        return self.num_parallel or self.assumed_parallel
+
     def has_model(self, key: str) -> bool:
         """True when the node has the model (by normalised name) on disk or loaded."""
         return key in self.models or key in self.loaded
+
+    def serves(self, capability: str, key: str) -> bool:
+        """True when the node can serve ``key`` for ``capability`` (e.g. ``transcribe``).
+
+        A model one of the node's services offers for that capability counts; otherwise
+        the node's own backend must have the capability and the model.
+        """
+        if key in self.service_models.get(capability, ()):
+            return True
+        own = self.capabilities if self.primary_capabilities is None else self.primary_capabilities
+        return capability in own and self.has_model(key)
 
 
 @dataclass(slots=True)
@@ -150,6 +188,16 @@ class InferenceRequest:
         model_key: The normalised name of the model to serve (after aliases).
         body: The canonical (Ollama-shaped) request body.
         stream: Whether the client asked for a stream.
+        prompt_tokens: Estimated prompt tokens (text, history and images), for context-fit.
+        num_predict: The client's ``options.num_predict``, if any.
+        images: Number of images in the request (a vision model is needed).
+        session: Conversation key (a ``session:`` tag, or a hash of the first messages).
+        follow_up: The messages include an earlier reply: a later turn of a conversation.
+        fallback_models: The client's own fallback list (body ``fallback_models``), in order.
+        allow_fallback: False when the client forbids serving another model
+            (``X-Herd-No-Fallback``).
+        notes: What the router changed or noticed while routing (for the trace).
+        api_key: The name of the client's API key (``auth.api_keys``), never the key.
     """
 
     api: str
@@ -166,6 +214,15 @@ class InferenceRequest:
     received_at: float = field(default_factory=time.time)
     client: str = ""
     traceparent: str = ""
+    prompt_tokens: int = 0
+    num_predict: int | None = None
+    images: int = 0
+    session: str = ""
+    follow_up: bool = False
+    fallback_models: list[str] = field(default_factory=list)
+    allow_fallback: bool = True
+    notes: list[str] = field(default_factory=list)
+    api_key: str = ""
 
     def encoded_body(self) -> bytes:
         """The body to send to an Ollama node (the client's bytes when unchanged)."""
@@ -247,6 +304,10 @@ class Backend(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[str]] = frozenset({"text"})
+    #: True when the backend serves one of a node's services (``nodes[].services``), not
+    #: the node itself: then an unreachable service must not mark the whole node offline
+    #: (raise :class:`NodeFailure` with a non-zero status, e.g. 502).
+    is_service: bool = False
 
     class Config(msgspec.Struct, forbid_unknown_fields=True):
         """Options under ``nodes[].options``."""
@@ -299,6 +360,21 @@ class Signal(ABC):
         self.config = config
         self.weight = float(getattr(config, "weight", 1.0))
 
+    def prepare(
+        self, request: InferenceRequest, nodes: Sequence[NodeView]
+    ) -> Mapping[str, str] | None:
+        """See every candidate once, before ``reject`` and ``scores`` (optional).
+
+        For signals that judge a node against the others (e.g. "reject only when another
+        node fits"). Called synchronously right before the per-node calls of one decision,
+        so state kept here is valid for that decision only.
+
+        Returns:
+            None, or ``{node name: reason}`` for nodes to reject (cheaper than ``reject``
+            when the verdicts come out of this pass anyway).
+        """
+        return None
+
     def reject(self, request: InferenceRequest, node: NodeView) -> str | None:
         """A reason this node cannot serve the request, or None."""
         return None
@@ -306,6 +382,20 @@ class Signal(ABC):
     @abstractmethod
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         """How good this node is for the request, from 0 (worst) to 1 (best)."""
+
+    def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        """Score several nodes at once: what the router calls, ``score`` on each by default.
+
+        Override only for speed, when scoring one node costs little next to a call.
+        """
+        score = self.score
+        return [score(request, node) for node in nodes]
+
+    def observe(self, trace: RequestTrace) -> None:  # noqa: B027
+        """Learn from a finished request (latency, failures, where a session went).
+
+        Optional; called on the event loop for every trace, so it must be cheap.
+        """
 
 
 class FallbackPolicy(ABC):
@@ -324,6 +414,20 @@ class FallbackPolicy(ABC):
         self, request: InferenceRequest, ranked: list[NodeView], tried: list[str]
     ) -> NodeView | None:
         """The next node to try from the ranked candidates, or None to give up."""
+
+    def substitute(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], same_category: bool
+    ) -> str | None:
+        """Another model to serve when the requested one is loaded nowhere (optional).
+
+        Called only when the client allows a substitute. ``request.fallback_models`` (the
+        client's own list) comes first; ``same_category`` is YAML ``routing.vram_fallback``.
+
+        Returns:
+            The normalised name of the model to serve instead, or None to serve the
+            requested model (loading it if need be).
+        """
+        return None
 
 
 class TraceSink(ABC):

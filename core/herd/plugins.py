@@ -18,10 +18,21 @@ log = logging.getLogger("herd.plugins")
 #: Built-in plugin modules, registered exactly like third-party ones.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "herd_plugins.backend_ollama",
+    "herd_plugins.backend_openai_compat",
     "herd_plugins.signal_thermal",
+    "herd_plugins.signal_memory_fit",
     "herd_plugins.signal_queue_depth",
+    "herd_plugins.signal_wait_time",
+    "herd_plugins.signal_role_affinity",
+    "herd_plugins.signal_availability",
+    "herd_plugins.signal_context_fit",
+    "herd_plugins.signal_session",
     "herd_plugins.fallback_next_best",
     "herd_plugins.model_aliases",
+    "herd_plugins.sink_duckdb",
+    "herd_plugins.sink_otel",
+    "herd_plugins.metrics_prometheus",
+    "herd_plugins.dashboard",
 )
 
 

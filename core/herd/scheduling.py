@@ -1,36 +1,44 @@
-"""Choosing a node: candidates -> reject -> score -> rank -> attempt, with fallback."""
+"""Choosing a node and getting the request onto it.
+
+rank (see :mod:`herd.ranking`) -> admit into that node's queue (see :mod:`herd.queues`)
+-> shape the body for that node (:mod:`herd.request_shaping`) -> open it. A failure before
+the first byte releases the slot, backs off, re-ranks and admits the request through the
+next node's queue, so retries respect every node's concurrency too.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
+from herd.auto_pull import AutoPuller
+from herd.config import RoutingSettings
 from herd.errors import HerdError, model_not_found
 from herd.fleet import Fleet, FleetNode
 from herd.interfaces import (
     FallbackPolicy,
     InferenceRequest,
     NodeFailure,
-    NodeView,
     Signal,
     UpstreamReply,
 )
+from herd.queues import QueueBoard, QueueFull, Slot, client_key
+from herd.ranking import Decision, Ranker
+from herd.reaper import ZombieReaper
+from herd.request_shaping import INFERENCE_ENDPOINTS, BodyShaper
 from herd.trace import AttemptRecord
 
 __all__ = ["Attempt", "Decision", "Scheduler"]
 
 log = logging.getLogger("herd.scheduling")
 
-
-@dataclass(slots=True)
-class Decision:
-    """A ranking of the nodes for one request, with the reasons behind it."""
-
-    ranked: list[NodeView]
-    totals: dict[str, float] = field(default_factory=dict)
-    scores: dict[str, dict[str, float]] = field(default_factory=dict)
-    rejections: dict[str, str] = field(default_factory=dict)
+_BUSY = 503  # a node's own "server busy": not its fault, so it is not excluded
+_HOLD_RETRY_AFTER_S = 5
+# image and speech-to-text jobs wait in the same per-node queues as text (no body shaping)
+_QUEUED_KINDS = frozenset({"image", "stt"})
 
 
 @dataclass(slots=True)
@@ -43,111 +51,186 @@ class Attempt:
     retries: int
     tried: list[str]
     attempts: list[AttemptRecord]
+    slot: Slot
+    board: QueueBoard
+    queue_ms: float = 0.0
 
     @property
     def score(self) -> float:
+        """The serving node's total score, in [0, 1] (``X-Herd-Score``)."""
         return self.decision.totals.get(self.node.name, 0.0)
+
+    def release(self, failed: bool = False) -> None:
+        """Free the node's slot; safe to call more than once."""
+        self.board.release(self.slot, failed)
 
 
 class Scheduler:
-    """Ranks nodes with the signal plugins and opens the request on the best one."""
+    """Ranks nodes with the signal plugins, queues the request and opens it on a node."""
 
     def __init__(
         self,
         fleet: Fleet,
         signals: list[Signal],
         fallback: FallbackPolicy,
-        max_retries: int,
+        routing: RoutingSettings,
     ) -> None:
         self.fleet = fleet
         self.signals = signals
         self.fallback = fallback
-        self.max_retries = max_retries
+        self.routing = routing
+        self.max_retries = routing.max_retries
+        self.ranker = Ranker(signals)
+        self.board = QueueBoard(routing.max_queue_depth, routing.max_in_flight_per_client)
+        self.shaper = BodyShaper(routing)
+        self.reaper = ZombieReaper(self.board, routing.stale_timeout_s)
+        self.puller = AutoPuller(fleet, routing.auto_pull_timeout_s) if routing.auto_pull else None
+
+    def start(self) -> None:
+        """Start the zombie reaper (on the running loop)."""
+        self.reaper.start()
+
+    async def stop(self) -> None:
+        await self.reaper.stop()
+
+    @property
+    def reaped(self) -> int:
+        """Requests the zombie reaper failed since start."""
+        return self.board.reaped
+
+    def queue_stats(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per node and model: pending, in_flight, done, failed, concurrency (+ source)."""
+        return self.board.stats()
 
     def rank(self, request: InferenceRequest, capability: str = "text") -> Decision:
-        """Score every online node that can serve the request, best first."""
-        decision = Decision(ranked=[])
-        key = request.model_key
-        candidates: list[tuple[float, int, NodeView]] = []
-        for index, node in enumerate(self.fleet.nodes.values()):
-            view = node.view
-            if view.status != "online":
-                decision.rejections[view.name] = f"node {view.status}"
-                continue
-            if capability not in view.capabilities:
-                decision.rejections[view.name] = f"no {capability} capability"
-                continue
-            if not view.has_model(key):
-                decision.rejections[view.name] = "model not on this node"
-                continue
-            reason = None
-            per_signal: dict[str, float] = {}
-            total = 0.0
-            for signal in self.signals:
-                reason = signal.reject(request, view)
-                if reason is not None:
-                    reason = f"{signal.name}: {reason}"
-                    break
-                value = signal.score(request, view)
-                per_signal[signal.name] = value
-                total += value * signal.weight
-            if reason is not None:
-                decision.rejections[view.name] = reason
-                continue
-            decision.scores[view.name] = per_signal
-            decision.totals[view.name] = total
-            candidates.append((-total, index, view))
-        candidates.sort(key=lambda c: (c[0], c[1]))
-        decision.ranked = [c[2] for c in candidates]
-        return decision
+        """Score every node that can serve the request, best first."""
+        return self.ranker.rank(request, [n.view for n in self.fleet.nodes.values()], capability)
+
+    def explain(self, request: InferenceRequest, capability: str = "text") -> dict[str, Any]:
+        """The full ranking for a hypothetical request, without sending it."""
+        requested = request.model_key
+        substitute = self._substitute(request) if request.allow_fallback else None
+        if substitute:
+            request.model_key = substitute
+        decision = self.rank(request, capability)
+        ranked = []
+        for view in decision.ranked:
+            key = request.model_key
+            ranked.append(
+                {
+                    "node": view.name,
+                    "score": round(decision.totals[view.name], 4),
+                    "signals": {k: round(v, 4) for k, v in decision.scores[view.name].items()},
+                    "status": view.status,
+                    "queue": {
+                        "pending": view.queued_by_model.get(key, 0),
+                        "in_flight": view.in_flight_by_model.get(key, 0),
+                        "concurrency": view.slots,
+                    },
+                }
+            )
+        return {
+            "model": requested,
+            "served_model": request.model_key,
+            "substituted": substitute is not None,
+            "weights": {s.name: s.weight for s in self.signals},
+            "ranked": ranked,
+            "rejected": decision.rejections,
+            "notes": request.notes,
+        }
 
     async def open(self, request: InferenceRequest, capability: str = "text") -> Attempt:
-        """Open the request on the best node, moving on when a node fails before its first byte.
+        """Open the request on the best node it can be admitted to, moving on after failures.
 
         Raises:
-            HerdError: 404 when no node has the model, 503 when none is online to serve
-                it, 502 when every node tried failed.
+            HerdError: 404 when no node has the model (or an auto-pull failed), 429 over the
+                client's cap, 503 when nothing can serve it or every queue stayed full for
+                ``routing.hold_timeout_s``, 502 when every node tried failed.
         """
+        inference = request.endpoint in INFERENCE_ENDPOINTS
+        client = ""
+        if inference and self.board.max_in_flight_per_client:
+            client = client_key(request)
+            self.board.enter(client)
+        try:
+            attempt = await self._open(request, capability, inference)
+        except BaseException:
+            if client:
+                self.board.leave(client)
+            raise
+        attempt.slot.client = client
+        return attempt
+
+    async def _open(self, request: InferenceRequest, capability: str, inference: bool) -> Attempt:
+        served_name = ""
+        if inference and request.allow_fallback:
+            substitute = self._substitute(request)
+            if substitute is not None:
+                request.model_key = served_name = substitute
         decision = self.rank(request, capability)
+        if (
+            not decision.ranked
+            and self.puller is not None
+            and inference
+            and not self._anywhere(request)
+        ):
+            await self.puller.pull(request, capability)
+            decision = self.rank(request, capability)
         if not decision.ranked:
-            raise self._nothing_to_try(request, capability)
+            raise self._nothing_to_try(request, decision)
+        key = request.model_key
+        original = request.raw_body
         tried: list[str] = []
+        excluded: list[str] = []
         attempts: list[AttemptRecord] = []
         failures: list[str] = []
         all_not_found = True
-        node_view: NodeView | None = decision.ranked[0]
-        while node_view is not None:
-            node = self.fleet.nodes[node_view.name]
+        queue_s = 0.0
+        while True:
+            admit_started = time.monotonic()
+            queued = inference or request.kind in _QUEUED_KINDS
+            slot, decision = await self._admit(request, decision, excluded, capability, queued)
+            queue_s += time.monotonic() - admit_started
+            if slot is None:
+                break
+            view = slot.view
+            node = self.fleet.nodes[view.name]
             tried.append(node.name)
-            view = node.view
-            view.in_flight += 1
-            by_model = view.in_flight_by_model
-            by_model[request.model_key] = by_model.get(request.model_key, 0) + 1
+            if inference:
+                self.shaper.shape(request, view, original, served_name)
+                if key not in view.loaded and key not in view.loading:
+                    view.loading[key] = self.shaper.context_for(request, view)
             started = time.time()
             try:
-                reply = await node.backend.open(request)
+                reply = await node.backend_for(capability, key).open(request)
             except NodeFailure as failure:
+                self.board.release(slot, failed=True)
                 attempts.append(
                     AttemptRecord(node.name, started, time.time(), failure.message, failure.status)
                 )
-                self.release(view, request.model_key)
                 failures.append(f"{node.name}: {failure.message}")
                 all_not_found = all_not_found and failure.not_found
                 if failure.not_found:
-                    view.models.pop(request.model_key, None)
-                    view.loaded.pop(request.model_key, None)
+                    view.models.pop(key, None)
+                    view.loaded.pop(key, None)
                 elif failure.status == 0:
                     self.fleet.mark_unreachable(view, failure.message)
                 if not failure.retryable:
-                    raise HerdError(502, failure.message) from None
+                    raise _with_attempts(HerdError(502, failure.message), attempts) from None
+                if failure.status != _BUSY:
+                    excluded.append(node.name)
                 log.info("request %s: %s failed (%s)", request.request_id, node.name, failure)
                 if len(tried) > self.max_retries:
                     break
-                node_view = self.fallback.next_node(request, decision.ranked, tried)
+                backoff = self.routing.retry_backoff_s * (2 ** (len(tried) - 1))
+                if backoff > 0:
+                    await asyncio.sleep(min(1.0, backoff))
+                decision = self.rank(request, capability)
                 continue
             except BaseException:
-                self.release(view, request.model_key)
+                self.board.release(slot, failed=True)
                 raise
+            slot.reply = reply
             attempts.append(AttemptRecord(node.name, started, time.time(), "", reply.status))
             return Attempt(
                 node=node,
@@ -156,33 +239,93 @@ class Scheduler:
                 retries=len(tried) - 1,
                 tried=tried,
                 attempts=attempts,
+                slot=slot,
+                board=self.board,
+                queue_ms=queue_s * 1000.0,
             )
-        request_attempts = attempts  # kept for the rejection trace
+        if not tried:
+            raise self._nothing_to_try(request, decision)
         if all_not_found:
-            raise _with_attempts(model_not_found(request.model), request_attempts)
+            raise _with_attempts(model_not_found(request.model), attempts)
         raise _with_attempts(
             HerdError(
                 502, "no node could serve the request: " + "; ".join(failures), retry_after=1
             ),
-            request_attempts,
+            attempts,
         )
 
-    def release(self, view: NodeView, model_key: str) -> None:
-        """Take a finished request off a node's in-flight counts."""
-        view.in_flight -= 1
-        by_model = view.in_flight_by_model
-        left = by_model.get(model_key, 1) - 1
-        if left > 0:
-            by_model[model_key] = left
-        else:
-            by_model.pop(model_key, None)
+    async def _admit(
+        self,
+        request: InferenceRequest,
+        decision: Decision,
+        excluded: list[str],
+        capability: str,
+        queued: bool,
+    ) -> tuple[Slot | None, Decision]:
+        """A slot on the best node that has room, holding the request while none has.
 
-    def _nothing_to_try(self, request: InferenceRequest, capability: str) -> HerdError:
+        Requests that do not queue (metadata calls such as show) get a slot that counts
+        nothing. Returns ``(None, decision)`` when every candidate has been excluded.
+        """
+        hold_until = 0.0
+        while True:
+            full: list[str] = []
+            while True:
+                view = self.fallback.next_node(request, decision.ranked, excluded + full)
+                if view is None:
+                    break
+                if not queued:
+                    return self.board.free_pass(view, request), decision
+                try:
+                    return await self.board.acquire(view, request), decision
+                except QueueFull:
+                    full.append(view.name)
+            if not full:
+                return None, decision
+            now = time.monotonic()
+            if not hold_until:
+                hold_until = now + self.routing.hold_timeout_s
+            remaining = hold_until - now
+            if remaining <= 0:
+                raise HerdError(
+                    503,
+                    f"every queue for model '{request.model}' is full; try again later",
+                    retry_after=_HOLD_RETRY_AFTER_S,
+                    code="queue_full",
+                )
+            await self.board.wait_for_room(min(remaining, 1.0))
+            decision = self.rank(request, capability)
+
+    def _anywhere(self, request: InferenceRequest) -> bool:
+        """True when some node, in any state, has the model."""
+        return any(n.view.has_model(request.model_key) for n in self.fleet.nodes.values())
+
+    def _substitute(self, request: InferenceRequest) -> str | None:
+        """Another model to serve when the requested one is loaded nowhere, if allowed."""
+        vram_fallback = self.routing.vram_fallback
+        if not (request.fallback_models or vram_fallback):
+            return None
+        key = request.model_key
+        views = [
+            n.view
+            for n in self.fleet.nodes.values()
+            if n.view.status == "online" and not n.view.draining
+        ]
+        if any(key in v.loaded or key in v.loading for v in views):
+            return None
+        substitute = self.fallback.substitute(request, views, vram_fallback)
+        if substitute is None or substitute == key:
+            return None
+        request.notes.append(f"served {substitute} instead of {key}: {key} is loaded nowhere")
+        return substitute
+
+    def _nothing_to_try(self, request: InferenceRequest, decision: Decision) -> HerdError:
         key = request.model_key
         holders = [n.view for n in self.fleet.nodes.values() if n.view.has_model(key)]
         if not holders:
             return model_not_found(request.model)
-        if not any(v.status == "online" for v in holders):
+        usable = [v for v in holders if v.status in ("online", "degraded")]
+        if not usable:
             names = ", ".join(v.name for v in holders)
             return HerdError(
                 503,
@@ -190,9 +333,22 @@ class Scheduler:
                 retry_after=5,
                 code="no_node_available",
             )
+        if all(v.draining for v in usable):
+            names = ", ".join(v.name for v in usable)
+            return HerdError(
+                503,
+                f"model '{request.model}' is only on nodes that are draining ({names})",
+                retry_after=5,
+                code="no_node_available",
+            )
+        reasons = "; ".join(
+            f"{v.name}: {decision.rejections[v.name]}"
+            for v in holders
+            if v.name in decision.rejections
+        )
         return HerdError(
             503,
-            f"no node can serve model '{request.model}' now",
+            f"no node can serve model '{request.model}' now ({reasons})",
             retry_after=1,
             code="no_node_available",
         )

@@ -81,13 +81,18 @@ class Relay:
     ) -> AsyncIterator[bytes]:
         """The node's NDJSON lines; a break after the first byte becomes an error frame."""
         reply = self.attempt.reply
+        slot = self.attempt.slot  # its chunk count tells the zombie reaper we progress
         status, error = "completed", ""
         last = reply.first
         try:
             yield transform(last) if transform else last
             async for line in reply.rest():
+                slot.chunks += 1
                 last = line
-                yield transform(line) if transform else line
+                if transform is None:
+                    yield line
+                elif out := transform(line):  # a translator may have nothing to send
+                    yield out
             if (
                 b'"done":true' not in last
                 and b'"error"' not in last
@@ -108,7 +113,7 @@ class Relay:
 
     def done(self, status: str, error: str, last: bytes | None) -> None:
         """Release the node's slot and hand the trace on."""
-        self.gateway.scheduler.release(self.attempt.node.view, self.request.model_key)
+        self.attempt.release(failed=status == "failed")
         try:
             self._record(status, error, last)
         except Exception:  # a broken trace must never break the client's reply
@@ -118,8 +123,8 @@ class Relay:
         request, attempt = self.request, self.attempt
         now = time.time()
         final = _Final()
-        if last and b'"done":true' in last:
-            with contextlib.suppress(msgspec.DecodeError):
+        if last and (b'"done":true' in last or b'"error"' in last):
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                 final = _decode_final(last)
         if final.error and status == "completed":
             status, error = "failed", final.error
@@ -155,6 +160,10 @@ class Relay:
                 stream=request.stream,
                 attempts=attempt.attempts,
                 traceparent=request.traceparent,
+                api_key=request.api_key,
+                queue_ms=attempt.queue_ms,
+                session=request.session,
+                notes=request.notes,
             )
         )
 

@@ -22,7 +22,10 @@ class RequestTrace(msgspec.Struct, frozen=True, kw_only=True):
 
     Times are Unix seconds; durations are milliseconds. ``load_ms`` is the node's model
     load time (Ollama's ``load_duration``; large on a cold load); ``api_key`` names the
-    client's API key when one was used (never the key itself).
+    client's API key when one was used (never the key itself). ``queue_ms`` is the time
+    spent waiting in the router's queues; ``session`` is the conversation key the
+    session-affinity signal follows; ``notes`` say what routing changed or noticed (a
+    pinned ``num_ctx``, a substituted model, an auto-pull, an expected reload).
     """
 
     request_id: str
@@ -55,3 +58,5 @@ class RequestTrace(msgspec.Struct, frozen=True, kw_only=True):
     traceparent: str = ""
     load_ms: float = 0.0
     api_key: str = ""
+    session: str = ""
+    notes: list[str] = []

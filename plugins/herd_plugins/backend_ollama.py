@@ -120,6 +120,7 @@ class OllamaBackend(Backend):
                 self._url(path),
                 data=body,
                 headers=headers or (_JSON if body is not None else None),
+                allow_redirects=False,  # a node must not send prompts elsewhere
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     sock_connect=self.context.connect_timeout,
@@ -148,6 +149,12 @@ class OllamaBackend(Backend):
         try:
             async with asyncio.timeout(self.context.first_byte_timeout):
                 response = await self._send(method, path, body, headers)
+                if 300 <= response.status < 400:
+                    raise NodeFailure(
+                        f"node {self.node.name} answered a redirect ({response.status}); "
+                        "herd does not follow redirects from nodes",
+                        status=response.status,
+                    )
                 if response.status >= 400:
                     raw = await response.read()
                     response.release()
@@ -210,7 +217,7 @@ class OllamaBackend(Backend):
         )
 
     async def _get_json(self, path: str) -> dict[str, Any]:
-        async with self.context.http.get(self._url(path)) as response:
+        async with self.context.http.get(self._url(path), allow_redirects=False) as response:
             if response.status != 200:
                 raise NodeFailure(f"{path} answered {response.status}", status=response.status)
             data = _decode_json(await response.read())

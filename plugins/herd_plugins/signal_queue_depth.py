@@ -1,20 +1,46 @@
-"""Queue-depth signal: fewer requests in flight on a node is better."""
+"""Queue-depth signal: requests waiting and in flight on the node, against its slots."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from herd import InferenceRequest, NodeView, Signal, hookimpl
 
 
 class QueueDepthSignal(Signal):
-    """Scores ``1 / (1 + in_flight)`` over all the node's requests through this router."""
+    """With a free slot for the model: ``1 - busy / (2 * slots)``, from 1.0 (idle) down to
+    just above 0.5 (one slot left). With none (the request would wait):
+    ``saturated / (1 + queued / slots)``: 0.4 with every slot busy, 0.2 with a full round
+    already waiting. Having to wait is a step down, not a slope: a free slot now beats a
+    short queue. ``busy`` counts the model's requests in flight plus ``other_models`` times
+    the node's requests for other models (they share the GPU).
+    """
 
     name = "queue-depth"
 
     class Config(Signal.Config, forbid_unknown_fields=True):
-        weight: float = 2.0
+        weight: float = 4.0
+        saturated: float = 0.4
+        other_models: float = 0.25
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
-        return 1.0 / (1.0 + node.in_flight)
+        return self.scores(request, [node])[0]
+
+    def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        key = request.model_key
+        config = self.config
+        other, saturated = config.other_models, config.saturated
+        out = []
+        for node in nodes:
+            mine = node.in_flight_by_model.get(key, 0)
+            queued = node.queued_by_model.get(key, 0)
+            slots = node.slots
+            if mine < slots and not queued:
+                busy = mine + other * (node.in_flight - mine)
+                out.append(max(0.5, 1.0 - 0.5 * busy / slots))
+            else:
+                out.append(saturated / (1.0 + queued / slots))
+        return out
 
 
 @hookimpl

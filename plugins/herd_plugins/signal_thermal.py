@@ -1,28 +1,47 @@
-"""Thermal signal: a model already loaded in memory beats one that must load from disk."""
+"""Thermal signal: how ready the model is on the node, from hot (in memory) to cold."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Sequence
 
 from herd import InferenceRequest, NodeView, Signal, hookimpl
 
 
 class ThermalSignal(Signal):
-    """Scores 1.0 when the model is loaded (hot), 0.3 when it is only on disk (cold)."""
+    """Hot (loaded) 1.0; loading (a request is already loading it there) ``loading``;
+    warm (left memory less than ``warm_window_s`` ago, still in the disk cache) ``warm``;
+    cold (on disk only) ``cold``; absent 0.
+    """
 
     name = "thermal"
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 3.0
-        cold: float = 0.3
-
-    def reject(self, request: InferenceRequest, node: NodeView) -> str | None:
-        if not node.has_model(request.model_key):
-            return "model not on this node"
-        return None
+        loading: float = 0.9
+        warm: float = 0.5
+        cold: float = 0.2
+        warm_window_s: float = 900.0
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
-        if request.model_key in node.loaded:
-            return 1.0
-        return self.config.cold
+        return self.scores(request, [node])[0]
+
+    def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        key = request.model_key
+        config = self.config
+        out = []
+        for node in nodes:
+            if key in node.loaded:
+                out.append(1.0)
+            elif key in node.loading:
+                out.append(config.loading)
+            elif key not in node.models:
+                out.append(0.0)
+            else:
+                left_at = node.unloaded_at.get(key)
+                warm = left_at is not None and time.time() - left_at < config.warm_window_s
+                out.append(config.warm if warm else config.cold)
+        return out
 
 
 @hookimpl

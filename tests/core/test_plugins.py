@@ -25,6 +25,8 @@ PUBLIC_MODULES = {
     "herd.protocol",
     "herd.protocol.ollama",
     "herd.protocol.openai",
+    "herd.protocol.workloads",
+    "herd.services",
 }
 
 

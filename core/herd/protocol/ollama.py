@@ -64,6 +64,7 @@ class _Inference(msgspec.Struct, omit_defaults=True):
     keep_alive: KeepAlive = None
     format: Any = None
     think: bool | str | None = None
+    fallback_models: list[str] | None = None  # herd: models the client accepts instead
 
 
 class ChatRequest(_Inference):

@@ -71,6 +71,7 @@ def record_rejection(gateway: Gateway, request: InferenceRequest, error: HerdErr
             retries=max(0, len(error.attempts) - 1),
             excluded_nodes=[a.node for a in error.attempts],
             traceparent=request.traceparent,
+            api_key=request.api_key,
         )
     )
 

@@ -9,10 +9,12 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
+from herd.auth import api_key_name
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest
 from herd.names import normalize_model_name
 from herd.protocol.ollama import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
+from herd.request_hints import describe_request
 from herd.routes.common import (
     client_of,
     decode,
@@ -22,7 +24,9 @@ from herd.routes.common import (
     read_body,
     render_whole,
 )
+from herd.routes.workload_embed import open_embed
 from herd.streaming import Relay, rename_model
+from herd.tagging import request_tags, split_metadata
 
 NDJSON = "application/x-ndjson"
 _decode_dict = msgspec.json.Decoder(dict).decode
@@ -44,6 +48,8 @@ async def _serve(
     if not model:
         raise empty_model
     key = gateway.resolve_model(model, "ollama")
+    data, metadata = split_metadata(body)  # (None, None) unless the body has metadata
+    tags = request_tags(request, metadata)
     stream = streams and parsed.stream is not False
     options = getattr(parsed, "options", None)
     canonical = InferenceRequest(
@@ -56,19 +62,26 @@ async def _serve(
         stream=stream,
         raw_body=body,
         num_ctx=options.num_ctx if options is not None else None,
+        tags=tags,
+        api_key=api_key_name(request),
         request_id=new_request_id(),
         received_at=received,
         client=client_of(request),
         traceparent=request.headers.get("traceparent", ""),
     )
+    describe_request(canonical, parsed, request.headers)
     transform = None
     if key != normalize_model_name(model):
-        data = _decode_dict(body)
+        data = data if data is not None else _decode_dict(body)
         data["model"] = key
+        transform = rename_model(model, key)
+    if data is not None:  # re-encoded only when changed: else the client's bytes go as they are
         canonical.body = data
         canonical.raw_body = None
-        transform = rename_model(model, key)
-    attempt = await open_attempt(gateway, canonical, "embed" if kind == "embed" else "text")
+    if kind == "embed":  # long input lists go out in batches, spread over the nodes
+        attempt = await open_embed(gateway, canonical)
+    else:
+        attempt = await open_attempt(gateway, canonical, "text")
     relay = Relay(gateway, canonical, attempt)
     if not attempt.reply.streaming:
         return render_whole(relay, transform)

@@ -13,9 +13,11 @@ from herd.testing.sim_catalog import blob_layers, model_details, show_response, 
 from herd.testing.sim_embed import embed, embeddings
 from herd.testing.sim_engine import ENGINE, SimEngine
 from herd.testing.sim_generation import open_stream
+from herd.testing.sim_images import add_image_routes
 from herd.testing.sim_inference import chat, generate
 from herd.testing.sim_models import EmulatedModel
 from herd.testing.sim_names import ModelName
+from herd.testing.sim_transcribe import add_transcription_routes
 from herd.testing.sim_wire import (
     CopyRequest,
     ModelRequest,
@@ -192,6 +194,8 @@ def create_sim_app(engine: SimEngine) -> web.Application:
     app.router.add_post("/api/pull", pull)
     app.router.add_delete("/api/delete", delete)
     app.router.add_post("/api/copy", copy)
+    add_image_routes(app)  # OpenAI-style /v1 workloads, for models with those capabilities
+    add_transcription_routes(app)
     add_admin_routes(app)
 
     async def close_engine(app: web.Application) -> None:

@@ -82,6 +82,7 @@ class SimStats:
     loads: int = 0
     unloads: int = 0
     evictions: int = 0
+    reloads: int = 0  # unloads to load the same model at another num_ctx
     max_concurrent: int = 0
     max_concurrent_by_model: dict[str, int] = field(default_factory=dict)
 

@@ -151,6 +151,7 @@ class Scheduler:
             if runner.active > 0 or not runner.ready.is_set():
                 return None
             self._unload(runner)  # reload at the new context length
+            self._stats.reloads += 1
         needed = loaded_size_bytes(disk.model, num_ctx)
         while self._free_vram() < needed:
             victim = self._least_recently_used_idle()

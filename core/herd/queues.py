@@ -1,0 +1,275 @@
+"""Admission: one bounded queue per node and model, a holding area, per-client caps.
+
+A queue lets ``view.slots`` requests run at once (the node's ``num_parallel``); the rest
+wait in arrival order, at most ``max_queue_depth`` of them. A request that finds a free
+slot takes it with no await, no task and no lock: futures exist only for requests that
+really wait. A freed slot is handed straight to the oldest waiter, so no request can
+overtake another and a node's concurrency is never exceeded, retries included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from herd.errors import HerdError
+from herd.interfaces import InferenceRequest, NodeView, UpstreamReply
+
+__all__ = ["ModelQueue", "QueueBoard", "QueueFull", "Slot", "client_key"]
+
+
+class QueueFull(Exception):
+    """The queue for this node and model already has ``max_queue_depth`` waiting."""
+
+
+class Slot:
+    """One request's place in one node's queue for one model, until it is released.
+
+    ``chunks`` counts the lines relayed to the client; the reaper watches it.
+    """
+
+    __slots__ = (
+        "chunks",
+        "client",
+        "progress_at",
+        "queue",
+        "reaped",
+        "released",
+        "reply",
+        "request",
+        "seen_chunks",
+    )
+
+    def __init__(self, queue: ModelQueue, request: InferenceRequest | None) -> None:
+        self.queue = queue
+        self.request = request
+        self.reply: UpstreamReply | None = None
+        self.chunks = 0
+        self.seen_chunks = -1
+        self.progress_at = 0.0
+        self.released = False
+        self.reaped = False
+        self.client = ""  # set on the slot that serves: releasing it ends the client's count
+
+    @property
+    def view(self) -> NodeView:
+        return self.queue.view
+
+
+class ModelQueue:
+    """One node's queue for one model: its slots in use, its waiters, its tallies."""
+
+    __slots__ = ("active", "done", "failed", "in_flight", "kind", "model", "view", "waiters")
+
+    def __init__(self, view: NodeView, model: str) -> None:
+        self.view = view
+        self.model = model
+        self.in_flight = 0
+        self.waiters: deque[tuple[asyncio.Future[Slot], InferenceRequest]] = deque()
+        self.done = 0
+        self.failed = 0
+        self.active: set[Slot] = set()
+        self.kind = "text"  # the workload of its latest request: text, embed, image, stt
+
+    @property
+    def pending(self) -> int:
+        return len(self.waiters)
+
+    def has_free_slot(self) -> bool:
+        return self.in_flight < self.view.slots and not self.waiters
+
+
+def client_key(request: InferenceRequest) -> str:
+    """Who a request counts against for the per-client cap: its API key, else its IP."""
+    if request.api_key:
+        return f"key:{request.api_key}"
+    host, _, _ = request.client.rpartition(":")
+    return host or request.client
+
+
+class QueueBoard:
+    """Every queue of the router, the holding area, and in-flight counts per client."""
+
+    def __init__(self, max_queue_depth: int, max_in_flight_per_client: int = 0) -> None:
+        self.max_queue_depth = max_queue_depth
+        self.max_in_flight_per_client = max_in_flight_per_client
+        self.queues: dict[str, dict[str, ModelQueue]] = {}
+        self.reaped = 0
+        self._held: list[asyncio.Future[None]] = []
+        self._clients: dict[str, int] = {}
+
+    # -- queues -----------------------------------------------------------------------
+
+    def queue(self, view: NodeView, model: str) -> ModelQueue:
+        by_model = self.queues.get(view.name)
+        if by_model is None:
+            by_model = self.queues[view.name] = {}
+        queue = by_model.get(model)
+        if queue is None or queue.view is not view:
+            queue = by_model[model] = ModelQueue(view, model)
+        return queue
+
+    def has_room(self, view: NodeView, model: str) -> bool:
+        """True when a request for ``model`` may join this node's queue now."""
+        queue = self.queue(view, model)
+        return queue.has_free_slot() or len(queue.waiters) < self.max_queue_depth
+
+    async def acquire(self, view: NodeView, request: InferenceRequest) -> Slot:
+        """A slot on ``view`` for the request's model: at once if one is free, else queued.
+
+        Raises:
+            QueueFull: ``max_queue_depth`` requests already wait there.
+        """
+        model = request.model_key
+        queue = self.queue(view, model)
+        queue.kind = request.kind
+        if queue.has_free_slot():
+            return self._start(queue, request)
+        if len(queue.waiters) >= self.max_queue_depth:
+            raise QueueFull(view.name)
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        entry = (waiter, request)
+        queue.waiters.append(entry)
+        queued = view.queued_by_model
+        queued[model] = queued.get(model, 0) + 1
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # handed over just as the client left
+            elif entry in queue.waiters:
+                queue.waiters.remove(entry)
+                _decrement(queued, model)
+            raise
+
+    def free_pass(self, view: NodeView, request: InferenceRequest) -> Slot:
+        """A slot outside the queues (metadata calls such as show): counts nothing."""
+        slot = Slot(ModelQueue(view, request.model_key), request)
+        slot.released = True
+        return slot
+
+    def _start(self, queue: ModelQueue, request: InferenceRequest) -> Slot:
+        slot = Slot(queue, request)
+        queue.in_flight += 1
+        queue.active.add(slot)
+        view, model = queue.view, queue.model
+        view.in_flight += 1
+        by_model = view.in_flight_by_model
+        by_model[model] = by_model.get(model, 0) + 1
+        return slot
+
+    def release(self, slot: Slot, failed: bool = False) -> None:
+        """Free a slot (once; later calls do nothing) and hand it to the oldest waiter."""
+        if slot.released:
+            return
+        slot.released = True
+        queue = slot.queue
+        queue.active.discard(slot)
+        queue.in_flight -= 1
+        if failed:
+            queue.failed += 1
+        else:
+            queue.done += 1
+        if slot.client:
+            _decrement(self._clients, slot.client)
+        view, model = queue.view, queue.model
+        view.in_flight -= 1
+        _decrement(view.in_flight_by_model, model)
+        waiters = queue.waiters
+        while waiters and queue.in_flight < view.slots:
+            waiter, request = waiters.popleft()
+            _decrement(view.queued_by_model, model)
+            if not waiter.done():
+                waiter.set_result(self._start(queue, request))
+        if self._held:
+            self._wake_held()
+
+    def in_flight_slots(self) -> list[Slot]:
+        """Every slot in use now (for the reaper)."""
+        return [
+            slot
+            for by_model in self.queues.values()
+            for q in by_model.values()
+            for slot in q.active
+        ]
+
+    # -- holding area -----------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Requests waiting for room in any queue."""
+        return len(self._held)
+
+    async def wait_for_room(self, timeout: float) -> None:
+        """Wait until some slot frees (or ``timeout`` seconds pass)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._held.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if waiter in self._held:
+                self._held.remove(waiter)
+
+    def wake_held(self) -> None:
+        """Let held requests look again (the fleet changed)."""
+        if self._held:
+            self._wake_held()
+
+    def _wake_held(self) -> None:
+        held, self._held = self._held, []
+        for waiter in held:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- clients ----------------------------------------------------------------------
+
+    def enter(self, client: str) -> None:
+        """Count a request against its client.
+
+        Raises:
+            HerdError: 429 when the client already has its cap in flight.
+        """
+        count = self._clients.get(client, 0)
+        cap = self.max_in_flight_per_client
+        if cap and count >= cap:
+            raise HerdError(
+                429,
+                f"too many requests in flight for this client ({count}, limit {cap})",
+                retry_after=1,
+                code="rate_limited",
+            )
+        self._clients[client] = count + 1
+
+    def leave(self, client: str) -> None:
+        _decrement(self._clients, client)
+
+    # -- reporting --------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per node and model: pending, in_flight, done, failed, concurrency and its source."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for node, by_model in self.queues.items():
+            rows = out[node] = {}
+            for model, queue in by_model.items():
+                view = queue.view
+                rows[model] = {
+                    "pending": len(queue.waiters),
+                    "in_flight": queue.in_flight,
+                    "done": queue.done,
+                    "failed": queue.failed,
+                    "concurrency": view.slots,
+                    "concurrency_source": "num_parallel" if view.num_parallel else "assumed",
+                    "kind": queue.kind,
+                }
+        return out
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)

@@ -1,0 +1,141 @@
+"""Ranking the nodes for one request: candidates -> reject -> score -> order.
+
+Pure and synchronous over the fleet's node views, so the scheduler, ``/fleet/explain``
+and the benchmarks share it. Every signal scores on one scale, 0 (worst) to 1 (best);
+a node's total is the weighted mean of its signals' scores, so it is in [0, 1] too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from operator import mul
+
+from herd.interfaces import InferenceRequest, NodeView, Signal
+
+__all__ = ["Decision", "Ranker"]
+
+_SERVING_STATES = ("online", "degraded")
+
+
+class Decision:
+    """A ranking of the nodes for one request, with the reasons behind it.
+
+    Attributes:
+        ranked: Nodes that can serve, best first; healthy nodes before degraded ones.
+        totals: Each ranked node's weighted mean score, in [0, 1].
+        rejections: Why each other node cannot serve, by node name.
+    """
+
+    __slots__ = ("_names", "_rows", "_scores", "ranked", "rejections", "totals")
+
+    def __init__(self) -> None:
+        self.ranked: list[NodeView] = []
+        self.totals: dict[str, float] = {}
+        self.rejections: dict[str, str] = {}
+        self._names: list[str] = []
+        self._rows: dict[str, tuple[float, ...]] = {}
+        self._scores: dict[str, dict[str, float]] | None = None
+
+    @property
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Each ranked node's score per signal, in [0, 1] (built when first read)."""
+        if self._scores is None:
+            names = self._names
+            self._scores = {
+                node: dict(zip(names, row, strict=True)) for node, row in self._rows.items()
+            }
+        return self._scores
+
+
+def _overrides(signal: Signal, method: str) -> bool:
+    return getattr(type(signal), method) is not getattr(Signal, method)
+
+
+class Ranker:
+    """Runs the signals over the candidate nodes of a request.
+
+    Signals run column by column: each signal's ``prepare`` (only if it has one), then its
+    ``reject`` on each node (only if it has one), then one ``scores`` call over the nodes
+    left. A node's total is ``sum(weight * score) / sum(weights)``.
+    """
+
+    def __init__(self, signals: list[Signal]) -> None:
+        self.signals = signals
+        self.weight_sum = sum(s.weight for s in signals) or 1.0
+        self._preparers = [s for s in signals if _overrides(s, "prepare")]
+        self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]
+        self._names = [s.name for s in signals]
+        self._shares = [s.weight / self.weight_sum for s in signals]
+
+    def candidates(
+        self,
+        request: InferenceRequest,
+        views: Iterable[NodeView],
+        capability: str,
+        rejections: dict[str, str],
+    ) -> list[NodeView]:
+        """Nodes that are up, not draining, able to do ``capability`` and have the model."""
+        key = request.model_key
+        out: list[NodeView] = []
+        for view in views:
+            status = view.status
+            if status not in _SERVING_STATES:
+                rejections[view.name] = f"node {status}"
+            elif view.draining:
+                rejections[view.name] = "node draining"
+            elif capability not in view.capabilities:
+                rejections[view.name] = f"no {capability} capability"
+            elif not view.serves(capability, key):
+                rejections[view.name] = "model not on this node"
+            else:
+                out.append(view)
+        return out
+
+    def rank(
+        self, request: InferenceRequest, views: Iterable[NodeView], capability: str = "text"
+    ) -> Decision:
+        """Score every node that can serve the request, best first.
+
+        Ties keep configuration order, so an idle fleet fills its first node's free slots
+        only until the queue-depth signal tips the balance.
+        """
+        decision = Decision()
+        rejections = decision.rejections
+        candidates = self.candidates(request, views, capability, rejections)
+        if not candidates:
+            return decision
+        for signal in self._preparers:
+            verdicts = signal.prepare(request, candidates)
+            if verdicts:
+                for name, reason in verdicts.items():
+                    rejections.setdefault(name, f"{signal.name}: {reason}")
+        if self._rejecters:
+            for view in candidates:
+                if view.name in rejections:
+                    continue
+                for signal_name, reject in self._rejecters:
+                    reason = reject(request, view)
+                    if reason is not None:
+                        rejections[view.name] = f"{signal_name}: {reason}"
+                        break
+        if rejections:
+            candidates = [view for view in candidates if view.name not in rejections]
+            if not candidates:
+                return decision
+        columns = [signal.scores(request, candidates) for signal in self.signals]
+        shares = self._shares
+        rows = list(zip(*columns, strict=True)) if columns else [()] * len(candidates)
+        totals = [sum(map(mul, row, shares)) for row in rows]
+        # sorted() is stable, reverse included: ties keep configuration order
+        order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
+        ranked = [candidates[i] for i in order]
+        if any(view.status != "online" for view in ranked):  # degraded: last resort
+            ranked = [v for v in ranked if v.status == "online"] + [
+                v for v in ranked if v.status != "online"
+            ]
+        node_names = [view.name for view in candidates]
+        decision.ranked = ranked
+        decision.totals = dict(zip(node_names, totals, strict=True))
+        decision._names = self._names
+        decision._rows = dict(zip(node_names, rows, strict=True))
+        return decision

@@ -1,0 +1,109 @@
+"""Memory-fit signal: is there room for the model on the node, and at what cost?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from herd import InferenceRequest, NodeView, Signal, hookimpl
+
+GB = 1e9
+
+
+def memory_of(node: NodeView) -> tuple[int, int]:
+    """``(capacity, used)`` bytes: GPU memory when the agent reports it, else RAM (unified
+    memory machines), else ``(0, 0)`` (unknown: agentless)."""
+    loaded = sum(m.size_vram or m.size for m in node.loaded.values()) if node.loaded else 0
+    if node.vram_total:
+        return node.vram_total, max(node.vram_used, loaded)
+    if node.ram_total:
+        used = node.ram_total - node.ram_available if node.ram_available else loaded
+        return node.ram_total, max(used, loaded)
+    return 0, 0
+
+
+class MemoryFitSignal(Signal):
+    """Loaded 1.0; fits in free memory 0.8-1.0 (more headroom, higher); fits by evicting
+    idle models ``eviction``; fits only once busy models finish ``busy``; memory unknown
+    ``unknown``. A node whose whole memory is smaller than the model is rejected (by
+    ``prepare``) when some other candidate can hold it.
+
+    The model's size is its measured resident size when any node has it loaded, else its
+    size on disk plus a KV-cache allowance for the context it will load with.
+    """
+
+    name = "memory-fit"
+
+    class Config(Signal.Config, forbid_unknown_fields=True):
+        weight: float = 1.0
+        kv_bytes_per_token_per_gb: float = 20_000.0
+        default_num_ctx: int = 4096
+        eviction: float = 0.4
+        busy: float = 0.2
+        unknown: float = 0.7
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._resident: dict[str, int] = {}
+        self._scores: dict[str, float] = {}
+
+    def needed_bytes(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> int:
+        """The memory the model takes once loaded (learned when any node has it loaded)."""
+        key = request.model_key
+        disk = 0
+        for node in nodes:
+            loaded = node.loaded.get(key)
+            if loaded is not None and loaded.size:
+                self._resident[key] = loaded.size
+            entry = node.models.get(key)
+            if entry is not None and entry.size > disk:
+                disk = entry.size
+        if key in self._resident:
+            return self._resident[key]
+        context = request.num_ctx or self.config.default_num_ctx
+        return int(disk + disk / GB * self.config.kv_bytes_per_token_per_gb * context)
+
+    def prepare(
+        self, request: InferenceRequest, nodes: Sequence[NodeView]
+    ) -> dict[str, str] | None:
+        key = request.model_key
+        needed = self.needed_bytes(request, nodes)
+        config = self.config
+        scores: dict[str, float] = {}
+        too_small: dict[str, str] = {}
+        for node in nodes:
+            if key in node.loaded or key in node.loading:
+                scores[node.name] = 1.0
+                continue
+            capacity, used = memory_of(node)
+            if not capacity:
+                scores[node.name] = config.unknown
+            elif needed <= capacity - used:
+                scores[node.name] = 0.8 + 0.2 * (1.0 - needed / (capacity - used))
+            elif needed > capacity:
+                scores[node.name] = 0.0
+                too_small[node.name] = (
+                    f"needs {needed / GB:.1f} GB, node has {capacity / GB:.1f} GB in all"
+                )
+            else:
+                idle = node.in_flight_by_model
+                evictable = sum(
+                    m.size_vram or m.size for k, m in node.loaded.items() if not idle.get(k)
+                )
+                fits = needed <= capacity - used + evictable
+                scores[node.name] = config.eviction if fits else config.busy
+        self._scores = scores
+        return too_small if len(too_small) < len(nodes) else None
+
+    def score(self, request: InferenceRequest, node: NodeView) -> float:
+        if node.name not in self._scores:  # a direct call, without prepare
+            self.prepare(request, [node])
+        return self._scores[node.name]
+
+    def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        known = self._scores
+        return [known[node.name] for node in nodes]
+
+
+@hookimpl
+def herd_register_signals() -> list[type[Signal]]:
+    return [MemoryFitSignal]

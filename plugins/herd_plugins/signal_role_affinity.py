@@ -1,0 +1,59 @@
+"""Role-affinity signal: big models on big machines, small models on small ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from herd import InferenceRequest, NodeView, Signal, hookimpl
+
+
+class RoleAffinitySignal(Signal):
+    """Scores how much of the node's memory the model would use: ``target_share`` or more
+    scores 1.0, less scores ``sqrt(share / target_share)``. A 2 GB model scores 0.58 on an
+    12 GB machine and 0.2 on a 96 GB one, so small models keep to small machines and the
+    big machines stay free for the models only they can hold (memory-fit rejects machines
+    that are too small). ``unknown`` when the node's memory is not reported.
+    """
+
+    name = "role-affinity"
+
+    class Config(Signal.Config, forbid_unknown_fields=True):
+        weight: float = 0.5
+        target_share: float = 0.5
+        unknown: float = 0.5
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._size = 0
+
+    def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
+        key = request.model_key
+        size = 0
+        for node in nodes:
+            loaded = node.loaded.get(key)
+            if loaded is not None and loaded.size:
+                size = loaded.size
+                break
+            entry = node.models.get(key)
+            if entry is not None and entry.size > size:
+                size = entry.size
+        self._size = size / self.config.target_share
+
+    def score(self, request: InferenceRequest, node: NodeView) -> float:
+        return self.scores(request, [node])[0]
+
+    def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        size, unknown = self._size, self.config.unknown
+        if not size:
+            return [unknown] * len(nodes)
+        out = []
+        for node in nodes:
+            capacity = node.vram_total or node.ram_total
+            share = size / capacity if capacity else -1.0
+            out.append(unknown if share < 0 else 1.0 if share >= 1.0 else share**0.5)
+        return out
+
+
+@hookimpl
+def herd_register_signals() -> list[type[Signal]]:
+    return [RoleAffinitySignal]

@@ -1,0 +1,87 @@
+"""Session-affinity signal: a conversation goes back to the node that has it cached."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl
+
+
+def session_of(request: InferenceRequest) -> str:
+    """The conversation key: a ``session:`` tag, else (for a later turn of a chat) the
+    hash of its opening messages. A first turn has no home to go back to yet."""
+    for tag in request.tags:
+        if tag.startswith("session:"):
+            return tag
+    return request.session if request.follow_up else ""
+
+
+class SessionAffinitySignal(Signal):
+    """The node that served the conversation's last turn (its KV cache holds the prefix)
+    scores 1.0 and the others 0.0; a request with no known conversation (a first turn, or
+    one not seen within ``ttl_s``) scores 0.5 everywhere. When the home node is saturated
+    (as many requests as slots) and carries more than ``max_share_above_mean`` above the
+    candidates' mean load, the conversation moves: everyone scores 0.5, and its next
+    turn's node becomes its home.
+    """
+
+    name = "session-affinity"
+
+    class Config(Signal.Config, forbid_unknown_fields=True):
+        weight: float = 1.5
+        max_share_above_mean: float = 0.5
+        ttl_s: float = 1800.0
+        max_sessions: int = 10_000
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config)
+        self._homes: dict[str, tuple[str, float]] = {}
+        self._home: str | None = None
+
+    def home_of(self, session: str) -> str | None:
+        entry = self._homes.get(session) if session else None
+        if entry is None or time.monotonic() - entry[1] > self.config.ttl_s:
+            return None
+        return entry[0]
+
+    def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
+        self._home = home = self.home_of(session_of(request))
+        if home is None:
+            return
+        node = next((n for n in nodes if n.name == home), None)
+        if node is None:
+            self._home = None
+            return
+        load = node.in_flight + sum(node.queued_by_model.values())
+        total = sum(n.in_flight for n in nodes)
+        total += sum(sum(n.queued_by_model.values()) for n in nodes if n.queued_by_model)
+        mean = total / len(nodes)
+        if load >= node.slots and load > mean * (1.0 + self.config.max_share_above_mean):
+            self._home = None
+
+    def score(self, request: InferenceRequest, node: NodeView) -> float:
+        return self.scores(request, [node])[0]
+
+    def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        home = self._home
+        if home is None:
+            return [0.5] * len(nodes)
+        return [1.0 if node.name == home else 0.0 for node in nodes]
+
+    def observe(self, trace: RequestTrace) -> None:
+        if not trace.node or trace.status != "completed":
+            return
+        session = next((t for t in trace.tags if t.startswith("session:")), trace.session)
+        if not session:
+            return
+        homes = self._homes
+        homes.pop(session, None)
+        homes[session] = (trace.node, time.monotonic())
+        while len(homes) > self.config.max_sessions:
+            del homes[next(iter(homes))]
+
+
+@hookimpl
+def herd_register_signals() -> list[type[Signal]]:
+    return [SessionAffinitySignal]

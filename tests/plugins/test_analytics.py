@@ -1,0 +1,255 @@
+"""The analytics queries and their endpoints, checked against a known set of traces.
+
+The traces go in through the DuckDB sink, so the tests read what the real path wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+from herd import RequestTrace
+from herd_plugins import analytics
+from herd_plugins.sink_duckdb import DuckDBSink
+from trace_factory import make_trace
+
+NOW = datetime(2025, 6, 1, 12, 30, tzinfo=UTC).timestamp()
+HOUR, DAY = 3600.0, 86400.0
+QWEN, LLAMA = "qwen2.5:7b", "llama3.2:3b"
+
+
+def known_traces(now: float) -> list[RequestTrace]:
+    """Six requests: three in the last half hour, a rejection, one 3 h and one 2 days old."""
+    return [
+        make_trace(now=now, ago=10 * 60, latency_ms=1000, ttft_ms=100, tags=["app:chat"]),
+        make_trace(
+            now=now,
+            ago=20 * 60,
+            node="n2",
+            latency_ms=2000,
+            ttft_ms=200,
+            prompt_tokens=30,
+            completion_tokens=40,
+            tokens_per_second=20.0,
+            load_ms=1500.0,
+            tags=["app:chat", "team:x"],
+        ),
+        make_trace(
+            now=now,
+            ago=25 * 60,
+            model=QWEN,
+            served_model=QWEN,
+            status="failed",
+            error="node n1 failed mid-stream",
+            latency_ms=500,
+            ttft_ms=50,
+            prompt_tokens=5,
+            completion_tokens=0,
+            tokens_per_second=0.0,
+            tags=["app:batch"],
+        ),
+        make_trace(
+            now=now,
+            ago=40 * 60,
+            model="nope",
+            node="",
+            status="rejected",
+            http_status=404,
+            latency_ms=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            tokens_per_second=0.0,
+        ),
+        make_trace(
+            now=now,
+            ago=3 * HOUR,
+            latency_ms=3000,
+            ttft_ms=300,
+            prompt_tokens=5,
+            completion_tokens=5,
+            tokens_per_second=10.0,
+            tags=["app:batch"],
+        ),
+        make_trace(
+            now=now,
+            ago=2 * DAY,
+            node="n2",
+            status="client_disconnected",
+            latency_ms=4000,
+            ttft_ms=400,
+            prompt_tokens=1,
+            completion_tokens=2,
+            tokens_per_second=0.0,
+            tags=["app:chat"],
+        ),
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor on a trace store holding :func:`known_traces` at ``NOW``."""
+    sink = DuckDBSink(DuckDBSink.Config(retention_days=0), str(tmp_path))
+    asyncio.run(sink.start())
+    for trace in known_traces(NOW):
+        sink.submit(trace)
+    asyncio.run(sink.flush())
+    with sink.reader() as cursor:
+        yield cursor
+    asyncio.run(sink.stop())
+
+
+def pick(row: dict[str, Any], *keys: str) -> tuple[Any, ...]:
+    return tuple(row[k] for k in keys)
+
+
+def test_overview_counts_the_last_hour_the_last_day_and_each_node(store: Any) -> None:
+    result = analytics.overview(store, NOW)
+    hour, day = result["hour"], result["day"]
+    assert pick(hour, "requests", "errors", "error_rate") == (4, 2, 0.5)
+    assert pick(hour, "p50_latency_ms", "p95_latency_ms") == pytest.approx((1500, 1950))
+    assert pick(hour, "p50_ttft_ms", "p95_ttft_ms") == pytest.approx((100, 190))
+    assert pick(hour, "prompt_tokens", "completion_tokens", "tokens_per_second") == (45, 60, 30)
+    assert pick(day, "requests", "errors", "error_rate") == (5, 2, 0.4)
+    assert pick(day, "p50_latency_ms", "p95_latency_ms") == pytest.approx((2000, 2900))
+    assert pick(day, "p50_ttft_ms", "p95_ttft_ms") == pytest.approx((150, 285))
+    assert pick(day, "prompt_tokens", "completion_tokens") == (50, 65)
+    assert day["tokens_per_second"] == pytest.approx(70 / 3)
+    assert [pick(n, "node", "requests", "errors") for n in result["nodes"]] == [
+        ("n1", 3, 1),
+        ("n2", 1, 0),
+    ]
+    assert result["traces"] == 6
+    assert result["oldest"] == pytest.approx(NOW - 2 * DAY, abs=1e-3)
+
+
+def test_trends_are_hourly_and_zero_filled(store: Any) -> None:
+    result = analytics.trends(store, NOW, hours=3)
+    points = result["series"]["all"]
+    hour_start = datetime(2025, 6, 1, 10, tzinfo=UTC).timestamp()
+    assert [p["t"] for p in points] == [hour_start, hour_start + HOUR, hour_start + 2 * HOUR]
+    assert [(p["requests"], p["errors"]) for p in points] == [(0, 0), (1, 1), (3, 1)]
+    assert points[0]["p50_latency_ms"] is None
+    assert points[2]["p50_latency_ms"] == pytest.approx(1500)
+    assert points[2]["completion_tokens"] == 60
+
+
+def test_trends_by_model_and_by_node(store: Any) -> None:
+    by_model = analytics.trends(store, NOW, hours=3, by="model")["series"]
+    assert sorted(by_model) == [LLAMA, "nope", QWEN]
+    assert [p["requests"] for p in by_model[LLAMA]] == [0, 0, 2]
+    assert [p["requests"] for p in by_model["nope"]] == [0, 1, 0]
+    assert by_model[QWEN][2]["errors"] == 1
+    by_node = analytics.trends(store, NOW, hours=3, by="node")["series"]
+    assert {k: [p["requests"] for p in v] for k, v in by_node.items()} == {
+        "(none)": [0, 1, 0],
+        "n1": [0, 0, 2],
+        "n2": [0, 0, 1],
+    }
+    with pytest.raises(ValueError):
+        analytics.trends(store, NOW, by="colour")
+
+
+def test_models_report_usage_latency_cold_loads_and_nodes(store: Any) -> None:
+    rows = analytics.models(store, NOW)
+    assert [r["model"] for r in rows] == [LLAMA, "nope", QWEN]
+    llama, nope, qwen = rows
+    assert pick(llama, "requests", "errors", "cold_loads", "avg_cold_load_ms") == (4, 0, 1, 1500)
+    assert pick(llama, "prompt_tokens", "completion_tokens") == (46, 67)
+    assert llama["p50_latency_ms"] == pytest.approx(2000)
+    assert llama["nodes"] == ["n1", "n2"]
+    assert llama["last_seen"] == pytest.approx(NOW - 600, abs=1e-3)
+    assert pick(nope, "requests", "errors", "error_rate", "nodes") == (1, 1, 1.0, [])
+    assert pick(qwen, "requests", "errors", "nodes") == (1, 1, ["n1"])
+    last_hour = analytics.models(store, NOW, hours=1)
+    assert {r["model"]: r["requests"] for r in last_hour} == {LLAMA: 2, "nope": 1, QWEN: 1}
+
+
+def test_tags_count_each_request_under_each_of_its_tags(store: Any) -> None:
+    rows = analytics.tags(store, NOW)
+    assert [pick(r, "tag", "requests", "errors") for r in rows] == [
+        ("app:chat", 3, 0),
+        ("app:batch", 2, 1),
+        ("team:x", 1, 0),
+    ]
+    chat, batch, _ = rows
+    assert pick(chat, "prompt_tokens", "completion_tokens") == (41, 62)
+    assert batch["error_rate"] == 0.5
+    assert chat["p50_ttft_ms"] == pytest.approx(200)
+
+
+def test_apps_have_a_summary_and_a_zero_filled_daily_series(store: Any) -> None:
+    result = analytics.apps(store, NOW, days=7)
+    apps = {a["app"]: a for a in result["apps"]}
+    assert [a["app"] for a in result["apps"]] == ["app:chat", "app:batch", "(untagged)", "team:x"]
+    assert apps["(untagged)"]["errors"] == 1
+    chat = apps["app:chat"]["daily"]
+    today = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    assert [p["t"] for p in chat] == [today - d * DAY for d in range(6, -1, -1)]
+    assert [p["requests"] for p in chat] == [0, 0, 0, 0, 1, 0, 2]
+    assert chat[-1]["completion_tokens"] == 60
+    assert sum(p["requests"] for p in apps["app:batch"]["daily"]) == 2
+
+
+def test_trace_page_filters_and_paginates_newest_first(store: Any) -> None:
+    page = analytics.trace_page(store, limit=2, offset=1)
+    assert page["total"] == 6
+    assert [t["model"] for t in page["traces"]] == [LLAMA, QWEN]
+    first = analytics.trace_page(store, limit=1)["traces"][0]
+    assert first["received_at"] == pytest.approx(NOW - 600, abs=1e-3)
+    assert first["scores"] == {"n1": {"thermal": 1.0, "queue-depth": 0.5}}
+    assert first["attempts"][0]["node"] == "n1" and first["tags"] == ["app:chat"]
+
+    def count(**filters: Any) -> int:
+        return analytics.trace_page(store, **filters)["total"]
+
+    assert count(tag="app:batch") == 2
+    assert count(model=LLAMA) == 4
+    assert count(model="nope", status="rejected") == 1
+    assert count(node="n1") == 3
+    assert count(node="n2", tag="app:chat") == 2
+    assert analytics.trace_page(store, offset=10)["traces"] == []
+
+
+def test_dashboard_endpoints_answer_with_the_same_numbers(make_router: Any) -> None:
+    router = make_router()
+    sink = next(s for s in router.gateway.sinks if isinstance(s, DuckDBSink))
+    traces = known_traces(time.time())
+
+    async def submit_all() -> None:
+        for trace in traces:
+            router.gateway.finish(trace)
+        await sink.flush()
+
+    router.call(submit_all())
+
+    def get(path: str, **params: Any) -> Any:
+        response = httpx.get(f"{router.url}/dashboard/api/{path}", params=params, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    overview = get("overview")
+    assert pick(overview["hour"], "requests", "errors") == (4, 2)
+    assert overview["day"]["p50_latency_ms"] == pytest.approx(2000)
+    assert overview["store"]["written"] == 6
+    trends = get("trends", hours=24, by="node")
+    assert sum(p["requests"] for p in trends["series"]["n1"]) == 3
+    models = get("models")
+    assert [(m["model"], m["requests"]) for m in models] == [(LLAMA, 4), ("nope", 1), (QWEN, 1)]
+    assert [(t["tag"], t["requests"]) for t in get("tags")] == [
+        ("app:chat", 3),
+        ("app:batch", 2),
+        ("team:x", 1),
+    ]
+    assert len(get("apps", days=3)["apps"][0]["daily"]) == 3
+    page = get("traces", limit=1, tag="app:batch")
+    assert page["total"] == 2 and page["traces"][0]["model"] == QWEN
+    for path, params in [("trends", {"hours": 0}), ("traces", {"limit": 10_000})]:
+        bad = httpx.get(f"{router.url}/dashboard/api/{path}", params=params, timeout=30)
+        assert bad.status_code == 400

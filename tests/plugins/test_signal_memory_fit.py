@@ -1,0 +1,57 @@
+"""Memory fit: loaded, fits, must evict, must wait, or cannot fit at all."""
+
+from __future__ import annotations
+
+import pytest
+from herd_plugins.signal_memory_fit import MemoryFitSignal
+
+from tests.plugins.node_factory import MODEL, make_node, make_request, make_signal, score_all
+
+BIG = "big:70b"
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        (make_node(loaded={MODEL: 4096}, vram_gb=8), 1.0),
+        (make_node(vram_gb=0), 0.7),  # memory not reported: unknown
+        (make_node(vram_gb=24), pytest.approx(0.8 + 0.2 * (1 - 5.085 / 24), abs=0.01)),
+        (
+            make_node(disk={MODEL: 4.7, "other:8b": 5.0}, loaded={"other:8b": 4096}, vram_gb=8),
+            0.4,  # fits once the idle other model is evicted
+        ),
+        (
+            make_node(
+                disk={MODEL: 4.7, "other:8b": 5.0},
+                loaded={"other:8b": 4096},
+                in_flight={"other:8b": 1},
+                vram_gb=8,
+            ),
+            0.2,  # the other model is busy: fits only once it finishes
+        ),
+    ],
+)
+def test_memory_fit_scores(node, expected) -> None:
+    assert score_all(make_signal(MemoryFitSignal), make_request(), [node]) == [expected]
+
+
+def test_a_node_too_small_is_rejected_when_another_fits() -> None:
+    small = make_node("small", disk={BIG: 40}, vram_gb=24)
+    large = make_node("large", disk={BIG: 40}, vram_gb=80)
+    signal = make_signal(MemoryFitSignal)
+    rejected = signal.prepare(make_request(BIG), [small, large])
+    assert set(rejected) == {"small"}
+    assert "needs 43.3 GB, node has 24.0 GB in all" in rejected["small"]
+    assert signal.scores(make_request(BIG), [large])[0] > 0.8
+
+
+def test_nothing_is_rejected_when_no_node_fits() -> None:
+    nodes = [make_node(n, disk={BIG: 40}, vram_gb=24) for n in ("a", "b")]
+    assert make_signal(MemoryFitSignal).prepare(make_request(BIG), nodes) is None
+
+
+def test_measured_resident_size_beats_the_estimate() -> None:
+    signal = make_signal(MemoryFitSignal)
+    hot = make_node("hot", disk={MODEL: 4.7}, loaded={MODEL: 4096})
+    hot.loaded[MODEL].size = 9 * 10**9  # what /api/ps said: a big context
+    assert signal.needed_bytes(make_request(), [hot, make_node("cold")]) == 9 * 10**9

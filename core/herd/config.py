@@ -12,13 +12,14 @@ line in the file and what the key means.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
+
+from herd.config_errors import explain_validation_error
 
 __all__ = [
     "ApiKeySettings",
@@ -394,7 +395,7 @@ def load_settings(
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_explain(str(exc), source, text)) from None
+        raise ConfigError(explain_validation_error(str(exc), source, text, Settings)) from None
 
 
 def _parse_env_value(key: str, value: str) -> Any:
@@ -412,95 +413,3 @@ def _set_path(target: dict[str, Any], dotted: list[str], value: Any) -> None:
             target[part] = nxt
         target = nxt
     target[dotted[-1]] = value
-
-
-def _explain(message: str, source: str, text: str) -> str:
-    """Turn a msgspec validation message into one that names the key, line and meaning."""
-    detail, _, where = message.partition(" - at `")
-    path = where.rstrip("`") if where else "$"
-    keys = re.findall(r"\[\d+\]|[^.\[\]]+", path.removeprefix("$"))
-    if detail.startswith("Object contains unknown field"):
-        bad = detail.split("`")[1]
-        keys.append(bad)
-        owner = _struct_at(keys[:-1])
-        known = ", ".join(owner.__struct_fields__) if owner else ""
-        what = f"unknown key `{bad}`" + (f" (known keys here: {known})" if known else "")
-    else:
-        what = detail[0].lower() + detail[1:] if detail else "invalid value"
-    dotted = "".join(k if k.startswith("[") else f".{k}" for k in keys).lstrip(".") or "(top level)"
-    line = _line_of(text, keys)
-    meaning = _meaning(keys)
-    location = f"{source}, line {line}" if line else source
-    suffix = f" -- `{keys[-1] if keys else dotted}` is: {meaning}" if meaning else ""
-    return f"config error in {location}: {dotted}: {what}{suffix}"
-
-
-def _struct_at(keys: list[str]) -> type[msgspec.Struct] | None:
-    current: Any = Settings
-    for key in keys:
-        if key.startswith("["):
-            continue
-        info = _field_types(current).get(key)
-        if info is None:
-            return None
-        current = info
-    return current if isinstance(current, type) and issubclass(current, msgspec.Struct) else None
-
-
-def _field_types(struct: Any) -> dict[str, Any]:
-    if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
-        return {}
-    out: dict[str, Any] = {}
-    for field in msgspec.structs.fields(struct):
-        tp = field.type
-        while hasattr(tp, "__metadata__"):
-            tp = tp.__origin__
-        args = getattr(tp, "__args__", ())
-        if getattr(tp, "__origin__", None) is list and args:
-            tp = args[0]
-        out[field.name] = tp
-    return out
-
-
-def _meaning(keys: list[str]) -> str:
-    names = [k for k in keys if not k.startswith("[")]
-    if not names:
-        return ""
-    owner = _struct_at(names[:-1]) if len(names) > 1 else Settings
-    if owner is None:
-        return ""
-    for field in msgspec.structs.fields(owner):
-        if field.name == names[-1]:
-            meta = getattr(field.type, "__metadata__", ())
-            for m in meta:
-                if isinstance(m, msgspec.Meta) and m.description:
-                    return m.description
-    return ""
-
-
-def _line_of(text: str, keys: list[str]) -> int | None:
-    """Find the line of a key path in the YAML text (1-based), if the file has it."""
-    if not text:
-        return None
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for key in keys:
-        if node is None:
-            break
-        if key.startswith("[") and isinstance(node, yaml.SequenceNode):
-            index = int(key.strip("[]"))
-            node = node.value[index] if index < len(node.value) else None
-            if node is not None:
-                line = node.start_mark.line + 1
-        elif isinstance(node, yaml.MappingNode):
-            match = next((kv for kv in node.value if kv[0].value == key), None)
-            if match is None:
-                break
-            line = match[0].start_mark.line + 1
-            node = match[1]
-        else:
-            break
-    return line

@@ -21,6 +21,7 @@ PUBLIC_MODULES = {
     "herd.hookspecs",
     "herd.interfaces",
     "herd.names",
+    "herd.node_view",
     "herd.trace",
     "herd.protocol",
     "herd.protocol.ollama",

@@ -1,0 +1,147 @@
+"""What the router knows about a node: models on disk, models loaded, and its live view.
+
+Signals and the scheduler read :class:`NodeView`; backends fill :class:`NodeReport`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+__all__ = ["LoadedModel", "ModelEntry", "NodeReport", "NodeView"]
+
+
+class ModelEntry(msgspec.Struct):
+    """A model on a node's disk, as its ``/api/tags`` reports it.
+
+    Attributes:
+        name: Display name as the node reports it (``llama3.2:latest``).
+        key: Normalised name used for matching (see :func:`herd.names.normalize_model_name`).
+        size: Bytes on disk.
+        raw: The node's entry, unchanged, for replies that pass it through.
+    """
+
+    name: str
+    key: str
+    size: int = 0
+    digest: str = ""
+    details: dict[str, Any] = {}
+    capabilities: list[str] = []
+    raw: dict[str, Any] = {}
+
+
+class LoadedModel(msgspec.Struct):
+    """A model loaded on a node, as its ``/api/ps`` reports it."""
+
+    name: str
+    key: str
+    size: int = 0
+    size_vram: int = 0
+    context_length: int = 0
+    expires_at: str = ""
+    raw: dict[str, Any] = {}
+
+
+class NodeReport(msgspec.Struct):
+    """What one poll of a node found out."""
+
+    version: str = ""
+    models: list[ModelEntry] = []
+    loaded: list[LoadedModel] = []
+
+
+@dataclass(slots=True)
+class NodeView:
+    """The router's picture of one node, read by signals and the scheduler.
+
+    Signals read it synchronously (no ``await`` while scoring), so what they see is a
+    consistent snapshot of the event loop's state.
+
+    Attributes:
+        name: The node's configured name.
+        url: Base URL of the node's server.
+        status: ``online``, ``degraded`` (missed heartbeats), ``offline`` or ``unknown``
+            (not polled yet).
+        models: Models on disk, by normalised name.
+        loaded: Models in memory, by normalised name.
+        in_flight: Requests being served by this node through this router.
+        in_flight_by_model: The same, per normalised model name.
+        num_parallel: Requests the node serves at once per model (0 = unknown).
+        vram_total: Bytes of GPU memory over all GPUs (0 = unknown; agent-reported).
+        draining: The node takes no new requests; in-flight ones finish.
+        capabilities: Workloads the node serves: its own backend's and its services'.
+        service_models: Models the node's services offer, by capability (``transcribe``,
+            ``image``, ``embed``): only services that answered their last poll.
+        primary_capabilities: The node's own backend's capabilities (None: all of
+            ``capabilities``).
+    """
+
+    name: str
+    url: str
+    type: str = "ollama"
+    status: str = "unknown"
+    last_error: str = ""
+    last_seen: float = 0.0
+    version: str = ""
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+    loaded: dict[str, LoadedModel] = field(default_factory=dict)
+    in_flight: int = 0
+    in_flight_by_model: dict[str, int] = field(default_factory=dict)
+    capabilities: frozenset[str] = frozenset()
+    # What only the machine knows (reported by herd-node; 0 / empty when unknown):
+    num_parallel: int = 0
+    max_loaded_models: int = 0
+    ram_total: int = 0
+    ram_available: int = 0
+    vram_total: int = 0
+    vram_used: int = 0
+    cpu_count: int = 0
+    cpu_percent: float = 0.0
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    agent: bool = False
+    draining: bool = False
+    tags: list[str] = field(default_factory=list)
+    # The node's other services (see herd.services): models by capability, answering ones only.
+    service_models: dict[str, dict[str, ModelEntry]] = field(default_factory=dict)
+    primary_capabilities: frozenset[str] | None = None
+    # What the router itself remembers about the node (scheduler and fleet keep these):
+    assumed_parallel: int = 4
+    queued_by_model: dict[str, int] = field(default_factory=dict)
+    loading: dict[str, int] = field(default_factory=dict)
+    unloaded_at: dict[str, float] = field(default_factory=dict)
+    online_since: float = 0.0
+
+    @property
+    def online(self) -> bool:
+        """True when the last poll or request reached the node."""
+        return self.status == "online"
+
+    @property
+    def slots(self) -> int:
+        """Requests served at once per model: ``num_parallel``, else ``assumed_parallel``.
+
+        ``assumed_parallel`` is YAML ``routing.default_num_parallel``; ``/fleet/queue`` says
+        which of the two a node's queues use. ``queued_by_model`` counts requests waiting in
+        the router's queues; ``loading`` names models the router sent a request for while
+        they were not loaded (value: the ``num_ctx`` asked, 0 = the node's default), until a
+        poll shows them; ``unloaded_at`` says when a model left memory (thermal: warm);
+        ``online_since`` is when the node last came online (availability: flapping).
+        """
+        return self.num_parallel or self.assumed_parallel
+
+    def has_model(self, key: str) -> bool:
+        """True when the node has the model (by normalised name) on disk or loaded."""
+        return key in self.models or key in self.loaded
+
+    def serves(self, capability: str, key: str) -> bool:
+        """True when the node can serve ``key`` for ``capability`` (e.g. ``transcribe``).
+
+        A model one of the node's services offers for that capability counts; otherwise
+        the node's own backend must have the capability and the model.
+        """
+        if key in self.service_models.get(capability, ()):
+            return True
+        own = self.capabilities if self.primary_capabilities is None else self.primary_capabilities
+        return capability in own and self.has_model(key)

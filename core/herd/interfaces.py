@@ -142,6 +142,15 @@ class UpstreamReply(ABC):
     def rest(self) -> AsyncIterator[bytes]:
         """The lines after the first, each ending in ``\\n``; raises on a broken stream."""
 
+    async def rest_blocks(self) -> AsyncIterator[bytes]:
+        """Like :meth:`rest`, but lines that arrived together may come as one block.
+
+        A pass-through relay writes each block with one send, instead of one per line.
+        Every block is one or more whole lines, each ending in ``\\n``, none blank.
+        """
+        async for line in self.rest():
+            yield line
+
     @abstractmethod
     async def aclose(self) -> None:
         """Close the upstream connection (stops generation on the node)."""

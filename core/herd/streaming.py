@@ -55,7 +55,7 @@ def rename_model(sent: str, served: str) -> LineTransform | None:
         return None
     old = b'"model":' + msgspec.json.encode(served)
     new = b'"model":' + msgspec.json.encode(sent)
-    return lambda line: line.replace(old, new, 1)
+    return lambda block: block.replace(old, new)  # works on a block of several lines too
 
 
 class Relay:
@@ -78,15 +78,24 @@ class Relay:
         self,
         transform: LineTransform | None = None,
         error_frame: Callable[[str], bytes] = error_line,
+        *,
+        blocks: bool = False,
     ) -> AsyncIterator[bytes]:
-        """The node's NDJSON lines; a break after the first byte becomes an error frame."""
+        """The node's NDJSON lines; a break after the first byte becomes an error frame.
+
+        Args:
+            transform: Applied to each line (or block), e.g. a rename or a translator.
+            error_frame: Renders an in-band error in the client's protocol.
+            blocks: Relay lines that arrived together as one write (pass-through only:
+                the transform must work on several lines at once).
+        """
         reply = self.attempt.reply
         slot = self.attempt.slot  # its chunk count tells the zombie reaper we progress
         status, error = "completed", ""
         last = reply.first
         try:
             yield transform(last) if transform else last
-            async for line in reply.rest():
+            async for line in reply.rest_blocks() if blocks else reply.rest():
                 slot.chunks += 1
                 last = line
                 if transform is None:
@@ -123,6 +132,8 @@ class Relay:
         request, attempt = self.request, self.attempt
         now = time.time()
         final = _Final()
+        if last:  # a relayed block may hold several lines: the final object is the last
+            last = last[last.rfind(b"\n", 0, len(last) - 1) + 1 :]
         if last and (b'"done":true' in last or b'"error"' in last):
             with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                 final = _decode_final(last)

@@ -54,6 +54,30 @@ class OllamaReply(UpstreamReply):
         self._read_timeout = read_timeout
         self._closed = False
 
+    async def rest_blocks(self) -> AsyncIterator[bytes]:
+        buffer = self._buffer
+        content = self._response.content
+        try:
+            while True:
+                end = buffer.rfind(b"\n") + 1
+                if end:
+                    block, buffer = buffer[:end], buffer[end:]
+                    if b"\n\n" in block or block.startswith(b"\n"):
+                        block = b"".join(line + b"\n" for line in block.split(b"\n") if line)
+                    if block:
+                        yield block
+                async with asyncio.timeout(self._read_timeout):
+                    chunk = await content.readany()
+                if not chunk:
+                    break
+                buffer += chunk
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            raise StreamBroken(_describe(exc)) from exc
+        finally:
+            self._response.release()
+        if buffer.strip():
+            yield buffer + b"\n"
+
     async def rest(self) -> AsyncIterator[bytes]:
         buffer = self._buffer
         content = self._response.content

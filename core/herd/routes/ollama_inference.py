@@ -85,7 +85,8 @@ async def _serve(
     relay = Relay(gateway, canonical, attempt)
     if not attempt.reply.streaming:
         return render_whole(relay, transform)
-    return Stream(relay.lines(transform), media_type=NDJSON, headers=relay.headers())
+    lines = relay.lines(transform, blocks=True)
+    return Stream(lines, media_type=NDJSON, headers=relay.headers())
 
 
 @post("/api/chat", status_code=200)

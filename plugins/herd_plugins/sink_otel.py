@@ -1,10 +1,10 @@
 """OpenTelemetry export: spans built from each finished :class:`~herd.RequestTrace`.
 
 Nothing is instrumented on the hot path. ``submit`` queues the finished trace; a
-background thread turns it into spans with the trace's own timestamps (a server span,
-a ``herd.route`` child with the routing decision, one ``herd.attempt`` child per node
-call) and exports them in batches over OTLP/HTTP. The spans carry the GenAI
-semantic-convention attributes (``gen_ai.*``).
+background thread hands batches to an exporter child process, which turns each trace
+into spans with the trace's own timestamps (a server span, a ``herd.route`` child with
+the routing decision, one ``herd.attempt`` child per node call) and exports them over
+OTLP/HTTP. The spans carry the GenAI semantic-convention attributes (``gen_ai.*``).
 
 A request that came with a W3C ``traceparent`` gets its server span parented there; one
 that did not gets a trace id derived from its request id (the ``trace_id`` column of the
@@ -23,6 +23,7 @@ import msgspec
 from herd import RequestTrace, TraceSink, hookimpl
 
 from herd_plugins.batching import BatchWorker
+from herd_plugins.otel_process import ExporterConfig, ExporterProcess
 from herd_plugins.otel_spans import SpanBuilder
 
 if TYPE_CHECKING:
@@ -36,9 +37,14 @@ log = logging.getLogger("herd.otel")
 class OtelSink(TraceSink):
     """Exports every request as OpenTelemetry spans over OTLP/HTTP.
 
+    With an ``otlp_endpoint`` the spans are built and exported by a child process
+    (:mod:`herd_plugins.otel_process`), so the SDK's pure-Python encoder never holds the
+    router's interpreter lock; the router only hands it msgspec-encoded batches.
+
     Args:
-        exporter: A span exporter to use instead of OTLP/HTTP (tests pass the SDK's
-            ``InMemorySpanExporter``); it makes the sink active without an endpoint.
+        exporter: A span exporter to use in this process instead of OTLP/HTTP (tests pass
+            the SDK's ``InMemorySpanExporter``); it makes the sink active without an
+            endpoint.
     """
 
     name = "otel"
@@ -86,12 +92,13 @@ class OtelSink(TraceSink):
     ) -> None:
         super().__init__(config or self.Config(), data_dir)
         self.active = bool(self.config.otlp_endpoint) or exporter is not None
-        self.exported = 0
-        self.unsampled = 0
-        self.failed = 0
+        self._exported = 0
+        self._unsampled = 0
+        self._failed = 0
         self.node_urls: dict[str, str] = {}
         self._exporter = exporter
         self._builder: SpanBuilder | None = None
+        self._process: ExporterProcess | None = None
         self._worker = BatchWorker(
             "herd-otel-export",
             self._export,
@@ -101,9 +108,30 @@ class OtelSink(TraceSink):
         )
 
     @property
+    def exported(self) -> int:
+        """Requests whose spans the collector accepted."""
+        return self._exported + (self._process.report.exported if self._process else 0)
+
+    @property
+    def unsampled(self) -> int:
+        """Requests left out by sampling."""
+        return self._unsampled + (self._process.report.unsampled if self._process else 0)
+
+    @property
+    def failed(self) -> int:
+        """Requests whose export failed (or that the exporter process never got)."""
+        return self._failed + (self._process.report.failed if self._process else 0)
+
+    @property
     def dropped(self) -> int:
         """Requests whose spans were not exported (queue full, or the export failed)."""
         return self._worker.rejected + self.failed
+
+    def set_node_urls(self, urls: dict[str, str]) -> None:
+        """Node name to base URL, for ``server.address`` on the attempt spans."""
+        self.node_urls.update(urls)
+        if self._process is not None:
+            self._process.send_nodes(urls)
 
     def submit(self, trace: RequestTrace) -> None:
         if self.active:
@@ -116,22 +144,26 @@ class OtelSink(TraceSink):
             self._builder = SpanBuilder(
                 self.config.service_name, self.node_urls, self.config.sample_ratio
             )
-            if self._exporter is None:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                    OTLPSpanExporter,
-                )
-
-                endpoint = self.config.otlp_endpoint.rstrip("/")
-                if not endpoint.endswith("/v1/traces"):
-                    endpoint += "/v1/traces"
-                self._exporter = OTLPSpanExporter(
-                    endpoint=endpoint, headers=self.config.headers, timeout=self.config.timeout
-                )
+            import opentelemetry.exporter.otlp.proto.http  # noqa: F401 - fail here, not later
         except ImportError as exc:
             raise RuntimeError(
                 "plugins.options.otel.otlp_endpoint is set but OpenTelemetry is not "
                 f"installed ({exc}); install it with: pip install 'herd-gateway[otel]'"
             ) from exc
+        if self._exporter is None:
+            endpoint = self.config.otlp_endpoint.rstrip("/")
+            if not endpoint.endswith("/v1/traces"):
+                endpoint += "/v1/traces"
+            settings = ExporterConfig(
+                endpoint=endpoint,
+                headers=self.config.headers,
+                timeout=self.config.timeout,
+                service_name=self.config.service_name,
+                sample_ratio=self.config.sample_ratio,
+            )
+            self._process = ExporterProcess(settings)
+            await asyncio.to_thread(self._process.start)
+            self._process.send_nodes(self.node_urls)
         self._worker.start()
         log.info("exporting traces over OTLP/HTTP to %s", self.config.otlp_endpoint or "(test)")
 
@@ -143,14 +175,23 @@ class OtelSink(TraceSink):
         await asyncio.to_thread(self.flush_now)
 
     def flush_now(self, timeout: float | None = 60.0) -> bool:
-        return self._worker.flush(timeout)
+        if not self._worker.flush(timeout):
+            return False
+        return self._process.flush(timeout) if self._process is not None else True
 
     def close(self) -> None:
         self._worker.stop()
+        if self._process is not None:
+            self._process.stop(self.config.timeout * 3)
         if self._exporter is not None:
             self._exporter.shutdown()
 
     def _export(self, batch: list[RequestTrace]) -> None:
+        if self._process is not None:
+            if not self._process.send_traces(batch):
+                self._failed += len(batch)
+                log.warning("the OTLP exporter process is gone: %d requests lost", len(batch))
+            return
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         assert self._builder is not None and self._exporter is not None
@@ -166,11 +207,11 @@ class OtelSink(TraceSink):
         except Exception:
             log.exception("building or exporting spans failed")
             ok = False
-        self.unsampled += len(batch) - sampled
+        self._unsampled += len(batch) - sampled
         if ok:
-            self.exported += sampled
+            self._exported += sampled
         else:
-            self.failed += sampled
+            self._failed += sampled
 
 
 @hookimpl
@@ -183,4 +224,4 @@ def herd_startup(gateway: Any) -> None:
     """Give the app's OTel sink the node URLs, for ``server.address`` on attempt spans."""
     for sink in gateway.sinks:
         if isinstance(sink, OtelSink) and gateway.fleet is not None:
-            sink.node_urls.update({n.name: n.config.url for n in gateway.fleet.nodes.values()})
+            sink.set_node_urls({n.name: n.config.url for n in gateway.fleet.nodes.values()})

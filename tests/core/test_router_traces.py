@@ -58,6 +58,7 @@ def test_rejected_request_leaves_a_trace(make_sim, make_router, collector):
     httpx.post(router.url + "/api/chat", json=body("missing-model"))
     (trace,) = wait_traces(1)
     assert trace.status == "rejected" and trace.http_status == 404
+    assert trace.done_at >= trace.received_at and trace.latency_ms >= 0
 
 
 def test_in_band_node_error_is_a_failed_trace(make_sim, make_router, collector):

@@ -30,7 +30,7 @@ def export(
     """Run traces through an OtelSink into an in-memory exporter; the spans, in order."""
     exporter = InMemorySpanExporter()
     sink = OtelSink(OtelSink.Config(sample_ratio=sample_ratio), exporter=exporter)
-    sink.node_urls.update(node_urls or {})
+    sink.set_node_urls(node_urls or {})
     asyncio.run(sink.start())
     for trace in traces:
         sink.submit(trace)
@@ -135,6 +135,7 @@ class Receiver:
     """A tiny OTLP/HTTP collector on 127.0.0.1 that keeps what it receives."""
 
     def __init__(self) -> None:
+        self.status = 200
         self.requests: list[ExportTraceServiceRequest] = []
         self.paths: list[str] = []
         received = self
@@ -146,7 +147,7 @@ class Receiver:
                 message.ParseFromString(body)
                 received.paths.append(self.path)
                 received.requests.append(message)
-                self.send_response(200)
+                self.send_response(received.status)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -206,6 +207,16 @@ def test_spans_arrive_at_a_real_otlp_http_receiver(receiver: Receiver) -> None:
     assert server.trace_id.hex() == TRACE_ID and server.parent_span_id.hex() == PARENT_SPAN
     assert _attributes(server)["gen_ai.request.model"] == "llama3.2:3b"
     assert sink.exported == 1
+
+
+def test_a_refused_export_is_counted_as_dropped(receiver: Receiver) -> None:
+    receiver.status = 400  # not retried by the exporter
+    sink = OtelSink(OtelSink.Config(otlp_endpoint=receiver.url))
+    asyncio.run(sink.start())
+    sink.submit(make_trace())
+    assert sink.flush_now(timeout=60)
+    assert (sink.exported, sink.failed, sink.dropped) == (0, 1, 1)
+    asyncio.run(sink.stop())
 
 
 def test_a_request_through_the_router_is_exported(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, TypeVar
 
 from litestar import Request, Response
@@ -53,6 +54,7 @@ def client_of(request: Request[Any, Any, Any]) -> str:
 
 def record_rejection(gateway: Gateway, request: InferenceRequest, error: HerdError) -> None:
     """Leave a trace for a request that never reached a node."""
+    now = time.time()
     gateway.finish(
         RequestTrace(
             request_id=request.request_id,
@@ -64,6 +66,8 @@ def record_rejection(gateway: Gateway, request: InferenceRequest, error: HerdErr
             http_status=error.status,
             error=error.message,
             received_at=request.received_at,
+            done_at=now,
+            latency_ms=(now - request.received_at) * 1000.0,
             tags=request.tags,
             client=request.client,
             stream=request.stream,

@@ -163,6 +163,13 @@ class Fleet:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def poll_services_soon(self, node: FleetNode) -> None:
+        """Poll a node's services in the background (an agent just advertised them)."""
+        own = frozenset(type(node.backend).capabilities)
+        task = asyncio.get_running_loop().create_task(poll_services(node.view, own, node.services))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _poll_forever(self, node: FleetNode) -> None:
         interval = self.settings.fleet.poll_interval
         while True:

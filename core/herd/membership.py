@@ -28,7 +28,7 @@ import msgspec
 import herd
 from herd.agent.payload import DiskModel, Heartbeat, HeartbeatReply, MachineInfo, RunningModel
 from herd.agent.settings import check_http_url, is_loopback_host
-from herd.config import NodeConfig, Settings
+from herd.config import NodeConfig, ServiceConfig, Settings
 from herd.interfaces import LoadedModel, ModelEntry, NodeReport, NodeView
 from herd.names import normalize_model_name
 
@@ -266,6 +266,8 @@ class Membership:
                 loaded=[_loaded_model(m) for m in heartbeat.loaded],
             )
             self.fleet.apply(view, report)  # the same bookkeeping as a poll's
+        if heartbeat.services is not None:
+            self._apply_services(node, heartbeat)
         view.last_seen = time.time()
         view.agent = True
         view.draining = record.draining or node.name in self.admin_drained
@@ -279,6 +281,32 @@ class Membership:
         view.gpus = [msgspec.structs.asdict(g) for g in machine.gpus]
         view.vram_total = sum(g.vram_total for g in machine.gpus)
         view.vram_used = sum(g.vram_used for g in machine.gpus)
+
+    def _apply_services(self, node: FleetNode, heartbeat: Heartbeat) -> None:
+        """Take the agent's services (speech-to-text, embeddings, images) beside YAML's."""
+        stated: list[ServiceConfig] = []
+        for service in heartbeat.services or []:
+            problem = check_http_url(service.url.rstrip("/"))
+            if problem or service.type not in self.fleet.backend_classes:
+                log.warning(
+                    "node %s: ignoring advertised service %s (%s)",
+                    node.name,
+                    service.url,
+                    problem or f"unknown type {service.type!r}",
+                )
+                continue
+            stated.append(
+                ServiceConfig(
+                    type=service.type,
+                    url=service.url.rstrip("/"),
+                    models=list(service.models),
+                    capabilities=list(service.capabilities),
+                )
+            )
+        wanted = [*node.config.services, *stated]
+        if [s.config for s in node.services] != wanted:
+            self.fleet.apply_services(node, wanted)
+            self.fleet.poll_services_soon(node)
 
     def check(self, now: float | None = None) -> list[FleetNode]:
         """Mark agent nodes degraded or offline by missed heartbeats.

@@ -332,3 +332,27 @@ def test_router_never_follows_a_redirect_from_a_node(make_sim, make_router) -> N
         asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def test_heartbeat_advertises_node_services_and_bad_ones_are_ignored(make_sim, make_router) -> None:
+    sim = make_sim(name="s1")
+    router = make_router(**PATIENT)
+    good = {
+        "url": sim.url,
+        "type": "openai-compat",
+        "models": ["whisper-tiny.en"],
+        "capabilities": ["transcribe"],
+    }
+    bad = {"url": "file:///etc/passwd", "models": ["x"], "capabilities": ["embed"]}
+    beat = {"name": "ears", "ollama_url": sim.url, "services": [good, bad]}
+    assert httpx.post(router.url + "/fleet/heartbeat", json=beat).status_code == 200
+    node = router.gateway.fleet.nodes["ears"]
+    assert [(s.config.url, s.config.models) for s in node.services] == [
+        (sim.url, ["whisper-tiny.en"])
+    ]
+    # the same list again keeps the same service objects; an empty list drops them
+    kept = node.services[0]
+    httpx.post(router.url + "/fleet/heartbeat", json=beat)
+    assert node.services[0] is kept
+    httpx.post(router.url + "/fleet/heartbeat", json={**beat, "services": []})
+    assert node.services == []

@@ -62,11 +62,8 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterHandle]:
     )
     with contextlib.ExitStack() as stack:
         ollama = stack.enter_context(SimNode(SimConfig(name="ears-ollama")))
-        node = {
-            "name": "ears",
-            "url": ollama.url,
-            "services": [{"type": "openai-compat", "url": f"http://127.0.0.1:{port}"}],
-        }
+        # no YAML services: the agent advertises what --services serves in its heartbeats
+        node = {"name": "ears", "url": ollama.url}
         handle = RouterHandle(
             nodes=[node],
             data_dir=str(folder),

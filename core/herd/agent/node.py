@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -25,12 +26,16 @@ from herd.agent.payload import (
     HeartbeatReply,
     MachineInfo,
     RunningModel,
+    ServiceInfo,
     decode_reply,
     encode,
     models_digest,
 )
 from herd.agent.probes import MachineProbe, find_ollama_environment, models_dir
 from herd.agent.settings import AgentSettings, stated_ollama_url
+
+if TYPE_CHECKING:
+    from herd.node_services.server import RunningServices
 
 __all__ = ["NodeAgent", "OllamaSnapshot", "read_ollama", "run_agent"]
 
@@ -131,9 +136,13 @@ class NodeAgent:
     """
 
     def __init__(
-        self, settings: AgentSettings, machine: Callable[[], MachineInfo] | None = None
+        self,
+        settings: AgentSettings,
+        machine: Callable[[], MachineInfo] | None = None,
+        services: list[ServiceInfo] | None = None,
     ) -> None:
         self.settings = settings
+        self.services = services
         self.agent_id = os.urandom(8).hex()
         self.url = stated_ollama_url(settings, settings.router)
         self._machine = machine
@@ -217,6 +226,7 @@ class NodeAgent:
             or _env_int(self._ollama_env, "MAX_LOADED_MODELS"),
             machine=machine,
             draining=draining,
+            services=self.services,
         )
 
     async def _send(self, router: httpx.AsyncClient, heartbeat: Heartbeat) -> HeartbeatReply | None:
@@ -300,15 +310,40 @@ async def run_agent(settings: AgentSettings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    agent = NodeAgent(settings)
+    if services is not None:
+        agent.services = _advertised(services, agent.url)
     try:
-        await NodeAgent(settings).run(stop)
+        await agent.run(stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
         if services is not None:
-            await services.cleanup()
+            await services.runner.cleanup()
     return 0
+
+
+def _advertised(services: RunningServices, ollama_url: str) -> list[ServiceInfo] | None:
+    """What the heartbeat says of the node's services: reached on the Ollama URL's host."""
+    if services.api_key:
+        log.warning(
+            "herd-node: the node services need an api_key, which heartbeats never carry: "
+            "list them under the router's nodes[].services with options.api_key instead"
+        )
+        return None
+    parts = urlsplit(ollama_url)
+    host = parts.hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    url = f"{parts.scheme or 'http'}://{host}:{services.port}"
+    return [
+        ServiceInfo(
+            url=url,
+            type="openai-compat",
+            models=services.models,
+            capabilities=services.capabilities,
+        )
+    ]
 
 
 async def _discover_router(timeout: float) -> str:

@@ -93,6 +93,22 @@ class RunningModel(msgspec.Struct, kw_only=True):
     details: dict[str, Any] = {}
 
 
+class ServiceInfo(msgspec.Struct, kw_only=True):
+    """A non-Ollama service the node offers (speech-to-text, embeddings, images).
+
+    Attributes:
+        url: Where the router reaches it, stated by the agent like ``ollama_url``.
+        type: The router's backend type for it (``openai-compat`` for herd's own).
+        models: The models it serves.
+        capabilities: ``transcribe``, ``embed``, ``image``.
+    """
+
+    url: str
+    type: str = "openai-compat"
+    models: list[str] = []
+    capabilities: list[str] = []
+
+
 class Heartbeat(msgspec.Struct, kw_only=True):
     """``POST /fleet/heartbeat``: one agent's report about its node.
 
@@ -109,6 +125,8 @@ class Heartbeat(msgspec.Struct, kw_only=True):
         models_digest: Fingerprint of the models list (see :func:`models_digest`).
         num_parallel: Ollama's ``OLLAMA_NUM_PARALLEL`` when the agent knows it (0 = unknown).
         draining: The agent is stopping: send no new requests; in-flight ones finish.
+        services: The node's non-Ollama services, or None when the agent runs none (the
+            router then keeps the YAML ``nodes[].services``).
     """
 
     payload_version: int = 1
@@ -127,6 +145,7 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     max_loaded_models: int = 0
     machine: MachineInfo = msgspec.field(default_factory=MachineInfo)
     draining: bool = False
+    services: list[ServiceInfo] | None = None
 
 
 class HeartbeatReply(msgspec.Struct, kw_only=True):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from herd.node_services.config import ServicesConfig, ServicesConfigError
 from herd.node_services.jobs import Engine
 
 __all__ = [
+    "RunningServices",
     "ServicesConfigError",
     "ServicesHandle",
     "build_engines",
@@ -82,7 +84,18 @@ async def start_services(
     return runner, runner.addresses[0][1]
 
 
-async def start_from_file(path: str) -> web.AppRunner:
+@dataclass(slots=True)
+class RunningServices:
+    """Services started beside Ollama by ``herd-node --services``: what to advertise."""
+
+    runner: web.AppRunner
+    port: int
+    models: list[str]
+    capabilities: list[str]
+    api_key: str
+
+
+async def start_from_file(path: str) -> RunningServices:
     """Start the services a ``herd-node-services`` YAML file names (``herd-node --services``).
 
     Raises:
@@ -95,7 +108,13 @@ async def start_from_file(path: str) -> web.AppRunner:
     runner, port = await start_services(engines, config)
     names = ", ".join(f"{e.name} ({e.capability})" for e in engines) or "no models"
     log.info("node services on http://%s:%d serving %s", config.host, port, names)
-    return runner
+    return RunningServices(
+        runner=runner,
+        port=port,
+        models=[e.name for e in engines],
+        capabilities=sorted({e.capability for e in engines}),
+        api_key=config.api_key,
+    )
 
 
 def serve(config: ServicesConfig) -> None:

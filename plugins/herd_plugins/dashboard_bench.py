@@ -27,16 +27,6 @@ __all__ = ["BenchmarkRunner", "BenchmarkSpec"]
 log = logging.getLogger("herd.dashboard")
 
 HISTORY_LIMIT = 50
-TABLE = """
-CREATE TABLE IF NOT EXISTS benchmark_runs (
-    id VARCHAR PRIMARY KEY, started_at DOUBLE, finished_at DOUBLE, model VARCHAR,
-    duration_s DOUBLE, concurrency INTEGER, num_predict INTEGER, status VARCHAR,
-    error VARCHAR, requests INTEGER, errors INTEGER, completion_tokens BIGINT,
-    throughput_tps DOUBLE, tokens_per_second DOUBLE, p50_latency_ms DOUBLE,
-    p95_latency_ms DOUBLE, p99_latency_ms DOUBLE, p50_ttft_ms DOUBLE, p95_ttft_ms DOUBLE,
-    nodes VARCHAR[]
-)
-"""
 _COLUMNS = (
     *("id", "started_at", "finished_at", "model", "duration_s", "concurrency", "num_predict"),
     *("status", "error", "requests", "errors", "completion_tokens", "throughput_tps"),
@@ -73,7 +63,6 @@ class BenchmarkRunner:
         self.current: dict[str, Any] | None = None
         self.memory: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
-        self._table_ready = False
 
     @property
     def running(self) -> bool:
@@ -185,14 +174,7 @@ class BenchmarkRunner:
             run["requests"] = len(samples)
             run["errors"] = sum(1 for s in samples if s["error"])
 
-    def _ensure_table(self, sink: DuckDBSink) -> None:
-        if not self._table_ready:
-            with sink.reader() as cursor:
-                cursor.execute(TABLE)
-            self._table_ready = True
-
     def _save(self, sink: DuckDBSink, result: dict[str, Any]) -> None:
-        self._ensure_table(sink)
         marks = ", ".join("?" for _ in _COLUMNS)
         with sink.reader() as cursor:
             cursor.execute(
@@ -204,7 +186,6 @@ class BenchmarkRunner:
         """The last runs, newest first (blocking with a sink: call from a worker thread)."""
         if sink is None:
             return list(self.memory)
-        self._ensure_table(sink)
         with sink.reader() as cursor:
             cursor.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM benchmark_runs "

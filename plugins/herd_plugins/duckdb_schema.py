@@ -82,6 +82,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE traces SET trace_id = md5(request_id) WHERE trace_id = ''",
         ),
     ),
+    Migration(
+        3,
+        "conversation key, routing notes, and the dashboard's benchmark runs",
+        (
+            "ALTER TABLE traces ADD COLUMN session VARCHAR DEFAULT ''",
+            "ALTER TABLE traces ADD COLUMN notes VARCHAR[] DEFAULT []",
+            """
+            CREATE TABLE IF NOT EXISTS benchmark_runs (
+                id VARCHAR PRIMARY KEY, started_at DOUBLE, finished_at DOUBLE,
+                model VARCHAR, duration_s DOUBLE, concurrency INTEGER, num_predict INTEGER,
+                status VARCHAR, error VARCHAR, requests INTEGER, errors INTEGER,
+                completion_tokens BIGINT, throughput_tps DOUBLE, tokens_per_second DOUBLE,
+                p50_latency_ms DOUBLE, p95_latency_ms DOUBLE, p99_latency_ms DOUBLE,
+                p50_ttft_ms DOUBLE, p95_ttft_ms DOUBLE, nodes VARCHAR[]
+            )
+            """,
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
@@ -182,6 +200,8 @@ COLUMNS: tuple[Column, ...] = (
     ("scores", "JSON", lambda t: _json(t.scores)),
     ("rejections", "JSON", lambda t: _json(t.rejections)),
     ("attempts", "JSON", lambda t: _json(t.attempts)),
+    ("session", "VARCHAR", lambda t: t.session),
+    ("notes", "VARCHAR[]", lambda t: t.notes),
 )
 
 

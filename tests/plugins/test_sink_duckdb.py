@@ -228,3 +228,12 @@ def test_requests_through_the_router_leave_traces(make_sim: Any, make_router: An
 
     page = httpx.get(f"{router.url}/dashboard/api/traces", params={"status": "failed"}).json()
     assert page["total"] == 1 and page["traces"][0]["attempts"][0]["node"] == "a"
+
+
+def test_session_and_routing_notes_are_stored(tmp_path: Path) -> None:
+    sink = make_sink(tmp_path)
+    trace = make_trace(session="conv-42", notes=["num_ctx pinned to 8192", "auto-pulled"])
+    sink.submit(trace)
+    stop(sink)
+    (row,) = read_rows(tmp_path / "herd.duckdb", "SELECT session, notes FROM traces")
+    assert row == {"session": "conv-42", "notes": ["num_ctx pinned to 8192", "auto-pulled"]}

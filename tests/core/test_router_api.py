@@ -181,3 +181,9 @@ def test_names_match_as_ollama_matches_them(router) -> None:
     reply = httpx.post(router.url + "/api/chat", json=chat_body("LLAMA3.2:3B", stream=False))
     assert reply.status_code == 200
     assert reply.json()["model"] == "LLAMA3.2:3B"
+
+
+def test_head_is_allowed_on_tags_and_version_as_ollama_allows_it(router) -> None:
+    for path in ("/api/tags", "/api/version"):
+        reply = httpx.head(router.url + path)
+        assert reply.status_code == 200 and reply.content == b""

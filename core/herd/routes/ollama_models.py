@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, post, route
 from litestar.response import Stream
 
 import herd
@@ -30,7 +30,7 @@ _encode = msgspec.json.encode
 NDJSON = "application/x-ndjson"
 
 
-@get("/api/tags", status_code=200)
+@route("/api/tags", http_method=["GET", "HEAD"], status_code=200)
 async def tags(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Every model on every online node, once each, with the nodes that have it."""
     entries: dict[str, dict[str, Any]] = {}
@@ -59,7 +59,7 @@ async def ps(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(_encode({"models": models}), media_type=JSON)
 
 
-@get("/api/version", status_code=200)
+@route("/api/version", http_method=["GET", "HEAD"], status_code=200)
 async def version(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The fleet's lowest Ollama version (what clients can rely on), herd's, each node's."""
     nodes = {

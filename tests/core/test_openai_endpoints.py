@@ -59,6 +59,25 @@ def test_completion_echo_and_max_tokens(client: openai.OpenAI) -> None:
     assert reply.choices[0].finish_reason == "length"
 
 
+def test_completion_logprobs_streamed_and_not(client: openai.OpenAI) -> None:
+    tokens = expected_reply(LLAMA, "Once", 3)
+    whole = client.completions.create(model=LLAMA, prompt="Once", max_tokens=3, logprobs=2)
+    logprobs = whole.choices[0].logprobs
+    assert logprobs is not None and logprobs.tokens == tokens
+    assert len(logprobs.token_logprobs) == 3 and len(logprobs.top_logprobs) == 3
+    assert logprobs.text_offset == [0, len(tokens[0]), len(tokens[0]) + len(tokens[1])]
+    chunks = list(
+        client.completions.create(model=LLAMA, prompt="Once", max_tokens=3, logprobs=2, stream=True)
+    )
+    streamed = [
+        t
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.tokens
+    ]
+    assert streamed == tokens
+
+
 def test_embeddings_as_the_sdk_asks_base64_and_as_floats(client: openai.OpenAI) -> None:
     expected = embedding_vector(MINILM, "hello", 384)
     default = client.embeddings.create(model=MINILM, input="hello")  # the SDK asks for base64

@@ -49,6 +49,7 @@ __all__ = [
     "base64_vector",
     "chat_completion",
     "chat_logprobs",
+    "completion_logprobs",
     "embedding_list",
     "finish_reason",
     "new_call_id",
@@ -134,6 +135,41 @@ def chat_logprobs(entries: list[dict[str, Any]] | None) -> dict[str, Any] | None
     return {"content": content, "refusal": None}
 
 
+def completion_logprobs(
+    entries: list[dict[str, Any]] | None, offset: int = 0
+) -> dict[str, Any] | None:
+    """Ollama ``logprobs`` entries in the legacy completions shape.
+
+    Args:
+        entries: The node's entries (token, logprob, top_logprobs).
+        offset: Characters of text before the first token (``text_offset`` starts there).
+
+    Returns:
+        ``{"tokens", "token_logprobs", "top_logprobs", "text_offset"}``, or None.
+    """
+    if entries is None:
+        return None
+    tokens: list[str] = []
+    token_logprobs: list[float] = []
+    top: list[dict[str, float]] = []
+    offsets: list[int] = []
+    for entry in entries:
+        token = entry.get("token", "")
+        tokens.append(token)
+        token_logprobs.append(entry.get("logprob", 0.0))
+        top.append(
+            {t.get("token", ""): t.get("logprob", 0.0) for t in entry.get("top_logprobs") or []}
+        )
+        offsets.append(offset)
+        offset += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top,
+        "text_offset": offsets,
+    }
+
+
 def chat_completion(body: bytes, model: str, reasoning_field: str = "reasoning_content") -> bytes:
     """A whole Ollama ``/api/chat`` reply as an OpenAI ``chat.completion`` (encoded).
 
@@ -185,7 +221,9 @@ def text_completion(body: bytes, model: str, echo: str = "") -> bytes:
         model=model,
         choices=[
             CompletionChoice(
-                text=echo + reply.response, finish_reason=finish_reason(reply.done_reason, False)
+                text=echo + reply.response,
+                logprobs=completion_logprobs(reply.logprobs, len(echo)),
+                finish_reason=finish_reason(reply.done_reason, False),
             )
         ],
         usage=Usage(

@@ -42,6 +42,7 @@ from herd.protocol.openai import (
 from herd.protocol.openai_replies import (
     arguments_json,
     chat_logprobs,
+    completion_logprobs,
     finish_reason,
     new_call_id,
     new_id,
@@ -228,7 +229,7 @@ class CompletionStream(_SseStream):
         echo: The prompt, when the client asked for ``echo`` (it starts the first event).
     """
 
-    __slots__ = ("_echo", "_tail")
+    __slots__ = ("_echo", "_offset", "_tail")
 
     object_name = b"text_completion"
     choice_open = b'"choices":[{"text":'
@@ -236,6 +237,7 @@ class CompletionStream(_SseStream):
     def __init__(self, model: str, *, include_usage: bool = False, echo: str = "") -> None:
         super().__init__(model, "cmpl-", include_usage)
         self._echo = echo
+        self._offset = 0  # characters sent so far: text_offset of the next token
         self._tail = b',"index":0,"logprobs":null,"finish_reason":null' + self._tail_end
 
     def feed(self, line: bytes) -> bytes:
@@ -251,9 +253,17 @@ class CompletionStream(_SseStream):
         if not self._head:
             self._start(chunk.created_at)
         text = chunk.response
+        offset = self._offset
         if self._echo:
+            offset += len(self._echo)
             text, self._echo = self._echo + text, ""
-        out = self._head + _encode(text) + self._tail if text else b""
+        self._offset += len(text)
+        if chunk.logprobs is None:
+            out = self._head + _encode(text) + self._tail if text else b""
+        else:
+            logprobs = _encode(completion_logprobs(chunk.logprobs, offset))
+            tail = b',"index":0,"logprobs":' + logprobs + b',"finish_reason":null'
+            out = self._head + _encode(text) + tail + self._tail_end
         if chunk.done:
             finish = finish_reason(chunk.done_reason, False)
             out += self._closing(finish, chunk.prompt_eval_count, chunk.eval_count)

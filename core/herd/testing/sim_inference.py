@@ -86,9 +86,12 @@ class ChatChunks:
 class GenerateChunks:
     """Chunk shapes of ``/api/generate``: ``response`` (+ ``thinking``), final ``context``."""
 
-    def __init__(self, model: str, context: list[int] | None) -> None:
+    def __init__(
+        self, model: str, context: list[int] | None, top_logprobs: int | None = None
+    ) -> None:
         self._model = model
         self._context = context
+        self._top_logprobs = top_logprobs
 
     def _head(self) -> dict[str, Any]:
         return {"model": self._model, "created_at": created_at()}
@@ -97,13 +100,22 @@ class GenerateChunks:
         chunk = {**self._head(), "response": value if kind == "content" else ""}
         if kind == "thinking":
             chunk["thinking"] = value
+        elif self._top_logprobs is not None:
+            chunk["logprobs"] = logprob_entries(value, self._top_logprobs)
         return {**chunk, "done": False}
 
     def final(self, plan: GenerationPlan, metrics: dict[str, int]) -> dict[str, Any]:
         return self._closing(plan, metrics, "", "")
 
     def aggregate(self, plan: GenerationPlan, metrics: dict[str, int]) -> dict[str, Any]:
-        return self._closing(plan, metrics, "".join(plan.content), "".join(plan.thinking))
+        body = self._closing(plan, metrics, "".join(plan.content), "".join(plan.thinking))
+        if self._top_logprobs is not None:
+            body["logprobs"] = [
+                entry
+                for token in plan.content
+                for entry in logprob_entries(token, self._top_logprobs)
+            ]
+        return body
 
     def _closing(
         self, plan: GenerationPlan, metrics: dict[str, int], response: str, thinking: str
@@ -210,7 +222,8 @@ async def generate(request: web.Request, engine: SimEngine) -> web.StreamRespons
         new_prompt_ids = token_ids(rendered, prompt_tokens - len(history))
         output_ids = token_ids("".join(plan.content), plan.eval_count)
         context = history + new_prompt_ids + output_ids
-    renderer = GenerateChunks(name, context)
+    top_logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    renderer = GenerateChunks(name, context, top_logprobs)
     async with engine.scheduler.lease(disk, num_ctx, keep_alive) as lease:
         stream = body.stream is not False
         return await run_generation(request, engine, lease, plan, renderer, stream, started)

@@ -12,6 +12,12 @@ class ThermalSignal(Signal):
     """Hot (loaded) 1.0; loading (a request is already loading it there) ``loading``;
     warm (left memory less than ``warm_window_s`` ago, still in the disk cache) ``warm``;
     cold (on disk only) ``cold``; absent 0.
+
+    A load costs time in proportion to the model's size, so the warm and cold penalties
+    shrink for small models: a model of ``s`` bytes under ``quick_load_bytes`` scores
+    ``base + (1 - base) * (1 - s / quick_load_bytes)``. A 45 MB embedding model on disk is
+    then nearly as good as a loaded one, and queue depth spreads such models over the
+    fleet instead of piling them on the one node where they happen to be loaded.
     """
 
     name = "thermal"
@@ -22,6 +28,7 @@ class ThermalSignal(Signal):
         warm: float = 0.5
         cold: float = 0.2
         warm_window_s: float = 900.0
+        quick_load_bytes: int = 1024**3
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]
@@ -40,8 +47,16 @@ class ThermalSignal(Signal):
             else:
                 left_at = node.unloaded_at.get(key)
                 warm = left_at is not None and time.time() - left_at < config.warm_window_s
-                out.append(config.warm if warm else config.cold)
+                base = config.warm if warm else config.cold
+                out.append(base + (1.0 - base) * self._lightness(node.models[key].size))
         return out
+
+    def _lightness(self, size: int) -> float:
+        """1 for a model that loads at once, 0 from ``quick_load_bytes`` up (or unknown)."""
+        quick = self.config.quick_load_bytes
+        if size <= 0 or quick <= 0 or size >= quick:
+            return 0.0
+        return 1.0 - size / quick
 
 
 @hookimpl

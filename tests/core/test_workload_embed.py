@@ -35,6 +35,20 @@ def test_a_long_input_list_is_batched_over_both_nodes(two_embedders, make_router
     assert sum(calls) == 4 and min(calls) >= 1, calls
 
 
+def test_batches_spread_even_when_the_model_is_loaded_on_one_node_only(
+    two_embedders, make_router
+) -> None:
+    warm = two_embedders[0]  # a small model loads at once: a cold node is nearly as good
+    httpx.post(warm.url + "/api/embed", json={"model": "all-minilm", "input": "warm up"})
+    warm.reset()
+    router = make_router(nodes=two_embedders, workloads={"embed_batch_size": 2})
+    texts = [f"sentence number {i}" for i in range(8)]
+    reply = httpx.post(router.url + "/api/embed", json={"model": "all-minilm", "input": texts})
+    assert reply.status_code == 200, reply.text
+    calls = [node.stats()["requests"].get("/api/embed", 0) for node in two_embedders]
+    assert sum(calls) == 4 and min(calls) >= 1, calls
+
+
 def test_short_lists_go_whole_and_openai_clients_are_batched_too(
     two_embedders, make_router
 ) -> None:

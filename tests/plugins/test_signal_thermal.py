@@ -45,3 +45,17 @@ def test_thermal_options_come_from_yaml() -> None:
     assert signal.weight == 5
     assert signal.score(make_request(), make_node()) == pytest.approx(0.1)
     assert signal.score(make_request(), _warm(5)(make_node())) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    ("size_gb", "expected"),
+    [
+        (0.045, 0.2 + 0.8 * (1 - 0.045e9 / 1024**3)),  # an embedding model: nearly hot
+        (0.5, 0.2 + 0.8 * (1 - 0.5e9 / 1024**3)),
+        (2.0, 0.2),  # from quick_load_bytes up, a cold load costs the full penalty
+    ],
+)
+def test_cold_penalty_shrinks_for_models_that_load_at_once(size_gb, expected) -> None:
+    signal = make_signal(ThermalSignal)
+    view = make_node(disk={MODEL: size_gb})
+    assert signal.score(make_request(), view) == pytest.approx(expected)

@@ -1,9 +1,9 @@
 """A background thread that takes items from a bounded queue and hands them on in batches.
 
 The trace sinks use it to keep blocking work (DuckDB inserts, OTLP exports) off the
-event loop: ``offer`` is a queue append, the thread does the rest. A batch goes out when
-it is full or when its first item has waited ``interval`` seconds, so a busy router makes
-few large writes and a quiet one still writes within the interval.
+event loop: ``offer`` is a queue append, the thread does the rest. The thread wakes when
+a batch is full or ``interval`` seconds have passed and writes what is queued, so a busy
+router makes few large writes and a quiet one still writes within the interval.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class BatchWorker:
         self.rejected = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
         self._closed = False
 
     @property
@@ -83,6 +84,8 @@ class BatchWorker:
             self.rejected += 1
             return False
         self._queue.put(item)
+        if self._queue.qsize() >= self.batch_size:
+            self._wake.set()
         return True
 
     def start(self) -> None:
@@ -95,6 +98,7 @@ class BatchWorker:
             return False
         marker = _Flush()
         self._queue.put(marker)
+        self._wake.set()
         return marker.done.wait(timeout)
 
     def stop(self) -> None:
@@ -102,42 +106,37 @@ class BatchWorker:
         self._closed = True
         if self._thread is not None:
             self._queue.put(_STOP)
+            self._wake.set()
             self._thread.join()
             self._thread = None
 
     def _run(self) -> None:
+        # The thread wakes every ``interval`` (or when a batch fills, a flush or a stop is
+        # asked for), never once per item: a wake per trace would cost the event loop a
+        # GIL hand-off on every request.
         batch: list[Any] = []
         flushes: list[_Flush] = []
-        deadline = math.inf
         next_tick = time.monotonic()
         stopping = False
         try:
             while not stopping:
-                wake = min(deadline, next_tick)
-                wait = None if wake == math.inf else max(wake - time.monotonic(), 0.0)
-                try:
-                    item = self._queue.get(timeout=wait)
-                except queue.Empty:
-                    item = None
-                while item is not None:
+                self._wake.wait(max(0.0, min(self.interval, next_tick - time.monotonic())))
+                self._wake.clear()
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
                     if item is _STOP:
                         stopping = True
                     elif isinstance(item, _Flush):
                         flushes.append(item)
                     else:
-                        if not batch:
-                            deadline = time.monotonic() + self.interval
                         batch.append(item)
                         if len(batch) >= self.batch_size:
                             batch = self._write(batch)
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        item = None
-                if batch and (stopping or flushes or time.monotonic() >= deadline):
+                if batch:
                     batch = self._write(batch)
-                if not batch:
-                    deadline = math.inf
                 for marker in flushes:
                     marker.done.set()
                 flushes.clear()

@@ -3,7 +3,8 @@
 With no keys configured nothing is installed, so the hot path pays nothing. With keys,
 an ASGI middleware checks ``Authorization: Bearer <key>`` on every routed request except
 the open ones (``/``, ``/healthz``), the agents' heartbeat (it has the node token) and the
-admin routes when an ``auth.admin_key`` guards them. A missing or wrong key is a 401 in the
+admin routes when an ``auth.admin_key`` guards them; the admin key itself is accepted as a
+client key named ``admin``. A missing or wrong key is a 401 in the
 client's protocol (Ollama ``{"error": ...}``, OpenAI's error object on ``/v1``). Keys are
 compared in constant time (SHA-256 digests through :func:`hmac.compare_digest`, every key
 every time) and never logged; the matching key's *name* is what traces and tags see.
@@ -121,8 +122,12 @@ def client_key_middleware(settings: Settings) -> list[DefineMiddleware]:
                 settings.host or "all addresses",
             )
         return []
-    admin_key_set = bool(getattr(settings.auth, "admin_key", ""))
-    client_keys = ClientKeys((k.name, k.key) for k in keys)
+    admin_key = getattr(settings.auth, "admin_key", "")
+    admin_key_set = bool(admin_key)
+    named = [(k.name, k.key) for k in keys]
+    if admin_key:  # the operator's key reads what any client may (the dashboard, /api/tags)
+        named.append(("admin", admin_key))
+    client_keys = ClientKeys(named)
     return [DefineMiddleware(ClientKeyMiddleware, keys=client_keys, admin_key_set=admin_key_set)]
 
 

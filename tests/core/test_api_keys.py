@@ -127,3 +127,14 @@ def test_key_lookup_and_no_middleware_without_keys() -> None:
     assert keys.name_for("second-key-2") == "b"
     assert keys.name_for("second-key-") is None and keys.name_for("") is None
     assert client_key_middleware(load_settings(None, env={})) == []
+
+
+def test_the_admin_key_also_reads_what_clients_may(make_sim, make_router) -> None:
+    sim = make_sim(name="solo", models=[emulated(LLAMA)])
+    router = make_router(
+        nodes=[sim], auth={"api_keys": [{"name": "ci", "key": CI_KEY}], "admin_key": "adm-0003"}
+    )
+    assert httpx.get(router.url + "/api/tags").status_code == 401
+    assert httpx.get(router.url + "/api/tags", headers=bearer("adm-0003")).status_code == 200
+    overview = httpx.get(router.url + "/dashboard/api/overview", headers=bearer("adm-0003"))
+    assert overview.status_code == 200

@@ -15,6 +15,7 @@ import msgspec
 from litestar import Request, Response, post
 
 from herd.errors import HerdError
+from herd.protocol.openai import OpenAIRequestError, decode_openai
 from herd.protocol.workloads import ImageRequest, OpenAIImageRequest, parse_size
 from herd.routes.common import JSON, gateway_of, read_body
 from herd.routes.workload_common import (
@@ -39,14 +40,10 @@ _IMAGE_FIELDS = ("negative_prompt", "width", "height", "steps", "seed", "guidanc
 
 
 def _decode(body: bytes, struct: type[Any]) -> Any:
-    if not body.strip():
-        raise HerdError(400, "missing request body")
     try:
-        return msgspec.json.decode(body, type=struct)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        message = str(exc)
-        param = message.rsplit("$.", 1)[1].rstrip("`") if "$." in message else None
-        raise HerdError(400, message, param=param) from None
+        return decode_openai(body, struct)  # the same checks, and the field at fault as param
+    except OpenAIRequestError as exc:
+        raise HerdError(400, exc.message, param=exc.param) from None
 
 
 async def _generate(

@@ -22,6 +22,7 @@ from herd.interfaces import (
     FallbackPolicy,
     InferenceRequest,
     NodeFailure,
+    NodeView,
     Signal,
     UpstreamReply,
 )
@@ -177,7 +178,7 @@ class Scheduler:
             await self.puller.pull(request, capability)
             decision = self.rank(request, capability)
         if not decision.ranked:
-            raise self._nothing_to_try(request, decision)
+            raise self._nothing_to_try(request, decision, capability)
         key = request.model_key
         original = request.raw_body
         tried: list[str] = []
@@ -244,7 +245,7 @@ class Scheduler:
                 queue_ms=queue_s * 1000.0,
             )
         if not tried:
-            raise self._nothing_to_try(request, decision)
+            raise self._nothing_to_try(request, decision, capability)
         if all_not_found:
             raise _with_attempts(model_not_found(request.model), attempts)
         raise _with_attempts(
@@ -319,10 +320,21 @@ class Scheduler:
         request.notes.append(f"served {substitute} instead of {key}: {key} is loaded nowhere")
         return substitute
 
-    def _nothing_to_try(self, request: InferenceRequest, decision: Decision) -> HerdError:
+    def _nothing_to_try(
+        self, request: InferenceRequest, decision: Decision, capability: str
+    ) -> HerdError:
         key = request.model_key
-        holders = [n.view for n in self.fleet.nodes.values() if n.view.has_model(key)]
+        views = [n.view for n in self.fleet.nodes.values()]
+        holders = [v for v in views if v.serves(capability, key)]
         if not holders:
+            if any(_knows(v, key) for v in views):  # the fleet has it, for other work
+                what = _WORK.get(capability, capability)
+                return HerdError(
+                    400,
+                    f"model '{request.model}' does not support {what}",
+                    code="model_not_supported",
+                    param="model",
+                )
             return model_not_found(request.model)
         usable = [v for v in holders if v.status in ("online", "degraded")]
         if not usable:
@@ -352,6 +364,19 @@ class Scheduler:
             retry_after=1,
             code="no_node_available",
         )
+
+
+_WORK = {
+    "text": "chat or generate",
+    "embed": "embeddings",
+    "image": "image generation",
+    "transcribe": "transcription",
+}
+
+
+def _knows(view: NodeView, key: str) -> bool:
+    """The node has the model, for any capability."""
+    return view.has_model(key) or any(key in models for models in view.service_models.values())
 
 
 def _with_attempts(error: HerdError, attempts: list[AttemptRecord]) -> HerdError:

@@ -10,6 +10,7 @@ from herd.testing.sim_images import IMAGE_MODEL, expected_image
 from herd.testing.sim_transcribe import TRANSCRIBE_MODEL, expected_transcript
 from openai import BadRequestError, OpenAI
 
+from tests.conftest import emulated
 from tests.core.workload_nodes import (
     WORKLOADS_ON,
     capture_traces,
@@ -168,3 +169,17 @@ def test_aliases_name_workload_models(make_sim, make_router) -> None:
     assert base64.b64decode(image.data[0].b64_json) == expected_image(
         IMAGE_MODEL.name, "a boat", 32, 32
     )
+
+
+def test_a_text_model_on_the_image_endpoint_is_a_400_not_a_503(make_sim, make_router) -> None:
+    sim = make_sim(name="text-only", models=[emulated("llama3.2:3b")])
+    router = make_router(nodes=[sim], workloads={"image_generation": True})
+    reply = httpx.post(
+        router.url + "/api/generate-image", json={"model": "llama3.2:3b", "prompt": "a cat"}
+    )
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "model 'llama3.2:3b' does not support image generation"}
+    reply = httpx.post(
+        router.url + "/v1/images/generations", json={"model": "nope:1b", "prompt": "a cat"}
+    )
+    assert reply.status_code == 404

@@ -92,7 +92,16 @@ def _not_allowed(
 
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    return render_error(request, exc.status_code, str(exc.detail))
+    message = str(exc.detail)
+    if isinstance(exc.extra, list) and exc.extra:  # Litestar's parameter validation: name them
+        problems = [
+            f"{item.get('key', '?')}: {item.get('message', 'invalid')}"
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
+        if problems:
+            message = f"{message} ({'; '.join(problems)})"
+    return render_error(request, exc.status_code, message)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:

@@ -253,3 +253,4 @@ def test_dashboard_endpoints_answer_with_the_same_numbers(make_router: Any) -> N
     for path, params in [("trends", {"hours": 0}), ("traces", {"limit": 10_000})]:
         bad = httpx.get(f"{router.url}/dashboard/api/{path}", params=params, timeout=30)
         assert bad.status_code == 400
+        assert next(iter(params)) + ":" in bad.json()["error"]  # names the parameter

@@ -327,11 +327,13 @@ class Scheduler:
         views = [n.view for n in self.fleet.nodes.values()]
         holders = [v for v in views if v.serves(capability, key)]
         if not holders:
-            if any(_knows(v, key) for v in views):  # the fleet has it, for other work
+            knowing = [v.name for v in views if _knows(v, key)]
+            if knowing:  # the fleet has it, for other work: no retry would help
                 what = _WORK.get(capability, capability)
                 return HerdError(
                     400,
-                    f"model '{request.model}' does not support {what}",
+                    f"model '{request.model}' is not served for {what} by any node "
+                    f"(it is on: {', '.join(knowing)})",
                     code="model_not_supported",
                     param="model",
                 )

@@ -178,7 +178,10 @@ def test_a_text_model_on_the_image_endpoint_is_a_400_not_a_503(make_sim, make_ro
         router.url + "/api/generate-image", json={"model": "llama3.2:3b", "prompt": "a cat"}
     )
     assert reply.status_code == 400
-    assert reply.json() == {"error": "model 'llama3.2:3b' does not support image generation"}
+    assert reply.json() == {
+        "error": "model 'llama3.2:3b' is not served for image generation by any node "
+        "(it is on: text-only)"
+    }
     reply = httpx.post(
         router.url + "/v1/images/generations", json={"model": "nope:1b", "prompt": "a cat"}
     )

@@ -175,5 +175,7 @@ def test_emulated_node_serves_both_workloads_through_the_backend(make_sim, make_
     image = httpx.post(
         router.url + "/v1/images/generations", json={"model": IMAGE_MODEL.name, "prompt": "x"}
     )
-    assert image.status_code == 503  # Ollama lists it, but no service of the node offers it
-    assert "studio: model not on this node" in image.json()["error"]["message"]
+    # Ollama lists it, but no service of the node offers it: no retry would help
+    assert image.status_code == 400
+    assert "not served for image generation" in image.json()["error"]["message"]
+    assert "(it is on: studio)" in image.json()["error"]["message"]

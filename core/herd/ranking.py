@@ -85,10 +85,14 @@ class Ranker:
                 rejections[view.name] = "node draining"
             elif capability not in view.capabilities:
                 rejections[view.name] = f"no {capability} capability"
-            elif not view.serves(capability, key):
-                rejections[view.name] = "model not on this node"
-            else:
+            elif (key in view.models or key in view.loaded) and (
+                view.primary_capabilities is None or capability in view.primary_capabilities
+            ):
+                out.append(view)  # the common case, inlined: NodeView.serves's own-backend test
+            elif view.serves(capability, key):
                 out.append(view)
+            else:
+                rejections[view.name] = "model not on this node"
         return out
 
     def rank(

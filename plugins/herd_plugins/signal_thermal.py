@@ -36,27 +36,27 @@ class ThermalSignal(Signal):
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
         key = request.model_key
         config = self.config
+        loading, warm, cold = config.loading, config.warm, config.cold
+        quick = config.quick_load_bytes
+        warm_since = time.time() - config.warm_window_s
         out = []
-        for node in nodes:
+        for node in nodes:  # inlined: this runs for every node on every request
             if key in node.loaded:
                 out.append(1.0)
             elif key in node.loading:
-                out.append(config.loading)
-            elif key not in node.models:
-                out.append(0.0)
+                out.append(loading)
             else:
+                entry = node.models.get(key)
+                if entry is None:
+                    out.append(0.0)
+                    continue
                 left_at = node.unloaded_at.get(key)
-                warm = left_at is not None and time.time() - left_at < config.warm_window_s
-                base = config.warm if warm else config.cold
-                out.append(base + (1.0 - base) * self._lightness(node.models[key].size))
+                base = warm if left_at is not None and left_at > warm_since else cold
+                size = entry.size
+                if 0 < size < quick:  # a small model loads at once: its penalty shrinks
+                    base += (1.0 - base) * (1.0 - size / quick)
+                out.append(base)
         return out
-
-    def _lightness(self, size: int) -> float:
-        """1 for a model that loads at once, 0 from ``quick_load_bytes`` up (or unknown)."""
-        quick = self.config.quick_load_bytes
-        if size <= 0 or quick <= 0 or size >= quick:
-            return 0.0
-        return 1.0 - size / quick
 
 
 @hookimpl

@@ -71,35 +71,42 @@ class WaitTimeSignal(Signal):
 
     def estimate(self, request: InferenceRequest, node: NodeView) -> float:
         """Seconds until this request's first token on ``node``."""
-        return self._estimate(request.model_key, node, self._times.get(request.model_key, {}))
+        return self._estimates(request.model_key, [node])[0]
 
-    def _estimate(self, key: str, node: NodeView, by_node: dict[str, NodeModelTimes]) -> float:
+    def _estimates(self, key: str, nodes: Sequence[NodeView]) -> list[float]:
+        """Seconds until the first token on each node (one loop: it runs per request)."""
         config = self.config
-        times = by_node.get(node.name)
-        first = times.first_token if times is not None else None
-        wait = first.value if first is not None else config.prior_first_token_s
-        slots = node.slots
-        ahead = node.in_flight_by_model.get(key, 0) + node.queued_by_model.get(key, 0) - slots + 1
-        if ahead > 0:
-            service = (times.service if times is not None else None) or self._model_service.get(key)
-            typical = service.value if service is not None else config.prior_service_s
-            wait += ahead * typical / slots
-        if key not in node.loaded:
-            load = times.load if times is not None else None
-            if load is not None:
-                load_s = load.value
-            else:
-                entry = node.models.get(key)
-                load_s = config.prior_load_s_per_gb * (entry.size / GB if entry else 1.0)
-            if key in node.loading:
-                load_s *= 0.5  # under way already
-            elif (
-                key in node.unloaded_at
-                and time.time() - node.unloaded_at[key] < config.warm_window_s
-            ):
-                load_s *= config.warm_load_factor  # still in the disk cache
-            wait += load_s
-        return wait
+        by_node = self._times.get(key, {})
+        prior_first, prior_service = config.prior_first_token_s, config.prior_service_s
+        model_service = self._model_service.get(key)
+        warm_since = time.time() - config.warm_window_s
+        out = []
+        for node in nodes:
+            times = by_node.get(node.name)
+            first = times.first_token if times is not None else None
+            wait = first.value if first is not None else prior_first
+            slots = node.slots
+            ahead = (
+                node.in_flight_by_model.get(key, 0) + node.queued_by_model.get(key, 0) - slots + 1
+            )
+            if ahead > 0:
+                service = (times.service if times is not None else None) or model_service
+                typical = service.value if service is not None else prior_service
+                wait += ahead * typical / slots
+            if key not in node.loaded:
+                load = times.load if times is not None else None
+                if load is not None:
+                    load_s = load.value
+                else:
+                    entry = node.models.get(key)
+                    load_s = config.prior_load_s_per_gb * (entry.size / GB if entry else 1.0)
+                if key in node.loading:
+                    load_s *= 0.5  # under way already
+                elif node.unloaded_at.get(key, 0.0) > warm_since:
+                    load_s *= config.warm_load_factor  # still in the disk cache
+                wait += load_s
+            out.append(wait)
+        return out
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         half = self.config.half_score_s
@@ -107,10 +114,7 @@ class WaitTimeSignal(Signal):
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
         half = self.config.half_score_s
-        key = request.model_key
-        by_node = self._times.get(key, {})
-        estimate = self._estimate
-        return [half / (half + estimate(key, node, by_node)) for node in nodes]
+        return [half / (half + wait) for wait in self._estimates(request.model_key, nodes)]
 
     def observe(self, trace: RequestTrace) -> None:
         if trace.status != "completed" or not trace.node or not trace.served_model:

@@ -118,10 +118,6 @@ class Fleet:
         """Every node's view, in configuration order."""
         return [n.view for n in self.nodes.values()]
 
-    def online(self) -> list[NodeView]:
-        """The nodes that answered their last poll or request."""
-        return [n.view for n in self.nodes.values() if n.view.status == "online"]
-
     async def start(self) -> None:
         """Poll every node once (so the first request sees the fleet), then keep polling."""
         if not self.nodes and self.settings.fleet.discover_local:

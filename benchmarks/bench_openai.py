@@ -28,9 +28,9 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import cpu_seconds, percentile, router, sim_node, table
+from herd._engine.relay import rename_model
 from herd.protocol.ollama_replies import decode_chat_chunk
 from herd.protocol.openai_stream import ChatStream
-from herd.streaming import rename_model
 
 MODEL = "llama3.2:3b"
 # The node serves 256 at once; say so, or the router queues beyond its default of 4 slots.

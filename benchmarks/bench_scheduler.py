@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import table
 from herd import InferenceRequest, LoadedModel, ModelEntry, NodeView, RequestTrace
-from herd.config import load_settings
-from herd.gateway import Gateway
-from herd.plugins import make_plugin_manager
-from herd.ranking import Ranker
+from herd._engine.config import load_settings
+from herd._engine.gateway import Gateway
+from herd._engine.plugins import make_plugin_manager
+from herd._engine.scheduling.ranking import Ranker
 
 MODEL = "qwen2.5:7b"
 GIB = 1024**3

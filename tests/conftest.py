@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# herd's fixtures are opt-in: a project that installs herd gets none unless it asks.
+pytest_plugins = ["herd.testing.fixtures"]
+
 GIB = 1024**3
 
 

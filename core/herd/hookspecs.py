@@ -15,9 +15,9 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from herd.config import Settings
-    from herd.gateway import Gateway
+    from herd._engine.gateway import Gateway
     from herd.interfaces import Backend, FallbackPolicy, Signal, TraceSink
+    from herd.settings import Settings
     from herd.trace import RequestTrace
 
 PROJECT = "herd"

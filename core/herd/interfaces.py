@@ -20,7 +20,7 @@ from herd.node_view import LoadedModel, ModelEntry, NodeReport, NodeView
 if TYPE_CHECKING:
     import aiohttp
 
-    from herd.config import NodeConfig
+    from herd.settings import NodeConfig
     from herd.trace import RequestTrace
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "StreamBroken",
     "TraceSink",
     "UpstreamReply",
+    "WholeReply",
 ]
 
 
@@ -154,6 +155,23 @@ class UpstreamReply(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Close the upstream connection (stops generation on the node)."""
+
+
+class WholeReply(UpstreamReply):
+    """A node's answer read whole (services do not stream), or one the router put together."""
+
+    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.status = status
+        self.content_type = content_type
+        self.first = body
+        self.streaming = False
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def aclose(self) -> None:
+        return None
 
 
 @dataclass(slots=True)

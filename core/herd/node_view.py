@@ -103,7 +103,7 @@ class NodeView:
     agent: bool = False
     draining: bool = False
     tags: list[str] = field(default_factory=list)
-    # The node's other services (see herd.services): models by capability, answering ones only.
+    # The node's other services: models by capability, answering ones only.
     service_models: dict[str, dict[str, ModelEntry]] = field(default_factory=dict)
     primary_capabilities: frozenset[str] | None = None
     # What the router itself remembers about the node (scheduler and fleet keep these):

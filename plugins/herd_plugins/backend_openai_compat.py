@@ -22,10 +22,10 @@ from herd.interfaces import (
     NodeFailure,
     NodeReport,
     UpstreamReply,
+    WholeReply,
 )
 from herd.names import normalize_model_name
 from herd.protocol.workloads import upstream_error_message
-from herd.services import WholeReply
 
 __all__ = ["OpenAICompatBackend"]
 

@@ -10,9 +10,9 @@ import pytest
 
 mdns = pytest.importorskip("herd_contrib.mdns")
 
-from herd.agent import node as agent_node  # noqa: E402
-from herd.config import load_settings  # noqa: E402
-from herd.plugins import make_plugin_manager  # noqa: E402
+from herd._engine.config import load_settings  # noqa: E402
+from herd._engine.plugins import make_plugin_manager  # noqa: E402
+from herd_node import node as agent_node  # noqa: E402
 
 
 def test_advertisement_round_trips_to_a_router_url() -> None:

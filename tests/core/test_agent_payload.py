@@ -9,8 +9,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from herd.agent.node import NodeAgent, OllamaSnapshot
-from herd.agent.payload import (
+from herd._engine.config import load_settings
+from herd._engine.fleet.membership import bearer_secret, registration_refusal, secret_matches
+from herd.protocol.heartbeat import (
     PAYLOAD_VERSION,
     DiskModel,
     Heartbeat,
@@ -21,8 +22,9 @@ from herd.agent.payload import (
     encode,
     models_digest,
 )
-from herd.agent.probes import MachineProbe
-from herd.agent.settings import (
+from herd_node.node import NodeAgent, OllamaSnapshot
+from herd_node.probes import MachineProbe
+from herd_node.settings import (
     AgentSettings,
     AgentSettingsError,
     check_http_url,
@@ -30,8 +32,6 @@ from herd.agent.settings import (
     load_agent_settings,
     stated_ollama_url,
 )
-from herd.config import load_settings
-from herd.membership import bearer_secret, registration_refusal, secret_matches
 
 
 def test_heartbeat_without_version_or_optional_fields_is_version_one() -> None:
@@ -172,7 +172,7 @@ def test_heartbeat_round_trips() -> None:
 
 def test_agent_does_not_load_the_router_stack() -> None:
     code = (
-        "import sys, herd.agent.cli, herd.agent.node; "
+        "import sys, herd_node.cli, herd_node.node; "
         "print(sorted(m for m in ('litestar', 'aiohttp', 'uvicorn', 'duckdb') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,8 +11,8 @@ import httpx
 import ollama
 import openai
 import pytest
-from herd.auth import ClientKeys, client_key_middleware
-from herd.config import load_settings
+from herd._engine.auth import ClientKeys, client_key_middleware
+from herd._engine.config import load_settings
 from herd.testing import SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 

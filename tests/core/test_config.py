@@ -7,8 +7,9 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from herd.cli import main
-from herd.config import ConfigError, Settings, load_settings
+from herd._engine.cli import main
+from herd._engine.config import ConfigError, load_settings
+from herd.settings import Settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

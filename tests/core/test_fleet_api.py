@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import httpx
 import ollama
 import pytest
-from herd.agent.runner import AgentHandle
+from herd._engine.routes import fleet_api
 from herd.errors import HerdError
-from herd.routes import fleet_api
+from herd_node.runner import AgentHandle
 
 from tests.conftest import emulated
 

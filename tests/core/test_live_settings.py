@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from herd.app import create_app
-from herd.config import load_settings
+from herd._engine.app import create_app
+from herd._engine.config import load_settings
+from herd._engine.gateway import Gateway
+from herd._engine.live_settings import FILE_NAME, redact
 from herd.errors import HerdError
-from herd.gateway import Gateway
-from herd.live_settings import FILE_NAME, redact
 
 
 def make_gateway(data_dir: str = "", **overrides: Any) -> Gateway:

@@ -12,8 +12,8 @@ import httpx
 import ollama
 import pytest
 from aiohttp import web
-from herd.agent.payload import GpuInfo, MachineInfo
-from herd.agent.runner import AgentHandle
+from herd.protocol.heartbeat import GpuInfo, MachineInfo
+from herd_node.runner import AgentHandle
 
 from tests.conftest import GIB, emulated
 

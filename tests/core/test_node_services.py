@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from herd.node_services import (
+from herd_services import (
     BadInput,
     DiffusersModel,
     Engine,
@@ -20,9 +20,9 @@ from herd.node_services import (
     build_engines,
     resolve_model_path,
 )
-from herd.node_services.cli import load_services_config
-from herd.node_services.image import DiffusersEngine
-from herd.testing.sim_images import png
+from herd_services.cli import load_services_config
+from herd_services.image import DiffusersEngine
+from herd_sim.images import png
 
 from tests.core.workload_nodes import tone_wav
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from herd._engine.tagging import collect_tags
 from herd.protocol.openai import (
     ChatCompletionRequest,
     ChatMessage,
@@ -29,7 +30,6 @@ from herd.protocol.openai import (
 )
 from herd.protocol.openai_requests import chat_to_ollama
 from herd.protocol.openai_upstream import chat_request_from_ollama
-from herd.tagging import collect_tags
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from herd import hookimpl, hookspecs
-from herd.app import create_app
-from herd.config import load_settings
-from herd.plugins import BUILTIN_PLUGINS, PluginLoadError, make_plugin_manager
+from herd._engine.app import create_app
+from herd._engine.config import load_settings
+from herd._engine.plugins import BUILTIN_PLUGINS, PluginLoadError, make_plugin_manager
 
 PUBLIC_MODULES = {
     "herd",
-    "herd.config",
+    "herd.settings",
     "herd.errors",
     "herd.hookspecs",
     "herd.interfaces",
@@ -27,7 +27,6 @@ PUBLIC_MODULES = {
     "herd.protocol.ollama",
     "herd.protocol.openai",
     "herd.protocol.workloads",
-    "herd.services",
 }
 
 
@@ -55,7 +54,7 @@ def test_builtins_are_registered_through_the_plugin_manager() -> None:
 
 def test_builtin_plugins_import_only_public_names() -> None:
     root = Path(__file__).parents[2] / "plugins" / "herd_plugins"
-    for path in root.glob("*.py"):
+    for path in root.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:

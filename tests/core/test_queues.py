@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from herd._engine.scheduling.queues import QueueBoard, QueueFull, client_key
 from herd.errors import HerdError
-from herd.queues import QueueBoard, QueueFull, client_key
 
 from tests.plugins.node_factory import MODEL, make_node, make_request
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from herd.config import RoutingSettings
+from herd._engine.request_hints import describe_request
+from herd._engine.shaping import BodyShaper
 from herd.protocol.ollama import ChatRequest
-from herd.request_hints import describe_request
-from herd.request_shaping import BodyShaper
+from herd.settings import RoutingSettings
 
 from tests.plugins.node_factory import MODEL, make_node, make_request
 

@@ -109,7 +109,7 @@ def test_connection_refused_moves_to_the_next_node(make_router, make_sim) -> Non
 
 
 async def _add_node(router, name: str, url: str):
-    from herd.config import NodeConfig
+    from herd.settings import NodeConfig
 
     return router.gateway.fleet.add(NodeConfig(name=name, url=url))
 

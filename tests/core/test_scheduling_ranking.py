@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from herd.config import load_settings
-from herd.gateway import Gateway
-from herd.plugins import make_plugin_manager
-from herd.ranking import Ranker
+from herd._engine.config import load_settings
+from herd._engine.gateway import Gateway
+from herd._engine.plugins import make_plugin_manager
+from herd._engine.scheduling.ranking import Ranker
 
 from tests.plugins.node_factory import MODEL, make_node, make_request
 

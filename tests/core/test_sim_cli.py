@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from herd.testing import EmulatedModel, SimConfig, expected_reply, parse_size
-from herd.testing.sim_cli import build_parser, config_from_args, is_loopback, model_from_spec
-from herd.testing.sim_models import GIB, config_from_mapping
+from herd_sim.cli import build_parser, config_from_args, is_loopback, model_from_spec
+from herd_sim.models import GIB, config_from_mapping
 
 
 def parse(*argv: str) -> SimConfig:
@@ -106,7 +106,7 @@ def test_expected_reply_is_stable_and_prefix_consistent() -> None:
 
 def test_the_console_script_prints_its_url_and_serves() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "herd.testing.sim_cli", "--port", "0", "--name", "cli"],
+        [sys.executable, "-m", "herd_sim.cli", "--port", "0", "--name", "cli"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -11,8 +11,8 @@ import msgspec
 import ollama
 import openai
 import pytest
+from herd._engine.tagging import MAX_TAGS, collect_tags, split_metadata
 from herd.errors import HerdError
-from herd.tagging import MAX_TAGS, collect_tags, split_metadata
 from herd.testing import SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 

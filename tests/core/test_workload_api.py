@@ -6,8 +6,8 @@ import base64
 
 import httpx
 import pytest
-from herd.testing.sim_images import IMAGE_MODEL, expected_image
-from herd.testing.sim_transcribe import TRANSCRIBE_MODEL, expected_transcript
+from herd_sim.images import IMAGE_MODEL, expected_image
+from herd_sim.transcribe import TRANSCRIBE_MODEL, expected_transcript
 from openai import BadRequestError, OpenAI
 
 from tests.conftest import emulated

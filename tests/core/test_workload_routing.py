@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import msgspec
 import pytest
-from herd.testing.sim_images import IMAGE_MODEL
-from herd.testing.sim_transcribe import TRANSCRIBE_MODEL
+from herd_sim.images import IMAGE_MODEL
+from herd_sim.transcribe import TRANSCRIBE_MODEL
 
 from tests.conftest import emulated
 from tests.core.workload_nodes import (

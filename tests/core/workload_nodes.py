@@ -8,8 +8,8 @@ import struct
 import wave
 from typing import Any
 
-from herd.testing.sim_images import IMAGE_MODEL
-from herd.testing.sim_transcribe import TRANSCRIBE_MODEL
+from herd_sim.images import IMAGE_MODEL
+from herd_sim.transcribe import TRANSCRIBE_MODEL
 
 from tests.conftest import emulated
 

@@ -16,7 +16,7 @@ import duckdb
 import httpx
 import pytest
 from herd import RequestTrace
-from herd_plugins import analytics
+from herd_plugins.dashboard import analytics
 from herd_plugins.sink_duckdb import DuckDBSink
 from trace_factory import make_trace
 

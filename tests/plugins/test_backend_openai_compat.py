@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 import pytest
-from herd.node_services import BadInput, Engine, ServicesConfig, ServicesHandle
-from herd.testing.sim_images import IMAGE_MODEL
-from herd.testing.sim_transcribe import TRANSCRIBE_MODEL
+from herd_services import BadInput, Engine, ServicesConfig, ServicesHandle
+from herd_sim.images import IMAGE_MODEL
+from herd_sim.transcribe import TRANSCRIBE_MODEL
 
 from tests.conftest import emulated
 from tests.core.workload_nodes import WORKLOADS_ON, tone_wav, workload_sim
@@ -139,8 +139,8 @@ def test_api_key_and_api_path_options(services, make_sim, make_router) -> None:
 
 
 def test_unknown_service_type_or_capability_is_a_clear_error() -> None:
-    from herd.config import load_settings
-    from herd.fleet import Fleet
+    from herd._engine.config import load_settings
+    from herd._engine.fleet.registry import Fleet
     from herd.interfaces import BackendContext
     from herd_plugins.backend_ollama import OllamaBackend
     from herd_plugins.backend_openai_compat import OpenAICompatBackend

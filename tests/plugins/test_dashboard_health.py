@@ -7,9 +7,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from herd import LoadedModel, ModelEntry, NodeView
-from herd_plugins.dashboard_advice import GB, recommend
-from herd_plugins.dashboard_health import HealthInputs, check_health
-from herd_plugins.dashboard_monitor import FleetMonitor, node_card, queue_items
+from herd_plugins.dashboard.advice import GB, recommend
+from herd_plugins.dashboard.health import HealthInputs, check_health
+from herd_plugins.dashboard.monitor import FleetMonitor, node_card, queue_items
 
 
 def card(name: str, state: str = "online", **fields: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from importlib.metadata import entry_points
 
 import httpx
 import pytest
-from herd.config import load_settings
-from herd.plugins import make_plugin_manager
+from herd._engine.config import load_settings
+from herd._engine.plugins import make_plugin_manager
 from herd.testing.router_runner import RouterHandle
 
 from tests.conftest import emulated

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from herd.trace import AttemptRecord
 from herd_plugins.sink_otel import OtelSink
-from herd_plugins.trace_context import derived_trace_id
+from herd_plugins.sink_otel.trace_context import derived_trace_id
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode

@@ -11,9 +11,9 @@ import duckdb
 import httpx
 import pytest
 from herd.trace import AttemptRecord
-from herd_plugins.duckdb_schema import LATEST_VERSION, migrate
 from herd_plugins.sink_duckdb import DuckDBSink
-from herd_plugins.trace_context import derived_trace_id
+from herd_plugins.sink_duckdb.schema import LATEST_VERSION, migrate
+from herd_plugins.sink_otel.trace_context import derived_trace_id
 from trace_factory import make_trace
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

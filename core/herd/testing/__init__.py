@@ -8,15 +8,15 @@ Example:
     ...     ollama.Client(host=node.url).chat(model="llama3.2:3b", messages=[...])
 """
 
-from herd.testing.runner import SimNode
-from herd.testing.sim_models import (
+from herd_sim.models import (
     DEFAULT_MODELS,
     EmulatedModel,
     SimConfig,
     loaded_size_bytes,
     parse_size,
 )
-from herd.testing.sim_text import (
+from herd_sim.runner import SimNode
+from herd_sim.text import (
     count_tokens,
     embedding_vector,
     expected_reply,

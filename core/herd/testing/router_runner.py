@@ -8,7 +8,8 @@ import threading
 import time
 from typing import Any
 
-from herd.config import Settings, load_settings
+from herd._engine.config import load_settings
+from herd.settings import Settings
 
 __all__ = ["RouterHandle"]
 
@@ -45,7 +46,7 @@ class RouterHandle:
     def start(self, timeout: float = 30.0) -> RouterHandle:
         import uvicorn
 
-        from herd.app import create_app
+        from herd._engine.app import create_app
 
         self.app = create_app(self.settings)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

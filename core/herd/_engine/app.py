@@ -1,0 +1,165 @@
+"""``create_app(settings) -> Litestar``: the router as an ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+import pluggy
+from litestar import Litestar, MediaType, Request, Response
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+
+from herd._engine.auth import client_key_middleware
+from herd._engine.gateway import Gateway
+from herd._engine.plugins import make_plugin_manager
+from herd._engine.routes import (
+    fleet_api,
+    fleet_routing,
+    health,
+    ollama_inference,
+    ollama_models,
+    openai_inference,
+    openai_models,
+    workload_images,
+    workload_transcribe,
+)
+from herd.errors import HerdError
+from herd.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("herd")
+_encode = msgspec.json.encode
+
+
+def _is_openai(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith("/v1/")
+
+
+def render_error(
+    request: Request[Any, Any, Any], status: int, message: str, **extra: Any
+) -> Response[bytes]:
+    """An error in the client's protocol: Ollama ``{"error": msg}`` or OpenAI's object."""
+    headers = {}
+    retry_after = extra.get("retry_after")
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if _is_openai(request):
+        kind = {
+            400: "invalid_request_error",
+            401: "invalid_request_error",
+            403: "permission_error",
+            404: "not_found_error",
+            413: "invalid_request_error",
+            429: "rate_limit_error",
+        }.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        error = {
+            "message": message,
+            "type": kind,
+            "param": extra.get("param"),
+            "code": extra.get("code"),
+        }
+        body = _encode({"error": error})
+    else:
+        body = _encode({"error": message})
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def _herd_error(request: Request[Any, Any, Any], exc: HerdError) -> Response[bytes]:
+    return render_error(
+        request,
+        exc.status,
+        exc.message,
+        retry_after=exc.retry_after,
+        code=exc.code,
+        param=exc.param,
+    )
+
+
+def _not_found(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[bytes]:
+    if _is_openai(request):
+        return render_error(request, 404, f"unknown path {request.url.path}")
+    return Response(b"404 page not found", status_code=404, media_type=MediaType.TEXT)
+
+
+def _not_allowed(
+    request: Request[Any, Any, Any], exc: MethodNotAllowedException
+) -> Response[bytes]:
+    if _is_openai(request):
+        return render_error(request, 405, f"method {request.method} not allowed here")
+    return Response(b"405 method not allowed", status_code=405, media_type=MediaType.TEXT)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    message = str(exc.detail)
+    if isinstance(exc.extra, list) and exc.extra:  # Litestar's parameter validation: name them
+        problems = [
+            f"{item.get('key', '?')}: {item.get('message', 'invalid')}"
+            for item in exc.extra
+            if isinstance(item, dict)
+        ]
+        if problems:
+            message = f"{message} ({'; '.join(problems)})"
+    return render_error(request, exc.status_code, message)
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unexpected error serving %s %s", request.method, request.url.path)
+    return render_error(request, 500, f"internal error in herd: {type(exc).__name__}: {exc}")
+
+
+def create_app(
+    settings: Settings | None = None, *, pm: pluggy.PluginManager | None = None
+) -> Litestar:
+    """Build the router.
+
+    Args:
+        settings: Validated settings (defaults when None).
+        pm: A plugin manager (a new one from the settings when None).
+
+    Returns:
+        A Litestar app; its ``state.gateway`` is the :class:`~herd._engine.gateway.Gateway`.
+
+    Example:
+        from herd._engine.config import load_settings
+        >>> app = create_app(load_settings(None, env={}))
+    """
+    settings = settings or Settings()
+    pm = pm or make_plugin_manager(settings)
+    gateway = Gateway(settings, pm)
+    extra_plugins = [
+        p
+        for batch in pm.hook.herd_register_litestar_plugins(settings=settings)
+        for p in batch or []
+    ]
+    app = Litestar(
+        route_handlers=[
+            *health.ROUTES,
+            *ollama_inference.ROUTES,
+            *ollama_models.ROUTES,
+            *fleet_api.ROUTES,
+            *fleet_routing.ROUTES,
+            *openai_inference.ROUTES,
+            *openai_models.ROUTES,
+            *workload_transcribe.ROUTES,
+            *workload_images.ROUTES,
+        ],
+        middleware=client_key_middleware(settings),
+        plugins=extra_plugins,
+        on_startup=[gateway.start],
+        on_shutdown=[gateway.stop],
+        exception_handlers={
+            HerdError: _herd_error,
+            NotFoundException: _not_found,
+            MethodNotAllowedException: _not_allowed,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        request_max_body_size=settings.limits.max_body_bytes,
+        openapi_config=None,
+        logging_config=None,
+        debug=False,
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,1 @@
+"""The fleet: the node registry, agent membership and node services."""

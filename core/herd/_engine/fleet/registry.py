@@ -1,0 +1,245 @@
+"""The fleet registry: every node, its backend, and what the last poll saw."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from herd._engine.fleet.membership import Membership
+from herd._engine.fleet.services import NodeService, build_service, poll_services, refresh_view
+from herd.interfaces import Backend, BackendContext, LoadedModel, NodeReport, NodeView
+from herd.settings import NodeConfig, ServiceConfig, Settings
+
+__all__ = ["LOCAL_OLLAMA_URL", "Fleet", "FleetNode", "note_memory_changes"]
+
+log = logging.getLogger("herd.fleet")
+
+LOCAL_OLLAMA_URL = "http://127.0.0.1:11434"
+
+
+@dataclass(slots=True)
+class FleetNode:
+    """A node: its configuration, its backend object and the router's view of it."""
+
+    config: NodeConfig
+    backend: Backend
+    view: NodeView
+    services: list[NodeService] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def backend_for(self, capability: str, model_key: str) -> Backend:
+        """The backend that serves ``model_key`` for ``capability``: a service offering
+        it, else the node's own backend."""
+        for service in self.services:
+            if service.online and model_key in service.models().get(capability, ()):
+                return service.backend
+        return self.backend
+
+
+class Fleet:
+    """Holds the nodes and polls each one on an interval (agentless mode)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend_classes: dict[str, type[Backend]],
+        context: BackendContext,
+    ) -> None:
+        self.settings = settings
+        self.backend_classes = backend_classes
+        self.context = context
+        self.nodes: dict[str, FleetNode] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self.discovered_local = False
+        for node in settings.nodes:
+            self.add(node)
+        self.membership = Membership(self)
+
+    def add(self, node: NodeConfig) -> FleetNode:
+        """Register a node; its backend type must be a registered backend."""
+        if node.name in self.nodes:
+            raise ValueError(f"two nodes are named {node.name!r}")
+        cls = self.backend_classes.get(node.type)
+        if cls is None:
+            known = ", ".join(sorted(self.backend_classes)) or "none"
+            raise ValueError(f"node {node.name!r}: unknown type {node.type!r} (known: {known})")
+        config = msgspec.convert(node.options, cls.Config, strict=False)
+        backend = cls(node, config, self.context)
+        view = NodeView(
+            name=node.name,
+            url=node.url,
+            type=node.type,
+            capabilities=cls.capabilities,
+            num_parallel=node.num_parallel or 0,
+            tags=list(node.tags),
+            assumed_parallel=self.settings.routing.default_num_parallel,
+        )
+        fleet_node = FleetNode(config=node, backend=backend, view=view)
+        if node.services:
+            self.apply_services(fleet_node, node.services)
+        self.nodes[node.name] = fleet_node
+        return fleet_node
+
+    def apply_services(self, node: FleetNode, services: Sequence[ServiceConfig]) -> None:
+        """Give a node these services (YAML ``nodes[].services``, or a heartbeat's list).
+
+        A service already there with the same configuration keeps its backend and what
+        its polls found; the others are made anew, and services not listed are dropped.
+        """
+        fresh = [
+            next((old for old in node.services if old.config == service), None)
+            or build_service(node.config, service, self.backend_classes, self.context)
+            for service in services
+        ]
+        for old in node.services:
+            if all(old is not new for new in fresh):
+                self._closing(old.backend)
+        node.services = fresh
+        own = self.backend_classes[node.config.type].capabilities
+        refresh_view(node.view, frozenset(own), fresh)
+
+    def _closing(self, backend: Backend) -> None:
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing opened yet
+            task = asyncio.get_running_loop().create_task(backend.close())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def views(self) -> list[NodeView]:
+        """Every node's view, in configuration order."""
+        return [n.view for n in self.nodes.values()]
+
+    async def start(self) -> None:
+        """Poll every node once (so the first request sees the fleet), then keep polling."""
+        if not self.nodes and self.settings.fleet.discover_local:
+            local = self.add(NodeConfig(name="local", url=LOCAL_OLLAMA_URL))
+            self.discovered_local = True
+            await self.poll(local)
+            if local.view.online:
+                log.info("found Ollama at %s; serving it as node 'local'", LOCAL_OLLAMA_URL)
+            else:
+                log.warning(
+                    "no nodes configured and no Ollama answers at %s. Add nodes to a config "
+                    "file (herd --config herd.yaml, with `nodes: [{name: gpu1, url: "
+                    "http://HOST:11434}]`), set HERD_NODES, or start an emulated node with "
+                    "`herd-sim --port 11434`; herd keeps looking for it.",
+                    LOCAL_OLLAMA_URL,
+                )
+        else:
+            await asyncio.gather(*(self.poll(n) for n in self.nodes.values()))
+        for node in self.nodes.values():
+            self._tasks.append(asyncio.create_task(self._poll_forever(node)))
+        self.membership.start()
+
+    async def stop(self) -> None:
+        await self.membership.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for node in self.nodes.values():
+            await node.backend.close()
+            for service in node.services:
+                await service.backend.close()
+
+    def poll_soon(self, node: FleetNode) -> None:
+        """Poll a node in the background (after a pull, a delete, a copy)."""
+        task = asyncio.get_running_loop().create_task(self.poll(node))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def poll_services_soon(self, node: FleetNode) -> None:
+        """Poll a node's services in the background (an agent just advertised them)."""
+        own = frozenset(type(node.backend).capabilities)
+        task = asyncio.get_running_loop().create_task(poll_services(node.view, own, node.services))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _poll_forever(self, node: FleetNode) -> None:
+        interval = self.settings.fleet.poll_interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.membership.replaces_polling(node):
+                if node.services:  # the agent reports its Ollama, not the node's services
+                    own = frozenset(type(node.backend).capabilities)
+                    await poll_services(node.view, own, node.services)
+                continue  # a live herd-node agent reports this node
+            await self.poll(node)
+
+    async def poll(self, node: FleetNode) -> None:
+        """Poll one node (and its services, at the same time); never raises."""
+        if node.services:
+            own = frozenset(type(node.backend).capabilities)
+            await asyncio.gather(self._poll_own(node), poll_services(node.view, own, node.services))
+        else:
+            await self._poll_own(node)
+
+    async def _poll_own(self, node: FleetNode) -> None:
+        try:
+            report = await node.backend.poll()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.mark_unreachable(node.view, _describe(exc))
+            return
+        self.apply(node.view, report)
+
+    def apply(self, view: NodeView, report: NodeReport) -> None:
+        """Take a poll's findings into a node's view."""
+        now = time.time()
+        if view.status != "online":
+            log.info("node %s is online (%s)", view.name, view.url)
+            view.online_since = now
+        view.status = "online"
+        view.last_error = ""
+        view.last_seen = now
+        view.version = report.version
+        view.models = {m.key: m for m in report.models}
+        loaded = {m.key: m for m in report.loaded}
+        note_memory_changes(view, loaded, now)
+        view.loaded = loaded
+
+    def mark_unreachable(self, view: NodeView, error: str) -> None:
+        """Mark a node offline after a failed poll or a failed connection."""
+        if view.status != "offline":
+            log.warning("node %s is offline: %s", view.name, error)
+        view.status = "offline"
+        view.last_error = error
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def note_memory_changes(view: NodeView, loaded: dict[str, LoadedModel], now: float) -> None:
+    """Before a node's loaded models are replaced: remember what left memory, and when
+    (the thermal signal's "warm"), and forget "loading" marks the report settles.
+
+    A mark stays while the model is not reported loaded and requests for it are still in
+    flight (the load may be under way); otherwise the report is the truth.
+    """
+    for key in view.loaded:
+        if key not in loaded:
+            view.unloaded_at[key] = now
+    for key in loaded:
+        view.unloaded_at.pop(key, None)
+    if view.loading:
+        in_flight = view.in_flight_by_model
+        view.loading = {
+            key: ctx
+            for key, ctx in view.loading.items()
+            if key not in loaded and in_flight.get(key, 0) > 0
+        }

@@ -1,0 +1,160 @@
+"""The router's state for one app: settings, plugins, fleet, scheduler and sinks."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import aiohttp
+import msgspec
+import pluggy
+
+from herd._engine.fleet.registry import Fleet
+from herd._engine.live_settings import LiveSettings
+from herd._engine.plugins import PluginLoadError, collect_classes
+from herd._engine.scheduling.scheduler import Scheduler
+from herd.interfaces import BackendContext, FallbackPolicy, Signal, TraceSink
+from herd.names import normalize_model_name
+from herd.settings import Settings
+from herd.trace import RequestTrace
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("herd")
+
+
+class Gateway:
+    """Everything one running router holds. Built by :func:`herd._engine.app.create_app`.
+
+    Attributes:
+        settings: The validated configuration.
+        pm: This app's plugin manager.
+        fleet: The nodes and their state (after :meth:`start`).
+        scheduler: Picks the node for each request (after :meth:`start`).
+        sinks: The trace sinks that receive every finished request.
+    """
+
+    def __init__(self, settings: Settings, pm: pluggy.PluginManager) -> None:
+        self.settings = settings
+        self.pm = pm
+        self.log = log
+        self.backend_classes = collect_classes(pm.hook.herd_register_backends())
+        self.signal_classes = collect_classes(pm.hook.herd_register_signals())
+        self.fallback_classes = collect_classes(pm.hook.herd_register_fallback_policies())
+        self.sink_classes = collect_classes(pm.hook.herd_register_sinks())
+        self.signals = self._make_signals()
+        self._observers = [s for s in self.signals if type(s).observe is not Signal.observe]
+        self.fallback = self._make_fallback()
+        self.live_settings = LiveSettings(self)
+        self.sinks: list[TraceSink] = []
+        self.http: aiohttp.ClientSession | None = None
+        self.fleet: Fleet | None = None
+        self.scheduler: Scheduler | None = None
+        self._finished_hook = pm.hook.herd_request_finished
+        self._has_finished_impls = bool(self._finished_hook.get_hookimpls())
+
+    def _make_signals(self) -> list[Signal]:
+        options = self.settings.routing.signals
+        unknown = set(options) - set(self.signal_classes)
+        if unknown:
+            known = ", ".join(sorted(self.signal_classes))
+            raise PluginLoadError(
+                f"routing.signals names unknown signals: {', '.join(sorted(unknown))} "
+                f"(known: {known})"
+            )
+        signals = []
+        for name, cls in self.signal_classes.items():
+            config = _convert(options.get(name, {}), cls.Config, f"routing.signals.{name}")
+            signal = cls(config)
+            if signal.weight != 0:
+                signals.append(signal)
+        return signals
+
+    def _make_fallback(self) -> FallbackPolicy:
+        name = self.settings.routing.fallback
+        cls = self.fallback_classes.get(name)
+        if cls is None:
+            known = ", ".join(sorted(self.fallback_classes)) or "none"
+            raise PluginLoadError(f"routing.fallback: unknown policy {name!r} (known: {known})")
+        options = self.settings.routing.fallback_options
+        return cls(_convert(options, cls.Config, "routing.fallback_options"))
+
+    async def start(self) -> None:
+        """Open the HTTP session, build the fleet, start sinks, run startup hooks."""
+        self.live_settings.restore()  # the dashboard's saved overrides win over YAML
+        routing = self.settings.routing
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+        context = BackendContext(
+            http=self.http,
+            connect_timeout=routing.connect_timeout,
+            first_byte_timeout=routing.first_byte_timeout,
+            read_timeout=routing.read_timeout,
+            poll_timeout=self.settings.fleet.poll_timeout,
+        )
+        self.fleet = Fleet(self.settings, self.backend_classes, context)
+        self.scheduler = Scheduler(self.fleet, self.signals, self.fallback, routing)
+        self.scheduler.start()
+        plugin_options = self.settings.plugins.options
+        for name, cls in self.sink_classes.items():
+            config = _convert(plugin_options.get(name, {}), cls.Config, f"plugins.options.{name}")
+            # data_dir "" means no files (tests): the sink is told "", not ".".
+            data_dir = str(self.settings.data_path) if self.settings.data_dir else ""
+            sink = cls(config, data_dir)
+            await sink.start()
+            self.sinks.append(sink)
+        await self.fleet.start()
+        for result in self.pm.hook.herd_startup(gateway=self):
+            if inspect.isawaitable(result):
+                await result
+
+    async def stop(self) -> None:
+        """Run shutdown hooks, stop polling, flush sinks, close the session."""
+        for result in self.pm.hook.herd_shutdown(gateway=self):
+            if inspect.isawaitable(result):
+                await result
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
+        for sink in self.sinks:
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("trace sink %s failed to stop", sink.name)
+        if self.http is not None:
+            await self.http.close()
+
+    def resolve_model(self, model: str, api: str) -> str:
+        """The model to serve for the name a client sent (aliases applied), normalised."""
+        resolved = self.pm.hook.herd_resolve_model(model=model, api=api, settings=self.settings)
+        return normalize_model_name(resolved or model)
+
+    def finish(self, trace: RequestTrace) -> None:
+        """Hand a finished request's trace to the signals, sinks and hooks; never blocks."""
+        for signal in self._observers:
+            try:
+                signal.observe(trace)
+            except Exception:
+                log.exception("signal %s failed to observe a trace", signal.name)
+        for sink in self.sinks:
+            try:
+                sink.submit(trace)
+            except Exception:
+                log.exception("trace sink %s rejected a trace", sink.name)
+        if self._has_finished_impls:
+            try:
+                self._finished_hook(trace=trace)
+            except Exception:
+                log.exception("a herd_request_finished hook failed")
+
+
+def _convert(raw: Any, struct: type, where: str) -> Any:
+    try:
+        return msgspec.convert(raw or {}, struct, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PluginLoadError(f"{where}: {exc}") from None

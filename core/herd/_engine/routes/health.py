@@ -1,0 +1,33 @@
+"""Liveness: ``/`` as Ollama answers it, and ``/healthz`` for load balancers and scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, route
+
+import herd
+from herd._engine.routes.common import JSON, gateway_of
+
+OLLAMA_IS_RUNNING = b"Ollama is running"
+
+
+@route("/", http_method=["GET", "HEAD"], status_code=200)
+async def root() -> Response[bytes]:
+    """``Ollama is running``: clients probe this before they talk to a server."""
+    return Response(OLLAMA_IS_RUNNING, media_type="text/plain; charset=utf-8")
+
+
+@get("/healthz", status_code=200)
+async def healthz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """200 with the router's version and node counts while the process can serve."""
+    views = gateway_of(request).fleet.views()
+    counts = {"total": len(views), "online": 0, "offline": 0, "unknown": 0}
+    for view in views:
+        counts[view.status] = counts.get(view.status, 0) + 1
+    body = {"status": "ok", "version": herd.__version__, "nodes": counts}
+    return Response(msgspec.json.encode(body), media_type=JSON)
+
+
+ROUTES = [root, healthz]

@@ -1,0 +1,225 @@
+"""The Ollama model-management endpoints: tags, ps, show, pull, delete, copy, version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, delete, get, post, route
+from litestar.response import Stream
+
+import herd
+from herd._engine.fleet.registry import FleetNode
+from herd._engine.gateway import Gateway
+from herd._engine.relay import Relay
+from herd._engine.routes.common import (
+    JSON,
+    client_of,
+    decode,
+    gateway_of,
+    new_request_id,
+    open_attempt,
+    read_body,
+    render_whole,
+)
+from herd.errors import HerdError
+from herd.interfaces import InferenceRequest, NodeFailure, UpstreamReply
+from herd.protocol.ollama import CopyRequest, ModelRequest, PullRequest, error_line
+
+_encode = msgspec.json.encode
+NDJSON = "application/x-ndjson"
+
+
+@route("/api/tags", http_method=["GET", "HEAD"], status_code=200)
+async def tags(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Every model on every online node, once each, with the nodes that have it."""
+    entries: dict[str, dict[str, Any]] = {}
+    for node in gateway_of(request).fleet.nodes.values():
+        if node.view.status != "online":
+            continue
+        for key, model in node.view.models.items():
+            entry = entries.get(key)
+            if entry is None:
+                entry = entries[key] = {**model.raw, "nodes": []}
+            entry["nodes"].append(node.name)
+    models = sorted(entries.values(), key=lambda e: str(e.get("modified_at", "")), reverse=True)
+    return Response(_encode({"models": models}), media_type=JSON)
+
+
+@get("/api/ps", status_code=200)
+async def ps(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Every loaded model on every online node, each with its node."""
+    models = [
+        {**loaded.raw, "node": node.name}
+        for node in gateway_of(request).fleet.nodes.values()
+        if node.view.status == "online"
+        for loaded in node.view.loaded.values()
+    ]
+    models.sort(key=lambda e: str(e.get("expires_at", "")), reverse=True)
+    return Response(_encode({"models": models}), media_type=JSON)
+
+
+@route("/api/version", http_method=["GET", "HEAD"], status_code=200)
+async def version(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The fleet's lowest Ollama version (what clients can rely on), herd's, each node's."""
+    nodes = {
+        n.name: n.view.version for n in gateway_of(request).fleet.nodes.values() if n.view.version
+    }
+    versions = [v for v in nodes.values() if v]
+    fleet_version = min(versions, key=_version_key) if versions else herd.__version__
+    body = {"version": fleet_version, "herd_version": herd.__version__, "nodes": nodes}
+    return Response(_encode(body), media_type=JSON)
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("-")[0].split("."):
+        parts.append(int(piece) if piece.isdigit() else 0)
+    return tuple(parts)
+
+
+@post("/api/show", status_code=200)
+async def show(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Model metadata, from a node that has the model."""
+    gateway = gateway_of(request)
+    body = await read_body(request)
+    parsed = decode(body, ModelRequest)
+    model = parsed.model_name
+    if not model:
+        raise HerdError(400, "model is required")
+    canonical = InferenceRequest(
+        api="ollama",
+        endpoint="show",
+        kind="text",
+        model=model,
+        model_key=gateway.resolve_model(model, "ollama"),
+        body={},
+        stream=False,
+        raw_body=body,
+        request_id=new_request_id(),
+        client=client_of(request),
+    )
+    attempt = await open_attempt(gateway, canonical)
+    return render_whole(Relay(gateway, canonical, attempt))
+
+
+def _named_node(gateway: Gateway, request: Request[Any, Any, Any], named: str) -> FleetNode | None:
+    name = named or request.headers.get("x-herd-node", "")
+    if not name:
+        return None
+    node = gateway.fleet.nodes.get(name)
+    if node is None:
+        known = ", ".join(gateway.fleet.nodes) or "none"
+        raise HerdError(404, f"node '{name}' not found (nodes: {known})")
+    return node
+
+
+def _require_node(
+    gateway: Gateway, request: Request[Any, Any, Any], named: str, verb: str, model: str
+) -> FleetNode:
+    node = _named_node(gateway, request, named)
+    if node is None:
+        key = gateway.resolve_model(model, "ollama") if model else ""
+        holders = [n.name for n in gateway.fleet.nodes.values() if key and n.view.has_model(key)]
+        hint = f" (nodes that have it: {', '.join(holders)})" if holders else ""
+        raise HerdError(
+            400,
+            f'{verb} needs a node: add "node": "<name>" to the body or an X-Herd-Node header{hint}',
+        )
+    return node
+
+
+async def _forward(node: FleetNode, method: str, path: str, body: bytes) -> UpstreamReply:
+    try:
+        return await node.backend.call(method, path, body)
+    except NodeFailure as failure:
+        if failure.not_found:
+            raise HerdError(404, failure.message) from None
+        raise HerdError(502, failure.message) from None
+
+
+def _whole(node: FleetNode, reply: UpstreamReply) -> Response[bytes]:
+    return Response(
+        reply.first,
+        status_code=reply.status,
+        media_type=reply.content_type if reply.first else None,
+        headers={"X-Herd-Node": node.name},
+    )
+
+
+@post("/api/pull", status_code=200)
+async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Pull onto the node named in the body or header, else onto the best node with room."""
+    gateway = gateway_of(request)
+    body = await read_body(request)
+    parsed = decode(body, PullRequest)
+    model = parsed.model_name
+    if not model:
+        raise HerdError(400, "model is required")
+    node = _named_node(gateway, request, parsed.node) or _pull_target(gateway, model)
+    reply = await _forward(node, "POST", "/api/pull", body)
+    if not reply.streaming:
+        await gateway.fleet.poll(node)
+        return _whole(node, reply)
+
+    async def lines() -> Any:
+        polled = False
+        try:
+            pending = reply.first
+            async for line in reply.rest():
+                yield pending
+                pending = line
+            # poll before the last line, so a client that sees "success" also sees the model
+            await gateway.fleet.poll(node)
+            polled = True
+            yield pending
+        except Exception as exc:
+            yield error_line(f"pull on node {node.name} failed: {exc}")
+        finally:
+            await reply.aclose()
+            if not polled:  # detached: this generator may be ending inside a cancelled scope
+                gateway.fleet.poll_soon(node)
+
+    return Stream(lines(), media_type=NDJSON, headers={"X-Herd-Node": node.name})
+
+
+def _pull_target(gateway: Gateway, model: str) -> FleetNode:
+    key = gateway.resolve_model(model, "ollama")
+    online = [n for n in gateway.fleet.nodes.values() if n.view.status == "online"]
+    if not online:
+        raise HerdError(503, "no node is online to pull onto", retry_after=5)
+    holders = [n for n in online if n.view.has_model(key)]
+    if holders:
+        return holders[0]
+    return min(online, key=lambda n: sum(m.size for m in n.view.models.values()))
+
+
+@delete("/api/delete", status_code=200)
+async def delete_model(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Delete a model from the node named in the body or header."""
+    gateway = gateway_of(request)
+    body = await read_body(request)
+    parsed = decode(body, ModelRequest)
+    if not parsed.model_name:
+        raise HerdError(400, "model is required")
+    node = _require_node(gateway, request, parsed.node, "delete", parsed.model_name)
+    reply = await _forward(node, "DELETE", "/api/delete", body)
+    await gateway.fleet.poll(node)
+    return _whole(node, reply)
+
+
+@post("/api/copy", status_code=200)
+async def copy(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Copy a model on the node named in the body or header."""
+    gateway = gateway_of(request)
+    body = await read_body(request)
+    parsed = decode(body, CopyRequest)
+    if not parsed.source or not parsed.destination:
+        raise HerdError(400, "source and destination are required")
+    node = _require_node(gateway, request, parsed.node, "copy", parsed.source)
+    reply = await _forward(node, "POST", "/api/copy", body)
+    await gateway.fleet.poll(node)
+    return _whole(node, reply)
+
+
+ROUTES = [tags, ps, version, show, pull, delete_model, copy]

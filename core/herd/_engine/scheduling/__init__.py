@@ -1,0 +1,1 @@
+"""Choosing a node: ranking, per-node queues, the zombie reaper and auto-pull."""

@@ -1,0 +1,140 @@
+"""Auto-pull: a model no node has is pulled onto the best node with room, once.
+
+Concurrent requests for the same model share one pull. The pull outlives a client that
+gives up (the next request finds it done); a pull that fails ends every waiter's request
+with a 404 that says why, as soon as the node answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from herd._engine.fleet.registry import Fleet, FleetNode
+from herd.errors import HerdError
+from herd.interfaces import InferenceRequest, NodeFailure, NodeView, StreamBroken
+
+__all__ = ["AutoPuller", "pull_target"]
+
+log = logging.getLogger("herd.auto_pull")
+
+
+def _room(view: NodeView) -> int:
+    capacity = view.vram_total or view.ram_total
+    if not capacity:
+        return 0
+    used = sum(m.size_vram or m.size for m in view.loaded.values())
+    return capacity - max(used, view.vram_used)
+
+
+def pull_target(fleet: Fleet, capability: str) -> FleetNode | None:
+    """The node to pull onto: online, not draining, the most free memory (when known),
+    then the fewest requests in flight, then the least on disk."""
+    choices = [
+        node
+        for node in fleet.nodes.values()
+        if node.view.status == "online"
+        and not node.view.draining
+        and capability in node.view.capabilities
+    ]
+    if not choices:
+        return None
+    return min(
+        choices,
+        key=lambda n: (
+            -_room(n.view),
+            n.view.in_flight,
+            sum(m.size for m in n.view.models.values()),
+        ),
+    )
+
+
+class AutoPuller:
+    """Runs at most one pull per model; requests wait for it up to a timeout."""
+
+    def __init__(self, fleet: Fleet, timeout_s: float) -> None:
+        self.fleet = fleet
+        self.timeout_s = timeout_s
+        self._pulls: dict[str, asyncio.Task[str]] = {}
+
+    async def pull(self, request: InferenceRequest, capability: str) -> None:
+        """Make the request's model present on some node, or raise.
+
+        Raises:
+            HerdError: 404 when the pull failed (no such model), 503 when no node is online
+                or the pull outlasted ``routing.auto_pull_timeout_s``.
+        """
+        key = request.model_key
+        task = self._pulls.get(key)
+        if task is None:
+            node = pull_target(self.fleet, capability)
+            if node is None:
+                raise HerdError(503, "no node is online to pull onto", retry_after=5)
+            task = asyncio.get_running_loop().create_task(self._pull(node, key))
+            self._pulls[key] = task
+            task.add_done_callback(self._forget)
+        try:
+            node_name = await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+        except TimeoutError:
+            raise HerdError(
+                503,
+                f"model '{request.model}' is still being pulled; try again",
+                retry_after=30,
+                code="model_pulling",
+            ) from None
+        request.notes.append(f"auto-pulled {key} onto {node_name}")
+
+    def _forget(self, task: asyncio.Task[str]) -> None:
+        for key, running in list(self._pulls.items()):
+            if running is task:
+                del self._pulls[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody waited for is not an error
+
+    async def _pull(self, node: FleetNode, key: str) -> str:
+        log.info("auto-pull of %s onto node %s", key, node.name)
+        body = msgspec.json.encode({"model": key, "stream": True})
+        try:
+            reply = await node.backend.call("POST", "/api/pull", body)
+        except NodeFailure as failure:
+            raise _pull_failed(key, node.name, failure.message) from None
+        try:
+            if reply.status >= 400:
+                raise _pull_failed(key, node.name, _error_of(reply.first, reply.status))
+            last = reply.first
+            if reply.streaming:
+                async for line in reply.rest():
+                    last = line
+                    if b'"error"' in line:
+                        break
+            if b'"error"' in last:
+                raise _pull_failed(key, node.name, _error_of(last, reply.status))
+        except StreamBroken as broken:
+            raise _pull_failed(key, node.name, str(broken)) from None
+        finally:
+            await reply.aclose()
+        await self.fleet.poll(node)
+        if not node.view.has_model(key):
+            raise _pull_failed(key, node.name, "the node does not list it after the pull")
+        return node.name
+
+
+def _error_of(line: bytes, status: int) -> str:
+    try:
+        data = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return data["error"]
+    return line.decode("utf-8", "replace").strip() or f"HTTP {status}"
+
+
+def _pull_failed(key: str, node: str, why: str) -> HerdError:
+    return HerdError(
+        404,
+        f"model '{key}' not found (auto-pull on node {node} failed: {why})",
+        code="model_not_found",
+        param="model",
+    )

@@ -1,0 +1,386 @@
+"""Choosing a node and getting the request onto it.
+
+rank (see :mod:`.ranking`) -> admit into that node's queue (see :mod:`.queues`)
+-> shape the body for that node (:mod:`herd._engine.shaping`) -> open it. A failure before
+the first byte releases the slot, backs off, re-ranks and admits the request through the
+next node's queue, so retries respect every node's concurrency too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from herd._engine.fleet.registry import Fleet, FleetNode
+from herd._engine.scheduling.auto_pull import AutoPuller
+from herd._engine.scheduling.queues import QueueBoard, QueueFull, Slot, client_key
+from herd._engine.scheduling.ranking import Decision, Ranker
+from herd._engine.scheduling.reaper import ZombieReaper
+from herd._engine.shaping import INFERENCE_ENDPOINTS, BodyShaper
+from herd.errors import HerdError, model_not_found
+from herd.interfaces import (
+    FallbackPolicy,
+    InferenceRequest,
+    NodeFailure,
+    NodeView,
+    Signal,
+    UpstreamReply,
+)
+from herd.settings import RoutingSettings
+from herd.trace import AttemptRecord
+
+__all__ = ["Attempt", "Decision", "Scheduler"]
+
+log = logging.getLogger("herd.scheduling")
+
+_BUSY = 503  # a node's own "server busy": not its fault, so it is not excluded
+_HOLD_RETRY_AFTER_S = 5
+# image and speech-to-text jobs wait in the same per-node queues as text (no body shaping)
+_QUEUED_KINDS = frozenset({"image", "stt"})
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A request opened on a node: the reply up to its first byte, and how it got there."""
+
+    node: FleetNode
+    reply: UpstreamReply
+    decision: Decision
+    retries: int
+    tried: list[str]
+    attempts: list[AttemptRecord]
+    slot: Slot
+    board: QueueBoard
+    queue_ms: float = 0.0
+
+    @property
+    def score(self) -> float:
+        """The serving node's total score, in [0, 1] (``X-Herd-Score``)."""
+        return self.decision.totals.get(self.node.name, 0.0)
+
+    def release(self, failed: bool = False) -> None:
+        """Free the node's slot; safe to call more than once."""
+        self.board.release(self.slot, failed)
+
+
+class Scheduler:
+    """Ranks nodes with the signal plugins, queues the request and opens it on a node."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        signals: list[Signal],
+        fallback: FallbackPolicy,
+        routing: RoutingSettings,
+    ) -> None:
+        self.fleet = fleet
+        self.signals = signals
+        self.fallback = fallback
+        self.routing = routing
+        self.max_retries = routing.max_retries
+        self.ranker = Ranker(signals)
+        self.board = QueueBoard(routing.max_queue_depth, routing.max_in_flight_per_client)
+        self.shaper = BodyShaper(routing)
+        self.reaper = ZombieReaper(self.board, routing.stale_timeout_s)
+        self.puller = AutoPuller(fleet, routing.auto_pull_timeout_s) if routing.auto_pull else None
+
+    def start(self) -> None:
+        """Start the zombie reaper (on the running loop)."""
+        self.reaper.start()
+
+    async def stop(self) -> None:
+        await self.reaper.stop()
+
+    @property
+    def reaped(self) -> int:
+        """Requests the zombie reaper failed since start."""
+        return self.board.reaped
+
+    def queue_stats(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per node and model: pending, in_flight, done, failed, concurrency (+ source)."""
+        return self.board.stats()
+
+    def rank(self, request: InferenceRequest, capability: str = "text") -> Decision:
+        """Score every node that can serve the request, best first."""
+        return self.ranker.rank(request, [n.view for n in self.fleet.nodes.values()], capability)
+
+    def explain(self, request: InferenceRequest, capability: str = "text") -> dict[str, Any]:
+        """The full ranking for a hypothetical request, without sending it."""
+        requested = request.model_key
+        substitute = self._substitute(request) if request.allow_fallback else None
+        if substitute:
+            request.model_key = substitute
+        decision = self.rank(request, capability)
+        ranked = []
+        for view in decision.ranked:
+            key = request.model_key
+            ranked.append(
+                {
+                    "node": view.name,
+                    "score": round(decision.totals[view.name], 4),
+                    "signals": {k: round(v, 4) for k, v in decision.scores[view.name].items()},
+                    "status": view.status,
+                    "queue": {
+                        "pending": view.queued_by_model.get(key, 0),
+                        "in_flight": view.in_flight_by_model.get(key, 0),
+                        "concurrency": view.slots,
+                    },
+                }
+            )
+        return {
+            "model": requested,
+            "served_model": request.model_key,
+            "substituted": substitute is not None,
+            "weights": {s.name: s.weight for s in self.signals},
+            "ranked": ranked,
+            "rejected": decision.rejections,
+            "notes": request.notes,
+        }
+
+    async def open(self, request: InferenceRequest, capability: str = "text") -> Attempt:
+        """Open the request on the best node it can be admitted to, moving on after failures.
+
+        Raises:
+            HerdError: 404 when no node has the model (or an auto-pull failed), 429 over the
+                client's cap, 503 when nothing can serve it or every queue stayed full for
+                ``routing.hold_timeout_s``, 502 when every node tried failed.
+        """
+        inference = request.endpoint in INFERENCE_ENDPOINTS
+        client = ""
+        if inference and self.board.max_in_flight_per_client:
+            client = client_key(request)
+            self.board.enter(client)
+        try:
+            attempt = await self._open(request, capability, inference)
+        except BaseException:
+            if client:
+                self.board.leave(client)
+            raise
+        attempt.slot.client = client
+        return attempt
+
+    async def _open(self, request: InferenceRequest, capability: str, inference: bool) -> Attempt:
+        served_name = ""
+        if inference and request.allow_fallback:
+            substitute = self._substitute(request)
+            if substitute is not None:
+                request.model_key = served_name = substitute
+        decision = self.rank(request, capability)
+        if (
+            not decision.ranked
+            and self.puller is not None
+            and inference
+            and not self._anywhere(request)
+        ):
+            await self.puller.pull(request, capability)
+            decision = self.rank(request, capability)
+        if not decision.ranked:
+            raise self._nothing_to_try(request, decision, capability)
+        key = request.model_key
+        original = request.raw_body
+        tried: list[str] = []
+        excluded: list[str] = []
+        attempts: list[AttemptRecord] = []
+        failures: list[str] = []
+        all_not_found = True
+        queue_s = 0.0
+        while True:
+            admit_started = time.monotonic()
+            queued = inference or request.kind in _QUEUED_KINDS
+            slot, decision = await self._admit(request, decision, excluded, capability, queued)
+            queue_s += time.monotonic() - admit_started
+            if slot is None:
+                break
+            view = slot.view
+            node = self.fleet.nodes[view.name]
+            tried.append(node.name)
+            if inference:
+                self.shaper.shape(request, view, original, served_name)
+                if key not in view.loaded and key not in view.loading:
+                    view.loading[key] = self.shaper.context_for(request, view)
+            started = time.time()
+            try:
+                reply = await node.backend_for(capability, key).open(request)
+            except NodeFailure as failure:
+                self.board.release(slot, failed=True)
+                attempts.append(
+                    AttemptRecord(node.name, started, time.time(), failure.message, failure.status)
+                )
+                failures.append(f"{node.name}: {failure.message}")
+                all_not_found = all_not_found and failure.not_found
+                if failure.not_found:
+                    view.models.pop(key, None)
+                    view.loaded.pop(key, None)
+                elif failure.status == 0:
+                    self.fleet.mark_unreachable(view, failure.message)
+                if not failure.retryable:
+                    raise _with_attempts(HerdError(502, failure.message), attempts) from None
+                if failure.status != _BUSY:
+                    excluded.append(node.name)
+                log.info("request %s: %s failed (%s)", request.request_id, node.name, failure)
+                if len(tried) > self.max_retries:
+                    break
+                backoff = self.routing.retry_backoff_s * (2 ** (len(tried) - 1))
+                if backoff > 0:
+                    await asyncio.sleep(min(1.0, backoff))
+                decision = self.rank(request, capability)
+                continue
+            except BaseException:
+                self.board.release(slot, failed=True)
+                raise
+            slot.reply = reply
+            attempts.append(AttemptRecord(node.name, started, time.time(), "", reply.status))
+            return Attempt(
+                node=node,
+                reply=reply,
+                decision=decision,
+                retries=len(tried) - 1,
+                tried=tried,
+                attempts=attempts,
+                slot=slot,
+                board=self.board,
+                queue_ms=queue_s * 1000.0,
+            )
+        if not tried:
+            raise self._nothing_to_try(request, decision, capability)
+        if all_not_found:
+            raise _with_attempts(model_not_found(request.model), attempts)
+        raise _with_attempts(
+            HerdError(
+                502, "no node could serve the request: " + "; ".join(failures), retry_after=1
+            ),
+            attempts,
+        )
+
+    async def _admit(
+        self,
+        request: InferenceRequest,
+        decision: Decision,
+        excluded: list[str],
+        capability: str,
+        queued: bool,
+    ) -> tuple[Slot | None, Decision]:
+        """A slot on the best node that has room, holding the request while none has.
+
+        Requests that do not queue (metadata calls such as show) get a slot that counts
+        nothing. Returns ``(None, decision)`` when every candidate has been excluded.
+        """
+        hold_until = 0.0
+        while True:
+            full: list[str] = []
+            while True:
+                view = self.fallback.next_node(request, decision.ranked, excluded + full)
+                if view is None:
+                    break
+                if not queued:
+                    return self.board.free_pass(view, request), decision
+                try:
+                    return await self.board.acquire(view, request), decision
+                except QueueFull:
+                    full.append(view.name)
+            if not full:
+                return None, decision
+            now = time.monotonic()
+            if not hold_until:
+                hold_until = now + self.routing.hold_timeout_s
+            remaining = hold_until - now
+            if remaining <= 0:
+                raise HerdError(
+                    503,
+                    f"every queue for model '{request.model}' is full; try again later",
+                    retry_after=_HOLD_RETRY_AFTER_S,
+                    code="queue_full",
+                )
+            await self.board.wait_for_room(min(remaining, 1.0))
+            decision = self.rank(request, capability)
+
+    def _anywhere(self, request: InferenceRequest) -> bool:
+        """True when some node, in any state, has the model."""
+        return any(n.view.has_model(request.model_key) for n in self.fleet.nodes.values())
+
+    def _substitute(self, request: InferenceRequest) -> str | None:
+        """Another model to serve when the requested one is loaded nowhere, if allowed."""
+        vram_fallback = self.routing.vram_fallback
+        if not (request.fallback_models or vram_fallback):
+            return None
+        key = request.model_key
+        views = [
+            n.view
+            for n in self.fleet.nodes.values()
+            if n.view.status == "online" and not n.view.draining
+        ]
+        if any(key in v.loaded or key in v.loading for v in views):
+            return None
+        substitute = self.fallback.substitute(request, views, vram_fallback)
+        if substitute is None or substitute == key:
+            return None
+        request.notes.append(f"served {substitute} instead of {key}: {key} is loaded nowhere")
+        return substitute
+
+    def _nothing_to_try(
+        self, request: InferenceRequest, decision: Decision, capability: str
+    ) -> HerdError:
+        key = request.model_key
+        views = [n.view for n in self.fleet.nodes.values()]
+        holders = [v for v in views if v.serves(capability, key)]
+        if not holders:
+            knowing = [v.name for v in views if _knows(v, key)]
+            if knowing:  # the fleet has it, for other work: no retry would help
+                what = _WORK.get(capability, capability)
+                return HerdError(
+                    400,
+                    f"model '{request.model}' is not served for {what} by any node "
+                    f"(it is on: {', '.join(knowing)})",
+                    code="model_not_supported",
+                    param="model",
+                )
+            return model_not_found(request.model)
+        usable = [v for v in holders if v.status in ("online", "degraded")]
+        if not usable:
+            names = ", ".join(v.name for v in holders)
+            return HerdError(
+                503,
+                f"model '{request.model}' is only on nodes that are offline now ({names})",
+                retry_after=5,
+                code="no_node_available",
+            )
+        if all(v.draining for v in usable):
+            names = ", ".join(v.name for v in usable)
+            return HerdError(
+                503,
+                f"model '{request.model}' is only on nodes that are draining ({names})",
+                retry_after=5,
+                code="no_node_available",
+            )
+        reasons = "; ".join(
+            f"{v.name}: {decision.rejections[v.name]}"
+            for v in holders
+            if v.name in decision.rejections
+        )
+        return HerdError(
+            503,
+            f"no node can serve model '{request.model}' now ({reasons})",
+            retry_after=1,
+            code="no_node_available",
+        )
+
+
+_WORK = {
+    "text": "chat or generate",
+    "embed": "embeddings",
+    "image": "image generation",
+    "transcribe": "transcription",
+}
+
+
+def _knows(view: NodeView, key: str) -> bool:
+    """The node has the model, for any capability."""
+    return view.has_model(key) or any(key in models for models in view.service_models.values())
+
+
+def _with_attempts(error: HerdError, attempts: list[AttemptRecord]) -> HerdError:
+    error.attempts = attempts
+    return error

@@ -1,0 +1,1 @@
+"""herd-sim: a faithful Ollama emulator. Its public face for tests is :mod:`herd.testing`."""

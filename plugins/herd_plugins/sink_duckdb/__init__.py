@@ -1,0 +1,239 @@
+"""Every request's trace in a DuckDB file, written in batches by a background thread.
+
+DuckDB calls block, so none run on the event loop: ``submit`` appends to a bounded
+queue and returns; one writer thread inserts batches and prunes old rows; readers (the
+dashboard API) open their own cursor in a worker thread. Options live under YAML
+``plugins.options.duckdb``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import duckdb
+import msgspec
+from herd import RequestTrace, TraceSink, hookimpl
+
+from herd_plugins.batching import BatchWorker
+from herd_plugins.sink_duckdb.schema import insert_traces, migrate
+
+__all__ = ["DuckDBSink", "TraceStoreError"]
+
+log = logging.getLogger("herd.traces")
+
+FILE_NAME = "herd.duckdb"
+WARN_EVERY = 60.0  # seconds between two warnings of the same kind
+
+
+class TraceStoreError(RuntimeError):
+    """The trace store could not be opened (bad path, file locked by another process)."""
+
+
+class DuckDBSink(TraceSink):
+    """Stores traces in ``<data_dir>/herd.duckdb`` (in memory when ``data_dir`` is empty).
+
+    Attributes:
+        written: Traces inserted so far.
+        failed: Traces whose batch failed to insert.
+        pruned: Traces deleted for being older than ``retention_days``.
+    """
+
+    name = "duckdb"
+
+    class Config(TraceSink.Config, forbid_unknown_fields=True):
+        """Options under ``plugins.options.duckdb``."""
+
+        path: Annotated[
+            str, msgspec.Meta(description="Database file; default <data_dir>/herd.duckdb.")
+        ] = ""
+        batch_size: Annotated[
+            int, msgspec.Meta(ge=1, description="Most traces inserted in one statement.")
+        ] = 2000
+        flush_interval: Annotated[
+            float, msgspec.Meta(gt=0, description="Seconds a trace may wait for its batch.")
+        ] = 1.0
+        queue_size: Annotated[
+            int, msgspec.Meta(ge=1, description="Traces waiting at most; more are dropped.")
+        ] = 100_000
+        retention_days: Annotated[
+            float, msgspec.Meta(ge=0, description="Days traces are kept; 0 keeps them forever.")
+        ] = 30.0
+        prune_interval: Annotated[
+            float, msgspec.Meta(gt=0, description="Seconds between two prunes of old traces.")
+        ] = 3600.0
+        threads: Annotated[
+            int, msgspec.Meta(ge=1, description="DuckDB worker threads (inserts and queries).")
+        ] = 1
+
+    def __init__(self, config: Any = None, data_dir: str = "") -> None:
+        super().__init__(config or self.Config(), data_dir)
+        self.path = self._resolve_path()
+        # Changed on the writer thread only (submit counts refusals in the worker).
+        self.written = 0
+        self.failed = 0
+        self.pruned = 0
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._writer: duckdb.DuckDBPyConnection | None = None
+        self._warned_at: dict[str, float] = {}
+        self._worker = BatchWorker(
+            "herd-duckdb-writer",
+            self._write,
+            batch_size=self.config.batch_size,
+            interval=self.config.flush_interval,
+            queue_size=self.config.queue_size,
+            tick=self._prune_old,
+            tick_interval=self.config.prune_interval,
+        )
+
+    def _resolve_path(self) -> str:
+        if self.config.path:
+            return self.config.path
+        if not self.data_dir:
+            return ":memory:"
+        return str(Path(self.data_dir).expanduser() / FILE_NAME)
+
+    @property
+    def rejected(self) -> int:
+        """Traces refused by :meth:`submit` (queue full, or the sink closed)."""
+        return self._worker.rejected
+
+    @property
+    def dropped(self) -> int:
+        """Traces that never reached the database."""
+        return self.rejected + self.failed
+
+    def submit(self, trace: RequestTrace) -> None:
+        """Queue a trace for the writer; drop it (counted, warned) when the queue is full."""
+        if not self._worker.offer(trace):
+            self._warn(
+                "full",
+                "trace store queue is full (%d waiting) or closed: %d traces dropped so far",
+                self._worker.queued,
+                self.dropped,
+            )
+
+    async def start(self) -> None:
+        """Open (and upgrade) the database, then start the writer thread."""
+        await asyncio.to_thread(self.open)
+        self._worker.start()
+
+    async def stop(self) -> None:
+        """Write everything queued, checkpoint and close."""
+        await asyncio.to_thread(self.close)
+
+    async def flush(self) -> None:
+        """Wait until every trace submitted so far is in the database."""
+        await asyncio.to_thread(self.flush_now)
+
+    def open(self) -> None:
+        """Open the file and apply missing migrations (blocking; done by :meth:`start`)."""
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # One thread: measured in the router, DuckDB's default (one per core) costs
+            # about six times the CPU per insert, spent beside the event loop.
+            self._db = duckdb.connect(self.path, config={"threads": self.config.threads})
+            version = migrate(self._db)
+        except (duckdb.Error, OSError) as exc:
+            raise TraceStoreError(
+                f"cannot open the trace store {self.path}: {exc} "
+                "(is another herd using the same data_dir?)"
+            ) from exc
+        # The writer thread's own connection; no other thread uses it.
+        self._writer = self._db.cursor()
+        log.info("trace store %s (schema v%d)", self.path, version)
+
+    def flush_now(self, timeout: float | None = 60.0) -> bool:
+        """Block until the writer has written everything queued before this call."""
+        return self._worker.flush(timeout)
+
+    def close(self) -> None:
+        """Stop the writer after it drained the queue, then close the database (blocking)."""
+        self._worker.stop()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._db is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._db.execute("CHECKPOINT")
+            self._db.close()
+            self._db = None
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own for one thread's queries (blocking: use from a worker thread)."""
+        if self._db is None:
+            raise TraceStoreError("the trace store is not open")
+        cursor = self._db.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def stats(self) -> dict[str, int]:
+        """Counters for metrics and the dashboard."""
+        return {
+            "queued": self._worker.queued,
+            "written": self.written,
+            "dropped": self.dropped,
+            "pruned": self.pruned,
+        }
+
+    def prune(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Delete traces older than ``retention_days`` (none when it is 0); how many went."""
+        days = self.config.retention_days
+        if days <= 0:
+            return 0
+        cutoff = int((time.time() - days * 86400) * 1_000_000)
+        row = con.execute(
+            "DELETE FROM traces WHERE received_at < make_timestamp(?::BIGINT)", [cutoff]
+        ).fetchone()
+        deleted = int(row[0]) if row else 0
+        if deleted:
+            self.pruned += deleted
+            log.info("trace store: pruned %d traces older than %g days", deleted, days)
+        return deleted
+
+    # -- on the writer thread ----------------------------------------------------------
+
+    def _write(self, batch: list[RequestTrace]) -> None:
+        assert self._writer is not None
+        try:
+            insert_traces(self._writer, batch)
+        except Exception as exc:
+            self.failed += len(batch)
+            self._warn("write", "trace store insert failed, %d traces lost: %s", len(batch), exc)
+        else:
+            self.written += len(batch)
+
+    def _prune_old(self) -> None:
+        assert self._writer is not None
+        try:
+            self.prune(self._writer)
+        except duckdb.Error as exc:
+            self._warn("prune", "trace store prune failed: %s", exc)
+
+    def _warn(self, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._warned_at.get(kind, -math.inf) >= WARN_EVERY:
+            self._warned_at[kind] = now
+            log.warning(message, *args)
+
+
+@hookimpl
+def herd_register_sinks() -> list[type[TraceSink]]:
+    return [DuckDBSink]
+
+
+@hookimpl
+def herd_register_litestar_plugins(settings: Any) -> list[Any]:
+    from herd_plugins.dashboard.api import DashboardApiPlugin
+
+    return [DashboardApiPlugin()]

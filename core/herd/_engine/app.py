@@ -162,4 +162,5 @@ def create_app(
         debug=False,
     )
     app.state.gateway = gateway
+    app.state.router = gateway  # what plugins' routes use: the public herd.router.Router
     return app

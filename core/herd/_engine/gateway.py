@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -14,8 +15,10 @@ from herd._engine.fleet.registry import Fleet
 from herd._engine.live_settings import LiveSettings
 from herd._engine.plugins import PluginLoadError, collect_classes
 from herd._engine.scheduling.scheduler import Scheduler
+from herd.errors import HerdError
 from herd.interfaces import BackendContext, FallbackPolicy, Signal, TraceSink
 from herd.names import normalize_model_name
+from herd.node_view import NodeView
 from herd.settings import Settings
 from herd.trace import RequestTrace
 
@@ -151,6 +154,96 @@ class Gateway:
                 self._finished_hook(trace=trace)
             except Exception:
                 log.exception("a herd_request_finished hook failed")
+
+    # -- the public Router protocol (herd.router): all a plugin may use -------------------
+
+    def nodes(self) -> list[NodeView]:
+        return self.fleet.views() if self.fleet is not None else []
+
+    def node(self, name: str) -> NodeView | None:
+        node = self.fleet.nodes.get(name) if self.fleet is not None else None
+        return node.view if node is not None else None
+
+    def queue_stats(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return self.scheduler.queue_stats() if self.scheduler is not None else {}
+
+    def settings_view(self) -> dict[str, Any]:
+        return self.live_settings.view()
+
+    def update_settings(self, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return self.live_settings.update(patch)
+
+    def set_draining(self, node: str, draining: bool) -> None:
+        try:
+            self.fleet.membership.set_drain(node, draining)
+        except KeyError:
+            known = ", ".join(self.fleet.nodes) or "none"
+            raise HerdError(404, f"node '{node}' not found (nodes: {known})") from None
+
+    def _fleet_node(self, name: str) -> Any:
+        node = self.fleet.nodes.get(name) if self.fleet is not None else None
+        if node is None:
+            known = ", ".join(self.fleet.nodes) if self.fleet is not None else ""
+            raise HerdError(404, f"node '{name}' not found (nodes: {known or 'none'})")
+        return node
+
+    async def pull_model(self, node: str, model: str) -> AsyncIterator[dict[str, Any]]:
+        fleet_node = self._fleet_node(node)
+        reply = await fleet_node.backend.call(
+            "POST", "/api/pull", msgspec.json.encode({"model": model, "stream": True})
+        )
+        try:
+            if reply.status >= 400:
+                raise HerdError(502, _error_text(reply.first, reply.status))
+            line = reply.first
+            rest = reply.rest() if reply.streaming else None
+            while True:
+                if line.strip():
+                    event = msgspec.json.decode(line)
+                    if isinstance(event, dict) and event.get("error"):
+                        raise HerdError(502, str(event["error"]))
+                    yield event if isinstance(event, dict) else {"status": str(event)}
+                if rest is None:
+                    break
+                try:
+                    line = await anext(rest)
+                except StopAsyncIteration:
+                    break
+        finally:
+            await reply.aclose()
+            await self.fleet.poll(fleet_node)
+
+    async def delete_model(self, node: str, model: str) -> None:
+        fleet_node = self._fleet_node(node)
+        body = msgspec.json.encode({"model": model})
+        await self._control(fleet_node, "DELETE", "/api/delete", body)
+
+    async def unload_model(self, node: str, model: str) -> None:
+        fleet_node = self._fleet_node(node)
+        body = msgspec.json.encode({"model": model, "keep_alive": 0, "prompt": ""})
+        await self._control(fleet_node, "POST", "/api/generate", body)
+
+    async def _control(self, fleet_node: Any, method: str, path: str, body: bytes) -> None:
+        reply = await fleet_node.backend.call(method, path, body)
+        try:
+            if reply.status >= 400:
+                raise HerdError(
+                    reply.status if reply.status < 500 else 502,
+                    _error_text(reply.first, reply.status),
+                )
+        finally:
+            await reply.aclose()
+        await self.fleet.poll(fleet_node)
+
+
+def _error_text(body: bytes, status: int) -> str:
+    try:
+        answer = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        answer = None
+    if isinstance(answer, dict) and answer.get("error"):
+        return str(answer["error"])
+    return f"the node answered HTTP {status}"
 
 
 def _convert(raw: Any, struct: type, where: str) -> Any:

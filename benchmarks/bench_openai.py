@@ -28,7 +28,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import cpu_seconds, percentile, router, sim_node, table
-from herd._engine.relay import rename_model
+from herd._engine.exchange import model_renamer
 from herd.protocol.ollama_replies import decode_chat_chunk
 from herd.protocol.openai_stream import ChatStream
 
@@ -65,7 +65,7 @@ def translation(budget: float) -> None:
     thinking = [
         line.replace(b'"content":" token', b'"content":"","thinking":" token') for line in lines
     ]
-    rename = rename_model("gpt-4o-mini", MODEL)
+    rename = model_renamer(MODEL, "gpt-4o-mini")
     assert rename is not None
 
     def sse(stream_lines: list[bytes]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from herd._engine.tagging import collect_tags
+from herd._engine.intake import collect_tags
 from herd.protocol.openai import (
     ChatCompletionRequest,
     ChatMessage,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from herd._engine.request_hints import describe_request
+from herd._engine.intake import describe_request
 from herd._engine.shaping import BodyShaper
 from herd.protocol.ollama import ChatRequest
 from herd.settings import RoutingSettings

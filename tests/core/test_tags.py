@@ -11,7 +11,7 @@ import msgspec
 import ollama
 import openai
 import pytest
-from herd._engine.tagging import MAX_TAGS, collect_tags, split_metadata
+from herd._engine.intake import MAX_TAGS, collect_tags, split_metadata
 from herd.errors import HerdError
 from herd.testing import SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle

@@ -7,9 +7,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 
-from herd._engine.routes.common import JSON, gateway_of, new_request_id
+from herd._engine.routes.common import JSON, exchange_for, gateway_of
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest
 
 __all__ = ["ROUTES"]
 
@@ -35,7 +34,6 @@ async def explain(request: Request[Any, Any, Any]) -> Response[bytes]:
     ``num_ctx``, ``num_predict``, ``tokens`` (estimated prompt tokens), ``images``,
     ``session`` (a conversation key, as a ``session:`` tag would give).
     """
-    gateway = gateway_of(request)
     model = request.query_params.get("model", "")
     if not model:
         raise HerdError(400, "model is required: /fleet/explain?model=NAME")
@@ -43,22 +41,15 @@ async def explain(request: Request[Any, Any, Any]) -> Response[bytes]:
     if endpoint not in _CAPABILITY:
         raise HerdError(400, f"endpoint must be one of {', '.join(_CAPABILITY)}")
     session = request.query_params.get("session", "")
-    hypothetical = InferenceRequest(
-        api="ollama",
-        endpoint=endpoint,
-        kind="embed" if _CAPABILITY[endpoint] == "embed" else "text",
-        model=model,
-        model_key=gateway.resolve_model(model, "ollama"),
-        body={},
-        stream=True,
-        num_ctx=_int(request, "num_ctx"),
-        num_predict=_int(request, "num_predict"),
-        prompt_tokens=_int(request, "tokens") or 0,
-        images=_int(request, "images") or 0,
-        tags=[f"session:{session}"] if session else [],
-        request_id=new_request_id(),
-    )
-    body = gateway.scheduler.explain(hypothetical, _CAPABILITY[endpoint])
+    capability = _CAPABILITY[endpoint]
+    exchange = exchange_for(request, "ollama", endpoint, capability, capability)
+    exchange.resolve(model)
+    hypothetical = exchange.take(stream=True, num_ctx=_int(request, "num_ctx"))
+    hypothetical.num_predict = _int(request, "num_predict")
+    hypothetical.prompt_tokens = _int(request, "tokens") or 0
+    hypothetical.images = _int(request, "images") or 0
+    hypothetical.tags = [f"session:{session}"] if session else []
+    body = exchange.explain()
     return Response(_encode(body), media_type=JSON)
 
 

@@ -11,19 +11,16 @@ from litestar.response import Stream
 import herd
 from herd._engine.fleet.registry import FleetNode
 from herd._engine.gateway import Gateway
-from herd._engine.relay import Relay
 from herd._engine.routes.common import (
     JSON,
-    client_of,
     decode,
+    exchange_for,
     gateway_of,
-    new_request_id,
-    open_attempt,
     read_body,
     render_whole,
 )
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest, NodeFailure, UpstreamReply
+from herd.interfaces import NodeFailure, UpstreamReply
 from herd.protocol.ollama import CopyRequest, ModelRequest, PullRequest, error_line
 
 _encode = msgspec.json.encode
@@ -81,26 +78,16 @@ def _version_key(text: str) -> tuple[int, ...]:
 @post("/api/show", status_code=200)
 async def show(request: Request[Any, Any, Any]) -> Response[Any]:
     """Model metadata, from a node that has the model."""
-    gateway = gateway_of(request)
+    exchange = exchange_for(request, "ollama", "show")
     body = await read_body(request)
     parsed = decode(body, ModelRequest)
     model = parsed.model_name
     if not model:
         raise HerdError(400, "model is required")
-    canonical = InferenceRequest(
-        api="ollama",
-        endpoint="show",
-        kind="text",
-        model=model,
-        model_key=gateway.resolve_model(model, "ollama"),
-        body={},
-        stream=False,
-        raw_body=body,
-        request_id=new_request_id(),
-        client=client_of(request),
-    )
-    attempt = await open_attempt(gateway, canonical)
-    return render_whole(Relay(gateway, canonical, attempt))
+    exchange.resolve(model)
+    exchange.take(raw=body)
+    await exchange.open()
+    return render_whole(exchange)
 
 
 def _named_node(gateway: Gateway, request: Request[Any, Any, Any], named: str) -> FleetNode | None:

@@ -8,29 +8,15 @@ through a per-stream translator otherwise.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import msgspec
 from litestar import Request, Response, post
 from litestar.response import Stream
 
-from herd._engine.auth import api_key_name
-from herd._engine.relay import Relay
-from herd._engine.request_hints import describe_request
-from herd._engine.routes.common import (
-    JSON,
-    client_of,
-    gateway_of,
-    new_request_id,
-    open_attempt,
-    read_body,
-)
-from herd._engine.routes.workload_embed import open_embed
-from herd._engine.tagging import request_tags
+from herd._engine.exchange import Exchange
+from herd._engine.routes.common import JSON, exchange_for, read_body
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest
 from herd.names import normalize_model_name
 from herd.protocol.openai import (
     ChatCompletionRequest,
@@ -52,111 +38,62 @@ from herd.protocol.openai_stream import ChatStream, CompletionStream
 __all__ = ["ROUTES"]
 
 SSE = "text/event-stream"
+# No proxy between herd and the client should buffer the events (nginx honours this).
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 T = TypeVar("T")
-_decode_error = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def _parse(body: bytes, struct: type[T]) -> T:
+def _intake(
+    exchange: Exchange,
+    body: bytes,
+    struct: type[T],
+    convert: Callable[[Any, str], dict[str, Any]],
+) -> tuple[T, dict[str, Any]]:
+    """Decode, resolve the model, translate into the canonical body, take the request."""
     try:
-        return decode_openai(body, struct)
+        parsed: Any = decode_openai(body, struct)
+        if not parsed.model:
+            raise HerdError(400, "you must provide a model parameter", param="model")
+        canonical = convert(parsed, exchange.resolve(parsed.model))
     except OpenAIRequestError as exc:
         raise HerdError(400, exc.message, param=exc.param) from None
-
-
-def _translate(convert: Callable[[Any, str], dict[str, Any]], parsed: Any, key: str) -> Any:
-    try:
-        return convert(parsed, key)
-    except OpenAIRequestError as exc:
-        raise HerdError(400, exc.message, param=exc.param) from None
-
-
-def _required_model(model: str) -> str:
-    if not model:
-        raise HerdError(400, "you must provide a model parameter", param="model")
-    return model
-
-
-def _canonical(
-    request: Request[Any, Any, Any],
-    endpoint: str,
-    kind: str,
-    model: str,
-    key: str,
-    body: dict[str, Any],
-    tags: list[str],
-    received: float,
-    fallback_models: list[str] | None = None,
-) -> InferenceRequest:
-    num_ctx = (body.get("options") or {}).get("num_ctx")
-    canonical = InferenceRequest(
-        api="openai",
-        endpoint=endpoint,
-        kind=kind,
-        model=model,
-        model_key=key,
-        body=body,
-        stream=bool(body.get("stream")),
+    num_ctx = (canonical.get("options") or {}).get("num_ctx")
+    request = exchange.take(
+        body=canonical,
+        hints=canonical,
+        stream=bool(canonical.get("stream")),
         num_ctx=num_ctx if isinstance(num_ctx, int) else None,
-        tags=tags,
-        api_key=api_key_name(request),
-        request_id=new_request_id(),
-        received_at=received,
-        client=client_of(request),
-        traceparent=request.headers.get("traceparent", ""),
+        metadata=parsed.metadata,
+        user=parsed.user,
+        body_names_model=True,
     )
-    describe_request(canonical, body, request.headers)
-    if fallback_models:
-        canonical.fallback_models = [normalize_model_name(name) for name in fallback_models]
-    return canonical
+    fallback = getattr(parsed, "fallback_models", None)
+    if fallback:
+        request.fallback_models = [normalize_model_name(name) for name in fallback]
+    return parsed, canonical
 
 
-def _whole(relay: Relay, translate: Callable[[bytes], bytes]) -> Response[bytes]:
-    """A non-streamed answer: the node's object translated, or its 4xx as OpenAI's error."""
-    reply = relay.attempt.reply
-    body = reply.first
-    if reply.status >= 400:
-        message = _node_error(body, reply.status)
-        relay.done("failed", message[:500], None)
+def _render(
+    exchange: Exchange,
+    translate: Callable[[bytes], bytes],
+    stream: ChatStream | CompletionStream | None = None,
+) -> Response[Any]:
+    """The node's answer in OpenAI's form: its 4xx as an error, a whole object, or SSE."""
+    headers = exchange.headers()
+    status = exchange.attempt.reply.status
+    message = exchange.refusal()
+    if message is not None:
         return Response(
-            error_body(reply.status, message),
-            status_code=reply.status,
-            media_type=JSON,
-            headers=relay.headers(),
+            error_body(status, message), status_code=status, media_type=JSON, headers=headers
         )
-    try:
-        out = translate(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        relay.done("failed", f"unreadable reply from the node: {exc}", None)
-        raise HerdError(502, f"node {relay.attempt.node.name} sent an unreadable reply") from None
-    relay.done("completed", "", body)
-    return Response(out, media_type=JSON, headers=relay.headers())
-
-
-def _streamed(relay: Relay, translator: ChatStream | CompletionStream) -> Response[Any]:
-    reply = relay.attempt.reply
-    # No proxy between herd and the client should buffer the events (nginx honours this).
-    headers = {**relay.headers(), "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    if reply.streaming:
-        lines = relay.lines(translator.feed, translator.error_frame)
-        return Stream(lines, media_type=SSE, headers=headers)
-    if reply.status >= 400:
-        return _whole(relay, lambda body: body)
+    if stream is None:
+        return Response(exchange.whole(translate), media_type=JSON, headers=headers)
+    headers.update(_SSE_HEADERS)
+    if exchange.streaming:
+        events = exchange.stream(stream.feed, stream.error_frame)
+        return Stream(events, media_type=SSE, headers=headers)
     # A node may answer a stream request with one object (a load-only request does).
-    events = translator.feed(reply.first)
-    relay.done("completed", "", reply.first)
-    return Response(events, media_type=SSE, headers=headers)
-
-
-def _node_error(body: bytes, status: int) -> str:
-    try:
-        error = _decode_error(body).get("error")
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        error = None
-    if isinstance(error, str) and error:
-        return error
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    return body.decode("utf-8", "replace").strip()[:500] or f"the node answered {status}"
+    return Response(exchange.whole(stream.feed), media_type=SSE, headers=headers)
 
 
 def _include_usage(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
@@ -166,62 +103,44 @@ def _include_usage(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
 @post("/v1/chat/completions", status_code=200)
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     """OpenAI chat completions, streamed (SSE) or not, served by a node's ``/api/chat``."""
-    received = time.time()
-    gateway = gateway_of(request)
-    parsed = _parse(await read_body(request), ChatCompletionRequest)
-    model = _required_model(parsed.model)
-    tags = request_tags(request, parsed.metadata, parsed.user)
-    key = gateway.resolve_model(model, "openai")
-    body = _translate(chat_to_ollama, parsed, key)
-    canonical = _canonical(
-        request, "chat", "text", model, key, body, tags, received, parsed.fallback_models
+    exchange = exchange_for(request, "openai", "chat")
+    parsed, body = _intake(
+        exchange, await read_body(request), ChatCompletionRequest, chat_to_ollama
     )
-    attempt = await open_attempt(gateway, canonical, "text")
-    relay = Relay(gateway, canonical, attempt)
-    reasoning = gateway.settings.openai.reasoning_field
-    if not canonical.stream:
-        return _whole(relay, lambda reply: chat_completion(reply, model, reasoning))
-    translator = ChatStream(model, include_usage=_include_usage(parsed), reasoning_field=reasoning)
-    return _streamed(relay, translator)
+    await exchange.open()
+    model = parsed.model
+    reasoning = exchange.gateway.settings.openai.reasoning_field
+    stream = None
+    if body.get("stream"):
+        usage = _include_usage(parsed)
+        stream = ChatStream(model, include_usage=usage, reasoning_field=reasoning)
+    return _render(exchange, lambda reply: chat_completion(reply, model, reasoning), stream)
 
 
 @post("/v1/completions", status_code=200)
 async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
     """Legacy prompt completions, streamed or not, served by a node's ``/api/generate``."""
-    received = time.time()
-    gateway = gateway_of(request)
-    parsed = _parse(await read_body(request), CompletionRequest)
-    model = _required_model(parsed.model)
-    tags = request_tags(request, parsed.metadata, parsed.user)
-    key = gateway.resolve_model(model, "openai")
-    body = _translate(completion_to_ollama, parsed, key)
-    canonical = _canonical(
-        request, "generate", "text", model, key, body, tags, received, parsed.fallback_models
+    exchange = exchange_for(request, "openai", "generate")
+    parsed, body = _intake(
+        exchange, await read_body(request), CompletionRequest, completion_to_ollama
     )
-    attempt = await open_attempt(gateway, canonical, "text")
-    relay = Relay(gateway, canonical, attempt)
+    await exchange.open()
+    model = parsed.model
     echo = body["prompt"] if parsed.echo else ""
-    if not canonical.stream:
-        return _whole(relay, lambda reply: text_completion(reply, model, echo))
-    translator = CompletionStream(model, include_usage=_include_usage(parsed), echo=echo)
-    return _streamed(relay, translator)
+    stream = None
+    if body.get("stream"):
+        stream = CompletionStream(model, include_usage=_include_usage(parsed), echo=echo)
+    return _render(exchange, lambda reply: text_completion(reply, model, echo), stream)
 
 
 @post("/v1/embeddings", status_code=200)
 async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
     """Embeddings (float or base64), served by a node's ``/api/embed``."""
-    received = time.time()
-    gateway = gateway_of(request)
-    parsed = _parse(await read_body(request), EmbeddingRequest)
-    model = _required_model(parsed.model)
-    tags = request_tags(request, parsed.metadata, parsed.user)
-    key = gateway.resolve_model(model, "openai")
-    body = _translate(embedding_to_ollama, parsed, key)
+    exchange = exchange_for(request, "openai", "embed", "embed", "embed")
+    parsed, _ = _intake(exchange, await read_body(request), EmbeddingRequest, embedding_to_ollama)
+    await exchange.open()
     encoding = embedding_format(parsed)
-    canonical = _canonical(request, "embed", "embed", model, key, body, tags, received)
-    attempt = await open_embed(gateway, canonical)  # long input lists go out in batches
-    relay = Relay(gateway, canonical, attempt)
-    return _whole(relay, lambda reply: embedding_list(reply, model, encoding))
+    return _render(exchange, lambda reply: embedding_list(reply, parsed.model, encoding))
 
 
 ROUTES = [chat_completions, completions, embeddings]

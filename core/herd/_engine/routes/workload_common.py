@@ -8,23 +8,18 @@ from typing import Any
 
 from litestar import Request, Response
 
+from herd._engine.exchange import Exchange
 from herd._engine.gateway import Gateway
-from herd._engine.relay import Relay
-from herd._engine.routes.common import client_of, new_request_id, open_attempt, record_rejection
-from herd._engine.scheduling.scheduler import Attempt
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest
-from herd.names import normalize_model_name
-from herd.protocol.workloads import upstream_error_message
 
 __all__ = [
     "WORKLOAD_NAMES",
     "check_enabled",
     "default_model",
-    "node_error",
     "open_job",
-    "relay_for",
-    "workload_request",
+    "start_job",
+    "take_job",
+    "unreadable",
 ]
 
 #: The toggle of each switchable workload, and how its endpoints are named in messages.
@@ -76,85 +71,57 @@ def default_model(gateway: Gateway, capability: str) -> str:
     )
 
 
-def resolve_name(gateway: Gateway, model: str, api: str) -> tuple[str, str]:
-    """The model's name after aliases, as written (sent to the node), and its key."""
-    resolved = gateway.pm.hook.herd_resolve_model(model=model, api=api, settings=gateway.settings)
-    name = resolved or model
-    return name, normalize_model_name(name)
-
-
-def workload_request(
-    gateway: Gateway,
-    request: Request[Any, Any, Any],
-    *,
-    api: str,
-    endpoint: str,
-    kind: str,
-    model: str,
-    body: dict[str, Any],
-    received: float,
-) -> InferenceRequest:
-    """A canonical request for an image or transcription job."""
-    name, key = resolve_name(gateway, model, api)
-    return InferenceRequest(
+def start_job(
+    request: Request[Any, Any, Any], *, api: str, endpoint: str, kind: str, capability: str
+) -> Exchange:
+    """The Exchange for an image or transcription job, started now."""
+    return Exchange(
+        request.app.state.gateway,
+        request,
         api=api,
         endpoint=endpoint,
         kind=kind,
-        model=model,
-        model_key=key,
-        body={**body, "model": name},
-        stream=False,
-        request_id=new_request_id(),
-        received_at=received,
-        client=client_of(request),
-        traceparent=request.headers.get("traceparent", ""),
+        capability=capability,
     )
 
 
-async def open_job(
-    gateway: Gateway, job: InferenceRequest, capability: str, timeout: float
-) -> Attempt:
-    """Open the job on the best node; past ``timeout`` give up with 504.
+def take_job(exchange: Exchange, model: str, body: dict[str, Any]) -> None:
+    """Build the job's canonical request; the body names the model as aliases write it."""
+    exchange.resolve(model)
+    exchange.take(body={**body, "model": exchange.resolved_name}, body_names_model=True)
+
+
+async def open_job(exchange: Exchange, timeout: float) -> None:
+    """Open the job on the best node; past ``timeout`` give up with 504 (traced).
 
     Giving up closes the connection to the node, and the node cancels the job (the
     ``herd-node-services`` app and Ollama stop work for a client that went away).
+    A node's own 4xx answer (bad audio, unknown size) becomes the client's error.
     """
+    image = exchange.capability == "image"
     try:
         async with asyncio.timeout(timeout):
-            return await open_attempt(gateway, job, capability)
+            await exchange.open()
     except TimeoutError:
-        what = "image generation" if capability == "image" else "transcription"
-        error = HerdError(
-            504,
-            f"the {what} did not finish within {timeout:g} s and was cancelled on the node "
-            f"(raise workloads.{'image' if capability == 'image' else 'transcription'}_timeout "
-            "to allow longer)",
-            code="timeout",
-        )
-        record_rejection(gateway, job, error)
-        raise error from None
+        what = "image generation" if image else "transcription"
+        raise exchange.reject(
+            HerdError(
+                504,
+                f"the {what} did not finish within {timeout:g} s and was cancelled on the node "
+                f"(raise workloads.{'image' if image else 'transcription'}_timeout "
+                "to allow longer)",
+                code="timeout",
+            )
+        ) from None
+    message = exchange.refusal()
+    if message is not None:
+        raise HerdError(exchange.attempt.reply.status, message)
 
 
-def relay_for(gateway: Gateway, job: InferenceRequest, attempt: Attempt, capability: str) -> Relay:
-    """A Relay whose served model is the service's own name for it."""
-    relay = Relay(gateway, job, attempt)
-    entry = attempt.node.view.service_models.get(capability, {}).get(job.model_key)
-    if entry is not None:
-        relay.served_model = entry.name
-    return relay
-
-
-def node_error(relay: Relay) -> HerdError:
-    """A node's 4xx answer (bad audio, unknown size, ...) as the client's error; traced."""
-    reply = relay.attempt.reply
-    message = upstream_error_message(reply.first, reply.status)
-    relay.done("failed", message, None)
-    return HerdError(reply.status, message)
-
-
-def finished(relay: Relay) -> None:
-    """Record a job that completed (its trace, its slot)."""
-    relay.done("completed", "", None)
+def unreadable(exchange: Exchange, problem: ValueError) -> HerdError:
+    """A 502 for a node's answer that could not be read; traced as the node's failure."""
+    exchange.done("failed", str(problem))
+    return HerdError(502, f"node {exchange.attempt.node.name}: {problem}")
 
 
 def now() -> float:

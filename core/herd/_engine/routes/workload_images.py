@@ -14,21 +14,18 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, post
 
-from herd._engine.relay import Relay
+from herd._engine.exchange import Exchange
 from herd._engine.routes.common import JSON, gateway_of, read_body
 from herd._engine.routes.workload_common import (
     WorkloadOff,
     check_enabled,
     default_model,
-    finished,
-    node_error,
-    now,
     open_job,
-    relay_for,
+    start_job,
+    take_job,
+    unreadable,
     workload_off_handler,
-    workload_request,
 )
-from herd._engine.scheduling.scheduler import Attempt
 from herd.errors import HerdError
 from herd.protocol.openai import OpenAIRequestError, decode_openai
 from herd.protocol.workloads import ImageRequest, OpenAIImageRequest, parse_size
@@ -48,33 +45,18 @@ def _decode(body: bytes, struct: type[Any]) -> Any:
 
 async def _generate(
     request: Request[Any, Any, Any], api: str, image: ImageRequest
-) -> tuple[Relay, list[dict[str, Any]], Attempt]:
-    gateway = gateway_of(request)
-    received = now()
+) -> tuple[Exchange, list[dict[str, Any]]]:
+    exchange = start_job(request, api=api, endpoint="image", kind="image", capability="image")
+    gateway = exchange.gateway
     model = image.model or default_model(gateway, "image")
-    body = {key: getattr(image, key) for key in ("prompt", *_IMAGE_FIELDS)}
-    job = workload_request(
-        gateway,
-        request,
-        api=api,
-        endpoint="image",
-        kind="image",
-        model=model,
-        body=body,
-        received=received,
-    )
-    settings = gateway.settings.workloads
-    attempt = await open_job(gateway, job, "image", settings.image_timeout)
-    relay = relay_for(gateway, job, attempt, "image")
-    if attempt.reply.status >= 400:
-        raise node_error(relay)
+    take_job(exchange, model, {key: getattr(image, key) for key in ("prompt", *_IMAGE_FIELDS)})
+    await open_job(exchange, gateway.settings.workloads.image_timeout)
     try:
-        items = _images(attempt.reply.first)
+        items = _images(exchange.attempt.reply.first)
     except ValueError as exc:
-        relay.done("failed", str(exc), None)
-        raise HerdError(502, f"node {attempt.node.name}: {exc}") from None
-    finished(relay)
-    return relay, items, attempt
+        raise unreadable(exchange, exc) from None
+    exchange.done()
+    return exchange, items
 
 
 def _images(body: bytes) -> list[dict[str, Any]]:
@@ -104,9 +86,9 @@ async def generate_image(request: Request[Any, Any, Any]) -> Response[bytes]:
     check_enabled(gateway, "image_generation")
     image = _decode(await read_body(request), ImageRequest)
     image = msgspec.structs.replace(image, n=1)
-    relay, items, _ = await _generate(request, "ollama", image)
+    exchange, items = await _generate(request, "ollama", image)
     png = base64.b64decode(items[0]["b64_json"])
-    headers = relay.headers()
+    headers = exchange.headers()
     if items[0].get("seed") is not None:
         headers["X-Herd-Seed"] = str(items[0]["seed"])
     return Response(png, media_type="image/png", headers=headers)
@@ -146,7 +128,7 @@ async def images_generations(request: Request[Any, Any, Any]) -> Response[bytes]
         )
     except ValueError as exc:
         raise HerdError(400, str(exc)) from None
-    relay, items, _ = await _generate(request, "openai", image)
+    exchange, items = await _generate(request, "openai", image)
     data = [
         {key: item[key] for key in ("b64_json", "revised_prompt") if item.get(key) is not None}
         for item in items
@@ -154,7 +136,7 @@ async def images_generations(request: Request[Any, Any, Any]) -> Response[bytes]
     body: dict[str, Any] = {"created": int(time.time()), "data": data, "output_format": "png"}
     if size:
         body["size"] = f"{size[0]}x{size[1]}"
-    return Response(msgspec.json.encode(body), media_type=JSON, headers=relay.headers())
+    return Response(msgspec.json.encode(body), media_type=JSON, headers=exchange.headers())
 
 
 ROUTES = [generate_image, images_generations]

@@ -16,18 +16,16 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import ClientException, HTTPException
 
 from herd._engine.gateway import Gateway
-from herd._engine.routes.common import JSON, gateway_of
+from herd._engine.routes.common import JSON
 from herd._engine.routes.workload_common import (
     WorkloadOff,
     check_enabled,
     default_model,
-    finished,
-    node_error,
-    now,
     open_job,
-    relay_for,
+    start_job,
+    take_job,
+    unreadable,
     workload_off_handler,
-    workload_request,
 )
 from herd.errors import HerdError
 from herd.protocol.workloads import (
@@ -130,8 +128,10 @@ def _temperature(form: Any) -> float | None:
 
 
 async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[bytes]:
-    received = now()
-    gateway = gateway_of(request)
+    exchange = start_job(
+        request, api=api, endpoint="transcribe", kind="stt", capability="transcribe"
+    )
+    gateway = exchange.gateway
     check_enabled(gateway, "transcription")
     settings = gateway.settings.workloads
     form = await _read_form(request, gateway)
@@ -159,31 +159,18 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
         "temperature": _temperature(form),
         "response_format": response_format,
     }
-    job = workload_request(
-        gateway,
-        request,
-        api=api,
-        endpoint="transcribe",
-        kind="stt",
-        model=model,
-        body=body,
-        received=received,
-    )
-    attempt = await open_job(gateway, job, "transcribe", settings.transcription_timeout)
-    relay = relay_for(gateway, job, attempt, "transcribe")
-    if attempt.reply.status >= 400:
-        raise node_error(relay)
+    take_job(exchange, model, body)
+    await open_job(exchange, settings.transcription_timeout)
     try:
-        result = _result(attempt.reply.first)
+        result = _result(exchange.attempt.reply.first)
     except ValueError as exc:
-        relay.done("failed", str(exc), None)
-        raise HerdError(502, f"node {attempt.node.name}: {exc}") from None
-    finished(relay)
+        raise unreadable(exchange, exc) from None
+    exchange.done()
     if api == "ollama":
         content = msgspec.json.encode({"model": model, **_native(result)})
-        return Response(content, media_type=JSON, headers=relay.headers())
+        return Response(content, media_type=JSON, headers=exchange.headers())
     content, media = render_transcript(result, response_format)
-    return Response(content, media_type=media, headers=relay.headers())
+    return Response(content, media_type=media, headers=exchange.headers())
 
 
 def _result(body: bytes) -> dict[str, Any]:

@@ -9,8 +9,10 @@ next node's queue, so retries respect every node's concurrency too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +34,12 @@ from herd.interfaces import (
 from herd.settings import RoutingSettings
 from herd.trace import AttemptRecord
 
-__all__ = ["Attempt", "Decision", "Scheduler"]
+__all__ = ["Attempt", "Decision", "ReplyCheck", "Scheduler", "substituted_note"]
 
 log = logging.getLogger("herd.scheduling")
+
+#: Looks at a node's reply (node name, reply) before its first byte goes out.
+ReplyCheck = Callable[[str, UpstreamReply], Awaitable[None]]
 
 _BUSY = 503  # a node's own "server busy": not its fault, so it is not excluded
 _HOLD_RETRY_AFTER_S = 5
@@ -110,9 +115,9 @@ class Scheduler:
     def explain(self, request: InferenceRequest, capability: str = "text") -> dict[str, Any]:
         """The full ranking for a hypothetical request, without sending it."""
         requested = request.model_key
-        substitute = self._substitute(request) if request.allow_fallback else None
+        substitute = self.substitute(request) if request.allow_fallback else None
         if substitute:
-            request.model_key = substitute
+            request = dataclasses.replace(request, model_key=substitute)
         decision = self.rank(request, capability)
         ranked = []
         for view in decision.ranked:
@@ -130,6 +135,9 @@ class Scheduler:
                     },
                 }
             )
+        notes = list(request.notes)
+        if substitute:
+            notes.append(substituted_note(requested, substitute))
         return {
             "model": requested,
             "served_model": request.model_key,
@@ -137,11 +145,26 @@ class Scheduler:
             "weights": {s.name: s.weight for s in self.signals},
             "ranked": ranked,
             "rejected": decision.rejections,
-            "notes": request.notes,
+            "notes": notes,
         }
 
-    async def open(self, request: InferenceRequest, capability: str = "text") -> Attempt:
+    async def open(
+        self,
+        request: InferenceRequest,
+        capability: str = "text",
+        *,
+        body_model: str = "",
+        check: ReplyCheck | None = None,
+    ) -> Attempt:
         """Open the request on the best node it can be admitted to, moving on after failures.
+
+        Args:
+            request: The request; ``model_key`` is the model to serve.
+            capability: The work asked of the node (``text``, ``embed``, ...).
+            body_model: The model name the body must carry, when it differs from the
+                client's (an alias or a substitute); shaping writes it.
+            check: Looks at a reply before its first byte goes out; raising
+                :class:`NodeFailure` there (a broken answer) moves on to the next node.
 
         Raises:
             HerdError: 404 when no node has the model (or an auto-pull failed), 429 over the
@@ -154,7 +177,7 @@ class Scheduler:
             client = client_key(request)
             self.board.enter(client)
         try:
-            attempt = await self._open(request, capability, inference)
+            attempt = await self._open(request, capability, inference, body_model, check)
         except BaseException:
             if client:
                 self.board.leave(client)
@@ -162,12 +185,14 @@ class Scheduler:
         attempt.slot.client = client
         return attempt
 
-    async def _open(self, request: InferenceRequest, capability: str, inference: bool) -> Attempt:
-        served_name = ""
-        if inference and request.allow_fallback:
-            substitute = self._substitute(request)
-            if substitute is not None:
-                request.model_key = served_name = substitute
+    async def _open(
+        self,
+        request: InferenceRequest,
+        capability: str,
+        inference: bool,
+        body_model: str,
+        check: ReplyCheck | None,
+    ) -> Attempt:
         decision = self.rank(request, capability)
         if (
             not decision.ranked
@@ -198,12 +223,14 @@ class Scheduler:
             node = self.fleet.nodes[view.name]
             tried.append(node.name)
             if inference:
-                self.shaper.shape(request, view, original, served_name)
+                self.shaper.shape(request, view, original, body_model)
                 if key not in view.loaded and key not in view.loading:
                     view.loading[key] = self.shaper.context_for(request, view)
             started = time.time()
             try:
                 reply = await node.backend_for(capability, key).open(request)
+                if check is not None:
+                    await check(node.name, reply)
             except NodeFailure as failure:
                 self.board.release(slot, failed=True)
                 attempts.append(
@@ -301,8 +328,11 @@ class Scheduler:
         """True when some node, in any state, has the model."""
         return any(n.view.has_model(request.model_key) for n in self.fleet.nodes.values())
 
-    def _substitute(self, request: InferenceRequest) -> str | None:
-        """Another model to serve when the requested one is loaded nowhere, if allowed."""
+    def substitute(self, request: InferenceRequest) -> str | None:
+        """Another model to serve when the requested one is loaded nowhere, if allowed.
+
+        Pure: the caller decides what to do with the answer (the Exchange serves it).
+        """
         vram_fallback = self.routing.vram_fallback
         if not (request.fallback_models or vram_fallback):
             return None
@@ -317,7 +347,6 @@ class Scheduler:
         substitute = self.fallback.substitute(request, views, vram_fallback)
         if substitute is None or substitute == key:
             return None
-        request.notes.append(f"served {substitute} instead of {key}: {key} is loaded nowhere")
         return substitute
 
     def _nothing_to_try(
@@ -366,6 +395,11 @@ class Scheduler:
             retry_after=1,
             code="no_node_available",
         )
+
+
+def substituted_note(requested: str, served: str) -> str:
+    """The trace note for a model served in place of the requested one."""
+    return f"served {served} instead of {requested}: {requested} is loaded nowhere"
 
 
 _WORK = {

@@ -10,62 +10,77 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from herd._engine.gateway import Gateway
-from herd._engine.relay import Relay
-from herd._engine.routes.common import open_attempt
-from herd._engine.scheduling.scheduler import Attempt
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest, WholeReply
+from herd.interfaces import WholeReply
 
-__all__ = ["open_embed"]
+if TYPE_CHECKING:
+    from herd._engine.exchange import Exchange
+    from herd._engine.scheduling.scheduler import Attempt
+    from herd.settings import WorkloadSettings
+
+__all__ = ["open_in_batches"]
 
 
-async def open_embed(gateway: Gateway, request: InferenceRequest) -> Attempt:
-    """Open an embeddings request, in batches when its input list is long.
+async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Attempt | None:
+    """Open a long embeddings request as batches; None when it is short enough for one.
 
     Returns:
         An attempt whose reply holds every vector (the first batch's node answers for the
-        headers); callers use it exactly as one from :func:`open_attempt`.
+        headers); the exchange uses it as the attempt of the whole request.
     """
-    size = gateway.settings.workloads.embed_batch_size
+    request = exchange.request
+    assert request is not None
+    size = settings.embed_batch_size
     body = request.body
     if not body and request.raw_body and len(request.raw_body) > size * 2:
         body = msgspec.json.decode(request.raw_body)
     inputs = body.get("input") if request.endpoint == "embed" and body else None
     if not isinstance(inputs, list) or len(inputs) <= size:
-        return await open_attempt(gateway, request, "embed")
+        return None
+    count = -(-len(inputs) // size)
     parts = [
-        dataclasses.replace(
-            request,
-            body={**body, "input": inputs[start : start + size]},
-            raw_body=None,
-            request_id=f"{request.request_id}-{index}",
-            notes=[f"batch {index + 1} of {-(-len(inputs) // size)}"],
+        exchange.part(
+            dataclasses.replace(
+                request,
+                body={**body, "input": inputs[start : start + size]},
+                raw_body=None,
+                request_id=f"{request.request_id}-{index}",
+                notes=[f"batch {index + 1} of {count}"],
+            )
         )
         for index, start in enumerate(range(0, len(inputs), size))
     ]
     outcomes = await asyncio.gather(
-        *(open_attempt(gateway, part, "embed") for part in parts), return_exceptions=True
+        *(part.schedule(part.request) for part in parts), return_exceptions=True
     )
-    attempts = [o for o in outcomes if isinstance(o, Attempt)]
+    for part, outcome in zip(parts, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
+            part.attempt = outcome
+            part.served = part.served_name(outcome)
     failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
-    refused = next((a for a in attempts if a.reply.status >= 400), None)
+    refused = next((p for p in parts if p.attempt and p.attempt.reply.status >= 400), None)
     if failure is not None or refused is not None:
-        for part, outcome in zip(parts, outcomes, strict=True):
-            if isinstance(outcome, Attempt) and outcome is not refused:
-                Relay(gateway, part, outcome).done("failed", "another batch failed", None)
+        for part in parts:
+            if part.attempt is not None and part is not refused:
+                part.done("failed", "another batch failed")
         if refused is not None:
-            return refused
+            return refused.attempt
         assert failure is not None
         raise failure
-    merged = _merge([a.reply.first for a in attempts])
-    for part, attempt in zip(parts[1:], attempts[1:], strict=True):
-        Relay(gateway, part, attempt).done("completed", "", None)
-    first = attempts[0]
+    try:
+        merged = _merge([part.attempt.reply.first for part in parts if part.attempt])
+    except HerdError as error:
+        for part in parts:
+            part.done("failed", error.message)
+        raise
+    for part in parts[1:]:
+        part.done("completed")
+    first = parts[0].attempt
+    assert first is not None
     first.reply = WholeReply(200, merged)
     return first
 

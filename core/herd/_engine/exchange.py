@@ -1,0 +1,518 @@
+"""The Exchange: one object owns one request, from its decoded form to its trace.
+
+A route decodes the client's body and renders the answer in the client's protocol; all
+that happens between is here, in this order::
+
+    resolve (aliases) -> take (intake: tags, hints) -> open (substitute, schedule, queue,
+    shape, Backend.open, check the first byte) -> whole / stream (read the node's JSON,
+    relay) -> finish (release the slot, one trace)
+
+Three model names, each set once: ``requested`` (what the client sent), ``resolved``
+(after aliases; the key routing starts from) and ``served`` (the node's own name for the
+model it served, a substitute's when one was served). The trace of every request (served,
+failed or rejected) is built by :meth:`Exchange._finish`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import msgspec
+
+from herd._engine.embed_batches import open_in_batches
+from herd._engine.intake import collect_tags, describe_request
+from herd._engine.node_lines import LineFields, NodeLines, split_lines
+from herd._engine.scheduling.scheduler import Attempt, substituted_note
+from herd._engine.shaping import INFERENCE_ENDPOINTS
+from herd.errors import HerdError
+from herd.interfaces import InferenceRequest, NodeFailure, StreamBroken, UpstreamReply
+from herd.names import normalize_model_name
+from herd.protocol.ollama import error_line
+from herd.protocol.workloads import upstream_error_message
+from herd.trace import AttemptRecord, RequestTrace
+
+__all__ = ["Exchange", "Transform", "model_renamer"]
+
+log = logging.getLogger("herd.exchange")
+
+Transform = Callable[[bytes], bytes]
+_STREAMING = frozenset({"chat", "generate"})  # answers that end with a final object
+_CHECKED = INFERENCE_ENDPOINTS | {"show"}  # answers that are JSON objects
+_decode_fields = msgspec.json.Decoder(LineFields).decode
+
+
+def model_renamer(served: str, requested: str) -> Transform:
+    """Puts the client's model name back into a node's lines (one or several at once).
+
+    The compact spelling is replaced with one bytes search (the hot path); any other
+    spelling of the ``"model"`` key (spaces around the colon) by a regular expression.
+    """
+    served_json, requested_json = msgspec.json.encode(served), msgspec.json.encode(requested)
+    compact, replacement = b'"model":' + served_json, b'"model":' + requested_json
+    spaced = re.compile(rb'"model"\s*:\s*' + re.escape(served_json))
+
+    def rename(block: bytes) -> bytes:
+        if compact in block:
+            return block.replace(compact, replacement)
+        return spaced.sub(replacement, block) if b'"model"' in block else block
+
+    return rename
+
+
+class Exchange:
+    """One client request on its way through the router. Built by a route per request.
+
+    Args:
+        gateway: The running router's gateway.
+        http: The client's request (its headers, scope and client address are read).
+        api: The client's protocol, ``ollama`` or ``openai``.
+        endpoint: ``chat``, ``generate``, ``embed``, ``embeddings``, ``show``, ``image``,
+            ``transcribe``.
+        kind: The workload kind: ``text``, ``embed``, ``image`` or ``stt``.
+        capability: What the node must offer: ``text``, ``embed``, ``image``, ``transcribe``.
+    """
+
+    __slots__ = (
+        "_finished",
+        "api",
+        "attempt",
+        "body_model",
+        "capability",
+        "endpoint",
+        "first_byte_at",
+        "gateway",
+        "http",
+        "kind",
+        "lines",
+        "received_at",
+        "rename",
+        "request",
+        "requested",
+        "resolved",
+        "resolved_name",
+        "served",
+    )
+
+    def __init__(
+        self,
+        gateway: Any,
+        http: Any,
+        *,
+        api: str,
+        endpoint: str,
+        kind: str = "text",
+        capability: str = "text",
+    ) -> None:
+        self.received_at = time.time()
+        self.gateway = gateway
+        self.http = http
+        self.api = api
+        self.endpoint = endpoint
+        self.kind = kind
+        self.capability = capability
+        self.requested = ""
+        self.resolved = ""
+        self.resolved_name = ""
+        self.served = ""
+        self.body_model = ""  # the model name shaping must write into the body
+        self.rename: Transform | None = None
+        self.request: InferenceRequest | None = None
+        self.attempt: Attempt | None = None
+        self.lines = NodeLines()
+        self.first_byte_at = 0.0
+        self._finished = False
+
+    # -- resolve and take ----------------------------------------------------------------
+
+    def resolve(self, model: str) -> str:
+        """Apply aliases to the client's model name; returns the key routing starts from."""
+        gateway = self.gateway
+        written = gateway.pm.hook.herd_resolve_model(
+            model=model, api=self.api, settings=gateway.settings
+        )
+        self.requested = model
+        self.resolved_name = written or model
+        self.resolved = normalize_model_name(self.resolved_name)
+        return self.resolved
+
+    def take(
+        self,
+        *,
+        body: dict[str, Any] | None = None,
+        raw: bytes | None = None,
+        hints: Any = None,
+        stream: bool = False,
+        num_ctx: int | None = None,
+        metadata: Any = None,
+        user: str | None = None,
+        body_names_model: bool = False,
+    ) -> InferenceRequest:
+        """Build the canonical request once, with its tags and routing hints.
+
+        Args:
+            body: The canonical body, when the route built or changed one.
+            raw: The client's own bytes, forwarded unchanged when ``body`` is None.
+            hints: What :func:`describe_request` reads (a decoded struct or ``body``).
+            stream: The client asked for a stream.
+            num_ctx: The client's ``options.num_ctx``.
+            metadata: The body's ``metadata`` (its tags), already taken out of the body.
+            user: OpenAI's ``user`` field (a ``user:`` tag).
+            body_names_model: The body already names the resolved model (OpenAI's
+                translation does), so an alias needs no rewrite.
+        """
+        http = self.http
+        headers = http.headers
+        key_name = http.scope.get("herd_api_key", "")
+        client = http.scope.get("client")
+        request = InferenceRequest(
+            api=self.api,
+            endpoint=self.endpoint,
+            kind=self.kind,
+            model=self.requested,
+            model_key=self.resolved,
+            body=body if body is not None else {},
+            stream=stream,
+            raw_body=raw if body is None else None,
+            num_ctx=num_ctx,
+            tags=collect_tags(headers.get("x-herd-tags"), metadata, user=user, key_name=key_name),
+            api_key=key_name,
+            request_id=os.urandom(8).hex(),
+            received_at=self.received_at,
+            client=f"{client[0]}:{client[1]}" if client else "",
+            traceparent=headers.get("traceparent", ""),
+        )
+        if hints is not None:
+            describe_request(request, hints, headers)
+        self.request = request
+        if not body_names_model and self.resolved != normalize_model_name(self.requested):
+            self.body_model = self.resolved  # an alias: the node is asked for the real model
+            if self.api == "ollama":
+                self.rename = model_renamer(self.resolved, self.requested)
+        return request
+
+    # -- open ----------------------------------------------------------------------------
+
+    async def open(self) -> Attempt:
+        """Schedule the request and open it on a node, up to its first byte.
+
+        Raises:
+            HerdError: nothing could serve it (traced as rejected or failed).
+        """
+        request = self.request
+        assert request is not None, "take() builds the request first"
+        scheduler = self.gateway.scheduler
+        if request.endpoint in INFERENCE_ENDPOINTS and request.allow_fallback:
+            substitute = scheduler.substitute(request)
+            if substitute is not None:
+                request.notes.append(substituted_note(request.model_key, substitute))
+                request.model_key = self.body_model = substitute
+                self.rename = None  # the client sees which model answered
+        try:
+            attempt = None
+            if request.kind == "embed":  # long input lists go out in batches
+                attempt = await open_in_batches(self, self.gateway.settings.workloads)
+            if attempt is None:
+                attempt = await self.schedule(request)
+        except HerdError as error:
+            raise self.reject(error) from None
+        self.attempt = attempt
+        self.first_byte_at = time.time()
+        self.served = self.served_name(attempt)
+        return attempt
+
+    def served_name(self, attempt: Attempt) -> str:
+        """The serving node's own name for the model it serves (as its list spells it)."""
+        view = attempt.node.view
+        key = self.request.model_key if self.request is not None else self.resolved
+        entry = None
+        if self.capability in ("image", "transcribe"):
+            entry = view.service_models.get(self.capability, {}).get(key)
+        entry = entry or view.models.get(key)
+        return entry.name if entry is not None else key
+
+    async def schedule(self, request: InferenceRequest) -> Attempt:
+        """Rank, queue, shape and open one request (a batch is one too), checking its reply."""
+        lines = NodeLines()
+
+        async def check(node: str, reply: UpstreamReply) -> None:
+            problem = self._problem(reply, lines)
+            if problem:
+                await reply.aclose()
+                raise NodeFailure(f"node {node}: {problem}", status=502)
+
+        attempt = await self.gateway.scheduler.open(
+            request, self.capability, body_model=self.body_model, check=check
+        )
+        if request is self.request:
+            self.lines = lines
+        return attempt
+
+    def _problem(self, reply: UpstreamReply, lines: NodeLines) -> str:
+        """Why a reply is broken before its first byte ("" when it is not)."""
+        if reply.status >= 400 or self.endpoint not in _CHECKED:
+            return ""
+        body = reply.first
+        if not body.strip():
+            return "empty answer"
+        if reply.streaming or (self.request is not None and self.request.stream):
+            if lines.check(body) < len(body):
+                return lines.bad
+            if not reply.streaming and self.endpoint in _STREAMING and not lines.ended:
+                return "the answer ended without its final object"
+            return ""
+        try:
+            fields = _decode_fields(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return f"the answer is not a JSON object: {body[:80].decode('utf-8', 'replace')!r}"
+        lines.final = fields
+        if self.endpoint in _STREAMING and fields.error is None and not fields.done:
+            return "the answer ended without its final object"
+        return ""
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def headers(self) -> dict[str, str]:
+        """The headers that say who served the request; true: sent after its first byte."""
+        attempt = self.attempt
+        assert attempt is not None
+        return {
+            "X-Herd-Node": attempt.node.name,
+            "X-Herd-Model": self.served,
+            "X-Herd-Retries": str(attempt.retries),
+            "X-Herd-Score": f"{attempt.score:.3f}",
+        }
+
+    @property
+    def streaming(self) -> bool:
+        """The node answers with a stream (more lines follow the first)."""
+        return self.attempt is not None and self.attempt.reply.streaming
+
+    def refusal(self) -> str | None:
+        """The node's own error message when it refused the request (its 4xx), else None.
+
+        The client's request caused it, so it is traced as rejected, never as the node's
+        failure.
+        """
+        reply = self.attempt.reply if self.attempt is not None else None
+        if reply is None or reply.status < 400:
+            return None
+        message = upstream_error_message(reply.first, reply.status)
+        self._finish("rejected" if reply.status < 500 else "failed", message)
+        return message
+
+    def whole(self, translate: Transform | None = None) -> bytes:
+        """The node's whole answer (not a stream), in the client's form; traced.
+
+        Raises:
+            HerdError: 502 when the answer cannot be translated.
+        """
+        body = self.attempt.reply.first if self.attempt is not None else b""
+        if self.rename is not None:
+            body = self.rename(body)
+        try:
+            if translate is not None and self.request is not None and self.request.stream:
+                body = b"".join(translate(line) for line in split_lines(body))
+            elif translate is not None:
+                body = translate(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            node = self.attempt.node.name if self.attempt is not None else ""
+            self._finish("failed", f"unreadable reply from the node: {exc}")
+            raise HerdError(502, f"node {node} sent an unreadable reply") from None
+        self._finish("completed", "")
+        return body
+
+    def done(self, status: str = "completed", error: str = "") -> None:
+        """Finish a request whose answer the route rendered itself (images, speech)."""
+        self._finish(status, error)
+
+    async def stream(
+        self,
+        translate: Transform | None = None,
+        error_frame: Callable[[str], bytes] = error_line,
+        *,
+        blocks: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """The node's lines for the client; a break after the first byte becomes an error frame.
+
+        Args:
+            translate: Turns a line into the client's protocol (may return ``b""``).
+            error_frame: Renders an in-band error in the client's protocol.
+            blocks: Relay lines that arrived together as one write (pass-through only).
+        """
+        attempt = self.attempt
+        assert attempt is not None
+        reply, slot, lines, rename = attempt.reply, attempt.slot, self.lines, self.rename
+        status, error = "completed", ""
+        try:
+            first = rename(reply.first) if rename is not None else reply.first
+            out = translate(first) if translate is not None else first
+            if out:
+                yield out
+            async for block in reply.rest_blocks() if blocks else reply.rest():
+                slot.chunks += 1  # the zombie reaper sees the request progress
+                good = lines.check(block)
+                if good < len(block):
+                    block = block[:good]
+                    status, error = "failed", f"node {attempt.node.name}: {lines.bad}"
+                if block:
+                    if rename is not None:
+                        block = rename(block)
+                    if translate is None:
+                        yield block
+                    elif out := translate(block):
+                        yield out
+                if status == "failed":
+                    yield error_frame(error)
+                    break
+            if status == "completed":
+                if lines.error:
+                    status, error = "failed", lines.error
+                elif lines.final is None and self.endpoint in _STREAMING:
+                    status, error = "failed", f"node {attempt.node.name} ended the stream early"
+                    yield error_frame(error)
+        except StreamBroken as exc:
+            status, error = "failed", f"node {attempt.node.name} failed mid-stream: {exc}"
+            yield error_frame(error)
+        except BaseException as exc:  # the client went away (or herd broke): never the node
+            status = "failed" if isinstance(exc, Exception) else "client_disconnected"
+            error = (
+                f"internal error: {exc!r}" if isinstance(exc, Exception) else "client disconnected"
+            )
+            raise
+        finally:
+            await reply.aclose()
+            self._finish(status, error)
+
+    # -- the trace -------------------------------------------------------------------------
+
+    def reject(self, error: HerdError) -> HerdError:
+        """Trace a request that never reached a node (or gave up on them); returns the error."""
+        self._finish(
+            "rejected" if error.status < 500 else "failed",
+            error.message,
+            http_status=error.status,
+            tried=error.attempts,
+        )
+        return error
+
+    def _finish(
+        self,
+        status: str,
+        error: str,
+        *,
+        http_status: int = 0,
+        tried: Sequence[AttemptRecord] = (),
+    ) -> None:
+        if self._finished or self.request is None:
+            return
+        self._finished = True
+        attempt = self.attempt
+        if attempt is not None:
+            attempt.release(failed=status == "failed")
+        try:
+            trace = self.trace(status, error, http_status, list(tried))
+            self.gateway.finish(trace)
+        except Exception:  # a broken trace must never break the client's reply
+            log.exception("could not record the trace of request %s", self.request.request_id)
+
+    def trace(
+        self, status: str, error: str, http_status: int, tried: list[AttemptRecord]
+    ) -> RequestTrace:
+        """The one place a request's trace is put together."""
+        request, attempt = self.request, self.attempt
+        assert request is not None
+        now = time.time()
+        final = self.lines.final or _NO_FIELDS
+        if attempt is None:
+            return RequestTrace(
+                request_id=request.request_id,
+                api=request.api,
+                endpoint=request.endpoint,
+                kind=request.kind,
+                model=request.model,
+                status=status,
+                http_status=http_status,
+                error=error,
+                received_at=request.received_at,
+                done_at=now,
+                latency_ms=(now - request.received_at) * 1000.0,
+                tags=request.tags,
+                client=request.client,
+                stream=request.stream,
+                attempts=tried,
+                retries=max(0, len(tried) - 1),
+                excluded_nodes=[a.node for a in tried],
+                traceparent=request.traceparent,
+                api_key=request.api_key,
+                session=request.session,
+                notes=request.notes,
+            )
+        first_byte_at = self.first_byte_at
+        tps = final.eval_count / final.eval_duration * 1e9 if final.eval_duration else 0.0
+        return RequestTrace(
+            request_id=request.request_id,
+            api=request.api,
+            endpoint=request.endpoint,
+            kind=request.kind,
+            model=request.model,
+            served_model=self.served,
+            node=attempt.node.name,
+            status=status,
+            http_status=http_status or attempt.reply.status,
+            error=error,
+            received_at=request.received_at,
+            first_byte_at=first_byte_at,
+            done_at=now,
+            ttft_ms=(first_byte_at - request.received_at) * 1000.0,
+            latency_ms=(now - request.received_at) * 1000.0,
+            prompt_tokens=final.prompt_eval_count,
+            completion_tokens=final.eval_count,
+            tokens_per_second=tps,
+            load_ms=final.load_duration / 1e6,
+            retries=attempt.retries,
+            excluded_nodes=attempt.tried[:-1],
+            scores=attempt.decision.scores,
+            rejections=attempt.decision.rejections,
+            tags=request.tags,
+            client=request.client,
+            stream=request.stream,
+            attempts=attempt.attempts,
+            traceparent=request.traceparent,
+            api_key=request.api_key,
+            queue_ms=attempt.queue_ms,
+            session=request.session,
+            notes=request.notes,
+        )
+
+    # -- parts and hypotheticals -------------------------------------------------------------
+
+    def part(self, request: InferenceRequest) -> Exchange:
+        """An exchange for one part of this request (an embeddings batch): its own trace."""
+        part = Exchange(
+            self.gateway,
+            self.http,
+            api=self.api,
+            endpoint=self.endpoint,
+            kind=self.kind,
+            capability=self.capability,
+        )
+        part.requested, part.resolved, part.resolved_name = (
+            self.requested,
+            self.resolved,
+            self.resolved_name,
+        )
+        part.body_model, part.request = self.body_model, request
+        return part
+
+    def explain(self) -> dict[str, Any]:
+        """The ranking the request would get now, without sending it."""
+        assert self.request is not None
+        return self.gateway.scheduler.explain(self.request, self.capability)
+
+
+_NO_FIELDS = LineFields()

@@ -28,7 +28,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import cpu_seconds, percentile, router, sim_node, table
-from herd._engine.exchange import model_renamer
+from herd._engine.node_lines import model_renamer
 from herd.protocol.ollama_replies import decode_chat_chunk
 from herd.protocol.openai_stream import ChatStream
 

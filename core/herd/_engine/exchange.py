@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -26,9 +25,17 @@ import msgspec
 
 from herd._engine.embed_batches import open_in_batches
 from herd._engine.intake import collect_tags, describe_request
-from herd._engine.node_lines import LineFields, NodeLines, split_lines
+from herd._engine.node_lines import (
+    STREAMING,
+    NodeLines,
+    Transform,
+    answer_problem,
+    model_renamer,
+    split_lines,
+)
 from herd._engine.scheduling.scheduler import Attempt, substituted_note
 from herd._engine.shaping import INFERENCE_ENDPOINTS
+from herd._engine.tracing import build_trace
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest, NodeFailure, StreamBroken, UpstreamReply
 from herd.names import normalize_model_name
@@ -39,29 +46,6 @@ from herd.trace import AttemptRecord, RequestTrace
 __all__ = ["Exchange", "Transform", "model_renamer"]
 
 log = logging.getLogger("herd.exchange")
-
-Transform = Callable[[bytes], bytes]
-_STREAMING = frozenset({"chat", "generate"})  # answers that end with a final object
-_CHECKED = INFERENCE_ENDPOINTS | {"show"}  # answers that are JSON objects
-_decode_fields = msgspec.json.Decoder(LineFields).decode
-
-
-def model_renamer(served: str, requested: str) -> Transform:
-    """Puts the client's model name back into a node's lines (one or several at once).
-
-    The compact spelling is replaced with one bytes search (the hot path); any other
-    spelling of the ``"model"`` key (spaces around the colon) by a regular expression.
-    """
-    served_json, requested_json = msgspec.json.encode(served), msgspec.json.encode(requested)
-    compact, replacement = b'"model":' + served_json, b'"model":' + requested_json
-    spaced = re.compile(rb'"model"\s*:\s*' + re.escape(served_json))
-
-    def rename(block: bytes) -> bytes:
-        if compact in block:
-            return block.replace(compact, replacement)
-        return spaced.sub(replacement, block) if b'"model"' in block else block
-
-    return rename
 
 
 class Exchange:
@@ -76,27 +60,6 @@ class Exchange:
         kind: The workload kind: ``text``, ``embed``, ``image`` or ``stt``.
         capability: What the node must offer: ``text``, ``embed``, ``image``, ``transcribe``.
     """
-
-    __slots__ = (
-        "_finished",
-        "api",
-        "attempt",
-        "body_model",
-        "capability",
-        "endpoint",
-        "first_byte_at",
-        "gateway",
-        "http",
-        "kind",
-        "lines",
-        "received_at",
-        "rename",
-        "request",
-        "requested",
-        "resolved",
-        "resolved_name",
-        "served",
-    )
 
     def __init__(
         self,
@@ -240,7 +203,8 @@ class Exchange:
         lines = NodeLines()
 
         async def check(node: str, reply: UpstreamReply) -> None:
-            problem = self._problem(reply, lines)
+            stream = self.request is not None and self.request.stream
+            problem = answer_problem(reply, lines, self.endpoint, stream)
             if problem:
                 await reply.aclose()
                 raise NodeFailure(f"node {node}: {problem}", status=502)
@@ -251,28 +215,6 @@ class Exchange:
         if request is self.request:
             self.lines = lines
         return attempt
-
-    def _problem(self, reply: UpstreamReply, lines: NodeLines) -> str:
-        """Why a reply is broken before its first byte ("" when it is not)."""
-        if reply.status >= 400 or self.endpoint not in _CHECKED:
-            return ""
-        body = reply.first
-        if not body.strip():
-            return "empty answer"
-        if reply.streaming or (self.request is not None and self.request.stream):
-            if lines.check(body) < len(body):
-                return lines.bad
-            if not reply.streaming and self.endpoint in _STREAMING and not lines.ended:
-                return "the answer ended without its final object"
-            return ""
-        try:
-            fields = _decode_fields(body)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return f"the answer is not a JSON object: {body[:80].decode('utf-8', 'replace')!r}"
-        lines.final = fields
-        if self.endpoint in _STREAMING and fields.error is None and not fields.done:
-            return "the answer ended without its final object"
-        return ""
 
     # -- answers ---------------------------------------------------------------------------
 
@@ -372,7 +314,7 @@ class Exchange:
             if status == "completed":
                 if lines.error:
                     status, error = "failed", lines.error
-                elif lines.final is None and self.endpoint in _STREAMING:
+                elif lines.final is None and self.endpoint in STREAMING:
                     status, error = "failed", f"node {attempt.node.name} ended the stream early"
                     yield error_frame(error)
         except StreamBroken as exc:
@@ -423,71 +365,8 @@ class Exchange:
     def trace(
         self, status: str, error: str, http_status: int, tried: list[AttemptRecord]
     ) -> RequestTrace:
-        """The one place a request's trace is put together."""
-        request, attempt = self.request, self.attempt
-        assert request is not None
-        now = time.time()
-        final = self.lines.final or _NO_FIELDS
-        if attempt is None:
-            return RequestTrace(
-                request_id=request.request_id,
-                api=request.api,
-                endpoint=request.endpoint,
-                kind=request.kind,
-                model=request.model,
-                status=status,
-                http_status=http_status,
-                error=error,
-                received_at=request.received_at,
-                done_at=now,
-                latency_ms=(now - request.received_at) * 1000.0,
-                tags=request.tags,
-                client=request.client,
-                stream=request.stream,
-                attempts=tried,
-                retries=max(0, len(tried) - 1),
-                excluded_nodes=[a.node for a in tried],
-                traceparent=request.traceparent,
-                api_key=request.api_key,
-                session=request.session,
-                notes=request.notes,
-            )
-        first_byte_at = self.first_byte_at
-        tps = final.eval_count / final.eval_duration * 1e9 if final.eval_duration else 0.0
-        return RequestTrace(
-            request_id=request.request_id,
-            api=request.api,
-            endpoint=request.endpoint,
-            kind=request.kind,
-            model=request.model,
-            served_model=self.served,
-            node=attempt.node.name,
-            status=status,
-            http_status=http_status or attempt.reply.status,
-            error=error,
-            received_at=request.received_at,
-            first_byte_at=first_byte_at,
-            done_at=now,
-            ttft_ms=(first_byte_at - request.received_at) * 1000.0,
-            latency_ms=(now - request.received_at) * 1000.0,
-            prompt_tokens=final.prompt_eval_count,
-            completion_tokens=final.eval_count,
-            tokens_per_second=tps,
-            load_ms=final.load_duration / 1e6,
-            retries=attempt.retries,
-            excluded_nodes=attempt.tried[:-1],
-            scores=attempt.decision.scores,
-            rejections=attempt.decision.rejections,
-            tags=request.tags,
-            client=request.client,
-            stream=request.stream,
-            attempts=attempt.attempts,
-            traceparent=request.traceparent,
-            api_key=request.api_key,
-            queue_ms=attempt.queue_ms,
-            session=request.session,
-            notes=request.notes,
-        )
+        """The one place a request's trace is put together (see :mod:`.tracing`)."""
+        return build_trace(self, status, error, http_status, tried)
 
     # -- parts and hypotheticals -------------------------------------------------------------
 
@@ -513,6 +392,3 @@ class Exchange:
         """The ranking the request would get now, without sending it."""
         assert self.request is not None
         return self.gateway.scheduler.explain(self.request, self.capability)
-
-
-_NO_FIELDS = LineFields()

@@ -9,11 +9,27 @@ broken answer, never relayed.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-__all__ = ["LineFields", "NodeLines", "split_lines"]
+if TYPE_CHECKING:
+    from herd.interfaces import UpstreamReply
+
+__all__ = [
+    "CHECKED",
+    "STREAMING",
+    "LineFields",
+    "NodeLines",
+    "Transform",
+    "answer_problem",
+    "model_renamer",
+    "split_lines",
+]
+
+Transform = Callable[[bytes], bytes]
 
 
 class LineFields(msgspec.Struct):
@@ -28,6 +44,10 @@ class LineFields(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(LineFields).decode
+#: Endpoints whose answers end with a final object (``done: true``).
+STREAMING = frozenset({"chat", "generate"})
+#: Endpoints whose answers are JSON objects, checked before their first byte goes out.
+CHECKED = frozenset({"chat", "generate", "embed", "embeddings", "show"})
 
 
 def split_lines(block: bytes) -> list[bytes]:
@@ -81,8 +101,7 @@ class NodeLines:
                 try:
                     fields = _decode(line)
                 except (msgspec.DecodeError, msgspec.ValidationError):
-                    shown = line[:80].decode("utf-8", "replace")
-                    self.bad = f"the node sent a line that is not a JSON object: {shown!r}"
+                    self.bad = "the node sent a line that is not a JSON object"
                     return start
                 if fields.error is not None:
                     self.error = error_text(fields.error)
@@ -90,3 +109,49 @@ class NodeLines:
                     self.final = fields
             start = end + 1
         return size
+
+
+def model_renamer(served: str, requested: str) -> Transform:
+    """Puts the client's model name back into a node's lines (one or several at once).
+
+    The compact spelling is replaced with one bytes search (the hot path); any other
+    spelling of the ``"model"`` key (spaces around the colon) by a regular expression.
+    """
+    served_json, requested_json = msgspec.json.encode(served), msgspec.json.encode(requested)
+    compact, replacement = b'"model":' + served_json, b'"model":' + requested_json
+    spaced = re.compile(rb'"model"\s*:\s*' + re.escape(served_json))
+
+    def rename(block: bytes) -> bytes:
+        if compact in block:
+            return block.replace(compact, replacement)
+        return spaced.sub(replacement, block) if b'"model"' in block else block
+
+    return rename
+
+
+def answer_problem(reply: UpstreamReply, lines: NodeLines, endpoint: str, stream: bool) -> str:
+    """Why a node's answer is broken, judged before its first byte goes out ("" if not).
+
+    An empty body, a first line (or a whole body) that is not a JSON object, and a whole
+    answer to ``chat``/``generate`` without its final object are broken. A node's own
+    4xx is not judged here: it is the client's answer.
+    """
+    if reply.status >= 400 or endpoint not in CHECKED:
+        return ""
+    body = reply.first
+    if not body.strip():
+        return "empty answer"
+    if reply.streaming or stream:
+        if lines.check(body) < len(body):
+            return lines.bad
+        if not reply.streaming and endpoint in STREAMING and not lines.ended:
+            return "the answer ended without its final object"
+        return ""
+    try:
+        fields = _decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return "the answer is not a JSON object"
+    lines.final = fields
+    if endpoint in STREAMING and fields.error is None and not fields.done:
+        return "the answer ended without its final object"
+    return ""

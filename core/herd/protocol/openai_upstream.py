@@ -216,6 +216,7 @@ class NdjsonFromSse:
         self.started = time.monotonic()
         self.finished = False
         self._buffer = b""
+        self._data: bytes | None = None  # the data lines of the event being read
         self._created = ""
         self._calls: dict[int, ToolCall] = {}
         self._finish: str | None = None
@@ -223,7 +224,12 @@ class NdjsonFromSse:
         self._completion_tokens = 0
 
     def feed(self, data: bytes) -> bytes:
-        """NDJSON lines for the SSE events completed by ``data``."""
+        """NDJSON lines for the SSE events completed by ``data``.
+
+        Follows the SSE framing: ``data:`` lines (one optional space after the colon)
+        accumulate, joined by newlines, until a blank line ends the event; CRLF, CR and LF
+        all end a line; comments (``:``) and other fields are skipped.
+        """
         self._buffer += data
         out = b""
         while not self.finished:
@@ -231,12 +237,31 @@ class NdjsonFromSse:
             if end < 0:
                 break
             line, self._buffer = self._buffer[:end].rstrip(b"\r"), self._buffer[end + 1 :]
-            if line.startswith(b"data:"):
-                out += self._event(line[5:].strip())
+            for part in line.split(b"\r") if b"\r" in line else (line,):
+                out += self._field(part)
         return out
+
+    def _field(self, line: bytes) -> bytes:
+        if not line:  # a blank line ends the event
+            if self._data is None:
+                return b""
+            payload, self._data = self._data, None
+            return self._event(payload.strip())
+        if line.startswith(b"data:"):
+            value = line[5:]
+            if value.startswith(b" "):
+                value = value[1:]
+            self._data = value if self._data is None else self._data + b"\n" + value
+        return b""
 
     def close(self) -> bytes:
         """What is left at the end of the input: the done line, or an error line."""
+        if self._buffer and not self.finished:  # a last line with no newline
+            last, self._buffer = self._buffer, b""
+            out = self._field(last.rstrip(b"\r")) + self._field(b"")
+            return out + self.close()
+        if self._data is not None and not self.finished:  # no blank line after the last event
+            return self._field(b"") + self.close()
         if self.finished:
             return b""
         if self._finish is not None:

@@ -10,6 +10,8 @@ Definitions shared by all of them:
 - *latency* percentiles: over completed requests; *TTFT*: over requests that got a first byte;
 - *tokens/s*: the mean of the requests that report a rate;
 - *model*: the model a node served, else (rejected requests) the name the client sent;
+  model insights leave out requests rejected before any node served them (an unknown
+  name is the client's mistake, not a model);
 - *cold load*: a request whose model load took at least :data:`COLD_LOAD_MS`.
 """
 
@@ -161,6 +163,7 @@ def models(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list
             epoch(max(received_at)) AS last_seen
         FROM traces
         WHERE received_at > {NOW} - to_hours($hours) AND received_at <= {NOW}
+            AND NOT (status = 'rejected' AND served_model = '')  -- a name no node serves
         GROUP BY 1 ORDER BY requests DESC, model
         """,
         {"now": _micros(now), "hours": hours, "cold": COLD_LOAD_MS},

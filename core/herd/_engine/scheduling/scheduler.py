@@ -21,13 +21,13 @@ from herd._engine.scheduling.auto_pull import AutoPuller
 from herd._engine.scheduling.queues import QueueBoard, QueueFull, Slot, client_key
 from herd._engine.scheduling.ranking import Decision, Ranker
 from herd._engine.scheduling.reaper import ZombieReaper
+from herd._engine.scheduling.refusals import nothing_to_try, with_attempts
 from herd._engine.shaping import INFERENCE_ENDPOINTS, BodyShaper
 from herd.errors import HerdError, model_not_found
 from herd.interfaces import (
     FallbackPolicy,
     InferenceRequest,
     NodeFailure,
-    NodeView,
     Signal,
     UpstreamReply,
 )
@@ -244,7 +244,7 @@ class Scheduler:
                 elif failure.status == 0:
                     self.fleet.mark_unreachable(view, failure.message)
                 if not failure.retryable:
-                    raise _with_attempts(HerdError(502, failure.message), attempts) from None
+                    raise with_attempts(HerdError(502, failure.message), attempts) from None
                 if failure.status != _BUSY:
                     excluded.append(node.name)
                 log.info("request %s: %s failed (%s)", request.request_id, node.name, failure)
@@ -274,8 +274,8 @@ class Scheduler:
         if not tried:
             raise self._nothing_to_try(request, decision, capability)
         if all_not_found:
-            raise _with_attempts(model_not_found(request.model), attempts)
-        raise _with_attempts(
+            raise with_attempts(model_not_found(request.model), attempts)
+        raise with_attempts(
             HerdError(
                 502, "no node could serve the request: " + "; ".join(failures), retry_after=1
             ),
@@ -352,69 +352,9 @@ class Scheduler:
     def _nothing_to_try(
         self, request: InferenceRequest, decision: Decision, capability: str
     ) -> HerdError:
-        key = request.model_key
-        views = [n.view for n in self.fleet.nodes.values()]
-        holders = [v for v in views if v.serves(capability, key)]
-        if not holders:
-            knowing = [v.name for v in views if _knows(v, key)]
-            if knowing:  # the fleet has it, for other work: no retry would help
-                what = _WORK.get(capability, capability)
-                return HerdError(
-                    400,
-                    f"model '{request.model}' is not served for {what} by any node "
-                    f"(it is on: {', '.join(knowing)})",
-                    code="model_not_supported",
-                    param="model",
-                )
-            return model_not_found(request.model)
-        usable = [v for v in holders if v.status in ("online", "degraded")]
-        if not usable:
-            names = ", ".join(v.name for v in holders)
-            return HerdError(
-                503,
-                f"model '{request.model}' is only on nodes that are offline now ({names})",
-                retry_after=5,
-                code="no_node_available",
-            )
-        if all(v.draining for v in usable):
-            names = ", ".join(v.name for v in usable)
-            return HerdError(
-                503,
-                f"model '{request.model}' is only on nodes that are draining ({names})",
-                retry_after=5,
-                code="no_node_available",
-            )
-        reasons = "; ".join(
-            f"{v.name}: {decision.rejections[v.name]}"
-            for v in holders
-            if v.name in decision.rejections
-        )
-        return HerdError(
-            503,
-            f"no node can serve model '{request.model}' now ({reasons})",
-            retry_after=1,
-            code="no_node_available",
-        )
+        return nothing_to_try(self.fleet, request, decision, capability)
 
 
 def substituted_note(requested: str, served: str) -> str:
     """The trace note for a model served in place of the requested one."""
     return f"served {served} instead of {requested}: {requested} is loaded nowhere"
-
-
-_WORK = {
-    "text": "chat or generate",
-    "embed": "embeddings",
-    "image": "image generation",
-    "transcribe": "transcription",
-}
-
-
-def _knows(view: NodeView, key: str) -> bool:
-    """The node has the model, for any capability."""
-    return view.has_model(key) or any(key in models for models in view.service_models.values())
-
-
-def _with_attempts(error: HerdError, attempts: list[AttemptRecord]) -> HerdError:
-    error.attempts = attempts
-    return error

@@ -1,0 +1,146 @@
+"""Streams are read as JSON: a node that writes valid JSON its own way is served in full.
+
+The node is a real aiohttp server (tests/core/odd_node.py) writing what ``json.dumps``
+writes, keys in another order, ``\\u`` escapes, CRLF line ends, no final newline.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import openai
+import pytest
+from herd import hookimpl
+
+from tests.core.odd_node import MODEL, PROMPT_TOKENS, WORDS, OddNode
+
+TRACES: list = []
+
+
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> str:
+    module = types.ModuleType("herd_test_exchange_collector")
+
+    @hookimpl
+    def herd_request_finished(trace):  # type: ignore[no-untyped-def]
+        TRACES.append(trace)
+
+    module.herd_request_finished = herd_request_finished  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    TRACES.clear()
+    return module.__name__
+
+
+@pytest.fixture
+def odd() -> Iterator[OddNode]:
+    node = OddNode().start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def router(odd: OddNode, make_router, collector):  # type: ignore[no-untyped-def]
+    handle = make_router(nodes=[odd.entry()], plugins={"load": [collector]})
+    handle.poll_now()
+    return handle
+
+
+def one_trace(timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not TRACES and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(TRACES) == 1, f"expected one trace, got {len(TRACES)}"
+    return TRACES[0]
+
+
+def assert_served(trace) -> None:  # type: ignore[no-untyped-def]
+    assert trace.status == "completed", trace.error
+    assert trace.error == ""
+    assert trace.node == "odd" and trace.served_model == MODEL
+    assert trace.completion_tokens == len(WORDS)
+    assert trace.prompt_tokens == PROMPT_TOKENS
+    assert trace.tokens_per_second > 0
+
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_ollama_chat_stream_ends_cleanly_with_the_nodes_statistics(router) -> None:
+    with httpx.stream("POST", router.url + "/api/chat", json=CHAT, timeout=30) as reply:
+        assert reply.status_code == 200
+        lines = [json.loads(line) for line in reply.iter_lines() if line.strip()]
+    assert all("error" not in line for line in lines)
+    assert lines[-1]["done"] is True and lines[-1]["eval_count"] == len(WORDS)
+    assert "".join(line["message"]["content"] for line in lines) == "".join(WORDS)
+    assert_served(one_trace())
+
+
+def test_ollama_generate_stream_ends_cleanly(router) -> None:
+    body = {"model": MODEL, "prompt": "hi"}
+    with httpx.stream("POST", router.url + "/api/generate", json=body, timeout=30) as reply:
+        lines = [json.loads(line) for line in reply.iter_lines() if line.strip()]
+    assert lines[-1]["done"] is True and all("error" not in line for line in lines)
+    assert "".join(line.get("response", "") for line in lines) == "".join(WORDS)
+    assert_served(one_trace())
+
+
+def test_the_official_ollama_client_reads_the_stream_without_raising(router) -> None:
+    client = ollama.Client(host=router.url, timeout=30)
+    parts = list(client.chat(model=MODEL, messages=CHAT["messages"], stream=True))
+    assert parts[-1].done and parts[-1].eval_count == len(WORDS)
+    assert "".join(p.message.content or "" for p in parts) == "".join(WORDS)
+    assert_served(one_trace())
+
+
+def test_ollama_whole_reply_in_whitespace_json_is_traced_with_tokens(router) -> None:
+    reply = httpx.post(router.url + "/api/chat", json={**CHAT, "stream": False}, timeout=30)
+    assert reply.status_code == 200 and reply.json()["message"]["content"] == "".join(WORDS)
+    assert_served(one_trace())
+
+
+def test_openai_stream_through_the_sdk_finishes_with_usage(router) -> None:
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="none", max_retries=0)
+    events = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=CHAT["messages"],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(e.choices[0].delta.content or "" for e in events if e.choices)
+    assert text == "".join(WORDS)
+    finishes = [e.choices[0].finish_reason for e in events if e.choices]
+    assert finishes[-1] == "stop"
+    assert events[-1].usage is not None and events[-1].usage.completion_tokens == len(WORDS)
+    assert_served(one_trace())
+
+
+def test_openai_whole_reply_counts_tokens(router) -> None:
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="none", max_retries=0)
+    reply = client.chat.completions.create(model=MODEL, messages=CHAT["messages"])
+    assert reply.choices[0].message.content == "".join(WORDS)
+    assert reply.usage is not None and reply.usage.completion_tokens == len(WORDS)
+    assert_served(one_trace())
+
+
+def test_an_alias_is_renamed_back_in_a_spaced_stream(odd, make_router, collector) -> None:
+    router = make_router(
+        nodes=[odd.entry()],
+        plugins={"load": [collector]},
+        routing={"aliases": {"tiny": MODEL}},
+    )
+    router.poll_now()
+    body = {**CHAT, "model": "tiny"}
+    with httpx.stream("POST", router.url + "/api/chat", json=body, timeout=30) as reply:
+        assert reply.headers["x-herd-model"] == MODEL
+        lines = [json.loads(line) for line in reply.iter_lines() if line.strip()]
+    assert {line["model"] for line in lines} == {"tiny"}
+    trace = one_trace()
+    assert trace.model == "tiny" and trace.served_model == MODEL and trace.status == "completed"

@@ -75,8 +75,8 @@ def herd_register_signals() -> list[type[Signal]]:
 
 
 @hookimpl
-def herd_startup(gateway) -> None:
-    for node in gateway.fleet.nodes.values():
-        for tag in node.view.tags:
+def herd_startup(router) -> None:
+    for view in router.nodes():  # live views: what the signals read
+        for tag in view.tags:
             if tag.startswith("vram:"):
-                node.view.vram_total = int(float(tag[5:]) * 1024**3)
+                view.vram_total = int(float(tag[5:]) * 1024**3)

@@ -104,14 +104,14 @@ def router_url(info: ServiceInfo) -> str:
     return ""
 
 
-# One advertisement per running router (by its gateway), withdrawn at its shutdown.
+# One advertisement per running router, withdrawn at its shutdown.
 _advertising: dict[int, tuple[AsyncZeroconf, ServiceInfo]] = {}
 
 
 @hookimpl
-async def herd_startup(gateway: Any) -> None:
+async def herd_startup(router: Any) -> None:
     """Advertise this router on the LAN."""
-    settings = gateway.settings
+    settings = router.settings
     config = msgspec.convert(settings.plugins.options.get("mdns", {}), MdnsConfig, strict=False)
     addresses = advertised_addresses(settings.host, config.addresses)
     if not addresses or all(ipaddress.ip_address(a).is_loopback for a in addresses):
@@ -126,14 +126,14 @@ async def herd_startup(gateway: Any) -> None:
     info = service_info(config.name, settings.port, addresses, herd.__version__)
     zeroconf = AsyncZeroconf()
     await zeroconf.async_register_service(info, allow_name_change=True)
-    _advertising[id(gateway)] = (zeroconf, info)
+    _advertising[id(router)] = (zeroconf, info)
     log.info("mDNS: advertising %s at %s port %d", info.name, ", ".join(addresses), info.port)
 
 
 @hookimpl
-async def herd_shutdown(gateway: Any) -> None:
+async def herd_shutdown(router: Any) -> None:
     """Withdraw the advertisement."""
-    entry = _advertising.pop(id(gateway), None)
+    entry = _advertising.pop(id(router), None)
     if entry is None:
         return
     zeroconf, info = entry

@@ -15,8 +15,8 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
-    from herd._engine.gateway import Gateway
     from herd.interfaces import Backend, FallbackPolicy, Signal, TraceSink
+    from herd.router import Router
     from herd.settings import Settings
     from herd.trace import RequestTrace
 
@@ -120,35 +120,36 @@ def herd_resolve_model(model: str, api: str, settings: Settings) -> str | None:
 
 
 @hookspec
-def herd_startup(gateway: Gateway) -> Awaitable[None] | None:
+def herd_startup(router: Router) -> Awaitable[None] | None:
     """Run when the router starts, after the fleet is built.
 
     Args:
-        gateway: The router's state (settings, fleet, plugin manager).
+        router: The running router (:class:`herd.router.Router`: settings, node views,
+            queues, sinks, model operations).
 
     Returns:
         None, or an awaitable the router awaits.
 
     Example:
         >>> @hookimpl
-        ... def herd_startup(gateway):
-        ...     gateway.log.info("my plugin is up")
+        ... def herd_startup(router):
+        ...     log.info("my plugin is up; %d nodes", len(router.nodes()))
     """
 
 
 @hookspec
-def herd_shutdown(gateway: Gateway) -> Awaitable[None] | None:
+def herd_shutdown(router: Router) -> Awaitable[None] | None:
     """Run when the router stops, before the sinks flush.
 
     Args:
-        gateway: The router's state.
+        router: The running router (:class:`herd.router.Router`).
 
     Returns:
         None, or an awaitable the router awaits.
 
     Example:
         >>> @hookimpl
-        ... async def herd_shutdown(gateway):
+        ... async def herd_shutdown(router):
         ...     await my_client.aclose()
     """
 

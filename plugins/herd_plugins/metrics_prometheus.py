@@ -181,8 +181,7 @@ class MetricsSink(TraceSink):
 
     @staticmethod
     def _fleet(out: list[str], family: Any, samples: Any, gateway: Any) -> None:
-        fleet = gateway.fleet
-        views = fleet.views() if fleet is not None else []
+        views = gateway.nodes()
         states = {"online": 0.0, "offline": 0.0, "unknown": 0.0}
         for view in views:
             states[view.status] = states.get(view.status, 0.0) + 1
@@ -204,7 +203,7 @@ class MetricsSink(TraceSink):
 @get("/metrics")
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The Prometheus exposition of this router."""
-    gateway = request.app.state.gateway
+    gateway = request.app.state.router  # the public herd.router.Router
     for sink in gateway.sinks:
         if isinstance(sink, MetricsSink):
             return Response(sink.render(gateway).encode(), media_type=CONTENT_TYPE)

@@ -44,9 +44,9 @@ def test_plugin_loads_from_yaml() -> None:
 
 def test_loopback_router_is_not_advertised(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mdns, "AsyncZeroconf", lambda: pytest.fail("no advertisement expected"))
-    gateway = SimpleNamespace(settings=load_settings(None, env={}))
-    asyncio.run(mdns.herd_startup(gateway))
-    asyncio.run(mdns.herd_shutdown(gateway))
+    router = SimpleNamespace(settings=load_settings(None, env={}))
+    asyncio.run(mdns.herd_startup(router))
+    asyncio.run(mdns.herd_shutdown(router))
 
 
 def test_router_on_the_network_is_advertised_and_withdrawn(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,11 +64,11 @@ def test_router_on_the_network_is_advertised_and_withdrawn(monkeypatch: pytest.M
 
     monkeypatch.setattr(mdns, "AsyncZeroconf", FakeZeroconf)
     settings = load_settings(None, env={}, overrides={"host": "10.0.0.2", "port": 8000})
-    gateway = SimpleNamespace(settings=settings)
+    router = SimpleNamespace(settings=settings)
 
     async def lifecycle() -> None:
-        await mdns.herd_startup(gateway)
-        await mdns.herd_shutdown(gateway)
+        await mdns.herd_startup(router)
+        await mdns.herd_shutdown(router)
 
     asyncio.run(lifecycle())
     assert calls == ["register http://10.0.0.2:8000", "unregister", "close"]

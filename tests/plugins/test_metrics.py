@@ -25,7 +25,7 @@ def value(parsed: dict[Any, float], name: str, **labels: str) -> float | None:
 
 
 def render(sink: MetricsSink) -> str:
-    return sink.render(SimpleNamespace(sinks=[sink], fleet=None))
+    return sink.render(SimpleNamespace(sinks=[sink], nodes=list))
 
 
 def test_histograms_are_cumulative_with_sum_and_count() -> None:

@@ -111,13 +111,13 @@ class Gateway:
             await sink.start()
             self.sinks.append(sink)
         await self.fleet.start()
-        for result in self.pm.hook.herd_startup(gateway=self):
+        for result in self.pm.hook.herd_startup(router=self):
             if inspect.isawaitable(result):
                 await result
 
     async def stop(self) -> None:
         """Run shutdown hooks, stop polling, flush sinks, close the session."""
-        for result in self.pm.hook.herd_shutdown(gateway=self):
+        for result in self.pm.hook.herd_shutdown(router=self):
             if inspect.isawaitable(result):
                 await result
         if self.scheduler is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from herd import RequestTrace, TraceSink, hookimpl
+from herd.router import Router
 
 from herd_plugins.batching import BatchWorker
 from herd_plugins.sink_otel.process import ExporterConfig, ExporterProcess
@@ -220,8 +221,8 @@ def herd_register_sinks() -> list[type[TraceSink]]:
 
 
 @hookimpl
-def herd_startup(gateway: Any) -> None:
+def herd_startup(router: Router) -> None:
     """Give the app's OTel sink the node URLs, for ``server.address`` on attempt spans."""
-    for sink in gateway.sinks:
-        if isinstance(sink, OtelSink) and gateway.fleet is not None:
-            sink.set_node_urls({n.name: n.config.url for n in gateway.fleet.nodes.values()})
+    for sink in router.sinks:
+        if isinstance(sink, OtelSink):
+            sink.set_node_urls({view.name: view.url for view in router.nodes()})

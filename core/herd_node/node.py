@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -346,10 +347,24 @@ def _advertised(services: RunningServices, ollama_url: str) -> list[ServiceInfo]
     ]
 
 
+#: Entry-point group of router finders: ``name = "module:function"``, each a function
+#: ``(timeout_s) -> router URL or ""``. herd's mDNS extra registers one; the agent never
+#: imports an extra by name.
+DISCOVERY_GROUP = "herd.node_discovery"
+
+
+def _router_finder() -> Any:
+    for entry in metadata.entry_points(group=DISCOVERY_GROUP):
+        try:
+            return entry.load()
+        except ImportError:  # the extra's own dependency (zeroconf) is not installed
+            continue
+    return None
+
+
 async def _discover_router(timeout: float) -> str:
-    try:
-        from herd_contrib.mdns import find_router
-    except ImportError:
+    find_router = _router_finder()
+    if find_router is None:
         log.error(
             "herd-node: no router given. Pass --router http://ROUTER:11435 (or set "
             "HERD_NODE_ROUTER), or install the mDNS extra (pip install 'herd-gateway[mdns]') "

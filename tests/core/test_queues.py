@@ -127,3 +127,29 @@ def test_the_per_client_cap_gives_429_and_counts_down_on_release() -> None:
 
 def test_an_api_key_is_the_client_when_there_is_one() -> None:
     assert client_key(make_request(client="10.0.0.9:1", api_key="alice")) == "key:alice"
+
+
+def test_held_requests_wake_when_a_node_comes_online_or_is_undrained(make_router) -> None:
+    """No re-poll: the fleet tells the board, and held requests look again at once."""
+    from herd.node_view import NodeReport
+
+    router = make_router(nodes=[{"name": "gone", "url": "http://127.0.0.1:9"}])
+    gateway = router.gateway
+
+    async def hold_then(change) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+        board = gateway.scheduler.board
+        waiter = asyncio.ensure_future(board.wait_for_room(60))
+        await asyncio.sleep(0)  # the waiter is held now
+        before = board.held
+        change()
+        after = board.held  # woken synchronously: no longer held
+        await asyncio.wait_for(waiter, 10)
+        return before, after
+
+    view = gateway.fleet.nodes["gone"].view
+    view.status = "offline"
+    back = router.call(hold_then(lambda: gateway.fleet.apply(view, NodeReport())))
+    assert back == (1, 0) and view.status == "online"
+    gateway.set_draining("gone", True)
+    undrained = router.call(hold_then(lambda: gateway.set_draining("gone", False)))
+    assert undrained == (1, 0)

@@ -163,6 +163,8 @@ class Membership:
                 record.draining = False
         node.view.draining = draining
         log.info("node %s %s by an administrator", name, "drained" if draining else "undrained")
+        if not draining:
+            self.fleet.capacity_changed()
         return node.view
 
     def accept(self, heartbeat: Heartbeat, now: float | None = None) -> HeartbeatReply:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -60,7 +60,9 @@ class Fleet:
         self.nodes: dict[str, FleetNode] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
-        self.discovered_local = False
+        #: Called when a node can take more work (it came online or stopped draining):
+        #: the scheduler wakes the requests it holds, instead of having them re-poll.
+        self.on_capacity: Callable[[], None] | None = None
         for node in settings.nodes:
             self.add(node)
         self.membership = Membership(self)
@@ -122,7 +124,6 @@ class Fleet:
         """Poll every node once (so the first request sees the fleet), then keep polling."""
         if not self.nodes and self.settings.fleet.discover_local:
             local = self.add(NodeConfig(name="local", url=LOCAL_OLLAMA_URL))
-            self.discovered_local = True
             await self.poll(local)
             if local.view.online:
                 log.info("found Ollama at %s; serving it as node 'local'", LOCAL_OLLAMA_URL)
@@ -198,7 +199,8 @@ class Fleet:
     def apply(self, view: NodeView, report: NodeReport) -> None:
         """Take a poll's findings into a node's view."""
         now = time.time()
-        if view.status != "online":
+        came_online = view.status != "online"
+        if came_online:
             log.info("node %s is online (%s)", view.name, view.url)
             view.online_since = now
         view.status = "online"
@@ -209,6 +211,13 @@ class Fleet:
         loaded = {m.key: m for m in report.loaded}
         note_memory_changes(view, loaded, now)
         view.loaded = loaded
+        if came_online:
+            self.capacity_changed()
+
+    def capacity_changed(self) -> None:
+        """Tell the scheduler a node can take more work now."""
+        if self.on_capacity is not None:
+            self.on_capacity()
 
     def mark_unreachable(self, view: NodeView, error: str) -> None:
         """Mark a node offline after a failed poll or a failed connection."""

@@ -43,6 +43,7 @@ ReplyCheck = Callable[[str, UpstreamReply], Awaitable[None]]
 
 _BUSY = 503  # a node's own "server busy": not its fault, so it is not excluded
 _HOLD_RETRY_AFTER_S = 5
+_RELOOK_S = 5.0
 # image and speech-to-text jobs wait in the same per-node queues as text (no body shaping)
 _QUEUED_KINDS = frozenset({"image", "stt"})
 
@@ -88,6 +89,7 @@ class Scheduler:
         self.max_retries = routing.max_retries
         self.ranker = Ranker(signals)
         self.board = QueueBoard(routing.max_queue_depth, routing.max_in_flight_per_client)
+        fleet.on_capacity = self.board.wake_held  # held requests look again at once
         self.shaper = BodyShaper(routing)
         self.reaper = ZombieReaper(self.board, routing.stale_timeout_s)
         self.puller = AutoPuller(fleet, routing.auto_pull_timeout_s) if routing.auto_pull else None
@@ -321,7 +323,9 @@ class Scheduler:
                     retry_after=_HOLD_RETRY_AFTER_S,
                     code="queue_full",
                 )
-            await self.board.wait_for_room(min(remaining, 1.0))
+            # Woken when a slot frees or a node comes online; the cap only covers changes
+            # nobody announces (a learned concurrency limit that grew, say).
+            await self.board.wait_for_room(min(remaining, _RELOOK_S))
             decision = self.rank(request, capability)
 
     def _anywhere(self, request: InferenceRequest) -> bool:

@@ -194,7 +194,10 @@ class Backend(ABC):
         ...     capabilities = frozenset({"text"})
         ...     async def poll(self): ...
         ...     async def open(self, request): ...
-        ...     async def call(self, method, path, body=None): ...
+
+    Model management (:meth:`pull`, :meth:`delete`, :meth:`copy`, :meth:`unload`) is
+    optional: a backend whose nodes cannot do it keeps the defaults, which refuse.
+    Replies are in herd's canonical form (Ollama's JSON), whatever the node speaks.
     """
 
     name: ClassVar[str]
@@ -224,9 +227,27 @@ class Backend(ABC):
             NodeFailure: when the node fails before its first byte.
         """
 
-    @abstractmethod
-    async def call(self, method: str, path: str, body: bytes | None = None) -> UpstreamReply:
-        """A control request (show, pull, delete, copy) passed to the node as it is."""
+    async def pull(self, model: str, *, stream: bool = True) -> UpstreamReply:
+        """Download a model onto the node; a stream of progress objects when ``stream``
+        (``status``, ``total``, ``completed``; ``{"status": "success"}`` last)."""
+        raise self._cannot("pull models")
+
+    async def delete(self, model: str) -> UpstreamReply:
+        """Delete a model from the node's disk."""
+        raise self._cannot("delete models")
+
+    async def copy(self, source: str, destination: str) -> UpstreamReply:
+        """Copy a model on the node under another name."""
+        raise self._cannot("copy models")
+
+    async def unload(self, model: str) -> UpstreamReply:
+        """Unload a model from the node's memory now."""
+        raise self._cannot("unload models")
+
+    def _cannot(self, what: str) -> NodeFailure:
+        return NodeFailure(
+            f"node {self.node.name} ({self.name}) cannot {what}", status=501, retryable=False
+        )
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend holds (the shared session is the router's)."""

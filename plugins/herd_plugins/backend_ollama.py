@@ -30,6 +30,7 @@ _ENDPOINT_PATHS = {
 }
 _JSON = {"Content-Type": "application/json"}
 _decode_json = msgspec.json.Decoder(dict).decode
+_encode = msgspec.json.encode
 
 
 class OllamaReply(UpstreamReply):
@@ -163,7 +164,25 @@ class OllamaBackend(Backend):
             headers = {**_JSON, "traceparent": request.traceparent}
         return await self._open("POST", path, request.encoded_body(), headers)
 
+    async def pull(self, model: str, *, stream: bool = True) -> UpstreamReply:
+        return await self._open("POST", "/api/pull", _encode({"model": model, "stream": stream}))
+
+    async def delete(self, model: str) -> UpstreamReply:
+        return await self._open("DELETE", "/api/delete", _encode({"model": model}))
+
+    async def copy(self, source: str, destination: str) -> UpstreamReply:
+        body = _encode({"source": source, "destination": destination})
+        return await self._open("POST", "/api/copy", body)
+
+    async def unload(self, model: str) -> UpstreamReply:
+        body = _encode({"model": model, "keep_alive": 0, "prompt": ""})
+        return await self._open("POST", "/api/generate", body)
+
     async def call(self, method: str, path: str, body: bytes | None = None) -> UpstreamReply:
+        """Deprecated: a raw control request. Only the dashboard's pull still uses it.
+
+        TODO(dashboard helper): use ``herd.router.Router.pull_model``, then delete this.
+        """
         return await self._open(method, path, body)
 
     async def _open(

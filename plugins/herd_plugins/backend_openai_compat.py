@@ -110,9 +110,6 @@ class OpenAICompatBackend(Backend):
             return await self._post("/images/generations", _encode(self._image_body(request)))
         raise NodeFailure(f"openai-compat cannot serve {request.endpoint!r}", retryable=False)
 
-    async def call(self, method: str, path: str, body: bytes | None = None) -> UpstreamReply:
-        raise NodeFailure(f"openai-compat has no {method} {path}", status=404, retryable=False)
-
     def _transcription_form(self, request: InferenceRequest) -> aiohttp.FormData:
         body = request.body
         form = aiohttp.FormData()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 import aiohttp
@@ -16,7 +16,14 @@ from herd._engine.live_settings import LiveSettings
 from herd._engine.plugins import PluginLoadError, collect_classes
 from herd._engine.scheduling.scheduler import Scheduler
 from herd.errors import HerdError
-from herd.interfaces import BackendContext, FallbackPolicy, Signal, TraceSink
+from herd.interfaces import (
+    BackendContext,
+    FallbackPolicy,
+    NodeFailure,
+    Signal,
+    TraceSink,
+    UpstreamReply,
+)
 from herd.names import normalize_model_name
 from herd.node_view import NodeView
 from herd.settings import Settings
@@ -189,9 +196,7 @@ class Gateway:
 
     async def pull_model(self, node: str, model: str) -> AsyncIterator[dict[str, Any]]:
         fleet_node = self._fleet_node(node)
-        reply = await fleet_node.backend.call(
-            "POST", "/api/pull", msgspec.json.encode({"model": model, "stream": True})
-        )
+        reply = await self._model_operation(fleet_node.backend.pull(model))
         try:
             if reply.status >= 400:
                 raise HerdError(502, _error_text(reply.first, reply.status))
@@ -215,16 +220,25 @@ class Gateway:
 
     async def delete_model(self, node: str, model: str) -> None:
         fleet_node = self._fleet_node(node)
-        body = msgspec.json.encode({"model": model})
-        await self._control(fleet_node, "DELETE", "/api/delete", body)
+        await self._control(fleet_node, fleet_node.backend.delete(model))
 
     async def unload_model(self, node: str, model: str) -> None:
         fleet_node = self._fleet_node(node)
-        body = msgspec.json.encode({"model": model, "keep_alive": 0, "prompt": ""})
-        await self._control(fleet_node, "POST", "/api/generate", body)
+        await self._control(fleet_node, fleet_node.backend.unload(model))
 
-    async def _control(self, fleet_node: Any, method: str, path: str, body: bytes) -> None:
-        reply = await fleet_node.backend.call(method, path, body)
+    @staticmethod
+    async def _model_operation(operation: Awaitable[UpstreamReply]) -> UpstreamReply:
+        try:
+            return await operation
+        except NodeFailure as failure:
+            if failure.status == 501:  # the node's kind cannot do it: the asker's mistake
+                raise HerdError(400, failure.message) from None
+            if failure.not_found:
+                raise HerdError(404, failure.message) from None
+            raise HerdError(502, failure.message) from None
+
+    async def _control(self, fleet_node: Any, operation: Awaitable[UpstreamReply]) -> None:
+        reply = await self._model_operation(operation)
         try:
             if reply.status >= 400:
                 raise HerdError(

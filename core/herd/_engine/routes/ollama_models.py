@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
@@ -116,10 +117,12 @@ def _require_node(
     return node
 
 
-async def _forward(node: FleetNode, method: str, path: str, body: bytes) -> UpstreamReply:
+async def _forward(operation: Awaitable[UpstreamReply]) -> UpstreamReply:
     try:
-        return await node.backend.call(method, path, body)
+        return await operation
     except NodeFailure as failure:
+        if failure.status == 501:  # this kind of node cannot do it: the client's mistake
+            raise HerdError(400, failure.message) from None
         if failure.not_found:
             raise HerdError(404, failure.message) from None
         raise HerdError(502, failure.message) from None
@@ -144,7 +147,7 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
     if not model:
         raise HerdError(400, "model is required")
     node = _named_node(gateway, request, parsed.node) or _pull_target(gateway, model)
-    reply = await _forward(node, "POST", "/api/pull", body)
+    reply = await _forward(node.backend.pull(model, stream=parsed.stream is not False))
     if not reply.streaming:
         await gateway.fleet.poll(node)
         return _whole(node, reply)
@@ -190,7 +193,7 @@ async def delete_model(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not parsed.model_name:
         raise HerdError(400, "model is required")
     node = _require_node(gateway, request, parsed.node, "delete", parsed.model_name)
-    reply = await _forward(node, "DELETE", "/api/delete", body)
+    reply = await _forward(node.backend.delete(parsed.model_name))
     await gateway.fleet.poll(node)
     return _whole(node, reply)
 
@@ -204,7 +207,7 @@ async def copy(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not parsed.source or not parsed.destination:
         raise HerdError(400, "source and destination are required")
     node = _require_node(gateway, request, parsed.node, "copy", parsed.source)
-    reply = await _forward(node, "POST", "/api/copy", body)
+    reply = await _forward(node.backend.copy(parsed.source, parsed.destination))
     await gateway.fleet.poll(node)
     return _whole(node, reply)
 

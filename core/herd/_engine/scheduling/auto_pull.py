@@ -95,9 +95,8 @@ class AutoPuller:
 
     async def _pull(self, node: FleetNode, key: str) -> str:
         log.info("auto-pull of %s onto node %s", key, node.name)
-        body = msgspec.json.encode({"model": key, "stream": True})
         try:
-            reply = await node.backend.call("POST", "/api/pull", body)
+            reply = await node.backend.pull(key)
         except NodeFailure as failure:
             raise _pull_failed(key, node.name, failure.message) from None
         try:

@@ -27,9 +27,9 @@ import msgspec
 from herd_node.settings import check_http_url, is_loopback_host
 
 import herd
-from herd.interfaces import LoadedModel, ModelEntry, NodeReport, NodeView
-from herd.names import normalize_model_name
-from herd.protocol.heartbeat import DiskModel, Heartbeat, HeartbeatReply, MachineInfo, RunningModel
+from herd._engine.fleet.reported import loaded_model, model_entry
+from herd.interfaces import NodeReport, NodeView
+from herd.protocol.heartbeat import Heartbeat, HeartbeatReply, MachineInfo
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
 if TYPE_CHECKING:
@@ -264,8 +264,8 @@ class Membership:
                 version=heartbeat.ollama_version or view.version,
                 models=list(view.models.values())
                 if models is None
-                else [_model_entry(m) for m in models],
-                loaded=[_loaded_model(m) for m in heartbeat.loaded],
+                else [model_entry(m) for m in models],
+                loaded=[loaded_model(m) for m in heartbeat.loaded],
             )
             self.fleet.apply(view, report)  # the same bookkeeping as a poll's
         if heartbeat.services is not None:
@@ -358,47 +358,3 @@ def _another_agent(record: AgentRecord, heartbeat: Heartbeat) -> bool:
     """A different agent process heartbeats for a node whose agent is still live."""
     changed = bool(record.agent_id and heartbeat.agent_id) and record.agent_id != heartbeat.agent_id
     return changed and record.live and not record.draining
-
-
-def _model_entry(model: DiskModel) -> ModelEntry:
-    raw = {
-        "name": model.name,
-        "model": model.name,
-        "modified_at": model.modified_at,
-        "size": model.size,
-        "digest": model.digest,
-        "details": model.details,
-    }
-    if model.capabilities:
-        raw["capabilities"] = model.capabilities
-    return ModelEntry(
-        name=model.name,
-        key=normalize_model_name(model.name),
-        size=model.size,
-        digest=model.digest,
-        details=model.details,
-        capabilities=list(model.capabilities),
-        raw=raw,
-    )
-
-
-def _loaded_model(model: RunningModel) -> LoadedModel:
-    raw = {
-        "name": model.name,
-        "model": model.name,
-        "size": model.size,
-        "digest": model.digest,
-        "details": model.details,
-        "expires_at": model.expires_at,
-        "size_vram": model.size_vram,
-        "context_length": model.context_length,
-    }
-    return LoadedModel(
-        name=model.name,
-        key=normalize_model_name(model.name),
-        size=model.size,
-        size_vram=model.size_vram,
-        context_length=model.context_length,
-        expires_at=model.expires_at,
-        raw=raw,
-    )

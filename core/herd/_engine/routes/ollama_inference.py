@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, post
-from litestar.response import Stream
 
 from herd._engine.intake import split_metadata
 from herd._engine.routes.common import decode, exchange_for, read_body, render_whole
+from herd._engine.streaming import RelayStream as Stream
 from herd.errors import HerdError
 from herd.protocol.ollama import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from litestar import Request, Response, post
-from litestar.response import Stream
 
 from herd._engine.exchange import Exchange
 from herd._engine.routes.common import JSON, exchange_for, read_body
+from herd._engine.streaming import RelayStream as Stream
 from herd.errors import HerdError
 from herd.names import normalize_model_name
 from herd.protocol.openai import (

@@ -13,6 +13,7 @@ import logging
 import msgspec
 
 from herd._engine.fleet.registry import Fleet, FleetNode
+from herd._engine.node_lines import NodeLines
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest, NodeFailure, NodeView, StreamBroken
 
@@ -102,14 +103,15 @@ class AutoPuller:
         try:
             if reply.status >= 400:
                 raise _pull_failed(key, node.name, _error_of(reply.first, reply.status))
-            last = reply.first
-            if reply.streaming:
+            lines = NodeLines()  # progress lines read as JSON: an in-band error ends the pull
+            lines.check(reply.first)
+            if reply.streaming and not (lines.error or lines.bad):
                 async for line in reply.rest():
-                    last = line
-                    if b'"error"' in line:
+                    lines.check(line)
+                    if lines.error or lines.bad:
                         break
-            if b'"error"' in last:
-                raise _pull_failed(key, node.name, _error_of(last, reply.status))
+            if lines.error or lines.bad:
+                raise _pull_failed(key, node.name, lines.error or lines.bad)
         except StreamBroken as broken:
             raise _pull_failed(key, node.name, str(broken)) from None
         finally:

@@ -111,6 +111,23 @@ def test_an_unknown_model_is_rejected_and_names_no_served_model(router) -> None:
     assert trace.model == "nope:1b"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "headers"),
+    [
+        ("/api/chat", b'{"model": "odd:1b", "messages": [', {}),
+        ("/api/chat", json.dumps(CHAT).encode(), {"X-Herd-Tags": "key:forged"}),
+        ("/v1/chat/completions", json.dumps({**CHAT, "temperature": "hot"}).encode(), {}),
+    ],
+)
+def test_bad_input_is_a_traced_rejection_never_the_nodes(router, path, body, headers) -> None:
+    headers = {"Content-Type": "application/json", **headers}
+    reply = httpx.post(router.url + path, content=body, headers=headers, timeout=30)
+    assert reply.status_code == 400
+    trace = one_trace()
+    assert trace.status == "rejected" and trace.http_status == 400 and trace.error
+    assert trace.node == "" and trace.served_model == ""
+
+
 def test_the_node_still_serves_after_broken_answers(router, odd) -> None:
     odd.mode = "ok"
     reply = httpx.post(router.url + "/api/chat", json={**CHAT, "stream": False}, timeout=30)

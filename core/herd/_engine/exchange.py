@@ -128,27 +128,16 @@ class Exchange:
             body_names_model: The body already names the resolved model (OpenAI's
                 translation does), so an alias needs no rewrite.
         """
-        http = self.http
-        headers = http.headers
-        key_name = http.scope.get("herd_api_key", "")
-        client = http.scope.get("client")
-        request = InferenceRequest(
-            api=self.api,
-            endpoint=self.endpoint,
-            kind=self.kind,
-            model=self.requested,
-            model_key=self.resolved,
-            body=body if body is not None else {},
-            stream=stream,
-            raw_body=raw if body is None else None,
-            num_ctx=num_ctx,
-            tags=collect_tags(headers.get("x-herd-tags"), metadata, user=user, key_name=key_name),
-            api_key=key_name,
-            request_id=os.urandom(8).hex(),
-            received_at=self.received_at,
-            client=f"{client[0]}:{client[1]}" if client else "",
-            traceparent=headers.get("traceparent", ""),
+        headers = self.http.headers
+        request = self._bare()
+        request.tags = collect_tags(
+            headers.get("x-herd-tags"), metadata, user=user, key_name=request.api_key
         )
+        if body is not None:
+            request.body = body
+        else:
+            request.raw_body = raw
+        request.stream, request.num_ctx = stream, num_ctx
         if hints is not None:
             describe_request(request, hints, headers)
         self.request = request
@@ -157,6 +146,25 @@ class Exchange:
             if self.api == "ollama":
                 self.rename = model_renamer(self.resolved, self.requested)
         return request
+
+    def _bare(self) -> InferenceRequest:
+        """The request as far as the router knows it before (or without) its body."""
+        scope = self.http.scope
+        client = scope.get("client")
+        return InferenceRequest(
+            api=self.api,
+            endpoint=self.endpoint,
+            kind=self.kind,
+            model=self.requested,
+            model_key=self.resolved,
+            body={},
+            stream=False,
+            api_key=scope.get("herd_api_key", ""),
+            request_id=os.urandom(8).hex(),
+            received_at=self.received_at,
+            client=f"{client[0]}:{client[1]}" if client else "",
+            traceparent=self.http.headers.get("traceparent", ""),
+        )
 
     # -- open ----------------------------------------------------------------------------
 
@@ -333,7 +341,11 @@ class Exchange:
     # -- the trace -------------------------------------------------------------------------
 
     def reject(self, error: HerdError) -> HerdError:
-        """Trace a request that never reached a node (or gave up on them); returns the error."""
+        """Trace a request that never reached a node (or gave up on them); returns the error.
+
+        Routes call it for errors found while decoding (bad input, too large, bad tags):
+        a client's mistake is traced as rejected, like one found later.
+        """
         self._finish(
             "rejected" if error.status < 500 else "failed",
             error.message,
@@ -350,9 +362,11 @@ class Exchange:
         http_status: int = 0,
         tried: Sequence[AttemptRecord] = (),
     ) -> None:
-        if self._finished or self.request is None:
+        if self._finished:
             return
         self._finished = True
+        if self.request is None:  # refused while its body was read: still traced
+            self.request = self._bare()
         attempt = self.attempt
         if attempt is not None:
             attempt.release(failed=status == "failed")

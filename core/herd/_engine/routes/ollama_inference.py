@@ -24,21 +24,24 @@ async def _serve(
     empty_model: HerdError,
 ) -> Response[Any]:
     exchange = exchange_for(request, "ollama", endpoint, kind, kind)
-    body = await read_body(request)
-    parsed = decode(body, struct)
-    if not parsed.model:
-        raise empty_model
-    exchange.resolve(parsed.model)
-    data, metadata = split_metadata(body)  # (None, None) unless the body has metadata
-    options = getattr(parsed, "options", None)
-    exchange.take(
-        body=data,  # re-encoded only when changed: else the client's bytes go as they are
-        raw=body,
-        hints=parsed,
-        stream=streams and parsed.stream is not False,
-        num_ctx=options.num_ctx if options is not None else None,
-        metadata=metadata,
-    )
+    try:
+        body = await read_body(request)
+        parsed = decode(body, struct)
+        if not parsed.model:
+            raise empty_model
+        exchange.resolve(parsed.model)
+        data, metadata = split_metadata(body)  # (None, None) unless the body has metadata
+        options = getattr(parsed, "options", None)
+        exchange.take(
+            body=data,  # re-encoded only when changed: else the client's bytes go as they are
+            raw=body,
+            hints=parsed,
+            stream=streams and parsed.stream is not False,
+            num_ctx=options.num_ctx if options is not None else None,
+            metadata=metadata,
+        )
+    except HerdError as error:  # the client's mistake: traced as rejected
+        raise exchange.reject(error) from None
     await exchange.open()
     if not exchange.streaming:
         return render_whole(exchange)

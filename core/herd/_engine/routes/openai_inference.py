@@ -43,13 +43,25 @@ _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 T = TypeVar("T")
 
 
-def _intake(
+async def _intake(
+    exchange: Exchange,
+    http: Request[Any, Any, Any],
+    struct: type[T],
+    convert: Callable[[Any, str], dict[str, Any]],
+) -> tuple[T, dict[str, Any]]:
+    """Read and decode, resolve the model, translate, take the request; a mistake is traced."""
+    try:
+        return _take(exchange, await read_body(http), struct, convert)
+    except HerdError as error:
+        raise exchange.reject(error) from None
+
+
+def _take(
     exchange: Exchange,
     body: bytes,
     struct: type[T],
     convert: Callable[[Any, str], dict[str, Any]],
 ) -> tuple[T, dict[str, Any]]:
-    """Decode, resolve the model, translate into the canonical body, take the request."""
     try:
         parsed: Any = decode_openai(body, struct)
         if not parsed.model:
@@ -104,9 +116,7 @@ def _include_usage(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
 async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     """OpenAI chat completions, streamed (SSE) or not, served by a node's ``/api/chat``."""
     exchange = exchange_for(request, "openai", "chat")
-    parsed, body = _intake(
-        exchange, await read_body(request), ChatCompletionRequest, chat_to_ollama
-    )
+    parsed, body = await _intake(exchange, request, ChatCompletionRequest, chat_to_ollama)
     await exchange.open()
     model = parsed.model
     reasoning = exchange.gateway.settings.openai.reasoning_field
@@ -121,9 +131,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
 async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
     """Legacy prompt completions, streamed or not, served by a node's ``/api/generate``."""
     exchange = exchange_for(request, "openai", "generate")
-    parsed, body = _intake(
-        exchange, await read_body(request), CompletionRequest, completion_to_ollama
-    )
+    parsed, body = await _intake(exchange, request, CompletionRequest, completion_to_ollama)
     await exchange.open()
     model = parsed.model
     echo = body["prompt"] if parsed.echo else ""
@@ -137,7 +145,7 @@ async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
 async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
     """Embeddings (float or base64), served by a node's ``/api/embed``."""
     exchange = exchange_for(request, "openai", "embed", "embed", "embed")
-    parsed, _ = _intake(exchange, await read_body(request), EmbeddingRequest, embedding_to_ollama)
+    parsed, _ = await _intake(exchange, request, EmbeddingRequest, embedding_to_ollama)
     await exchange.open()
     encoding = embedding_format(parsed)
     return _render(exchange, lambda reply: embedding_list(reply, parsed.model, encoding))

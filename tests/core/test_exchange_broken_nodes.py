@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from tests.core.odd_node import MODEL, OddNode
-from tests.core.test_exchange_streams import CHAT, TRACES, collector, odd, one_trace, router
+from tests.core.test_exchange_streams import CHAT, collector, odd, one_trace, router
+from tests.core.trace_collector import TRACES
 
 __all__ = ["collector", "odd", "router"]  # fixtures shared with the stream tests
 

@@ -7,34 +7,17 @@ writes, keys in another order, ``\\u`` escapes, CRLF line ends, no final newline
 from __future__ import annotations
 
 import json
-import sys
-import time
-import types
 from collections.abc import Iterator
 
 import httpx
 import ollama
 import openai
 import pytest
-from herd import hookimpl
 
 from tests.core.odd_node import MODEL, PROMPT_TOKENS, WORDS, OddNode
+from tests.core.trace_collector import collector, wait_traces
 
-TRACES: list = []
-
-
-@pytest.fixture
-def collector(monkeypatch: pytest.MonkeyPatch) -> str:
-    module = types.ModuleType("herd_test_exchange_collector")
-
-    @hookimpl
-    def herd_request_finished(trace):  # type: ignore[no-untyped-def]
-        TRACES.append(trace)
-
-    module.herd_request_finished = herd_request_finished  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    TRACES.clear()
-    return module.__name__
+__all__ = ["collector"]  # the fixture, used by name
 
 
 @pytest.fixture
@@ -52,11 +35,8 @@ def router(odd: OddNode, make_router, collector):  # type: ignore[no-untyped-def
 
 
 def one_trace(timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not TRACES and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(TRACES) == 1, f"expected one trace, got {len(TRACES)}"
-    return TRACES[0]
+    (trace,) = wait_traces(1, timeout)
+    return trace
 
 
 def assert_served(trace) -> None:  # type: ignore[no-untyped-def]

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import time
-import types
-
 import httpx
-import pytest
-from herd import hookimpl
 
 from tests.conftest import emulated
+from tests.core.trace_collector import collector, wait_traces
 
-TRACES: list = []
-
-
-@pytest.fixture
-def collector(monkeypatch: pytest.MonkeyPatch) -> str:
-    module = types.ModuleType("herd_test_trace_collector")
-
-    @hookimpl
-    def herd_request_finished(trace):  # type: ignore[no-untyped-def]
-        TRACES.append(trace)
-
-    module.herd_request_finished = herd_request_finished  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    TRACES.clear()
-    return module.__name__
-
-
-def wait_traces(count: int, timeout: float = 20.0) -> list:
-    deadline = time.monotonic() + timeout
-    while len(TRACES) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(TRACES) >= count, f"expected {count} traces, got {len(TRACES)}"
-    return list(TRACES)
+__all__ = ["collector"]  # the fixture, used by name
 
 
 def body(model: str = "llama3.2:3b", **extra):

@@ -31,49 +31,43 @@ def build_trace(
     request, attempt = exchange.request, exchange.attempt
     assert request is not None
     now = time.time()
-    final = exchange.lines.final or _NO_FIELDS
-    if attempt is None:
+    common = {
+        "request_id": request.request_id,
+        "api": request.api,
+        "endpoint": request.endpoint,
+        "kind": request.kind,
+        "model": request.model,
+        "status": status,
+        "error": error,
+        "received_at": request.received_at,
+        "done_at": now,
+        "latency_ms": (now - request.received_at) * 1000.0,
+        "tags": request.tags,
+        "client": request.client,
+        "stream": request.stream,
+        "traceparent": request.traceparent,
+        "api_key": request.api_key,
+        "session": request.session,
+        "notes": request.notes,
+    }
+    if attempt is None:  # never reached a node that answered
         return RequestTrace(
-            request_id=request.request_id,
-            api=request.api,
-            endpoint=request.endpoint,
-            kind=request.kind,
-            model=request.model,
-            status=status,
+            **common,
             http_status=http_status,
-            error=error,
-            received_at=request.received_at,
-            done_at=now,
-            latency_ms=(now - request.received_at) * 1000.0,
-            tags=request.tags,
-            client=request.client,
-            stream=request.stream,
             attempts=tried,
             retries=max(0, len(tried) - 1),
             excluded_nodes=[a.node for a in tried],
-            traceparent=request.traceparent,
-            api_key=request.api_key,
-            session=request.session,
-            notes=request.notes,
         )
+    final = exchange.lines.final or _NO_FIELDS
     first_byte_at = exchange.first_byte_at
     tps = final.eval_count / final.eval_duration * 1e9 if final.eval_duration else 0.0
     return RequestTrace(
-        request_id=request.request_id,
-        api=request.api,
-        endpoint=request.endpoint,
-        kind=request.kind,
-        model=request.model,
+        **common,
         served_model=exchange.served,
         node=attempt.node.name,
-        status=status,
         http_status=http_status or attempt.reply.status,
-        error=error,
-        received_at=request.received_at,
         first_byte_at=first_byte_at,
-        done_at=now,
         ttft_ms=(first_byte_at - request.received_at) * 1000.0,
-        latency_ms=(now - request.received_at) * 1000.0,
         prompt_tokens=final.prompt_eval_count,
         completion_tokens=final.eval_count,
         tokens_per_second=tps,
@@ -82,13 +76,6 @@ def build_trace(
         excluded_nodes=attempt.tried[:-1],
         scores=attempt.decision.scores,
         rejections=attempt.decision.rejections,
-        tags=request.tags,
-        client=request.client,
-        stream=request.stream,
         attempts=attempt.attempts,
-        traceparent=request.traceparent,
-        api_key=request.api_key,
         queue_ms=attempt.queue_ms,
-        session=request.session,
-        notes=request.notes,
     )

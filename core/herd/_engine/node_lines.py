@@ -122,9 +122,10 @@ def model_renamer(served: str, requested: str) -> Transform:
     spaced = re.compile(rb'"model"\s*:\s*' + re.escape(served_json))
 
     def rename(block: bytes) -> bytes:
-        if compact in block:
-            return block.replace(compact, replacement)
-        return spaced.sub(replacement, block) if b'"model"' in block else block
+        out = block.replace(compact, replacement)  # the same object when nothing matched
+        if out is not block or b'"model"' not in block:
+            return out
+        return spaced.sub(replacement, block)
 
     return rename
 

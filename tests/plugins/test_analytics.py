@@ -254,3 +254,11 @@ def test_dashboard_endpoints_answer_with_the_same_numbers(make_router: Any) -> N
         bad = httpx.get(f"{router.url}/dashboard/api/{path}", params=params, timeout=30)
         assert bad.status_code == 400
         assert next(iter(params)) + ":" in bad.json()["error"]  # names the parameter
+
+
+def test_the_health_error_count_leaves_client_rejections_out(store: Any) -> None:
+    from herd_plugins.dashboard.health import trace_counts
+
+    counts = trace_counts(store, NOW)  # last hour: two served, one failed, one rejected
+    assert counts["requests"] == 4
+    assert counts["errors"] == 1  # the node's mid-stream failure; "nope" was the client's

@@ -47,11 +47,16 @@ class HealthInputs:
 
 
 def trace_counts(con: duckdb.DuckDBPyConnection, now: float) -> dict[str, Any]:
-    """Requests, errors and retried requests in the last hour."""
+    """Requests, errors and retried requests in the last hour.
+
+    Errors are the fleet's: a rejected request (the client's mistake) is not one.
+    """
     row = con.execute(
         """
         SELECT count(*),
-            count(*) FILTER (WHERE status NOT IN ('completed', 'client_disconnected')),
+            count(*) FILTER (
+                WHERE status NOT IN ('completed', 'client_disconnected', 'rejected')
+            ),
             count(*) FILTER (WHERE retries > 0)
         FROM traces
         WHERE received_at > make_timestamp($now::BIGINT) - INTERVAL 1 HOUR

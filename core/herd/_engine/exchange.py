@@ -10,7 +10,8 @@ that happens between is here, in this order::
 Three model names, each set once: ``requested`` (what the client sent), ``resolved``
 (after aliases; the key routing starts from) and ``served`` (the node's own name for the
 model it served, a substitute's when one was served). The trace of every request (served,
-failed or rejected) is built by :meth:`Exchange._finish`, and nowhere else.
+failed or rejected) is built by :func:`herd._engine.tracing.build_trace`, called from
+:meth:`Exchange._finish` only.
 """
 
 from __future__ import annotations

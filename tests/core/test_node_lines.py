@@ -1,0 +1,51 @@
+"""node_lines: a node's answer read as JSON, whatever way the node writes it (pure)."""
+
+from __future__ import annotations
+
+import json
+
+from herd._engine.node_lines import NodeLines, model_renamer, split_lines
+
+
+def test_any_valid_json_ends_the_answer_with_its_statistics() -> None:
+    final = {"eval_count": 3, "message": {"content": "✓"}, "done": True, "prompt_eval_count": 2}
+    block = (json.dumps({"done": False, "x": "é"}) + "\r\n" + json.dumps(final)).encode()
+    lines = NodeLines()
+    assert lines.check(block) == len(block)
+    assert lines.ended and lines.final is not None and not lines.error
+    assert (lines.final.eval_count, lines.final.prompt_eval_count) == (3, 2)
+
+
+def test_done_inside_a_string_is_not_the_end() -> None:
+    lines = NodeLines()
+    line = json.dumps({"message": {"content": '"done":true'}, "done": False}).encode()
+    assert lines.check(line + b"\n") == len(line) + 1 and not lines.ended
+
+
+def test_an_in_band_error_is_read_in_either_shape() -> None:
+    for error, message in (("gpu fell off", "gpu fell off"), ({"message": "oom"}, "oom")):
+        lines = NodeLines()
+        lines.check(json.dumps({"error": error}).encode())
+        assert lines.error == message and lines.ended
+
+
+def test_a_bad_line_is_found_where_it_starts() -> None:
+    good = b'{"done": false}\n'
+    block = good + b"<html>502</html>\n" + b'{"done": true}\n'
+    lines = NodeLines()
+    assert lines.check(block) == len(good)
+    assert "not a JSON object" in lines.bad and not lines.ended
+    assert NodeLines().check(b"[1, 2]\n") == 0  # JSON, but not an object
+
+
+def test_blank_lines_are_skipped_and_split_keeps_whole_lines() -> None:
+    assert NodeLines().check(b"\n\r\n  \n") == len(b"\n\r\n  \n")
+    assert split_lines(b'{"a":1}\n\n{"b":2}') == [b'{"a":1}\n', b'{"b":2}\n']
+
+
+def test_the_renamer_handles_compact_and_spaced_spellings() -> None:
+    rename = model_renamer("llama3.2:3b", "tiny")
+    assert rename(b'{"model":"llama3.2:3b","done":false}') == b'{"model":"tiny","done":false}'
+    assert rename(b'{"model" : "llama3.2:3b"}') == b'{"model":"tiny"}'
+    untouched = b'{"model":"other"}'
+    assert rename(untouched) is untouched

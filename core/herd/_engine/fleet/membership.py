@@ -27,6 +27,7 @@ import msgspec
 from herd_node.settings import check_http_url, is_loopback_host
 
 import herd
+from herd._engine.audit import audit
 from herd.interfaces import LoadedModel, ModelEntry, NodeReport, NodeView
 from herd.names import normalize_model_name
 from herd.protocol.heartbeat import DiskModel, Heartbeat, HeartbeatReply, MachineInfo, RunningModel
@@ -162,7 +163,7 @@ class Membership:
             if record is not None:
                 record.draining = False
         node.view.draining = draining
-        log.info("node %s %s by an administrator", name, "drained" if draining else "undrained")
+        audit("drain" if draining else "undrain", node=name)
         return node.view
 
     def accept(self, heartbeat: Heartbeat, now: float | None = None) -> HeartbeatReply:

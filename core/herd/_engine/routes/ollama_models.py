@@ -9,6 +9,7 @@ from litestar import Request, Response, delete, get, post, route
 from litestar.response import Stream
 
 import herd
+from herd._engine.audit import audit
 from herd._engine.fleet.registry import FleetNode
 from herd._engine.gateway import Gateway
 from herd._engine.relay import Relay
@@ -157,6 +158,7 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
     if not model:
         raise HerdError(400, "model is required")
     node = _named_node(gateway, request, parsed.node) or _pull_target(gateway, model)
+    audit("pull", request, model=model, node=node.name)
     reply = await _forward(node, "POST", "/api/pull", body)
     if not reply.streaming:
         await gateway.fleet.poll(node)
@@ -203,6 +205,7 @@ async def delete_model(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not parsed.model_name:
         raise HerdError(400, "model is required")
     node = _require_node(gateway, request, parsed.node, "delete", parsed.model_name)
+    audit("delete", request, model=parsed.model_name, node=node.name)
     reply = await _forward(node, "DELETE", "/api/delete", body)
     await gateway.fleet.poll(node)
     return _whole(node, reply)
@@ -217,6 +220,7 @@ async def copy(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not parsed.source or not parsed.destination:
         raise HerdError(400, "source and destination are required")
     node = _require_node(gateway, request, parsed.node, "copy", parsed.source)
+    audit("copy", request, model=parsed.source, to=parsed.destination, node=node.name)
     reply = await _forward(node, "POST", "/api/copy", body)
     await gateway.fleet.poll(node)
     return _whole(node, reply)

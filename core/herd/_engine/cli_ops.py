@@ -189,7 +189,7 @@ def _status(client: RouterClient, args: argparse.Namespace) -> int:
             str(q.get("in_flight", 0)),
             str(q.get("done", 0)),
             str(q.get("failed", 0)),
-            f"{q.get('concurrency', '?')} ({q.get('source', '?')})",
+            f"{q.get('concurrency', '?')} ({q.get('concurrency_source') or q.get('source', '?')})",
         ]
         for node, models in sorted((body.get("queues") or {}).items())
         for model, q in sorted(models.items())

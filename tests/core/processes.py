@@ -28,11 +28,18 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def herd_run(
+    args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``herd ARGS`` to its end, capturing stdout and stderr as text."""
+    return subprocess.run(
+        [str(HERD), *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def run_herd(args: list[str], env: dict[str, str], timeout: float = 60.0) -> tuple[int, str]:
     """Run ``herd ARGS`` to its end; (exit code, stderr)."""
-    done = subprocess.run(
-        [str(HERD), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    done = herd_run(args, env, timeout=timeout)
     return done.returncode, done.stderr
 
 

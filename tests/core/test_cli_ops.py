@@ -11,20 +11,13 @@ from herd._engine.cli_ops import admin_key
 from herd._engine.cli_tables import human_size, progress_line, table
 
 from tests.conftest import emulated
-from tests.core.processes import HERD, clean_env
+from tests.core.processes import clean_env, herd_run
 
 ADMIN = "admin-key-for-tests"
 
 
 def herd(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(HERD), *args],
-        input=stdin,
-        env=clean_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return herd_run(list(args), clean_env(**env), stdin=stdin)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -147,3 +147,12 @@ def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
         load_settings(binary, env={})
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path, env={})
+
+
+def test_a_section_check_names_the_variable_inside_it() -> None:
+    env = {"HERD_AUTH__API_KEYS": '[{name: a, key: "12345678"}, {name: a, key: "87654321"}]'}
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env=env)
+    message = str(info.value)
+    assert "environment variable HERD_AUTH__API_KEYS" in message and "same name" in message
+    assert "<defaults>" not in message

@@ -175,3 +175,19 @@ def test_refused_keys_are_logged_without_the_key(
     line = router.wait_for_line(r"herd\.audit: refused key .*").group(0)
     assert "reason='wrong key'" in line and "client=127.0.0.1" in line
     assert "wrong-secret-9" not in router.text() and "the-right-key" not in router.text()
+
+
+def test_herd_serve_is_herd(make_sim, routers: list[HerdProcess], tmp_path: Path) -> None:
+    sim = make_sim(name="a")
+    port = free_port()
+    router = start(
+        routers,
+        tmp_path,
+        ["serve", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_NODES=nodes_env(sim),
+    )
+    router.wait_ready(f"http://127.0.0.1:{port}")
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    # uvicorn stops gracefully, then re-raises SIGTERM so the parent sees how it ended
+    assert router.stop() in (0, -15)
+    assert "Traceback" not in router.text()

@@ -38,6 +38,9 @@ def check_config(argv: list[str]) -> int:
         return 2
     if loaded.ignored:
         print(f"herd: warning: {loaded.warning()}", file=sys.stderr)
+    if loaded.kubernetes:
+        skipped = ", ".join(loaded.kubernetes)
+        print(f"# skipped Kubernetes service variables: {skipped}", file=sys.stderr)
     for line in describe(loaded):
         print(line)
     where = f"{path}" if path else "defaults and environment"

@@ -269,6 +269,19 @@ def _source_of(loaded: LoadedConfig, keys: list[str]) -> tuple[str, str]:
         return f"environment variable {origin[4:]}", ""
     if origin.startswith("flag "):
         return origin, ""
+    # A check on a whole section (two API keys with one name) fails at the section; blame
+    # the variables and flags that set something inside it.
+    names = tuple(k for k in keys if not k.startswith("["))
+    inside = sorted(
+        source.replace("env ", "environment variable ", 1)
+        for path, source in {**loaded.env_paths, **loaded.flag_paths}.items()
+        if path[: len(names)] == names
+    )
+    if inside:
+        also = ", ".join(inside)
+        if loaded.path is not None and _in_tree(loaded.file_raw, keys):
+            return f"{loaded.path} (with {also})", loaded.text
+        return also, ""
     if origin == "default" and loaded.path is None:
         return "<defaults>", ""
     return loaded.path or "<defaults>", loaded.text

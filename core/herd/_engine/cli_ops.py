@@ -46,6 +46,9 @@ class RouterClient:
     def send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         return self._send(method, path, body)
 
+    def post_json(self, path: str) -> Any:
+        return self._json(self._send("POST", path))
+
     def stream(self, path: str, body: dict[str, Any]) -> Any:
         """POST and yield each NDJSON line as a dict; the reply's headers come first."""
         try:
@@ -282,6 +285,6 @@ def _undrain(client: RouterClient, args: argparse.Namespace) -> int:
 
 
 def _set_drain(client: RouterClient, node: str, verb: str) -> int:
-    reply = client._json(client.send("POST", f"/fleet/nodes/{node}/{verb}"))
+    reply = client.post_json(f"/fleet/nodes/{node}/{verb}")
     print(f"node {reply.get('node', node)}: {reply.get('state', '?')}")
     return 0

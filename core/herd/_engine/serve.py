@@ -9,6 +9,7 @@ one line per node found and the plugins loaded.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -82,15 +83,8 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         reason = exc.strerror or str(exc)
-        hint = (
-            " (another program has the port; pick another with --port)"
-            if exc.errno
-            in (
-                98,
-                48,
-            )
-            else ""
-        )
+        busy = exc.errno == errno.EADDRINUSE
+        hint = " (another program has the port; pick another with --port)" if busy else ""
         raise StartupError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
     sock.set_inheritable(True)
     return sock

@@ -111,6 +111,7 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
         HERD_BIN="/opt/herd/bin",
         HERD_SERVICE_HOST="10.0.0.1",
         HERD_PORT_11435_TCP="tcp://10.0.0.1:11435",
+        HERD_ADMIN_KEY="meant-for-the-router",
     )
     router.wait_for_line(rf"listening on http://127\.0\.0\.1:{port}")
     # the port answers as soon as the line is there
@@ -125,6 +126,9 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
     warnings = [line for line in text.splitlines() if "name no herd setting" in line]
     assert len(warnings) == 1 and "HERD_BIN" in warnings[0]
     assert "HERD_SERVICE_HOST" not in text
+    # the CLI's variable is not the router's key: say so rather than run unguarded in silence
+    assert "HERD_ADMIN_KEY is the key the herd CLI sends" in text
+    assert "meant-for-the-router" not in text
 
 
 def test_quiet_json_logs_with_access_and_audit_lines(

@@ -59,3 +59,10 @@ def test_an_invalid_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None
     assert stderr.strip().count("\n") == 0 and "no_such_signal" in stderr
     code, stderr = run_herd(["check-config"], clean_env(HERD_PORT="[1"))
     assert code == 2 and "environment variable HERD_PORT: not valid YAML" in stderr
+
+
+def test_sink_options_are_checked_as_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "herd.yaml"
+    path.write_text("plugins:\n  options:\n    prometheus: {max_models: 0}\n")
+    code, stderr = run_herd(["check-config", str(path)], clean_env())
+    assert code == 2 and "plugins.options.prometheus" in stderr

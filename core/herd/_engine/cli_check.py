@@ -49,10 +49,16 @@ def check_config(argv: list[str]) -> int:
 
 
 def _load_plugins(loaded: LoadedConfig) -> None:
-    """Build the app (not start it): loads plugins and checks signal and policy options."""
+    """Build the app (not start it): loads plugins, checks signal, policy and sink options."""
     from herd._engine.app import create_app
 
-    create_app(loaded.settings)
+    gateway = create_app(loaded.settings).state.gateway
+    options = loaded.settings.plugins.options
+    for name, cls in gateway.sink_classes.items():  # sinks read their options at start
+        try:
+            msgspec.convert(options.get(name) or {}, cls.Config, strict=False)
+        except msgspec.ValidationError as exc:
+            raise PluginLoadError(f"plugins.options.{name}: {exc}") from None
 
 
 def describe(loaded: LoadedConfig) -> list[str]:

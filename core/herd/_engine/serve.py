@@ -97,6 +97,8 @@ def explain(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if "Could not set lock on file" in text or "Conflicting lock" in text:
         return f"the data_dir's trace database is in use by another process: {text}"
+    if type(exc).__module__.startswith("herd"):  # our own errors say what is wrong already
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -135,3 +135,13 @@ def test_tables_sizes_and_progress() -> None:
     assert progress_line("pulling x", 50, 200).startswith("pulling x [#######")
     assert " 25% " in progress_line("pulling x", 50, 200)
     assert progress_line("success", None, None) == "success"
+
+
+def test_reads_can_use_a_client_api_key(make_sim, make_router) -> None:
+    router = make_router(
+        nodes=[make_sim(name="a")], auth={"api_keys": [{"name": "me", "key": "k" * 16}]}
+    )
+    done = herd("models", "--router", router.url)
+    assert "the router answered 401" in one_error_line(done)
+    done = herd("models", "--router", router.url, HERD_API_KEY="k" * 16)
+    assert done.returncode == 0 and "llama3.2:3b" in done.stdout, done.stderr

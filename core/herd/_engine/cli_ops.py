@@ -5,7 +5,8 @@ They only use the router's public endpoints (``/fleet/status``, ``/api/tags``, `
 machine that can reach the router. The router's address is ``--router`` or
 ``HERD_ROUTER`` (default ``http://127.0.0.1:11435``). The admin key is read from
 ``HERD_ADMIN_KEY`` (falling back to ``HERD_AUTH__ADMIN_KEY``, the router's own setting, so
-the router's env file works on its own machine) and sent as ``Authorization: Bearer``.
+the router's env file works on its own machine) and sent as ``Authorization: Bearer``;
+without one, ``HERD_API_KEY`` (a client key) is sent, enough for the read-only commands.
 Every change asks for confirmation unless ``--yes``; every error is one line.
 """
 
@@ -135,7 +136,7 @@ def admin_key(env: Any = None) -> str:
 def run_command(argv: list[str]) -> int:
     """Run one operator command; 0 on success, 1 on failure (said in one line)."""
     args = _parser().parse_args(argv)
-    client = RouterClient(args.router, admin_key())
+    client = RouterClient(args.router, admin_key() or os.environ.get("HERD_API_KEY", ""))
     action: Callable[[RouterClient, argparse.Namespace], int] = globals()[f"_{args.command}"]
     try:
         return action(client, args)

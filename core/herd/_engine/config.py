@@ -42,7 +42,9 @@ class ConfigError(Exception):
 
 ENV_PREFIX = "HERD_"
 #: herd's own variables that are not settings (the operator CLI's ones included).
-NOT_SETTINGS = frozenset({"HERD_CONFIG", "HERD_DISABLE_PLUGINS", "HERD_ROUTER", "HERD_ADMIN_KEY"})
+NOT_SETTINGS = frozenset(
+    {"HERD_CONFIG", "HERD_DISABLE_PLUGINS", "HERD_ROUTER", "HERD_ADMIN_KEY", "HERD_API_KEY"}
+)
 # herd-node's own variables; the router shares only the node token with it.
 _AGENT_PREFIX = "HERD_NODE_"
 # What Kubernetes injects into every pod for a Service named `herd` (service links).

@@ -85,7 +85,11 @@ def test_free_form_maps_take_deeper_keys() -> None:
 def test_the_cli_variables_are_not_settings_and_not_warned_about(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    env = {"HERD_ROUTER": "http://10.0.0.2:11435", "HERD_ADMIN_KEY": "k" * 12}
+    env = {
+        "HERD_ROUTER": "http://10.0.0.2:11435",
+        "HERD_ADMIN_KEY": "k" * 12,
+        "HERD_API_KEY": "a" * 12,
+    }
     with caplog.at_level(logging.WARNING, logger="herd.config"):
         loaded = load_config(None, env=env)
     assert loaded.ignored == [] and not caplog.records

@@ -111,6 +111,8 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
         HERD_BIN="/opt/herd/bin",
         HERD_SERVICE_HOST="10.0.0.1",
         HERD_PORT_11435_TCP="tcp://10.0.0.1:11435",
+        HERD_PORT="tcp://10.0.0.1:11435",
+        HERD_SERVICE_PORT="11435",
         HERD_ADMIN_KEY="meant-for-the-router",
     )
     router.wait_for_line(rf"listening on http://127\.0\.0\.1:{port}")

@@ -58,6 +58,27 @@ def test_dockerfile_runs_as_a_user_and_checks_health() -> None:
     assert re.search(r'^ENTRYPOINT \["herd"\]$', text, re.M)
 
 
+def test_the_image_build_copies_everything_the_wheel_needs() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    build_stage = text.split("\nFROM ")[0]
+    copied = [
+        src
+        for line in re.findall(r"^COPY (?!--from)(.+)$", build_stage, re.M)
+        for src in line.split()[:-1]
+    ]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = [
+        *project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"],
+        project["project"]["readme"],
+        "pyproject.toml",
+        "LICENSE",
+    ]
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for path in needed:
+        assert any(path == c or path.startswith(c.rstrip("/") + "/") for c in copied), path
+        assert path.split("/")[0] not in ignored, path
+
+
 def test_the_healthcheck_command_passes_on_a_router_and_fails_without_one(
     make_router,
 ) -> None:

@@ -60,7 +60,7 @@ def test_dockerfile_runs_as_a_user_and_checks_health() -> None:
 
 def test_the_image_build_copies_everything_the_wheel_needs() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    build_stage = text.split("\nFROM ")[0]
+    build_stage = re.split(r"^FROM ", text, flags=re.M)[1]  # the first stage builds the wheel
     copied = [
         src
         for line in re.findall(r"^COPY (?!--from)(.+)$", build_stage, re.M)

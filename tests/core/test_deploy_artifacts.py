@@ -61,11 +61,12 @@ def test_dockerfile_runs_as_a_user_and_checks_health() -> None:
 def test_the_image_build_copies_everything_the_wheel_needs() -> None:
     text = (ROOT / "Dockerfile").read_text()
     build_stage = re.split(r"^FROM ", text, flags=re.M)[1]  # the first stage builds the wheel
-    copied = [
-        src
-        for line in re.findall(r"^COPY (?!--from)(.+)$", build_stage, re.M)
-        for src in line.split()[:-1]
-    ]
+    copied = []  # what lands in the build directory, by its name there
+    for line in re.findall(r"^COPY (?!--from)(.+)$", build_stage, re.M):
+        *sources, dest = line.split()
+        copied += sources if dest in ("./", ".") else [dest.rstrip("/")]
+        if dest not in ("./", "."):
+            assert sources == [dest.rstrip("/")], line  # a directory keeps its name
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = [
         *project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"],

@@ -299,6 +299,12 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         "~/.herd"
     )
     log_level: Annotated[str, _doc("Logging level: debug, info, warning or error.")] = "info"
+    log_format: Annotated[
+        Literal["text", "json"], _doc("Log lines as text, or one JSON object per line.")
+    ] = "text"
+    access_log: Annotated[
+        bool, _doc("Log one line per HTTP request (method, path, status, time, node).")
+    ] = False
     nodes: Annotated[list[NodeConfig], _doc("Nodes the router polls itself (agentless).")] = []
     fleet: Annotated[FleetSettings, _doc("How nodes are watched.")] = FleetSettings()
     routing: Annotated[RoutingSettings, _doc("How requests are routed and retried.")] = (

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
+
+from herd._engine.logs import configure_logging
 
 from herd_node.settings import AgentSettingsError, load_agent_settings
 
@@ -19,10 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentSettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # herd's lines at the chosen level; httpx and the rest only from WARNING (an INFO line
+    # per poll would be tens of thousands of lines a day)
+    configure_logging(settings.log_level)
     from herd_node.node import run_agent
 
     try:

@@ -16,9 +16,11 @@ when Prometheus scrapes, so they cost nothing between scrapes.
 from __future__ import annotations
 
 import bisect
+import platform
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
+import herd
 import msgspec
 from herd import RequestTrace, TraceSink, hookimpl
 from litestar import Request, Response, get
@@ -128,7 +130,7 @@ class MetricsSink(TraceSink):
                 tkey = (model, node, kind)
                 self.tokens[tkey] = self.tokens.get(tkey, 0) + count
 
-    def render(self, gateway: Any) -> str:
+    def render(self, gateway: Any, router: Any = None) -> str:
         """The exposition text: this sink's counters plus the fleet's state right now."""
         out: list[str] = []
 
@@ -163,6 +165,7 @@ class MetricsSink(TraceSink):
         family("herd_traces_dropped_total", "counter", "Traces a sink could not keep.")
         samples("herd_traces_dropped_total", ("sink",), dropped)
         self._fleet(out, family, samples, gateway)
+        self._queues(out, family, samples, router if router is not None else gateway)
         return "\n".join(out) + "\n"
 
     def _histogram(self, out: list[str], name: str, help_text: str, hist: Histogram) -> None:
@@ -199,6 +202,21 @@ class MetricsSink(TraceSink):
         }
         samples("herd_in_flight_requests", ("node", "model"), per_model)
 
+    @staticmethod
+    def _queues(out: list[str], family: Any, samples: Any, router: Any) -> None:
+        """Requests waiting for a slot, from the public Router's queue statistics."""
+        queue_stats = getattr(router, "queue_stats", None)  # None: a render with no router
+        depth = {
+            (node, model): float(stats.get("pending", 0))
+            for node, models in (queue_stats() if callable(queue_stats) else {}).items()
+            for model, stats in models.items()
+        }
+        family("herd_queue_depth", "gauge", "Requests waiting in a node's queue for a model.")
+        samples("herd_queue_depth", ("node", "model"), depth)
+        family("herd_build_info", "gauge", "Always 1; the labels say which herd is running.")
+        build = {(herd.__version__, platform.python_version()): 1.0}
+        samples("herd_build_info", ("version", "python"), build)
+
 
 @get("/metrics")
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -206,7 +224,8 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     gateway = request.app.state.router  # the public herd.router.Router
     for sink in gateway.sinks:
         if isinstance(sink, MetricsSink):
-            return Response(sink.render(gateway).encode(), media_type=CONTENT_TYPE)
+            text = sink.render(gateway, request.app.state.router)
+            return Response(text.encode(), media_type=CONTENT_TYPE)
     raise HTTPException(status_code=503, detail="the prometheus metrics sink is not running")
 
 

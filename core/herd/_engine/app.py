@@ -109,6 +109,19 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     return render_error(request, 500, f"internal error in herd: {type(exc).__name__}: {exc}")
 
 
+def _remembering_failure(start: Any, failures: list[BaseException]) -> Any:
+    """Keep why start-up failed, so ``herd`` can say it in one line (not a traceback)."""
+
+    async def start_and_remember() -> None:
+        try:
+            await start()
+        except Exception as exc:
+            failures.append(exc)
+            raise
+
+    return start_and_remember
+
+
 def create_app(
     settings: Settings | None = None, *, pm: pluggy.PluginManager | None = None
 ) -> Litestar:
@@ -128,6 +141,7 @@ def create_app(
     settings = settings or Settings()
     pm = pm or make_plugin_manager(settings)
     gateway = Gateway(settings, pm)
+    startup_failures: list[BaseException] = []
     extra_plugins = [
         p
         for batch in pm.hook.herd_register_litestar_plugins(settings=settings)
@@ -147,7 +161,7 @@ def create_app(
         ],
         middleware=client_key_middleware(settings),
         plugins=extra_plugins,
-        on_startup=[gateway.start],
+        on_startup=[_remembering_failure(gateway.start, startup_failures)],
         on_shutdown=[gateway.stop],
         exception_handlers={
             HerdError: _herd_error,
@@ -161,6 +175,7 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    app.state.startup_failures = startup_failures
     app.state.gateway = gateway
     app.state.router = gateway  # what plugins' routes use: the public herd.router.Router
     return app

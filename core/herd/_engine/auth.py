@@ -30,6 +30,7 @@ from typing import Any
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from herd._engine.audit import audit
 from herd.errors import HerdError
 from herd.settings import Settings
 
@@ -101,6 +102,7 @@ class ClientKeyMiddleware:
         scheme, _, credential = authorization.decode("latin-1").strip().partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
+            audit("refused key", scope, level=30, path=scope["path"], reason="no key")
             raise HerdError(
                 401,
                 "missing API key: send Authorization: Bearer <key>",
@@ -108,6 +110,7 @@ class ClientKeyMiddleware:
             )
         name = self._keys.name_for(credential)
         if name is None:
+            audit("refused key", scope, level=30, path=scope["path"], reason="wrong key")
             raise HerdError(401, "incorrect API key provided", code="invalid_api_key")
         return name
 

@@ -1,24 +1,39 @@
 """Loading the router's configuration: YAML < ``HERD_<KEY>`` environment < flags.
 
 Every key has a default, so herd starts with no file at all. An unknown key or a wrong
-type is a :class:`ConfigError` that names the key, its line in the file and what the key
-means. The schema itself is :mod:`herd.settings`.
+type is a :class:`ConfigError` that names the key and where it came from: its line in the
+file, the environment variable or the flag. The schema itself is :mod:`herd.settings`.
+
+The environment is shared with everything else on the machine (and, in Kubernetes, with
+the service links of a Service named ``herd``), so a ``HERD_*`` variable that names no
+setting is ignored with a warning instead of stopping the router.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
 
-from herd._engine.config_errors import explain_validation_error
+from herd._engine.config_errors import (
+    error_keys,
+    explain_validation_error,
+    field_type_at,
+    line_of,
+)
 from herd.settings import Settings
 
-__all__ = ["ConfigError", "load_settings"]
+__all__ = ["ConfigError", "LoadedConfig", "load_config", "load_settings"]
+
+log = logging.getLogger("herd.config")
 
 
 class ConfigError(Exception):
@@ -26,9 +41,65 @@ class ConfigError(Exception):
 
 
 ENV_PREFIX = "HERD_"
-_NOT_SETTINGS = {"HERD_DISABLE_PLUGINS", "HERD_CONFIG"}
+#: herd's own variables that are not settings (the operator CLI's ones included).
+NOT_SETTINGS = frozenset(
+    {"HERD_CONFIG", "HERD_DISABLE_PLUGINS", "HERD_ROUTER", "HERD_ADMIN_KEY", "HERD_API_KEY"}
+)
 # herd-node's own variables; the router shares only the node token with it.
 _AGENT_PREFIX = "HERD_NODE_"
+# What Kubernetes injects into every pod for a Service named `herd` (service links).
+_KUBERNETES_NAME = re.compile(
+    r"^HERD_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$"
+)
+_KUBERNETES_PORT_VALUE = re.compile(r"^(tcp|udp|sctp)://", re.IGNORECASE)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+@dataclass
+class LoadedConfig:
+    """The settings and where every value came from.
+
+    Attributes:
+        settings: The validated settings.
+        path: The YAML file read, or None.
+        text: The file's text ("" without a file).
+        env_paths: Key path -> the environment variable that set it.
+        flag_paths: Key path -> the flag that set it.
+        ignored: ``HERD_*`` variables that name no setting (warned about once).
+        kubernetes: Kubernetes service-link variables, skipped quietly.
+    """
+
+    settings: Settings
+    path: str | None = None
+    text: str = ""
+    file_raw: dict[str, Any] = field(default_factory=dict)
+    env_paths: dict[tuple[str, ...], str] = field(default_factory=dict)
+    flag_paths: dict[tuple[str, ...], str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+    kubernetes: list[str] = field(default_factory=list)
+
+    def origin(self, keys: list[str]) -> str:
+        """Where the value at ``keys`` (e.g. ``["nodes", "[0]", "url"]``) came from."""
+        names = tuple(k for k in keys if not k.startswith("["))
+        for paths in (self.flag_paths, self.env_paths):
+            for depth in range(len(names), 0, -1):
+                source = paths.get(names[:depth])
+                if source:
+                    return source
+        if self.path is not None and _in_tree(self.file_raw, keys):
+            line = line_of(self.text, keys)
+            return f"file {self.path}:{line}" if line else f"file {self.path}"
+        return "default"
+
+    def warning(self) -> str:
+        """One line about ignored variables, or "" when there are none."""
+        if not self.ignored:
+            return ""
+        return (
+            "ignoring environment variables that name no herd setting: "
+            + ", ".join(self.ignored)
+            + " (settings are HERD_<KEY>, nested keys joined by __, e.g. HERD_ROUTING__MAX_RETRIES)"
+        )
 
 
 def load_settings(
@@ -48,54 +119,201 @@ def load_settings(
         The validated settings.
 
     Raises:
-        ConfigError: naming the key, its line and its meaning.
+        ConfigError: naming the key, where it came from and its meaning.
 
     Example:
         >>> load_settings(None, env={"HERD_PORT": "8080"}).port
         8080
     """
+    loaded = load_config(path, env=env, overrides=overrides)
+    if loaded.ignored:
+        log.warning("%s", loaded.warning())
+    return loaded.settings
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> LoadedConfig:
+    """Like :func:`load_settings`, keeping where every value came from."""
     env = os.environ if env is None else env
+    loaded = LoadedConfig(settings=Settings())
     raw: dict[str, Any] = {}
-    text = ""
-    source = "<defaults>"
     if path is not None:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {source}: {exc.strerror}") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
-        raw = loaded
+        loaded.path = str(path)
+        loaded.text = _read(loaded.path)
+        raw = _parse_file(loaded.path, loaded.text)
+        loaded.file_raw = _copy_tree(raw)
+    _apply_env(raw, env, loaded)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+            loaded.flag_paths[(key,)] = f"flag --{key.replace('_', '-')}"
+    if isinstance(raw.get("log_level"), str):
+        raw["log_level"] = raw["log_level"].strip().lower()
+    try:
+        loaded.settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        keys = error_keys(str(exc))
+        source, text = _source_of(loaded, keys)
+        raise ConfigError(explain_validation_error(str(exc), source, text, Settings)) from None
+    _check_values(loaded)
+    return loaded
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {path}: it is not UTF-8 text") from None
+
+
+def _parse_file(source: str, text: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_one_line(exc)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+    return loaded
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str], loaded: LoadedConfig) -> None:
     for key, value in sorted(env.items()):
-        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS:
+        if not key.startswith(ENV_PREFIX) or key in NOT_SETTINGS:
             continue
         if key.startswith(_AGENT_PREFIX):
             if key == "HERD_NODE_TOKEN" and value:
                 _set_path(raw, ["auth", "node_token"], value)  # a string, never YAML-parsed
+                loaded.env_paths[("auth", "node_token")] = "env HERD_NODE_TOKEN"
+            continue
+        if _KUBERNETES_NAME.match(key) or (
+            key == "HERD_PORT" and _KUBERNETES_PORT_VALUE.match(value.strip())
+        ):
+            loaded.kubernetes.append(key)
             continue
         dotted = key[len(ENV_PREFIX) :].lower().split("__")
-        _set_path(raw, dotted, _parse_env_value(key, value))
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            raw[key] = value
-    try:
-        return msgspec.convert(raw, Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(explain_validation_error(str(exc), source, text, Settings)) from None
+        found, target = field_type_at(Settings, dotted)
+        if not found:
+            loaded.ignored.append(key)
+            continue
+        # A string setting takes the value as written (a key may start with `*` or `!`);
+        # anything else is YAML, so lists and maps work and a typo is an error, not a string.
+        parsed = value if target is str else _parse_env_value(key, value)
+        _set_path(raw, dotted, parsed)
+        loaded.env_paths[tuple(dotted)] = f"env {key}"
 
 
 def _parse_env_value(key: str, value: str) -> Any:
+    if not value.strip():
+        return ""
     try:
-        return yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        return value
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"config error in environment variable {key}: not valid YAML: {_one_line(exc)}"
+        ) from None
+
+
+def _check_values(loaded: LoadedConfig) -> None:
+    """Checks msgspec's types cannot say: the log level, and that node URLs are URLs."""
+    settings = loaded.settings
+    if settings.log_level not in LOG_LEVELS:
+        _fail(
+            loaded,
+            ["log_level"],
+            f"{settings.log_level!r} is not a log level (use one of {', '.join(LOG_LEVELS)})",
+        )
+    for i, node in enumerate(settings.nodes):
+        problem = url_problem(node.url)
+        if problem:
+            _fail(loaded, ["nodes", f"[{i}]", "url"], problem)
+        for j, service in enumerate(node.services):
+            problem = url_problem(service.url)
+            if problem:
+                _fail(loaded, ["nodes", f"[{i}]", "services", f"[{j}]", "url"], problem)
+
+
+def url_problem(url: str) -> str:
+    """Why ``url`` is not an ``http(s)://host[:port]`` base URL, or "" when it is."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.netloc:
+        return f"{url!r} is not a URL: it needs a scheme and a host, e.g. http://{url or 'HOST'}"
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r}: the scheme must be http or https, not {parts.scheme}"
+    try:
+        parts.port  # noqa: B018 -- raises on a port that is not a number
+    except ValueError:
+        return f"{url!r}: the port is not a number"
+    if not parts.hostname:
+        return f"{url!r}: the URL has no host"
+    return ""
+
+
+def _fail(loaded: LoadedConfig, keys: list[str], what: str) -> None:
+    dotted = "".join(k if k.startswith("[") else f".{k}" for k in keys).lstrip(".")
+    source, text = _source_of(loaded, keys)
+    line = line_of(text, keys) if text else None
+    location = f"{source}, line {line}" if line else source
+    raise ConfigError(f"config error in {location}: {dotted}: {what}")
+
+
+def _source_of(loaded: LoadedConfig, keys: list[str]) -> tuple[str, str]:
+    """The name of what set ``keys`` and the text to find its line in ("" if none)."""
+    origin = loaded.origin(keys)
+    if origin.startswith("env "):
+        return f"environment variable {origin[4:]}", ""
+    if origin.startswith("flag "):
+        return origin, ""
+    # A check on a whole section (two API keys with one name) fails at the section; blame
+    # the variables and flags that set something inside it.
+    names = tuple(k for k in keys if not k.startswith("["))
+    inside = sorted(
+        source.replace("env ", "environment variable ", 1)
+        for path, source in {**loaded.env_paths, **loaded.flag_paths}.items()
+        if path[: len(names)] == names
+    )
+    if inside:
+        also = ", ".join(inside)
+        if loaded.path is not None and _in_tree(loaded.file_raw, keys):
+            return f"{loaded.path} (with {also})", loaded.text
+        return also, ""
+    if origin == "default" and loaded.path is None:
+        return "<defaults>", ""
+    return loaded.path or "<defaults>", loaded.text
+
+
+def _in_tree(tree: Any, keys: list[str]) -> bool:
+    node = tree
+    for key in keys:
+        if key.startswith("["):
+            index = int(key.strip("[]"))
+            if not isinstance(node, list) or index >= len(node):
+                return False
+            node = node[index]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            return False
+    return True
+
+
+def _copy_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_tree(v) for v in value]
+    return value
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _set_path(target: dict[str, Any], dotted: list[str], value: Any) -> None:

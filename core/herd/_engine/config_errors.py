@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import yaml
 
-__all__ = ["explain_validation_error"]
+__all__ = ["error_keys", "explain_validation_error", "field_type_at", "line_of"]
 
 
 def explain_validation_error(
@@ -28,11 +28,42 @@ def explain_validation_error(
     return _explain(message, source, text, root)
 
 
+def error_keys(message: str) -> list[str]:
+    """The key path a msgspec message points at: ``$.nodes[0].url`` -> nodes, [0], url."""
+    _, _, where = message.partition(" - at `")
+    path = where.rstrip("`") if where else "$"
+    return re.findall(r"\[\d+\]|[^.\[\]]+", path.removeprefix("$"))
+
+
+def field_type_at(root: Any, names: list[str]) -> tuple[bool, Any]:
+    """Whether ``names`` (lower-case keys) name a setting, and that setting's type.
+
+    Inside a free-form map (``routing.signals``, ``plugins.options``) any deeper key
+    counts as a setting, of unknown type (None); a list (``nodes``) is set whole.
+    """
+    current: Any = root
+    for name in names:
+        if getattr(current, "__origin__", None) is dict:
+            return True, None
+        if not (isinstance(current, type) and issubclass(current, msgspec.Struct)):
+            return False, None
+        types = {f.name: f.type for f in msgspec.structs.fields(current)}
+        if name not in types:
+            return False, None
+        current = _unwrap(types[name])
+    return True, current
+
+
+def _unwrap(tp: Any) -> Any:
+    while hasattr(tp, "__metadata__"):
+        tp = tp.__origin__
+    return tp
+
+
 def _explain(message: str, source: str, text: str, root: Any) -> str:
     """Turn a msgspec validation message into one that names the key, line and meaning."""
-    detail, _, where = message.partition(" - at `")
-    path = where.rstrip("`") if where else "$"
-    keys = re.findall(r"\[\d+\]|[^.\[\]]+", path.removeprefix("$"))
+    detail, _, _where = message.partition(" - at `")
+    keys = error_keys(message)
     if detail.startswith("Object contains unknown field"):
         bad = detail.split("`")[1]
         keys.append(bad)
@@ -42,7 +73,7 @@ def _explain(message: str, source: str, text: str, root: Any) -> str:
     else:
         what = detail[0].lower() + detail[1:] if detail else "invalid value"
     dotted = "".join(k if k.startswith("[") else f".{k}" for k in keys).lstrip(".") or "(top level)"
-    line = _line_of(text, keys)
+    line = line_of(text, keys)
     meaning = _meaning(root, keys)
     location = f"{source}, line {line}" if line else source
     suffix = f" -- `{keys[-1] if keys else dotted}` is: {meaning}" if meaning else ""
@@ -92,7 +123,7 @@ def _meaning(root: Any, keys: list[str]) -> str:
     return ""
 
 
-def _line_of(text: str, keys: list[str]) -> int | None:
+def line_of(text: str, keys: list[str]) -> int | None:
     """Find the line of a key path in the YAML text (1-based), if the file has it."""
     if not text:
         return None

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
+from herd._engine.audit import audit
 from herd._engine.scheduling.auto_pull import AutoPuller
 from herd._engine.scheduling.ranking import Ranker
 from herd.errors import HerdError
@@ -169,7 +170,7 @@ class LiveSettings:
         self._apply(merged)
         self.updated_at = time.time()
         self._save()
-        log.info("settings changed: %s", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        audit("settings", changes=", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return changes
 
     def restore(self) -> None:

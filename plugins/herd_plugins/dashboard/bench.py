@@ -99,6 +99,7 @@ class BenchmarkRunner:
             "requests": 0,
             "errors": 0,
         }
+        logging.getLogger("herd.audit").info("benchmark %s", msgspec.to_builtins(spec))
         coro = self._run(spec, http, base_url, headers, sink, self.current)
         self._task = asyncio.get_running_loop().create_task(coro)
         return dict(self.current)

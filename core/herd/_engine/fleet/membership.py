@@ -27,6 +27,7 @@ import msgspec
 from herd_node.settings import check_http_url, is_loopback_host
 
 import herd
+from herd._engine.audit import audit
 from herd._engine.fleet.reported import loaded_model, model_entry
 from herd.interfaces import NodeReport, NodeView
 from herd.protocol.heartbeat import Heartbeat, HeartbeatReply, MachineInfo
@@ -162,7 +163,7 @@ class Membership:
             if record is not None:
                 record.draining = False
         node.view.draining = draining
-        log.info("node %s %s by an administrator", name, "drained" if draining else "undrained")
+        audit("drain" if draining else "undrain", node=name)
         if not draining:
             self.fleet.capacity_changed()
         return node.view

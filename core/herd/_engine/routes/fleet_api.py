@@ -10,6 +10,7 @@ from herd_node.settings import is_loopback_host
 from litestar import Request, Response, get, post
 
 import herd
+from herd._engine.audit import audit
 from herd._engine.fleet.membership import Membership, MembershipError, bearer_secret, secret_matches
 from herd._engine.fleet.registry import FleetNode
 from herd._engine.gateway import Gateway
@@ -29,8 +30,10 @@ async def heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Take a herd-node heartbeat: 401 without the node token, and nothing registered."""
     membership = gateway_of(request).fleet.membership
     if membership.refusal:
+        audit("refused agent", request, level=30, reason="agents are refused here")
         raise HerdError(403, membership.refusal)
     if not membership.authorized(request.headers.get("authorization", "")):
+        audit("refused agent", request, level=30, reason="missing or wrong node token")
         return Response(
             _encode({"error": "missing or wrong node token (Authorization: Bearer <token>)"}),
             status_code=401,
@@ -47,6 +50,7 @@ async def heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
     try:
         reply = membership.accept(beat)
     except MembershipError as exc:
+        audit("refused agent", request, level=30, node=beat.name, reason=exc.message)
         raise HerdError(exc.status, exc.message) from None
     return Response(encode(reply), media_type=JSON)
 

@@ -1,4 +1,5 @@
-"""Liveness: ``/`` as Ollama answers it, and ``/healthz`` for load balancers and scripts."""
+"""Liveness and readiness: ``/`` as Ollama answers it, ``/healthz`` (the process serves) and
+``/readyz`` (at least one node is online) for load balancers, orchestrators and scripts."""
 
 from __future__ import annotations
 
@@ -30,4 +31,17 @@ async def healthz(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(msgspec.json.encode(body), media_type=JSON)
 
 
-ROUTES = [root, healthz]
+@get("/readyz", status_code=200, opt={"herd_auth": "public"})
+async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """200 once at least one node is online, 503 before: what a load balancer should ask."""
+    views = gateway_of(request).fleet.views()
+    online = [v.name for v in views if v.status == "online"]
+    body = {"status": "ready" if online else "not ready", "online": online}
+    if not online:
+        body["reason"] = (
+            f"no node is online ({len(views)} known)" if views else "no nodes configured or found"
+        )
+    return Response(msgspec.json.encode(body), media_type=JSON, status_code=200 if online else 503)
+
+
+ROUTES = [root, healthz, readyz]

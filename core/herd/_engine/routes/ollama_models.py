@@ -10,6 +10,7 @@ from litestar import Request, Response, delete, get, post, route
 from litestar.response import Stream
 
 import herd
+from herd._engine.audit import audit
 from herd._engine.fleet.registry import FleetNode
 from herd._engine.gateway import Gateway
 from herd._engine.routes.common import (
@@ -147,6 +148,7 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
     if not model:
         raise HerdError(400, "model is required")
     node = _named_node(gateway, request, parsed.node) or _pull_target(gateway, model)
+    audit("pull", request, model=model, node=node.name)
     reply = await _forward(node.backend.pull(model, stream=parsed.stream is not False))
     if not reply.streaming:
         await gateway.fleet.poll(node)
@@ -193,6 +195,7 @@ async def delete_model(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not parsed.model_name:
         raise HerdError(400, "model is required")
     node = _require_node(gateway, request, parsed.node, "delete", parsed.model_name)
+    audit("delete", request, model=parsed.model_name, node=node.name)
     reply = await _forward(node.backend.delete(parsed.model_name))
     await gateway.fleet.poll(node)
     return _whole(node, reply)
@@ -207,6 +210,7 @@ async def copy(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not parsed.source or not parsed.destination:
         raise HerdError(400, "source and destination are required")
     node = _require_node(gateway, request, parsed.node, "copy", parsed.source)
+    audit("copy", request, model=parsed.source, to=parsed.destination, node=node.name)
     reply = await _forward(node.backend.copy(parsed.source, parsed.destination))
     await gateway.fleet.poll(node)
     return _whole(node, reply)

@@ -12,6 +12,7 @@ import logging
 
 import msgspec
 
+from herd._engine.audit import audit
 from herd._engine.fleet.registry import Fleet, FleetNode
 from herd._engine.node_lines import NodeLines
 from herd.errors import HerdError
@@ -95,7 +96,7 @@ class AutoPuller:
             task.exception()  # retrieved: a failure nobody waited for is not an error
 
     async def _pull(self, node: FleetNode, key: str) -> str:
-        log.info("auto-pull of %s onto node %s", key, node.name)
+        audit("auto-pull", model=key, node=node.name)
         try:
             reply = await node.backend.pull(key)
         except NodeFailure as failure:

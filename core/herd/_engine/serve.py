@@ -1,0 +1,174 @@
+"""Running the router from the command line: checks first, then one clear line per failure.
+
+Start-up happens in an order that lets every failure be said in one line with a non-zero
+exit: the data directory is locked (a second herd on the same ``data_dir`` would fight the
+first over DuckDB), the port is bound (so "address already in use" is ours to say), the app
+starts (plugins, sinks, the first poll of every node), and only then ``listening on ...``,
+one line per node found and the plugins loaded.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import sys
+from typing import Any, TextIO
+
+import herd
+from herd.settings import Settings
+
+__all__ = ["StartupError", "explain", "lock_data_dir", "run_router"]
+
+log = logging.getLogger("herd")
+
+
+class StartupError(Exception):
+    """The router cannot start; the message is the one line to print."""
+
+
+def lock_data_dir(settings: Settings) -> TextIO | None:
+    """Create the data directory and hold its lock for the life of the process.
+
+    Returns:
+        The open lock file (keep a reference), or None with no data directory.
+
+    Raises:
+        StartupError: the directory cannot be used, or another herd holds it.
+    """
+    if not settings.data_dir:
+        return None
+    path = settings.data_path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = open(path / "router.lock", "a+", encoding="utf-8")  # noqa: SIM115 -- held open
+    except OSError as exc:
+        raise StartupError(f"cannot use data_dir {path}: {exc.strerror or exc}") from None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: DuckDB's own lock still refuses a second writer
+        return lock
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise StartupError(
+            f"data_dir {path} is in use by another herd ({holder}); stop it, or give this "
+            "one its own data_dir (--data-dir or HERD_DATA_DIR)"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now so a busy port is a clear error before anything runs."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        busy = exc.errno == errno.EADDRINUSE
+        hint = " (another program has the port; pick another with --port)" if busy else ""
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def explain(exc: BaseException) -> str:
+    """One line for an exception, however deeply it is wrapped (ExceptionGroups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split())
+    if "Could not set lock on file" in text or "Conflicting lock" in text:
+        return f"the data_dir's trace database is in use by another process: {text}"
+    if type(exc).__module__.startswith("herd"):  # our own errors say what is wrong already
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> int:
+    """Serve ``asgi`` (``app``, maybe wrapped) on ``sock`` until SIGINT/SIGTERM.
+
+    Returns:
+        0 after a clean stop; 1 when the app could not start (said in one line).
+    """
+    import uvicorn
+
+    class RouterServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            quiet = _DropErrors()  # a failed start is said once, by us, in one line
+            uvicorn_log = logging.getLogger("uvicorn.error")
+            uvicorn_log.addFilter(quiet)
+            try:
+                await super().startup(sockets)
+            finally:
+                uvicorn_log.removeFilter(quiet)
+            _announce(app, settings)
+
+    config = uvicorn.Config(
+        asgi,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = RouterServer(config)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        pass
+    finally:
+        sock.close()
+    if not server.started:
+        failures = getattr(app.state, "startup_failures", [])
+        reason = explain(failures[0]) if failures else "see the lines above"
+        print(f"herd: cannot start: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _DropErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+def _announce(app: Any, settings: Settings) -> None:
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    log.info(
+        "herd %s listening on http://%s:%d (Ollama API at /api, OpenAI API at /v1)",
+        herd.__version__,
+        host,
+        settings.port,
+    )
+    router = app.state.router
+    for view in router.nodes():
+        models = len(view.models)
+        detail = (
+            f"{models} model{'s' if models != 1 else ''}"
+            if view.online
+            else (view.last_error or "not answering")
+        )
+        log.info("node %s (%s, %s): %s, %s", view.name, view.type, view.url, view.status, detail)
+    names = sorted(_short(name) for name, _ in app.state.gateway.pm.list_name_plugin())
+    log.info("plugins loaded: %s", ", ".join(names) or "none")
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("herd_plugins.").removeprefix("herd_contrib.")

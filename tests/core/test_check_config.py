@@ -1,0 +1,68 @@
+"""`herd check-config`: validates, prints every value with its source, redacts secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.core.processes import clean_env, herd_run, run_herd
+
+
+def settings_lines(stdout: str) -> dict[str, tuple[str, str]]:
+    """``key -> (value, source)`` from check-config's output."""
+    out = {}
+    for line in stdout.splitlines():
+        setting, _, source = line.partition("  # ")
+        key, _, value = setting.partition(": ")
+        out[key.strip()] = (value.strip(), source.strip())
+    return out
+
+
+def test_prints_each_value_with_where_it_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "herd.yaml"
+    path.write_text(
+        "port: 9000\n"
+        "nodes:\n"
+        "  - {name: studio, url: 'http://10.0.0.5:11434'}\n"
+        "auth:\n"
+        "  api_keys:\n"
+        "    - {name: ci, key: 'file-secret-123'}\n"
+    )
+    env = clean_env(
+        HERD_ROUTING__MAX_RETRIES="4",
+        HERD_AUTH__ADMIN_KEY="env-secret-456",
+        HERD_NODE_TOKEN="node-secret-789",
+        HERD_BIN="/opt/herd/bin",
+    )
+    done = herd_run(["check-config", str(path), "--log-level", "debug"], env)
+    stdout, err = done.stdout, done.stderr
+    assert done.returncode == 0, err
+    lines = settings_lines(stdout)
+    assert lines["port"] == ("9000", f"file {path}:1")
+    assert lines["nodes[0].url"] == ('"http://10.0.0.5:11434"', f"file {path}:3")
+    assert lines["routing.max_retries"] == ("4", "env HERD_ROUTING__MAX_RETRIES")
+    assert lines["log_level"] == ('"debug"', "flag --log-level")
+    assert lines["host"] == ('"127.0.0.1"', "default")
+    assert lines["auth.admin_key"] == ("<redacted>", "env HERD_AUTH__ADMIN_KEY")
+    assert lines["auth.node_token"] == ("<redacted>", "env HERD_NODE_TOKEN")
+    assert lines["auth.api_keys[0].key"] == ("<redacted>", f"file {path}:6")
+    assert lines["auth.api_keys[0].name"][0] == '"ci"'
+    for secret in ("file-secret-123", "env-secret-456", "node-secret-789"):
+        assert secret not in stdout and secret not in err
+    assert "HERD_BIN" in err and "configuration is valid" in err
+
+
+def test_an_invalid_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "herd.yaml"
+    path.write_text("routing:\n  signals: {no_such_signal: {weight: 1}}\n")
+    code, stderr = run_herd(["check-config", str(path)], clean_env())
+    assert code == 2
+    assert stderr.strip().count("\n") == 0 and "no_such_signal" in stderr
+    code, stderr = run_herd(["check-config"], clean_env(HERD_PORT="[1"))
+    assert code == 2 and "environment variable HERD_PORT: not valid YAML" in stderr
+
+
+def test_sink_options_are_checked_as_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "herd.yaml"
+    path.write_text("plugins:\n  options:\n    prometheus: {max_models: 0}\n")
+    code, stderr = run_herd(["check-config", str(path)], clean_env())
+    assert code == 2 and "plugins.options.prometheus" in stderr

@@ -1,0 +1,199 @@
+"""Starting ``herd`` for real: one clear line per failure, and what it says once it listens."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.core.processes import HerdProcess, clean_env, free_port, run_herd
+
+
+@pytest.fixture
+def routers(tmp_path: Path) -> Iterator[list[HerdProcess]]:
+    started: list[HerdProcess] = []
+    yield started
+    for router in started:
+        router.stop()
+
+
+def start(routers: list[HerdProcess], tmp_path: Path, args: list[str], **env: str) -> HerdProcess:
+    router = HerdProcess(args, clean_env(**env), tmp_path / f"herd{len(routers)}.log")
+    routers.append(router)
+    return router
+
+
+def one_clean_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def nodes_env(*sims) -> str:
+    return "[" + ", ".join(f'{{name: {s.name}, url: "{s.url}"}}' for s in sims) + "]"
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        args = ["--port", str(port), "--data-dir", str(tmp_path)]
+        code, stderr = run_herd(args, clean_env(HERD_FLEET__DISCOVER_LOCAL="false"))
+    assert code == 1
+    line = one_clean_line(stderr)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
+
+
+def test_bad_log_level_and_unreadable_config_are_one_line(tmp_path: Path) -> None:
+    code, stderr = run_herd(["--log-level", "loud"], clean_env())
+    assert code == 2
+    assert "'loud' is not a log level" in one_clean_line(stderr)
+    code, stderr = run_herd(["--config", str(tmp_path)], clean_env())
+    assert code == 2
+    assert "cannot read config file" in one_clean_line(stderr)
+    bad = tmp_path / "herd.yaml"
+    bad.write_text("nodes:\n  - {name: a, url: 'studio:11434'}\n")
+    code, stderr = run_herd(["--config", str(bad)], clean_env())
+    assert code == 2
+    assert "line 2: nodes[0].url" in one_clean_line(stderr)
+
+
+def test_a_second_router_on_the_same_data_dir_is_one_line(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    sim = make_sim(name="a")
+    data = tmp_path / "data"
+    port = free_port()
+    first = start(
+        routers, tmp_path, ["--port", str(port), "--data-dir", str(data)], HERD_NODES=nodes_env(sim)
+    )
+    first.wait_ready(f"http://127.0.0.1:{port}")
+    args = ["--port", str(free_port()), "--data-dir", str(data)]
+    code, stderr = run_herd(args, clean_env(HERD_NODES=nodes_env(sim)))
+    assert code == 1
+    line = one_clean_line(stderr)
+    assert f"data_dir {data} is in use by another herd (pid {first.process.pid})" in line
+
+
+def test_a_trace_database_held_by_another_process_is_one_line(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    data = tmp_path / "data"
+    data.mkdir()
+    holder = duckdb.connect(str(data / "herd.duckdb"))  # this test process holds the lock
+    try:
+        args = ["--port", str(free_port()), "--data-dir", str(data)]
+        code, stderr = run_herd(args, clean_env(HERD_FLEET__DISCOVER_LOCAL="false"))
+    finally:
+        holder.close()
+    assert code == 1
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr and "ExceptionGroup" not in stderr
+    assert lines[-1].startswith("herd: cannot start: ")
+    assert "in use by another process" in lines[-1]
+
+
+def test_listening_comes_after_the_bind_then_nodes_and_plugins(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    a, b = make_sim(name="a"), make_sim(name="b")
+    port = free_port()
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_NODES=nodes_env(a, b)[:-1] + ', {name: gone, url: "http://127.0.0.1:9"}]',
+        HERD_BIN="/opt/herd/bin",
+        HERD_SERVICE_HOST="10.0.0.1",
+        HERD_PORT_11435_TCP="tcp://10.0.0.1:11435",
+        HERD_PORT="tcp://10.0.0.1:11435",
+        HERD_SERVICE_PORT="11435",
+        HERD_ADMIN_KEY="meant-for-the-router",
+    )
+    router.wait_for_line(rf"listening on http://127\.0\.0\.1:{port}")
+    # the port answers as soon as the line is there
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    router.wait_for_line(r"plugins loaded: .*dashboard")
+    text = router.text()
+    after = text[text.index("listening on") :]
+    assert "node a (ollama, " in after and ": online, " in after
+    assert "node b (ollama, " in after
+    assert "node gone (ollama, http://127.0.0.1:9): offline" in after
+    assert after.index("node gone") < after.index("plugins loaded")
+    warnings = [line for line in text.splitlines() if "name no herd setting" in line]
+    assert len(warnings) == 1 and "HERD_BIN" in warnings[0]
+    assert "HERD_SERVICE_HOST" not in text
+    # the CLI's variable is not the router's key: say so rather than run unguarded in silence
+    assert "HERD_ADMIN_KEY is the key the herd CLI sends" in text
+    assert "meant-for-the-router" not in text
+
+
+def test_quiet_json_logs_with_access_and_audit_lines(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    sim = make_sim(name="a")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", str(port), "--data-dir", str(tmp_path / "d"), "--log-format", "json"],
+        HERD_NODES=nodes_env(sim),
+        HERD_ACCESS_LOG="true",
+    )
+    router.wait_for_line(r"plugins loaded")
+    assert httpx.get(url + "/api/tags", timeout=10).status_code == 200
+    assert httpx.post(url + "/fleet/nodes/a/drain", timeout=10).status_code == 200
+    router.wait_for_line(r'"logger": "herd.audit"')
+    router.wait_for_line(r'"path": "/api/tags"')
+    entries = [json.loads(line) for line in router.text().splitlines() if line.strip()]
+    loggers = {e["logger"] for e in entries}
+    assert not {name for name in loggers if not name.startswith("herd")}, loggers
+    access = [
+        e for e in entries if e["logger"] == "herd.access" and e["http"]["path"] == "/api/tags"
+    ]
+    assert access[0]["http"]["status"] == 200 and access[0]["http"]["client"] == "127.0.0.1"
+    audit = [e for e in entries if e["logger"] == "herd.audit"]
+    assert audit[0]["message"] == "drain node=a"
+
+
+def test_refused_keys_are_logged_without_the_key(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    sim = make_sim(name="a")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_NODES=nodes_env(sim),
+        HERD_AUTH__API_KEYS='[{name: ci, key: "the-right-key"}]',
+    )
+    router.wait_for_line(r"plugins loaded")
+    reply = httpx.get(url + "/api/tags", headers={"Authorization": "Bearer wrong-secret-9"})
+    assert reply.status_code == 401
+    line = router.wait_for_line(r"herd\.audit: refused key .*").group(0)
+    assert "reason='wrong key'" in line and "client=127.0.0.1" in line
+    assert "wrong-secret-9" not in router.text() and "the-right-key" not in router.text()
+
+
+def test_herd_serve_is_herd(make_sim, routers: list[HerdProcess], tmp_path: Path) -> None:
+    sim = make_sim(name="a")
+    port = free_port()
+    router = start(
+        routers,
+        tmp_path,
+        ["serve", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_NODES=nodes_env(sim),
+    )
+    router.wait_ready(f"http://127.0.0.1:{port}")
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    # uvicorn stops gracefully, then re-raises SIGTERM so the parent sees how it ended
+    assert router.stop() in (0, -15)
+    assert "Traceback" not in router.text()

@@ -209,9 +209,12 @@ class NdjsonFromSse:
 
     Args:
         model: The model name to put in every line.
+        prompt_estimate: For servers that send no usage in streams (llama-cpp-python): when
+            given, a stream without usage ends with this as ``prompt_eval_count`` and the
+            number of content events (one token each on such servers) as ``eval_count``.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, prompt_estimate: int | None = None) -> None:
         self.model = model
         self.started = time.monotonic()
         self.finished = False
@@ -221,6 +224,8 @@ class NdjsonFromSse:
         self._finish: str | None = None
         self._prompt_tokens = 0
         self._completion_tokens = 0
+        self._prompt_estimate = prompt_estimate
+        self._events = 0  # content-bearing events, for servers that send no usage
 
     def feed(self, data: bytes) -> bytes:
         """NDJSON lines for the SSE events completed by ``data``."""
@@ -271,6 +276,7 @@ class NdjsonFromSse:
             for fragment in delta.tool_calls or []:
                 out += self._tool_fragment(fragment)
             if content or thinking:
+                self._events += 1
                 out += self._line({"role": "assistant", "content": content}, thinking)
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
@@ -318,8 +324,14 @@ class NdjsonFromSse:
             "done_reason": _done_reason(self._finish),
             "total_duration": int((time.monotonic() - self.started) * 1e9),
         }
+        self._fill_usage(final)
+        return out + _encode(final) + b"\n"
+
+    def _fill_usage(self, final: dict[str, Any]) -> None:
+        reported = self._prompt_tokens or self._completion_tokens
+        if not reported and self._prompt_estimate is not None:
+            self._prompt_tokens, self._completion_tokens = self._prompt_estimate, self._events
         if self._prompt_tokens:
             final["prompt_eval_count"] = self._prompt_tokens
         if self._completion_tokens:
             final["eval_count"] = self._completion_tokens
-        return out + _encode(final) + b"\n"

@@ -1,0 +1,170 @@
+"""Node ``type: openai``: herd in front of an OpenAI-compatible text server.
+
+The emulator plays that server (``SimConfig(api="openai")``: ``/v1/models``,
+``/v1/chat/completions``, ``/v1/completions``, no ``/api/*``), so every front API can be
+checked against the tokens it really produced; a mixed fleet puts an Ollama emulator beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import ollama
+import openai
+import pytest
+from herd.testing import SimConfig, SimNode, expected_reply, tool_call_arguments
+from herd.testing.router_runner import RouterHandle
+
+LLAMA, QWEN = "llama3.2:3b", "qwen2.5:7b"
+REPLY = 24
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[tuple[RouterHandle, SimNode, SimNode]]:
+    with (
+        SimNode(SimConfig(name="vllm", port=0, api="openai")) as server,
+        SimNode(SimConfig(name="box", port=0)) as box,
+        RouterHandle(
+            nodes=[
+                {
+                    "name": "vllm",
+                    "url": server.url,
+                    "type": "openai",
+                    "options": {"api_key": "sk-node"},
+                },
+            ],
+        ) as solo,
+    ):
+        yield solo, server, box
+
+
+@pytest.fixture
+def router(fleet: tuple[RouterHandle, SimNode, SimNode]) -> RouterHandle:
+    return fleet[0]
+
+
+def expected(prompt: str, count: int = REPLY, model: str = LLAMA) -> str:
+    return "".join(expected_reply(model, prompt, count))
+
+
+def test_inventory_counts_every_listed_model_as_loaded(router: RouterHandle) -> None:
+    view = router.gateway.fleet.nodes["vllm"].view
+    assert view.status == "online"
+    assert LLAMA in view.loaded and QWEN in view.loaded
+    assert view.loaded[LLAMA].context_length == 131_072  # vLLM's max_model_len
+    tags = httpx.get(router.url + "/api/tags").json()["models"]
+    assert LLAMA in {m["name"] for m in tags}
+    models = httpx.get(router.url + "/v1/models").json()["data"]
+    assert LLAMA in {m["id"] for m in models}
+
+
+def test_ollama_chat_streamed_and_not(router: RouterHandle) -> None:
+    client = ollama.Client(host=router.url)
+    whole = client.chat(model=LLAMA, messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert whole.message.content == expected("hi")
+    assert whole.done_reason == "stop" and whole.eval_count == REPLY
+    assert whole.prompt_eval_count > 0
+    parts = list(
+        client.chat(model=LLAMA, messages=[{"role": "user", "content": "hi"}], stream=True)
+    )
+    assert "".join(p.message.content for p in parts) == expected("hi")
+    assert parts[-1].done and parts[-1].eval_count == REPLY
+
+
+def test_ollama_generate_goes_to_completions(router: RouterHandle) -> None:
+    client = ollama.Client(host=router.url)
+    whole = client.generate(model=LLAMA, prompt="Once", options={"num_predict": 5})
+    assert whole.response == expected("Once", 5) and whole.done_reason == "length"
+    parts = list(client.generate(model=LLAMA, prompt="Once", stream=True))
+    assert "".join(p.response for p in parts) == expected("Once")
+
+
+def test_openai_chat_with_tools(router: RouterHandle) -> None:
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+    tools: list[Any] = [{"type": "function", "function": {"name": "get_weather",
+                                                          "parameters": WEATHER}}]  # fmt: skip
+    messages: list[Any] = [{"role": "user", "content": "use get_weather for Rome"}]
+    reply = client.chat.completions.create(model=LLAMA, messages=messages, tools=tools)
+    (call,) = reply.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == tool_call_arguments(WEATHER)
+    assert reply.choices[0].finish_reason == "tool_calls"
+    chunks = list(
+        client.chat.completions.create(model=LLAMA, messages=messages, tools=tools, stream=True)
+    )
+    names = [
+        tc.function.name for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []
+    ]
+    assert names == ["get_weather"]
+
+
+def test_anthropic_and_responses_reach_it(router: RouterHandle) -> None:
+    claude = anthropic.Anthropic(base_url=router.url, api_key="x", max_retries=0)
+    with claude.messages.stream(
+        model=LLAMA, max_tokens=100, messages=[{"role": "user", "content": "stream"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == expected("stream") and final.usage.output_tokens == REPLY
+    responses = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0).responses
+    assert responses.create(model=LLAMA, input="resp").output_text == expected("resp")
+
+
+def test_unknown_model_is_a_clean_404(router: RouterHandle) -> None:
+    r = httpx.post(router.url + "/api/chat", json={"model": "nope:1b", "messages": []})
+    assert r.status_code == 404
+
+
+def test_server_errors_stay_in_the_clients_protocol(router: RouterHandle) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": WEATHER}}]
+    for stream in (False, True):
+        body = {"model": "llava:7b", "stream": stream, "tools": tools,
+                "messages": [{"role": "user", "content": "x"}]}  # fmt: skip
+        r = httpx.post(router.url + "/v1/chat/completions", json=body)
+        assert r.status_code == 400, r.text
+        assert "does not support tools" in r.json()["error"]["message"]
+        r = httpx.post(router.url + "/api/chat", json=body)
+        assert r.status_code == 400 and "does not support tools" in r.json()["error"]
+
+
+def test_a_mixed_fleet_is_one_inventory(make_sim: Any, make_router: Any) -> None:
+    box = make_sim(name="box")
+    server = make_sim(name="vllm", api="openai")
+    router = make_router(
+        nodes=[
+            {"name": "box", "url": box.url},
+            {"name": "vllm", "url": server.url, "type": "openai"},
+        ]
+    )
+    router.poll_now()
+    tags = httpx.get(router.url + "/api/tags").json()["models"]
+    names = [m["name"] for m in tags]
+    assert names.count(LLAMA) == 1
+    ids = [m["id"] for m in httpx.get(router.url + "/v1/models").json()["data"]]
+    assert ids.count(LLAMA) == 1
+    served = set()
+    for index in range(8):
+        r = httpx.post(
+            router.url + "/api/chat",
+            json={"model": LLAMA, "stream": False,
+                  "messages": [{"role": "user", "content": f"q{index}"}]},
+        )  # fmt: skip
+        assert r.status_code == 200 and r.json()["message"]["content"] == expected(f"q{index}")
+        served.add(r.headers["x-herd-node"])
+    assert served <= {"box", "vllm"} and served
+
+
+def test_an_unreachable_server_is_offline(make_router: Any) -> None:
+    router = make_router(nodes=[{"name": "gone", "url": "http://127.0.0.1:9", "type": "openai"}])
+    router.poll_now()
+    assert router.gateway.fleet.nodes["gone"].view.status != "online"
+    r = httpx.post(
+        router.url + "/v1/chat/completions",
+        json={"model": LLAMA, "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert r.status_code in (404, 503) and r.json()["error"]["message"]

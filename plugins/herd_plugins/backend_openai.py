@@ -67,8 +67,10 @@ class OpenAIStreamReply(UpstreamReply):
         translator: NdjsonFromSse,
         lines: list[bytes],
         read_timeout: float,
+        on_close: Any = None,
     ) -> None:
         self.status = 200
+        self._on_close = on_close
         self.content_type = "application/x-ndjson"
         self.first = lines[0]
         self.streaming = True
@@ -96,6 +98,9 @@ class OpenAIStreamReply(UpstreamReply):
 
     async def aclose(self) -> None:
         self._response.close()
+        if self._on_close is not None:
+            self._on_close, on_close = None, self._on_close
+            on_close()
 
 
 def _tags_entry(name: str, item: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
@@ -143,8 +148,29 @@ class OpenAIBackend(OpenAICompatBackend):
     def __init__(self, node: Any, config: Any, context: Any) -> None:
         super().__init__(node, config, context)
         self._props = True  # llama.cpp's /props, until the server says it has none
+        self._busy = 0  # requests this backend has open on the server
+        self._last: NodeReport | None = None
 
     async def poll(self) -> NodeReport:
+        """The server's models; a busy server that is slow to answer keeps its last report.
+
+        Single-slot servers (llama-cpp-python) answer ``/v1/models`` only between
+        generations: a poll that times out while herd itself has a request open there is a
+        busy node, not a dead one.
+        """
+        try:
+            report = await self._poll()
+        except TimeoutError:
+            if self._busy and self._last is not None:
+                return self._last
+            raise
+        self._last = report
+        return report
+
+    def _done(self) -> None:
+        self._busy -= 1
+
+    async def _poll(self) -> NodeReport:
         async with asyncio.timeout(self.context.poll_timeout):
             data = await self._get(self._url("/models"))
             if data is None:
@@ -213,14 +239,25 @@ class OpenAIBackend(OpenAICompatBackend):
         for name in _OLLAMA_ONLY:  # Ollama's knobs: an OpenAI server would reject or ignore
             setattr(outgoing, name, None)
         payload = _encode(outgoing)
+        self._busy += 1
         if not outgoing.stream:
-            reply = await self._post(path, payload)
+            try:
+                reply = await self._post(path, payload)
+            finally:
+                self._done()
             return self._whole(reply, request.endpoint, model)
         if request.endpoint == "chat":
             translator: NdjsonFromSse = NdjsonFromSse(model, request.prompt_tokens)
         else:
             translator = GenerateNdjsonFromSse(model, request.prompt_tokens)
-        return await self._stream(path, payload, translator)
+        try:
+            opened = await self._stream(path, payload, translator)
+        except BaseException:
+            self._done()
+            raise
+        if not isinstance(opened, OpenAIStreamReply):
+            self._done()
+        return opened
 
     def _whole(self, reply: UpstreamReply, endpoint: str, model: str) -> UpstreamReply:
         if reply.status >= 400:  # in Ollama's shape, as the front routes expect
@@ -257,7 +294,9 @@ class OpenAIBackend(OpenAICompatBackend):
                     chunk = await response.content.readany()
                     out = translator.feed(chunk) if chunk else translator.close()
                     lines = _lines(out)
-            return OpenAIStreamReply(response, translator, lines, self.context.read_timeout)
+            return OpenAIStreamReply(
+                response, translator, lines, self.context.read_timeout, self._done
+            )
         except NodeFailure:
             if response is not None:
                 response.close()

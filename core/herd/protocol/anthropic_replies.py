@@ -120,7 +120,16 @@ class MessageStream:
         message_id: The message id (a new one when empty).
     """
 
-    __slots__ = ("_index", "_input_tokens", "_open", "_saw_tool", "finished", "id", "model")
+    __slots__ = (
+        "_head",
+        "_index",
+        "_input_tokens",
+        "_open",
+        "_saw_tool",
+        "finished",
+        "id",
+        "model",
+    )
 
     def __init__(self, model: str, input_tokens: int = 0, message_id: str = "") -> None:
         self.id = message_id or new_message_id()
@@ -130,6 +139,7 @@ class MessageStream:
         self._index = -1  # the index of the last block opened
         self._open = ""  # the kind of the open block: "text", "thinking" or ""
         self._saw_tool = False
+        self._head = b""  # the open block's delta event, up to its text
 
     def feed(self, line: bytes) -> bytes:
         """The SSE bytes for one NDJSON line (``b""`` when it carries nothing new)."""
@@ -191,24 +201,22 @@ class MessageStream:
         return out + _event(b"content_block_start", _encode(payload))
 
     def _delta(self, kind: str, delta_type: bytes, field: bytes, text: str) -> bytes:
-        out = b""
-        if self._open != kind:
-            empty: dict[str, Any] = {"type": kind, kind: ""}
-            if kind == "thinking":
-                empty["signature"] = ""
-            out = self._open_block(empty, kind)
-        payload = (
-            b'{"type":"content_block_delta","index":'
+        if self._open == kind:  # the hot path: one more token of the open block
+            return self._head + _encode(text) + b"}}\n\n"
+        empty: dict[str, Any] = {"type": kind, kind: ""}
+        if kind == "thinking":
+            empty["signature"] = ""
+        out = self._open_block(empty, kind)
+        self._head = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
             + str(self._index).encode()
             + b',"delta":{"type":"'
             + delta_type
             + b'","'
             + field
             + b'":'
-            + _encode(text)
-            + b"}}"
         )
-        return out + _event(b"content_block_delta", payload)
+        return out + self._head + _encode(text) + b"}}\n\n"
 
     def _tool_block(self, call: OllamaToolCall) -> bytes:
         self._saw_tool = True

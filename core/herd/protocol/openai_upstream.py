@@ -45,6 +45,7 @@ __all__ = ["NdjsonFromSse", "chat_request_from_ollama", "ollama_chat_from_comple
 
 _encode = msgspec.json.encode
 _decode_completion = msgspec.json.Decoder(ChatCompletion).decode
+_decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _IMAGE_TYPES = {"iVBOR": "png", "/9j/": "jpeg", "R0lGOD": "gif", "UklGR": "webp"}
 _OPTION_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
@@ -252,6 +253,10 @@ class NdjsonFromSse:
     def _event(self, payload: bytes) -> bytes:
         if payload == b"[DONE]":
             return self._done()
+        try:  # the common case first: a well-formed chunk, decoded straight into its Struct
+            return self._chunk(_decode_chunk(payload))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
         try:
             data = _decode_object(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -262,7 +267,14 @@ class NdjsonFromSse:
             self.finished = True
             message = error.get("message") if isinstance(error, dict) else str(error)
             return _encode({"error": message or "the server reported an error"}) + b"\n"
-        chunk = msgspec.convert(data, ChatCompletionChunk)
+        try:
+            chunk = msgspec.convert(data, ChatCompletionChunk)
+        except msgspec.ValidationError:
+            self.finished = True
+            return _encode({"error": "the server sent an event that is not a chunk"}) + b"\n"
+        return self._chunk(chunk)
+
+    def _chunk(self, chunk: ChatCompletionChunk) -> bytes:
         if not self._created:
             self._created = _rfc3339(chunk.created)
         if chunk.usage is not None:

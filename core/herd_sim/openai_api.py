@@ -2,9 +2,10 @@
 
 It then plays llama.cpp's server, vLLM or LM Studio: ``GET /v1/models`` (with vLLM's
 ``max_model_len``), ``POST /v1/chat/completions`` and ``POST /v1/completions``, streamed as
-SSE or whole, and no ``/api/*`` at all. The answers are the very tokens the Ollama mode
-would give (the same generation plan, pacing and injected faults), re-framed with herd's
-own pure OpenAI codecs, so a test can compare what came back through the router.
+SSE or whole, ``POST /v1/embeddings``, and no ``/api/*`` at all. The answers are the very
+tokens (and vectors) the Ollama mode would give (the same generation plan, pacing and injected
+faults), re-framed with herd's own pure OpenAI codecs, so a test can compare what came back
+through the router.
 """
 
 from __future__ import annotations
@@ -17,17 +18,31 @@ from aiohttp import web
 from herd.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
     OpenAIRequestError,
     decode_openai,
 )
-from herd.protocol.openai_replies import chat_completion, text_completion
-from herd.protocol.openai_requests import chat_to_ollama, completion_to_ollama
+from herd.protocol.openai_replies import chat_completion, embedding_list, text_completion
+from herd.protocol.openai_requests import (
+    chat_to_ollama,
+    completion_to_ollama,
+    embedding_format,
+    embedding_to_ollama,
+)
 from herd.protocol.openai_stream import ChatStream, CompletionStream
 
+from herd_sim.embed import serve_embed
 from herd_sim.engine import ENGINE
 from herd_sim.generation import Framing, inference_endpoint
 from herd_sim.inference import serve_chat, serve_generate
-from herd_sim.wire import ChatRequest, GenerateRequest, SimError, decode_body, encode_line
+from herd_sim.wire import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    SimError,
+    decode_body,
+    encode_line,
+)
 
 __all__ = ["add_openai_routes"]
 
@@ -79,6 +94,20 @@ async def completions(request: web.Request, engine: Any) -> web.StreamResponse:
     return await serve_generate(request, engine, generate, started, framing)
 
 
+@inference_endpoint
+async def embeddings(request: web.Request, engine: Any) -> web.StreamResponse:
+    started = time.perf_counter()
+    parsed, body = _parse(await request.read(), EmbeddingRequest, embedding_to_ollama)
+    encoding = embedding_format(parsed)
+
+    def respond(reply: dict[str, Any]) -> web.Response:
+        data = embedding_list(_encode(reply), parsed.model, encoding)
+        return web.Response(body=data, content_type="application/json")
+
+    embed = decode_body(_encode(body), EmbedRequest)
+    return await serve_embed(request, engine, embed, started, respond)
+
+
 async def models(request: web.Request) -> web.Response:
     """The models on disk, as vLLM lists them (with ``max_model_len``)."""
     data = [
@@ -101,3 +130,4 @@ def add_openai_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)

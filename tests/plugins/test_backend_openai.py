@@ -168,3 +168,69 @@ def test_an_unreachable_server_is_offline(make_router: Any) -> None:
         json={"model": LLAMA, "messages": [{"role": "user", "content": "x"}]},
     )
     assert r.status_code in (404, 503) and r.json()["error"]["message"]
+
+
+def test_embeddings_reach_an_openai_node(router: RouterHandle) -> None:
+    from herd.testing import embedding_vector
+
+    client = ollama.Client(host=router.url)
+    reply = client.embed(model="all-minilm", input=["alpha", "beta"])
+    assert len(reply.embeddings) == 2
+    expected_vector = embedding_vector("all-minilm", "alpha", 384)
+    assert reply.embeddings[0] == pytest.approx(expected_vector, abs=1e-6)
+    vectors = openai.OpenAI(base_url=router.url + "/v1", api_key="x").embeddings.create(
+        model="all-minilm", input="alpha"
+    )
+    assert vectors.data[0].embedding == pytest.approx(expected_vector, abs=1e-6)
+
+
+def test_a_failure_before_the_first_byte_is_retried_elsewhere(
+    make_sim: Any, make_router: Any
+) -> None:
+    first = make_sim(name="first", api="openai")
+    second = make_sim(name="second", api="openai")
+    router = make_router(
+        nodes=[
+            {"name": "first", "url": first.url, "type": "openai"},
+            {"name": "second", "url": second.url, "type": "openai"},
+        ]
+    )
+    router.poll_now()
+    first.fail(count=10, status=500, error="boom")
+    for stream in (True, False, True):
+        r = httpx.post(
+            router.url + "/api/chat",
+            json={"model": LLAMA, "stream": stream,
+                  "messages": [{"role": "user", "content": "retry"}]},
+        )  # fmt: skip
+        assert r.status_code == 200 and r.headers["x-herd-node"] == "second"
+        text = "".join(
+            json.loads(line)["message"]["content"] for line in r.text.splitlines() if line
+        )
+        assert text == expected("retry")
+
+
+def test_a_stream_that_dies_ends_with_an_error_in_each_protocol(
+    make_sim: Any, make_router: Any
+) -> None:
+    server = make_sim(name="flaky", api="openai")
+    router = make_router(nodes=[{"name": "flaky", "url": server.url, "type": "openai"}])
+    router.poll_now()
+    server.die(count=1, after_chunks=3, error="GPU fell over")
+    r = httpx.post(
+        router.url + "/api/chat",
+        json={"model": LLAMA, "messages": [{"role": "user", "content": "die"}]},
+    )
+    lines = [json.loads(line) for line in r.text.splitlines() if line]
+    assert lines[-1]["error"] == "GPU fell over" and not any(x.get("done") for x in lines)
+    server.die(count=1, after_chunks=3, error="GPU fell over")
+    claude = anthropic.Anthropic(base_url=router.url, api_key="x", max_retries=0)
+    kinds: list[str] = []
+    events = claude.messages.create(
+        model=LLAMA, max_tokens=50, stream=True, messages=[{"role": "user", "content": "die"}]
+    )
+    with pytest.raises(anthropic.APIStatusError) as broken:  # the SDK raises on an error event
+        for event in events:
+            kinds.append(event.type)
+    assert broken.value.body["error"]["message"] == "GPU fell over"
+    assert kinds[0] == "message_start" and "message_stop" not in kinds

@@ -194,12 +194,28 @@ class ResponseStream:
             (the route keeps it for ``previous_response_id``).
     """
 
+    __slots__ = (
+        "_calls",
+        "_delta_head",
+        "_on_done",
+        "_open",
+        "_open_kind",
+        "_output",
+        "_sequence",
+        "_text",
+        "_texts",
+        "_thinking",
+        "finished",
+        "shell",
+    )
+
     def __init__(
         self,
         shell: dict[str, Any],
         on_done: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.shell = shell
+        self._open_kind = ""  # the type of the item being grown ("reasoning", "message")
         self.finished = False
         self._on_done = on_done
         self._sequence = 0
@@ -226,11 +242,25 @@ class ResponseStream:
             return self._failed(_UNREADABLE)
         if chunk.error is not None:
             return self._failed(chunk.error or "the node reported an error")
+        message = chunk.message
+        if (  # the hot path: one more text token of the open message
+            self._open_kind == "message"
+            and message is not None
+            and not chunk.done
+            and not message.thinking
+            and not message.tool_calls
+        ):
+            text = message.content
+            if not text:
+                return b""
+            self._texts.append(text)
+            seq = self._sequence
+            self._sequence = seq + 1
+            return self._delta_head + _encode(text) + b',"sequence_number":%d}\n\n' % seq
         out = b""
         if self._sequence == 0:
             out = self._event("response.created", {"response": self.shell})
             out += self._event("response.in_progress", {"response": self.shell})
-        message = chunk.message
         if message is not None:
             if message.thinking:
                 out += self._grow("reasoning", message.thinking)
@@ -250,20 +280,12 @@ class ResponseStream:
 
     def _grow(self, kind: str, text: str) -> bytes:
         out = b""
-        if self._open is None or self._open["type"] != kind:
-            out = self._close()
-            out += self._open_item(kind)
+        if self._open_kind != kind:
+            out = self._close() + self._open_item(kind)
         self._texts.append(text)
         seq = self._sequence
-        self._sequence += 1
-        return (
-            out
-            + self._delta_head
-            + _encode(text)
-            + b',"sequence_number":'
-            + str(seq).encode()
-            + b"}\n\n"
-        )
+        self._sequence = seq + 1
+        return out + self._delta_head + _encode(text) + b',"sequence_number":%d}\n\n' % seq
 
     def _open_item(self, kind: str) -> bytes:
         index = len(self._output)
@@ -274,6 +296,7 @@ class ResponseStream:
             item = _message_item(_hex_id("msg_"), "", "in_progress")
             delta_type = "response.output_text.delta"
         self._open = item
+        self._open_kind = kind
         self._texts = []
         out = self._event("response.output_item.added", {"output_index": index, "item": item})
         place = {"item_id": item["id"], "output_index": index, "content_index": 0}
@@ -292,6 +315,7 @@ class ResponseStream:
         if item is None:
             return b""
         self._open = None
+        self._open_kind = ""
         index = len(self._output)
         text = "".join(self._texts)
         place = {"item_id": item["id"], "output_index": index, "content_index": 0}

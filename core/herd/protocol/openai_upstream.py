@@ -250,11 +250,15 @@ class NdjsonFromSse:
         self.finished = True
         return _encode({"error": "the server closed the stream before it finished"}) + b"\n"
 
+    def _typed(self, payload: bytes) -> bytes:
+        """The lines for one well-formed chunk (raises on anything else)."""
+        return self._chunk(_decode_chunk(payload))
+
     def _event(self, payload: bytes) -> bytes:
         if payload == b"[DONE]":
             return self._done()
         try:  # the common case first: a well-formed chunk, decoded straight into its Struct
-            return self._chunk(_decode_chunk(payload))
+            return self._typed(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         try:
@@ -267,12 +271,8 @@ class NdjsonFromSse:
             self.finished = True
             message = error.get("message") if isinstance(error, dict) else str(error)
             return _encode({"error": message or "the server reported an error"}) + b"\n"
-        try:
-            chunk = msgspec.convert(data, ChatCompletionChunk)
-        except msgspec.ValidationError:
-            self.finished = True
-            return _encode({"error": "the server sent an event that is not a chunk"}) + b"\n"
-        return self._chunk(chunk)
+        self.finished = True
+        return _encode({"error": "the server sent an event that is not a chunk"}) + b"\n"
 
     def _chunk(self, chunk: ChatCompletionChunk) -> bytes:
         if not self._created:

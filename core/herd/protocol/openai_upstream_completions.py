@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from herd.protocol.openai import CompletionRequest, StreamOptions, TextCompletion
+from herd.protocol.openai import CompletionRequest, StreamOptions, TextCompletion, Usage
 from herd.protocol.openai_upstream import NdjsonFromSse
 
 __all__ = [
@@ -30,8 +30,23 @@ __all__ = [
 ]
 
 _encode = msgspec.json.encode
-_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_completion = msgspec.json.Decoder(TextCompletion).decode
+
+
+class _TextChoice(msgspec.Struct):
+    text: str = ""
+    finish_reason: str | None = None
+
+
+class _TextChunk(msgspec.Struct):
+    """One streamed completions event (an error event has no ``choices``: it fails here)."""
+
+    choices: list[_TextChoice]
+    created: int = 0
+    usage: Usage | None = None
+
+
+_decode_text_chunk = msgspec.json.Decoder(_TextChunk).decode
 _OPTION_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
 
 
@@ -88,34 +103,21 @@ class GenerateNdjsonFromSse(NdjsonFromSse):
     Feed and close it like :class:`~herd.protocol.openai_upstream.NdjsonFromSse`.
     """
 
-    def _event(self, payload: bytes) -> bytes:
-        if payload == b"[DONE]":
-            return self._done()
-        try:
-            data = _decode_object(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self.finished = True
-            return _encode({"error": "the server sent an event that is not valid JSON"}) + b"\n"
-        error = data.get("error")
-        if error:
-            self.finished = True
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            return _encode({"error": message or "the server reported an error"}) + b"\n"
+    def _typed(self, payload: bytes) -> bytes:
+        chunk = _decode_text_chunk(payload)
         if not self._created:
-            self._created = _rfc3339(data.get("created") or time.time())
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            self._prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            self._completion_tokens = int(usage.get("completion_tokens") or 0)
+            self._created = _rfc3339(chunk.created or time.time())
+        if chunk.usage is not None:
+            self._prompt_tokens = chunk.usage.prompt_tokens
+            self._completion_tokens = chunk.usage.completion_tokens
         out = b""
-        for choice in (data.get("choices") or [])[:1]:
-            text = choice.get("text") or ""
-            if text:
+        for choice in chunk.choices[:1]:
+            if choice.text:
                 self._events += 1
-                line = {"model": self.model, "created_at": self._created, "response": text}
+                line = {"model": self.model, "created_at": self._created, "response": choice.text}
                 out += _encode({**line, "done": False}) + b"\n"
-            if choice.get("finish_reason") is not None:
-                self._finish = choice["finish_reason"]
+            if choice.finish_reason is not None:
+                self._finish = choice.finish_reason
         return out
 
     def _done(self) -> bytes:

@@ -234,3 +234,21 @@ def test_a_stream_that_dies_ends_with_an_error_in_each_protocol(
             kinds.append(event.type)
     assert broken.value.body["error"]["message"] == "GPU fell over"
     assert kinds[0] == "message_start" and "message_stop" not in kinds
+
+
+def test_routing_prefers_the_server_where_the_model_is_hot(make_sim: Any, make_router: Any) -> None:
+    box = make_sim(name="box", load_seconds_per_gb=0.2)  # the model is on disk, not loaded
+    server = make_sim(name="vllm", api="openai")  # every listed model counts as loaded
+    router = make_router(
+        nodes=[
+            {"name": "box", "url": box.url},
+            {"name": "vllm", "url": server.url, "type": "openai"},
+        ]
+    )
+    router.poll_now()
+    r = httpx.post(
+        router.url + "/api/chat",
+        json={"model": QWEN, "stream": False, "messages": [{"role": "user", "content": "hot"}]},
+    )
+    assert r.status_code == 200 and r.headers["x-herd-node"] == "vllm"
+    assert r.json()["message"]["content"] == expected("hot", model=QWEN)

@@ -170,6 +170,16 @@ def test_thinking_comes_back_as_thinking_blocks(client: anthropic.Anthropic) -> 
     assert deltas == {"thinking_delta", "text_delta"}
 
 
+def test_thinking_is_dropped_for_a_model_that_cannot_think(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(
+        model=LLAMA,
+        max_tokens=50,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "no thoughts"}],
+    )
+    assert [block.type for block in message.content] == ["text"]
+
+
 def test_image_blocks_reach_a_vision_model(client: anthropic.Anthropic) -> None:
     image = {"type": "base64", "media_type": "image/png", "data": PNG}
     message = client.messages.create(

@@ -15,7 +15,12 @@ from litestar import Request, Response, post
 
 from herd._engine.relay import Relay
 from herd._engine.routes.common import JSON, gateway_of, open_attempt, read_body
-from herd._engine.routes.translated import canonical_chat, streamed, whole
+from herd._engine.routes.translated import (
+    canonical_chat,
+    drop_unsupported_think,
+    streamed,
+    whole,
+)
 from herd._engine.tagging import request_tags
 from herd.errors import HerdError
 from herd.names import normalize_model_name
@@ -66,6 +71,7 @@ async def create_message(request: Request[Any, Any, Any]) -> Response[Any]:
     canonical = canonical_chat(request, "anthropic", model, key, body, tags, received)
     if parsed.fallback_models:
         canonical.fallback_models = [normalize_model_name(n) for n in parsed.fallback_models]
+    drop_unsupported_think(gateway, canonical)
     attempt = await open_attempt(gateway, canonical, "text")
     relay = Relay(gateway, canonical, attempt)
     message_id = new_message_id()

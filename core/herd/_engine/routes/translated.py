@@ -21,7 +21,15 @@ from herd._engine.routes.common import JSON, client_of, new_request_id
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest
 
-__all__ = ["SSE", "StreamTranslator", "canonical_chat", "node_error", "streamed", "whole"]
+__all__ = [
+    "SSE",
+    "StreamTranslator",
+    "canonical_chat",
+    "drop_unsupported_think",
+    "node_error",
+    "streamed",
+    "whole",
+]
 
 SSE = "text/event-stream"
 _decode_error = msgspec.json.Decoder(dict[str, Any]).decode
@@ -62,6 +70,24 @@ def canonical_chat(
     )
     describe_request(canonical, body, request.headers)
     return canonical
+
+
+def drop_unsupported_think(gateway: Any, request: InferenceRequest) -> None:
+    """Drop ``think: true`` when every node that lists the model says it cannot think.
+
+    Anthropic's clients ask for thinking by habit (their models all can); a local model that
+    cannot would refuse the whole request (Ollama answers 400), so it answers without.
+    """
+    if request.body.get("think") is not True:
+        return
+    known = [
+        entry.capabilities
+        for view in gateway.nodes()
+        if (entry := view.models.get(request.model_key)) is not None and entry.capabilities
+    ]
+    if known and not any("thinking" in capabilities for capabilities in known):
+        del request.body["think"]
+        request.notes.append(f"thinking dropped: {request.model_key} does not think")
 
 
 def node_error(body: bytes, status: int) -> str:

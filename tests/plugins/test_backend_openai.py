@@ -252,3 +252,67 @@ def test_routing_prefers_the_server_where_the_model_is_hot(make_sim: Any, make_r
     )
     assert r.status_code == 200 and r.headers["x-herd-node"] == "vllm"
     assert r.json()["message"]["content"] == expected("hot", model=QWEN)
+
+
+class LlamaServerLike:
+    """A few lines of aiohttp playing llama.cpp's ``llama-server`` inventory: ``/v1/models``
+    and ``/props``, both behind an API key, on a free 127.0.0.1 port in a thread."""
+
+    def __init__(self, key: str, n_ctx: int) -> None:
+        from aiohttp import web
+
+        self.seen_keys: list[str] = []
+
+        async def models(request: web.Request) -> web.Response:
+            self.seen_keys.append(request.headers.get("Authorization", ""))
+            if request.headers.get("Authorization") != f"Bearer {key}":
+                return web.json_response({"error": {"message": "Invalid API Key"}}, status=401)
+            return web.json_response(
+                {"object": "list", "data": [{"id": "qwen2.5:7b", "object": "model"}]}
+            )
+
+        async def props(request: web.Request) -> web.Response:
+            return web.json_response({"default_generation_settings": {"n_ctx": n_ctx}})
+
+        self.app = web.Application()
+        self.app.router.add_get("/v1/models", models)
+        self.app.router.add_get("/props", props)
+
+    def __enter__(self) -> str:
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        self.loop = asyncio.new_event_loop()
+        self.runner = web.AppRunner(self.app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        port = self.runner.addresses[0][1]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_llama_cpp_props_give_the_context_and_the_key_is_sent(make_router: Any) -> None:
+    fake = LlamaServerLike("sk-node", 8192)
+    with fake as url:
+        keyed = {"name": "llama", "url": url, "type": "openai", "options": {"api_key": "sk-node"}}
+        router = make_router(nodes=[keyed])
+        router.poll_now()
+        view = router.gateway.fleet.nodes["llama"].view
+        assert view.status == "online"
+        assert view.loaded[QWEN].context_length == 8192
+        assert set(fake.seen_keys) == {"Bearer sk-node"}
+        keyless = make_router(nodes=[{"name": "llama", "url": url, "type": "openai"}])
+        keyless.poll_now()
+        assert keyless.gateway.fleet.nodes["llama"].view.status != "online"

@@ -231,6 +231,9 @@ class OpenAIBackend(OpenAICompatBackend):
             outgoing: Any = chat_request_from_ollama(body)
             path = "/chat/completions"
         elif request.endpoint == "generate":
+            if body.get("images"):  # a completion has no images: say so rather than drop them
+                message = "images need /api/chat on this node (an OpenAI-compatible server)"
+                return WholeReply(400, _encode({"error": message}))
             outgoing = completion_request_from_ollama(body)
             path = "/completions"
         else:

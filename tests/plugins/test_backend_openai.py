@@ -84,6 +84,14 @@ def test_ollama_generate_goes_to_completions(router: RouterHandle) -> None:
     assert "".join(p.response for p in parts) == expected("Once")
 
 
+def test_generate_with_images_is_a_clear_400(router: RouterHandle) -> None:
+    r = httpx.post(
+        router.url + "/api/generate",
+        json={"model": "llava:7b", "prompt": "what", "images": ["iVBORw0KGgo="]},
+    )
+    assert r.status_code == 400 and "/api/chat" in r.json()["error"]
+
+
 def test_openai_chat_with_tools(router: RouterHandle) -> None:
     client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
     tools: list[Any] = [{"type": "function", "function": {"name": "get_weather",

@@ -6,7 +6,9 @@ Same method as ``bench_openai.py``:
 
 1. Translation, in process: one Ollama NDJSON chunk in, the client's SSE out (chunks per
    second) for Chat Completions, Anthropic Messages and Responses; and the reverse direction
-   a ``type: openai`` node needs (OpenAI SSE in, Ollama NDJSON out).
+   a ``type: openai`` node needs (OpenAI SSE in, Ollama NDJSON out). Then the whole protocol
+   work of one streamed request per front (request decoded and translated, every line
+   translated), best of many runs: what each front adds over Chat Completions.
 2. Added latency: one emulated node (herd-sim) and one router (herd) as separate processes
    on free 127.0.0.1 ports; sequential chats, streamed then whole, to the node's /api/chat
    directly and to the router's /v1/chat/completions, /v1/messages and /v1/responses;
@@ -33,9 +35,14 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import BIN, free_port, percentile, process, sim_node, table
+from herd.protocol.anthropic import decode_anthropic
 from herd.protocol.anthropic_replies import MessageStream
+from herd.protocol.anthropic_requests import messages_to_ollama
+from herd.protocol.openai import ChatCompletionRequest, decode_openai
+from herd.protocol.openai_requests import chat_to_ollama
 from herd.protocol.openai_stream import ChatStream
 from herd.protocol.openai_upstream import NdjsonFromSse
+from herd.protocol.responses import decode_responses, responses_to_ollama
 from herd.protocol.responses_replies import ResponseStream, response_shell
 
 MODEL = "llama3.2:3b"
@@ -92,6 +99,52 @@ def translation(budget: float) -> None:
         rows.append([name, f"{rate:,.0f}", f"{1e6 / rate:.2f}"])
     print("\nTranslation, one core, 256-token streams")
     print(table(["work per chunk", "chunks/s", "us/chunk"], rows))
+
+
+def per_request(budget: float, tokens: int) -> None:
+    """What each front costs per streamed request, in process: the request decoded and
+    translated, then every node line translated (the router's whole protocol work)."""
+    lines = _lines(tokens)
+    bodies = {path: msgspec.json.encode(_body(path, True)) for path in _PATHS}
+
+    def chat() -> None:
+        parsed = decode_openai(bodies["/v1/chat/completions"], ChatCompletionRequest)
+        chat_to_ollama(parsed, MODEL)
+        feed = ChatStream(MODEL).feed
+        for line in lines:
+            feed(line)
+
+    def messages() -> None:
+        parsed = decode_anthropic(bodies["/v1/messages"])
+        messages_to_ollama(parsed, MODEL)
+        feed = MessageStream(MODEL).feed
+        for line in lines:
+            feed(line)
+
+    def responses() -> None:
+        parsed = decode_responses(bodies["/v1/responses"])
+        responses_to_ollama(parsed, MODEL, [])
+        feed = ResponseStream(response_shell("resp_1", MODEL, {})).feed
+        for line in lines:
+            feed(line)
+
+    costs = {}
+    for path, work in zip(_PATHS, (chat, messages, responses), strict=True):
+        best = float("inf")
+        deadline = time.perf_counter() + budget
+        while time.perf_counter() < deadline:  # the best of many: the machine's noise is not ours
+            start = time.perf_counter()
+            for _ in range(20):
+                work()
+            best = min(best, (time.perf_counter() - start) / 20)
+        costs[path] = best * 1e6
+    base = costs["/v1/chat/completions"]
+    rows = [[path, f"{us:.1f}", f"{us - base:+.1f}"] for path, us in costs.items()]
+    print(f"\nProtocol work per streamed request ({tokens} tokens), one core, best of runs")
+    print(table(["front", "us/request", "vs Chat Completions (us)"], rows))
+
+
+_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
 
 
 def _body(path: str, stream: bool) -> dict[str, object]:
@@ -155,7 +208,7 @@ def _rows(direct: list[float], runs: dict[str, list[float]], mode: str) -> list[
 
 def latency(tokens: int, count: int) -> None:
     sim_args = ["--num-parallel", "256", "--gen-tps", "0", "--reply-tokens", str(tokens)]
-    paths = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
+    paths = _PATHS
     rows: list[list[object]] = []
     node_yaml = "  - {{name: n0, url: '{}'}}"
     with sim_node(*sim_args) as (node_url, _), _router(node_yaml.format(node_url)) as url:
@@ -190,6 +243,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32, help="tokens per reply")
     args = parser.parse_args()
     translation(0.5 if args.quick else 2.0)
+    per_request(1.0 if args.quick else 3.0, args.tokens)
     latency(args.tokens, 100 if args.quick else 300)
     openai_node(args.tokens, 100 if args.quick else 300)
 

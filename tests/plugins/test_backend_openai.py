@@ -324,3 +324,23 @@ def test_llama_cpp_props_give_the_context_and_the_key_is_sent(make_router: Any) 
         keyless = make_router(nodes=[{"name": "llama", "url": url, "type": "openai"}])
         keyless.poll_now()
         assert keyless.gateway.fleet.nodes["llama"].view.status != "online"
+
+
+def test_images_reach_a_vision_model_on_the_server(router: RouterHandle) -> None:
+    png = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+        "AAAABJRU5ErkJggg=="
+    )
+    client = ollama.Client(host=router.url)
+    reply = client.chat(
+        model="llava:7b",
+        messages=[{"role": "user", "content": "describe", "images": [png]}],
+        stream=False,
+    )
+    assert reply.message.content == expected("describe", model="llava:7b")
+    r = httpx.post(
+        router.url + "/api/chat",
+        json={"model": LLAMA, "stream": False,
+              "messages": [{"role": "user", "content": "x", "images": [png]}]},
+    )  # fmt: skip
+    assert r.status_code == 400 and "vision" in r.json()["error"]

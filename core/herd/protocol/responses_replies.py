@@ -259,8 +259,13 @@ class ResponseStream:
             return self._delta_head + _encode(text) + b',"sequence_number":%d}\n\n' % seq
         out = b""
         if self._sequence == 0:
-            out = self._event("response.created", {"response": self.shell})
-            out += self._event("response.in_progress", {"response": self.shell})
+            shell = _encode(self.shell)  # once for both events
+            for kind in (b"response.created", b"response.in_progress"):
+                out += (
+                    b"event: " + kind + b'\ndata: {"type":"' + kind + b'","response":' + shell
+                    + b',"sequence_number":%d}\n\n' % self._sequence
+                )  # fmt: skip
+                self._sequence += 1
         if message is not None:
             if message.thinking:
                 out += self._grow("reasoning", message.thinking)

@@ -225,7 +225,9 @@ class OpenAIBackend(OpenAICompatBackend):
     async def open(self, request: InferenceRequest) -> UpstreamReply:
         if request.endpoint in ("embed", "embeddings"):
             return await self._embed(request)
-        body = request.body or _decode(request.encoded_body())
+        # The bytes win when there are some: the router may have reshaped them for this node
+        # (a substitute model, a pinned num_ctx); a translated front leaves only the dict.
+        body = _decode(request.raw_body) if request.raw_body is not None else request.body
         model = str(body.get("model") or request.model_key)
         if request.endpoint == "chat":
             outgoing: Any = chat_request_from_ollama(body)

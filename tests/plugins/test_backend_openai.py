@@ -344,3 +344,14 @@ def test_images_reach_a_vision_model_on_the_server(router: RouterHandle) -> None
               "messages": [{"role": "user", "content": "x", "images": [png]}]},
     )  # fmt: skip
     assert r.status_code == 400 and "vision" in r.json()["error"]
+
+
+def test_a_substitute_model_is_what_the_server_is_asked_for(router: RouterHandle) -> None:
+    r = httpx.post(
+        router.url + "/v1/chat/completions",
+        json={"model": "absent:1b", "fallback_models": [QWEN],
+              "messages": [{"role": "user", "content": "sub"}]},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.headers["x-herd-model"] == QWEN
+    assert r.json()["choices"][0]["message"]["content"] == expected("sub", model=QWEN)

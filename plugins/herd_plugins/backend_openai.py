@@ -256,7 +256,7 @@ class OpenAIBackend(OpenAICompatBackend):
         else:
             translator = GenerateNdjsonFromSse(model, request.prompt_tokens)
         try:
-            opened = await self._stream(path, payload, translator)
+            opened = await self._stream(path, payload, translator, request.endpoint)
         except BaseException:
             self._done()
             raise
@@ -277,7 +277,9 @@ class OpenAIBackend(OpenAICompatBackend):
             raise NodeFailure(f"node {self.node.name}: unreadable reply ({exc})") from exc
         return WholeReply(200, _encode(out))
 
-    async def _stream(self, path: str, payload: bytes, translator: NdjsonFromSse) -> UpstreamReply:
+    async def _stream(
+        self, path: str, payload: bytes, translator: NdjsonFromSse, endpoint: str
+    ) -> UpstreamReply:
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(self.context.first_byte_timeout):
@@ -294,6 +296,11 @@ class OpenAIBackend(OpenAICompatBackend):
                     raw = await response.read()
                     response.release()
                     return self._failed(response.status, raw)
+                if "event-stream" not in response.headers.get("Content-Type", ""):
+                    # a server that answers a stream request whole: one object, not a stream
+                    raw = await response.read()
+                    response.release()
+                    return self._whole(WholeReply(200, raw), endpoint, translator.model)
                 lines: list[bytes] = []
                 while not lines:
                     chunk = await response.content.readany()

@@ -282,7 +282,17 @@ class LlamaServerLike:
         async def props(request: web.Request) -> web.Response:
             return web.json_response({"default_generation_settings": {"n_ctx": n_ctx}})
 
+        async def chat(request: web.Request) -> web.Response:
+            # answers whole even when asked to stream, as some servers do
+            return web.json_response(
+                {"id": "c1", "object": "chat.completion", "created": 1, "model": "qwen2.5:7b",
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": "whole anyway"}}],
+                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+            )  # fmt: skip
+
         self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", chat)
         self.app.router.add_get("/v1/models", models)
         self.app.router.add_get("/props", props)
 
@@ -321,6 +331,15 @@ def test_llama_cpp_props_give_the_context_and_the_key_is_sent(make_router: Any) 
         assert view.status == "online"
         assert view.loaded[QWEN].context_length == 8192
         assert set(fake.seen_keys) == {"Bearer sk-node"}
+        for stream in (True, False):
+            r = httpx.post(
+                router.url + "/api/chat",
+                json={"model": QWEN, "stream": stream,
+                      "messages": [{"role": "user", "content": "hi"}]},
+            )  # fmt: skip
+            lines = [json.loads(line) for line in r.text.splitlines() if line]
+            assert "".join(x["message"]["content"] for x in lines) == "whole anyway"
+            assert lines[-1]["done"] and lines[-1]["eval_count"] == 2
         keyless = make_router(nodes=[{"name": "llama", "url": url, "type": "openai"}])
         keyless.poll_now()
         assert keyless.gateway.fleet.nodes["llama"].view.status != "online"

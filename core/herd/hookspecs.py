@@ -106,7 +106,7 @@ def herd_resolve_model(model: str, api: str, settings: Settings) -> str | None:
 
     Args:
         model: The name the client sent.
-        api: ``ollama`` or ``openai``.
+        api: ``ollama``, ``openai`` (Chat Completions and Responses) or ``anthropic``.
         settings: The router's settings.
 
     Returns:

@@ -50,7 +50,7 @@ class InferenceRequest:
     forwarded unchanged, which saves a re-encode on the hot path.
 
     Attributes:
-        api: The client's protocol: ``ollama`` or ``openai``.
+        api: The client's protocol: ``ollama``, ``openai``, ``responses`` or ``anthropic``.
         endpoint: ``chat``, ``generate``, ``embed``, ``embeddings`` ...
         kind: Workload kind: ``text``, ``embed``, ``image`` or ``stt``.
         model: The model name as the client sent it.

@@ -13,10 +13,11 @@ from herd_sim.catalog import blob_layers, model_details, show_response, tags_ent
 from herd_sim.embed import embed, embeddings
 from herd_sim.engine import ENGINE, SimEngine
 from herd_sim.generation import open_stream
-from herd_sim.images import add_image_routes
+from herd_sim.images import add_image_routes, openai_error
 from herd_sim.inference import chat, generate
 from herd_sim.models import EmulatedModel
 from herd_sim.names import ModelName
+from herd_sim.openai_api import add_openai_routes
 from herd_sim.transcribe import add_transcription_routes
 from herd_sim.wire import (
     CopyRequest,
@@ -45,6 +46,8 @@ async def ollama_habits(request: web.Request, handler: Any) -> web.StreamRespons
     try:
         return await handler(request)
     except SimError as error:
+        if engine.config.api == "openai":
+            return openai_error(error.status, error.message)
         return error_response(error.status, error.message)
     except web.HTTPMethodNotAllowed:
         return web.Response(status=405, text="405 method not allowed")
@@ -182,6 +185,20 @@ def create_sim_app(engine: SimEngine) -> web.Application:
     """The aiohttp application serving ``engine``."""
     app = web.Application(middlewares=[ollama_habits], client_max_size=MAX_BODY_BYTES)
     app[ENGINE] = engine
+    if engine.config.api == "openai":  # an OpenAI-compatible server: no Ollama API at all
+        add_openai_routes(app)
+    else:
+        _add_ollama_routes(app)
+    add_admin_routes(app)
+
+    async def close_engine(app: web.Application) -> None:
+        app[ENGINE].close()
+
+    app.on_cleanup.append(close_engine)
+    return app
+
+
+def _add_ollama_routes(app: web.Application) -> None:
     app.router.add_get("/", root)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
@@ -196,13 +213,6 @@ def create_sim_app(engine: SimEngine) -> web.Application:
     app.router.add_post("/api/copy", copy)
     add_image_routes(app)  # OpenAI-style /v1 workloads, for models with those capabilities
     add_transcription_routes(app)
-    add_admin_routes(app)
-
-    async def close_engine(app: web.Application) -> None:
-        app[ENGINE].close()
-
-    app.on_cleanup.append(close_engine)
-    return app
 
 
 async def start_sim_server(engine: SimEngine, host: str, port: int) -> tuple[web.AppRunner, int]:

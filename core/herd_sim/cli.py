@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-alive", help='default keep-alive, e.g. "5m" or "-1"')
     parser.add_argument("--seed", type=int, help="seed of the deterministic text")
     parser.add_argument("--name", help="a label shown in /_sim/stats")
+    parser.add_argument(
+        "--api",
+        choices=("ollama", "openai"),
+        help="the API to speak: ollama (default) or openai (an OpenAI-compatible text server)",
+    )
     return parser
 
 
@@ -98,6 +103,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         "reply_tokens": args.reply_tokens,
         "keep_alive": args.keep_alive,
         "seed": args.seed,
+        "api": args.api,
     }
     data.update({key: value for key, value in flags.items() if value is not None})
     if args.vram is not None:

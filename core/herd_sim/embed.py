@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,17 @@ async def embed(request: web.Request, engine: SimEngine) -> web.StreamResponse:
     """One L2-normalised vector per input, in input order."""
     started = time.perf_counter()
     body = decode_body(await request.read(), EmbedRequest)
+    return await serve_embed(request, engine, body, started)
+
+
+async def serve_embed(
+    request: web.Request,
+    engine: SimEngine,
+    body: EmbedRequest,
+    started: float,
+    respond: Callable[[dict[str, Any]], web.Response] = json_response,
+) -> web.Response:
+    """Answer a decoded embed request (as Ollama's reply unless ``respond`` re-frames it)."""
     name = body.model or ""
     if not name:
         raise SimError(400, "model is required")
@@ -48,7 +60,7 @@ async def embed(request: web.Request, engine: SimEngine) -> web.StreamResponse:
     prompt_tokens = sum(min(count, num_ctx) for count in counts)
     async with engine.scheduler.lease(disk, num_ctx, keep_alive) as lease:
         if not inputs:
-            return json_response({"model": name, "embeddings": []})
+            return respond({"model": name, "embeddings": []})
         await _evaluate(request, engine, prompt_tokens)
         length = disk.model.embedding_length
         vectors = [embedding_vector(name, text, length, engine.config.seed) for text in inputs]
@@ -57,7 +69,7 @@ async def embed(request: web.Request, engine: SimEngine) -> web.StreamResponse:
         engine.stats.completed += 1
         reply: dict[str, Any] = {"model": name, "embeddings": vectors}
         reply.update(_metrics(started, lease, prompt_tokens))
-        return json_response(reply)
+        return respond(reply)
 
 
 @inference_endpoint

@@ -139,6 +139,22 @@ def plan_generation(
     return plan
 
 
+@dataclass
+class Framing:
+    """How chunks go on the wire: Ollama's NDJSON by default; the OpenAI mode re-frames them.
+
+    ``line`` turns one Ollama chunk into the bytes to write (an SSE event, or nothing), and
+    ``whole`` one aggregated Ollama reply into the response of a non-streamed request.
+    """
+
+    content_type: str = NDJSON
+    line: Callable[[dict[str, Any]], bytes] = encode_line
+    whole: Callable[[dict[str, Any]], web.Response] = json_response
+
+
+NDJSON_FRAMING = Framing()
+
+
 class ChunkRenderer(Protocol):
     """Shapes chunks for one API (chat or generate)."""
 
@@ -170,6 +186,7 @@ async def run_generation(
     renderer: ChunkRenderer,
     stream: bool,
     started: float,
+    framing: Framing = NDJSON_FRAMING,
 ) -> web.StreamResponse:
     """Pace ``plan`` at the configured speeds and write it as NDJSON or one JSON object."""
     config = engine.config
@@ -188,9 +205,9 @@ async def run_generation(
         if not stream:
             continue
         if die is not None and index == die.after_chunks:
-            return await break_stream(request, engine, response, die)
-        response = response or await open_stream(request)
-        await response.write(encode_line(renderer.piece(kind, value)))
+            return await break_stream(request, engine, response, die, framing)
+        response = response or await open_stream(request, framing.content_type)
+        await _write(response, framing.line(renderer.piece(kind, value)))
     metrics = {
         "total_duration": _elapsed_ns(started),
         "load_duration": int(lease.load_seconds * 1e9),
@@ -203,20 +220,25 @@ async def run_generation(
     if die is not None:
         if not stream:
             return await break_before_response(request, engine, die)
-        return await break_stream(request, engine, response, die)
+        return await break_stream(request, engine, response, die, framing)
     if not stream:
         engine.stats.completed += 1
-        return json_response(renderer.aggregate(plan, metrics))
-    response = response or await open_stream(request)
-    await response.write(encode_line(renderer.final(plan, metrics)))
+        return framing.whole(renderer.aggregate(plan, metrics))
+    response = response or await open_stream(request, framing.content_type)
+    await _write(response, framing.line(renderer.final(plan, metrics)))
     await response.write_eof()
     engine.stats.completed += 1
     return response
 
 
-async def open_stream(request: web.Request) -> web.StreamResponse:
+async def _write(response: web.StreamResponse, data: bytes) -> None:
+    if data:
+        await response.write(data)
+
+
+async def open_stream(request: web.Request, content_type: str = NDJSON) -> web.StreamResponse:
     """Send the 200 NDJSON headers (Ollama sends them with the first chunk)."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": NDJSON})
+    response = web.StreamResponse(status=200, headers={"Content-Type": content_type})
     await response.prepare(request)
     return response
 
@@ -226,13 +248,14 @@ async def break_stream(
     engine: SimEngine,
     response: web.StreamResponse | None,
     die: DieSpec,
+    framing: Framing = NDJSON_FRAMING,
 ) -> web.StreamResponse:
     """End a stream the injected way: an in-band error line, or an aborted connection."""
     engine.stats.died += 1
     if die.error is None:
         await abort_connection(request)
-    response = response or await open_stream(request)
-    await response.write(encode_line({"error": die.error}))
+    response = response or await open_stream(request, framing.content_type)
+    await _write(response, framing.line({"error": die.error}))
     await response.write_eof()
     return response
 

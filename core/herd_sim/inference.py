@@ -10,6 +10,8 @@ from aiohttp import web
 from herd_sim.catalog import DiskModel
 from herd_sim.engine import SimEngine
 from herd_sim.generation import (
+    NDJSON_FRAMING,
+    Framing,
     GenerationPlan,
     created_at,
     inference_endpoint,
@@ -134,6 +136,17 @@ async def chat(request: web.Request, engine: SimEngine) -> web.StreamResponse:
     """Chat completion, streamed by default."""
     started = time.perf_counter()
     body = decode_body(await request.read(), ChatRequest)
+    return await serve_chat(request, engine, body, started)
+
+
+async def serve_chat(
+    request: web.Request,
+    engine: SimEngine,
+    body: ChatRequest,
+    started: float,
+    framing: Framing = NDJSON_FRAMING,
+) -> web.StreamResponse:
+    """Answer a decoded chat request (framed as Ollama NDJSON unless told otherwise)."""
     name = body.model or ""
     if not name:
         raise SimError(400, "model is required")
@@ -176,7 +189,9 @@ async def chat(request: web.Request, engine: SimEngine) -> web.StreamResponse:
     renderer = ChatChunks(name, top_logprobs)
     async with engine.scheduler.lease(disk, num_ctx, keep_alive) as lease:
         stream = body.stream is not False
-        return await run_generation(request, engine, lease, plan, renderer, stream, started)
+        return await run_generation(
+            request, engine, lease, plan, renderer, stream, started, framing
+        )
 
 
 @inference_endpoint
@@ -184,6 +199,17 @@ async def generate(request: web.Request, engine: SimEngine) -> web.StreamRespons
     """Text completion, streamed by default."""
     started = time.perf_counter()
     body = decode_body(await request.read(), GenerateRequest)
+    return await serve_generate(request, engine, body, started)
+
+
+async def serve_generate(
+    request: web.Request,
+    engine: SimEngine,
+    body: GenerateRequest,
+    started: float,
+    framing: Framing = NDJSON_FRAMING,
+) -> web.StreamResponse:
+    """Answer a decoded generate request (framed as Ollama NDJSON unless told otherwise)."""
     name = body.model or ""
     disk = engine.find_model(name, f"model '{name}' not found")
     model = disk.model
@@ -226,7 +252,9 @@ async def generate(request: web.Request, engine: SimEngine) -> web.StreamRespons
     renderer = GenerateChunks(name, context, top_logprobs)
     async with engine.scheduler.lease(disk, num_ctx, keep_alive) as lease:
         stream = body.stream is not False
-        return await run_generation(request, engine, lease, plan, renderer, stream, started)
+        return await run_generation(
+            request, engine, lease, plan, renderer, stream, started, framing
+        )
 
 
 async def _load_or_unload(

@@ -164,6 +164,9 @@ class SimConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         keep_alive: Default keep-alive: seconds, or a Go duration such as ``"5m"``.
         seed: Seed of the deterministic text and vector generators.
         version: Reported by ``/api/version``.
+        api: ``ollama`` (the Ollama API) or ``openai``: an OpenAI-compatible text server
+            (``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``) like llama.cpp's
+            server or vLLM, for node ``type: openai``.
         host: Listen address for ``herd-sim`` (``SimNode`` always uses loopback).
         port: Listen port for ``herd-sim``.
     """
@@ -184,10 +187,13 @@ class SimConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     keep_alive: float | str = "5m"
     seed: int = 0
     version: str = "0.12.6"
+    api: str = "ollama"
     host: str = "127.0.0.1"
     port: int = 11434
 
     def __post_init__(self) -> None:
+        if self.api not in ("ollama", "openai"):
+            raise ValueError(f"api must be 'ollama' or 'openai', not {self.api!r}")
         positive = {"num_parallel": self.num_parallel, "default_num_ctx": self.default_num_ctx}
         for field_name, value in positive.items():
             if value < 1:

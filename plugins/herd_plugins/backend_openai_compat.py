@@ -5,6 +5,8 @@ It forwards to any server that speaks the OpenAI API for these workloads: ``herd
 whisper.cpp's server, or Ollama's own ``/v1`` layer. Requests arrive in herd's canonical
 form (Ollama-shaped for embeddings; see :mod:`herd.protocol.workloads` for the others) and
 the replies go back in that form, so the routes never see which server answered.
+For chat and completions on such a server, the node type is ``openai``
+(:mod:`herd_plugins.backend_openai`, which builds on this backend).
 """
 
 from __future__ import annotations

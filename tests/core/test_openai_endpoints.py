@@ -159,7 +159,7 @@ def test_body_over_the_limit_is_413(client: openai.OpenAI) -> None:
 
 
 def test_unknown_v1_path_is_an_openai_404(router: RouterHandle) -> None:
-    reply = httpx.post(router.url + "/v1/responses", json={})
+    reply = httpx.post(router.url + "/v1/assistants", json={})
     assert reply.status_code == 404 and reply.json()["error"]["type"] == "not_found_error"
 
 

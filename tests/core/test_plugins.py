@@ -26,6 +26,8 @@ PUBLIC_MODULES = {
     "herd.protocol",
     "herd.protocol.ollama",
     "herd.protocol.openai",
+    "herd.protocol.openai_upstream",  # for backends whose servers speak OpenAI
+    "herd.protocol.openai_upstream_completions",
     "herd.protocol.workloads",
     "herd.router",
 }

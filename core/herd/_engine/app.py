@@ -14,6 +14,7 @@ from herd._engine.auth import client_key_middleware
 from herd._engine.gateway import Gateway
 from herd._engine.plugins import make_plugin_manager
 from herd._engine.routes import (
+    anthropic,
     fleet_api,
     fleet_routing,
     health,
@@ -21,16 +22,22 @@ from herd._engine.routes import (
     ollama_models,
     openai_inference,
     openai_models,
+    responses,
     workload_images,
     workload_transcribe,
 )
 from herd.errors import HerdError
+from herd.protocol.anthropic import error_body as anthropic_error_body
 from herd.settings import Settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("herd")
 _encode = msgspec.json.encode
+
+
+ANTHROPIC_PREFIX = "/v1/messages"
+"""Paths whose errors take Anthropic's shape: ``{"type": "error", "error": {...}}``."""
 
 
 def _is_openai(request: Request[Any, Any, Any]) -> bool:
@@ -40,12 +47,14 @@ def _is_openai(request: Request[Any, Any, Any]) -> bool:
 def render_error(
     request: Request[Any, Any, Any], status: int, message: str, **extra: Any
 ) -> Response[bytes]:
-    """An error in the client's protocol: Ollama ``{"error": msg}`` or OpenAI's object."""
+    """An error in the client's protocol: Ollama ``{"error": msg}``, OpenAI's or Anthropic's."""
     headers = {}
     retry_after = extra.get("retry_after")
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    if _is_openai(request):
+    if request.url.path.startswith(ANTHROPIC_PREFIX):
+        body = anthropic_error_body(status, message)
+    elif _is_openai(request):
         kind = {
             400: "invalid_request_error",
             401: "invalid_request_error",
@@ -156,6 +165,8 @@ def create_app(
             *fleet_routing.ROUTES,
             *openai_inference.ROUTES,
             *openai_models.ROUTES,
+            *anthropic.ROUTES,
+            *responses.ROUTES,
             *workload_transcribe.ROUTES,
             *workload_images.ROUTES,
         ],

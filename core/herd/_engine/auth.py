@@ -4,7 +4,8 @@ With no keys configured nothing is installed, so the hot path pays nothing. With
 an ASGI middleware checks ``Authorization: Bearer <key>`` on every routed request except
 the open ones (``/``, ``/healthz``), the agents' heartbeat (it has the node token) and the
 admin routes when an ``auth.admin_key`` guards them; the admin key itself is accepted as a
-client key named ``admin``. A missing or wrong key is a 401 in the
+client key named ``admin``. Anthropic's clients send ``x-api-key: <key>``, accepted
+when there is no bearer key. A missing or wrong key is a 401 in the
 client's protocol (Ollama ``{"error": ...}``, OpenAI's error object on ``/v1``). Keys are
 compared in constant time (SHA-256 digests through :func:`hmac.compare_digest`, every key
 every time) and never logged; the matching key's *name* is what traces and tags see.
@@ -94,14 +95,17 @@ class ClientKeyMiddleware:
         return self._admin_key_set and (kind == "admin" or path.startswith(ADMIN_PREFIXES))
 
     def _check(self, scope: Scope) -> str:
-        authorization = b""
+        authorization = api_key = b""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value
-                break
+            elif name == b"x-api-key":  # Anthropic's clients send the key here
+                api_key = value
         scheme, _, credential = authorization.decode("latin-1").strip().partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
+            credential = api_key.decode("latin-1").strip()
+        if not credential:
             audit("refused key", scope, level=30, path=scope["path"], reason="no key")
             raise HerdError(
                 401,

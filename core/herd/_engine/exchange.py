@@ -55,7 +55,7 @@ class Exchange:
     Args:
         gateway: The running router's gateway.
         http: The client's request (its headers, scope and client address are read).
-        api: The client's protocol, ``ollama`` or ``openai``.
+        api: The client's protocol: ``ollama``, ``openai``, ``responses`` or ``anthropic``.
         endpoint: ``chat``, ``generate``, ``embed``, ``embeddings``, ``show``, ``image``,
             ``transcribe``.
         kind: The workload kind: ``text``, ``embed``, ``image`` or ``stt``.
@@ -96,8 +96,9 @@ class Exchange:
     def resolve(self, model: str) -> str:
         """Apply aliases to the client's model name; returns the key routing starts from."""
         gateway = self.gateway
+        api = "openai" if self.api == "responses" else self.api  # one family of aliases
         written = gateway.pm.hook.herd_resolve_model(
-            model=model, api=self.api, settings=gateway.settings
+            model=model, api=api, settings=gateway.settings
         )
         self.requested = model
         self.resolved_name = written or model

@@ -18,6 +18,7 @@ log = logging.getLogger("herd.plugins")
 #: Built-in plugin modules, registered exactly like third-party ones.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "herd_plugins.backend_ollama",
+    "herd_plugins.backend_openai",
     "herd_plugins.backend_openai_compat",
     "herd_plugins.signal_thermal",
     "herd_plugins.signal_memory_fit",

@@ -45,6 +45,7 @@ __all__ = ["NdjsonFromSse", "chat_request_from_ollama", "ollama_chat_from_comple
 
 _encode = msgspec.json.encode
 _decode_completion = msgspec.json.Decoder(ChatCompletion).decode
+_decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _IMAGE_TYPES = {"iVBOR": "png", "/9j/": "jpeg", "R0lGOD": "gif", "UklGR": "webp"}
 _OPTION_FIELDS = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
@@ -209,9 +210,12 @@ class NdjsonFromSse:
 
     Args:
         model: The model name to put in every line.
+        prompt_estimate: For servers that send no usage in streams (llama-cpp-python): when
+            given, a stream without usage ends with this as ``prompt_eval_count`` and the
+            number of content events (one token each on such servers) as ``eval_count``.
     """
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, prompt_estimate: int | None = None) -> None:
         self.model = model
         self.started = time.monotonic()
         self.finished = False
@@ -222,6 +226,8 @@ class NdjsonFromSse:
         self._finish: str | None = None
         self._prompt_tokens = 0
         self._completion_tokens = 0
+        self._prompt_estimate = prompt_estimate
+        self._events = 0  # content-bearing events, for servers that send no usage
 
     def feed(self, data: bytes) -> bytes:
         """NDJSON lines for the SSE events completed by ``data``.
@@ -269,9 +275,17 @@ class NdjsonFromSse:
         self.finished = True
         return _encode({"error": "the server closed the stream before it finished"}) + b"\n"
 
+    def _typed(self, payload: bytes) -> bytes:
+        """The lines for one well-formed chunk (raises on anything else)."""
+        return self._chunk(_decode_chunk(payload))
+
     def _event(self, payload: bytes) -> bytes:
         if payload == b"[DONE]":
             return self._done()
+        try:  # the common case first: a well-formed chunk, decoded straight into its Struct
+            return self._typed(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
         try:
             data = _decode_object(payload)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -282,7 +296,10 @@ class NdjsonFromSse:
             self.finished = True
             message = error.get("message") if isinstance(error, dict) else str(error)
             return _encode({"error": message or "the server reported an error"}) + b"\n"
-        chunk = msgspec.convert(data, ChatCompletionChunk)
+        self.finished = True
+        return _encode({"error": "the server sent an event that is not a chunk"}) + b"\n"
+
+    def _chunk(self, chunk: ChatCompletionChunk) -> bytes:
         if not self._created:
             self._created = _rfc3339(chunk.created)
         if chunk.usage is not None:
@@ -296,6 +313,7 @@ class NdjsonFromSse:
             for fragment in delta.tool_calls or []:
                 out += self._tool_fragment(fragment)
             if content or thinking:
+                self._events += 1
                 out += self._line({"role": "assistant", "content": content}, thinking)
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
@@ -343,8 +361,14 @@ class NdjsonFromSse:
             "done_reason": _done_reason(self._finish),
             "total_duration": int((time.monotonic() - self.started) * 1e9),
         }
+        self._fill_usage(final)
+        return out + _encode(final) + b"\n"
+
+    def _fill_usage(self, final: dict[str, Any]) -> None:
+        reported = self._prompt_tokens or self._completion_tokens
+        if not reported and self._prompt_estimate is not None:
+            self._prompt_tokens, self._completion_tokens = self._prompt_estimate, self._events
         if self._prompt_tokens:
             final["prompt_eval_count"] = self._prompt_tokens
         if self._completion_tokens:
             final["eval_count"] = self._completion_tokens
-        return out + _encode(final) + b"\n"

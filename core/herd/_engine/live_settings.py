@@ -170,6 +170,9 @@ class LiveSettings:
         self.updated_at = time.time()
         self._save()
         log.info("settings changed: %s", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        cluster = getattr(self.gateway, "cluster", None)
+        if cluster is not None:  # the other replicas apply it too (cluster.redis_url)
+            cluster.settings_changed(changes)
         return changes
 
     def restore(self) -> None:

@@ -1,0 +1,136 @@
+"""Admission across replicas: a :class:`QueueBoard`'s slots as leases in the shared store.
+
+Only in cluster mode (``cluster.redis_url``): the board hands :meth:`SharedAdmission.acquire`
+every request and tells :meth:`SharedAdmission.released` about every freed slot. A request
+takes a lease in one atomic call; when none is free its ticket waits in the store's shared
+first-come queue, and it asks again when any replica frees a slot there (a message on the
+``freed`` channel) or every ``poll_s`` at the latest, which also keeps its ticket alive.
+While the store is unreachable the same rules run on :class:`~herd.shared_state.LocalState`
+with the node's slots split between the last known number of replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from herd._engine.scheduling.queues import QueueBoard, QueueFull, Slot, client_key
+from herd.errors import HerdError
+from herd.interfaces import InferenceRequest, NodeView
+from herd.shared_state import Admission, Lease, StateUnavailable
+
+if TYPE_CHECKING:
+    from herd._engine.cluster import ClusterLink
+
+__all__ = ["SharedAdmission"]
+
+
+class SharedAdmission:
+    """Leases for the slots this replica holds, and the requests waiting for one."""
+
+    def __init__(self, link: ClusterLink) -> None:
+        self.link = link
+        self.leases: dict[Slot, Lease] = {}
+        self.poll_s = min(0.5, link.settings.lease_ttl_s / 4)
+        self._wakers: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self.board: QueueBoard | None = None
+
+    def held(self) -> list[Lease]:
+        """The leases of the requests running on this replica (to renew)."""
+        return list(self.leases.values())
+
+    async def acquire(self, board: QueueBoard, view: NodeView, request: InferenceRequest) -> Slot:
+        """A slot on ``view`` for the request's model, shared with every replica.
+
+        Raises:
+            QueueFull: ``max_queue_depth`` requests already wait there (all replicas).
+            HerdError: 429 when the client holds its cap of slots across replicas.
+        """
+        model = request.model_key
+        queue = board.queue(view, model)
+        queue.kind = request.kind
+        cap = board.max_in_flight_per_client
+        lease = Lease(view.name, model, uuid.uuid4().hex, client_key(request) if cap else "")
+        queued = view.queued_by_model
+        waiting = False
+        try:
+            while True:
+                answer = await self._admit(lease, view.slots, board.max_queue_depth, cap)
+                if answer.outcome == "granted":
+                    slot = board._start(queue, request)
+                    self.leases[slot] = lease
+                    # Mirrored locally (no I/O), so degraded mode counts it from the start.
+                    await self.link.local.renew((lease,))
+                    return slot
+                if answer.outcome == "capped":
+                    raise _capped(cap)
+                if answer.outcome == "full" and not waiting:
+                    raise QueueFull(view.name)
+                if not waiting:  # "full" while waiting: the store changed; keep trying
+                    waiting = True
+                    queued[model] = queued.get(model, 0) + 1
+                await self._wait((view.name, model))
+        except BaseException:
+            # Drop the ticket, or a lease granted by a call this request did not see end.
+            self.link.spawn(self._drop(lease))
+            raise
+        finally:
+            if waiting:
+                left = queued.get(model, 0) - 1
+                if left > 0:
+                    queued[model] = left
+                else:
+                    queued.pop(model, None)
+
+    def released(self, slot: Slot) -> None:
+        """The board freed ``slot``: give its lease back (in the background)."""
+        lease = self.leases.pop(slot, None)
+        if lease is not None:
+            self.link.spawn(self._drop(lease))
+
+    def wake(self, node: str, model: str) -> None:
+        """A slot of ``node`` for ``model`` freed somewhere: waiters ask again."""
+        waiters = self._wakers.pop((node, model), None)
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+        if self.board is not None:
+            self.board.wake_held()
+
+    async def _admit(self, lease: Lease, slots: int, max_waiting: int, cap: int) -> Admission:
+        store, limit = self.link.admission_store(slots)
+        try:
+            return await store.admit(lease, limit, max_waiting, cap)
+        except StateUnavailable as exc:
+            self.link.degrade(exc)
+            store, limit = self.link.admission_store(slots)
+            return await store.admit(lease, limit, max_waiting, cap)
+
+    async def _drop(self, lease: Lease) -> None:
+        await self.link.local.release(lease)
+        if not self.link.degraded:
+            try:
+                await self.link.store.release(lease)
+            except StateUnavailable as exc:
+                self.link.degrade(exc)  # the lease expires there on its own
+        self.wake(lease.node, lease.model)
+
+    async def _wait(self, key: tuple[str, str]) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakers.setdefault(key, []).append(waiter)
+        try:
+            await asyncio.wait((waiter,), timeout=self.poll_s)
+        finally:
+            waiters = self._wakers.get(key)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+
+
+def _capped(cap: int) -> HerdError:
+    return HerdError(
+        429,
+        f"too many requests in flight for this client across the routers (limit {cap})",
+        retry_after=1,
+        code="rate_limited",
+    )

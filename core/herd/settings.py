@@ -309,7 +309,7 @@ class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _doc("Seconds a request's slot lease lives unless its replica renews it.", gt=0),
     ] = 10.0
     replica_id: Annotated[
-        str, _doc("This replica's name in Redis (default: host name and process id).")
+        str, _doc("This replica's name in Redis (default: host name, process id and a random tag).")
     ] = ""
     timeout_s: Annotated[
         float,

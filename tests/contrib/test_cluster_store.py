@@ -13,7 +13,7 @@ import pytest
 from herd.settings import ClusterSettings
 from herd.shared_state import Lease, LocalState, SharedState, StateUnavailable
 
-from tests.contrib.redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
+from tests.contrib.redis_server import RedisServer
 
 pytest.importorskip("redis")
 
@@ -151,7 +151,7 @@ def test_values_and_lease_renewal_re_adds_lost_leases(make_store) -> None:
     make_store.run(scenario)
 
 
-def test_one_replica_leads_until_its_lease_lapses(redis_server) -> None:  # noqa: F811
+def test_one_replica_leads_until_its_lease_lapses(redis_server) -> None:
     async def scenario() -> None:
         a, b = _redis_store(redis_server, "r1", 0.5), _redis_store(redis_server, "r2", 0.5)
         try:
@@ -172,7 +172,7 @@ def test_one_replica_leads_until_its_lease_lapses(redis_server) -> None:  # noqa
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
-def test_an_unreachable_server_is_state_unavailable(redis_server) -> None:  # noqa: F811
+def test_an_unreachable_server_is_state_unavailable(redis_server) -> None:
     async def scenario() -> None:
         store = _redis_store(redis_server)
         try:

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -111,7 +112,9 @@ class ClusterLink:
     def __init__(self, gateway: Gateway, store_class: type[SharedState]) -> None:
         self.gateway = gateway
         self.settings = settings = gateway.settings.cluster
-        self.replica_id = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}"
+        # Host, process and a random tag: two apps in one process are two replicas too.
+        default_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.replica_id = settings.replica_id or default_id
         self.store = store_class(settings, self.replica_id)
         self.local = LocalState(settings, self.replica_id)
         self.admission = SharedAdmission(self)

@@ -236,9 +236,11 @@ class ClusterLink:
     async def _restore(self) -> None:
         """Take the settings and drains other replicas set (start-up, rejoin)."""
         raw = await self.store.get("settings")
-        if raw:
+        live = self.gateway.live_settings
+        if raw is None and live.overrides:  # the first replica brings its saved overrides
+            await self.store.put("settings", msgspec.json.encode(live.overrides))
+        elif raw:
             overrides = msgspec.json.decode(raw)
-            live = self.gateway.live_settings
             gone = {key: None for key in live.overrides if key not in overrides}
             if overrides or gone:
                 self._apply_settings({**gone, **overrides})

@@ -110,7 +110,8 @@ class SharedState(abc.ABC):
 
     @abc.abstractmethod
     async def release(self, lease: Lease) -> None:
-        """Drop the lease (or its waiting ticket) and tell listeners a slot freed."""
+        """Drop the lease (or its waiting ticket); when a lease freed a slot that tickets
+        wait for, tell the ``freed`` channel (``node`` and ``model``, one per line)."""
 
     @abc.abstractmethod
     async def renew(self, leases: Sequence[Lease]) -> None:
@@ -189,7 +190,7 @@ class LocalState(SharedState):
         self._tickets.get(key, {}).pop(lease.id, None)
         if lease.client:
             self._clients.get(lease.client, {}).pop(lease.id, None)
-        if freed:
+        if freed and self._tickets.get(key):
             self._deliver("freed", f"{lease.node}\n{lease.model}".encode())
 
     async def renew(self, leases: Sequence[Lease]) -> None:

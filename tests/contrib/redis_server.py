@@ -7,6 +7,7 @@ stopped after. Skipped with a clear reason where Debian's ``redis-server`` is mi
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -68,6 +69,8 @@ class RedisServer:
 def redis_server() -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
     if binary is None:
+        if os.environ.get("HERD_REQUIRE_REDIS"):  # CI: a missing server is a failure
+            pytest.fail("HERD_REQUIRE_REDIS is set but redis-server is not installed")
         pytest.skip("needs Debian's redis-server (apt-get install redis-server)")
     server = RedisServer(binary, free_port()).start()
     try:

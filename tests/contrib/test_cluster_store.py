@@ -130,6 +130,9 @@ def test_release_tells_listeners_which_slot_freed(make_store) -> None:
         await store.listen(["freed"], lambda channel, data: heard.put_nowait((channel, data)))
         await asyncio.sleep(0.3)  # the subscription is in place
         await store.admit(lease(1), 1, 8)
+        await store.release(lease(1))  # nobody waits: nothing to say
+        await store.admit(lease(1), 1, 8)
+        await store.admit(lease(2), 1, 8)  # queued
         await store.release(lease(1))
         await store.release(lease(1))  # twice: nothing more to say
         assert await asyncio.wait_for(heard.get(), 10) == ("freed", b"gpu1\nllama3.2:3b")

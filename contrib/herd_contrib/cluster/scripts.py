@@ -69,13 +69,14 @@ return {'queued', active, waiting, ahead}
 
 # KEYS: leases, tickets, expiries, client
 # ARGV: id, freed channel, freed message
-# Returns 1 when a lease was held (and listeners were told), else 0.
+# Returns 1 when a lease was held, else 0. Listeners hear of it only when a ticket waits
+# (every waiter holds one): no message per request while nothing queues.
 RELEASE = """
 local freed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
-if freed == 1 then
+if freed == 1 and redis.call('ZCARD', KEYS[2]) > 0 then
   redis.call('PUBLISH', ARGV[2], ARGV[3])
 end
 return freed

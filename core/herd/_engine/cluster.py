@@ -50,6 +50,7 @@ log = logging.getLogger("herd.cluster")
 
 EVENTS, FREED = "events", "freed"
 POLLER = "poller"
+TRACE_BATCH_S = 0.05
 
 
 class Event(msgspec.Struct, array_like=True):
@@ -127,6 +128,7 @@ class ClusterLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
         self._applying = False  # taking another replica's settings: do not echo them
+        self._outbox: list[RequestTrace] = []
 
     # -- life ---------------------------------------------------------------------------
 
@@ -280,7 +282,18 @@ class ClusterLink:
         self._publish("heartbeat", body)
 
     def request_finished(self, trace: RequestTrace) -> None:
-        self._publish("trace", trace)
+        """Share a finished request with the other replicas' signals, in batches: one
+        message per ``TRACE_BATCH_S`` at most, whatever the request rate."""
+        if self.degraded:
+            return
+        self._outbox.append(trace)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_later(TRACE_BATCH_S, self._flush_traces)
+
+    def _flush_traces(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if batch:
+            self._publish("traces", batch)
 
     def polled(self, node: str, report: NodeReport | None, error: str = "") -> None:
         """The poller's findings on an agentless node, for the replicas that do not poll."""
@@ -324,8 +337,9 @@ class ClusterLink:
         except Exception as exc:
             log.debug("cluster: a relayed heartbeat was refused: %s", exc)
 
-    def _on_trace(self, body: bytes) -> None:
-        self.gateway.learn(msgspec.json.decode(body, type=RequestTrace))
+    def _on_traces(self, body: bytes) -> None:
+        for trace in msgspec.json.decode(body, type=list[RequestTrace]):
+            self.gateway.learn(trace)
 
     def _on_poll(self, body: bytes) -> None:
         result = msgspec.json.decode(body, type=PollResult)
@@ -343,6 +357,6 @@ _HANDLERS = {
     "settings": ClusterLink._on_settings,
     "drain": ClusterLink._on_drain,
     "heartbeat": ClusterLink._on_heartbeat,
-    "trace": ClusterLink._on_trace,
+    "traces": ClusterLink._on_traces,
     "poll": ClusterLink._on_poll,
 }

@@ -162,7 +162,12 @@ class ClusterLink:
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run store work in the background (a release, a publish): never blocks a request."""
-        task = asyncio.get_running_loop().create_task(work)
+        try:
+            task = asyncio.get_running_loop().create_task(work)
+        except RuntimeError:  # called off the router's loop: a programming error, said once
+            work.close()
+            log.error("cluster: store work started outside the event loop was dropped")
+            return
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

@@ -4,6 +4,7 @@ and how they split a node's slots while Redis is away."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 
 import httpx
@@ -143,3 +144,24 @@ def test_without_the_redis_client_the_error_says_what_to_install(monkeypatch) ->
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(PluginLoadError, match=r"herd-gateway\[cluster\]"):
         state_store_for(make_plugin_manager(), ClusterSettings(redis_url="redis://127.0.0.1:1"))
+
+
+def test_alone_no_cluster_code_is_loaded_or_called(make_sim, tmp_path) -> None:
+    """Without cluster.redis_url a router serves requests without importing the store."""
+    sim = make_sim(name="gpu")
+    script = f"""
+import sys, httpx
+from herd.testing.router_runner import RouterHandle
+with RouterHandle(nodes=[{{"name": "gpu", "url": "{sim.url}"}}]) as router:
+    reply = httpx.post(router.url + "/api/generate", json={{"model": "{MODEL}", "prompt": "hi"}})
+    assert reply.status_code == 200, reply.text
+    assert router.gateway.cluster is None
+    assert router.gateway.scheduler.board.admission is None
+loaded = [m for m in sys.modules if m == "redis" or m.startswith("herd_contrib.cluster")]
+print("loaded:", loaded)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout

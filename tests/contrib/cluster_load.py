@@ -33,9 +33,19 @@ class StreamResult:
 
 
 async def chat_stream(
-    client: httpx.AsyncClient, url: str, result: StreamResult, model: str = MODEL
+    client: httpx.AsyncClient,
+    url: str,
+    result: StreamResult,
+    model: str = MODEL,
+    tokens: int | None = None,
 ) -> StreamResult:
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+    }
+    if tokens is not None:
+        body["options"] = {"num_predict": tokens}
     try:
         async with client.stream("POST", url + "/api/chat", json=body) as reply:
             result.status = reply.status_code
@@ -73,6 +83,10 @@ class RouterProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> RouterProcess:
+        return self.launch().ready()
+
+    def launch(self) -> RouterProcess:
+        """Start the process and return at once (see :meth:`ready`)."""
         herd = Path(sys.executable).with_name("herd")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HERD_")}
         self.process = subprocess.Popen(
@@ -81,6 +95,11 @@ class RouterProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        return self
+
+    def ready(self) -> RouterProcess:
+        """Wait until it answers ``/healthz``."""
+        assert self.process is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

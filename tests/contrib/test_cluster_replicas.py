@@ -18,7 +18,7 @@ from tests.contrib.redis_server import free_port
 
 pytest.importorskip("redis")
 
-PACED = {"gen_tps": 100.0, "reply_tokens": 20, "num_parallel": 8}  # ~0.2 s per stream
+PACED = {"gen_tps": 100.0, "reply_tokens": 12, "num_parallel": 8}  # ~0.12 s per stream
 
 
 def node(sim, num_parallel: int = 2) -> dict:
@@ -100,15 +100,16 @@ def test_a_killed_replica_fails_its_streams_and_its_slots_come_back(
     redis_server,
     tmp_path,
 ) -> None:
-    sim = make_sim(name="gpu", gen_tps=10.0, reply_tokens=20, num_parallel=8)  # ~2 s streams
-    shared = cluster(redis_server, ttl=2.0)
+    sim = make_sim(name="gpu", gen_tps=10.0, reply_tokens=30, num_parallel=8)  # ~3 s streams
+    shared = cluster(redis_server, ttl=1.5)
     victim = RouterProcess(
         {"nodes": [node(sim)], "cluster": shared, "fleet": {"discover_local": False}},
         tmp_path,
         free_port(),
-    ).start()
+    ).launch()
     try:
-        others = replicas(make_router, [sim], count=2, cluster=shared)
+        others = replicas(make_router, [sim], count=2, cluster=shared)  # while it boots
+        victim.ready()
 
         async def scenario() -> tuple[list[StreamResult], list[StreamResult]]:
             async with httpx.AsyncClient(timeout=60) as client:
@@ -120,7 +121,7 @@ def test_a_killed_replica_fails_its_streams_and_its_slots_come_back(
                     await asyncio.wait_for(result.started.wait(), 30)
                 survivors = [StreamResult() for _ in range(4)]
                 jobs = [
-                    asyncio.create_task(chat_stream(client, others[i % 2].url, r))
+                    asyncio.create_task(chat_stream(client, others[i % 2].url, r, tokens=3))
                     for i, r in enumerate(survivors)
                 ]
                 await asyncio.sleep(0.5)  # they wait in the shared queue

@@ -58,8 +58,9 @@ def redis_server() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def cluster_yaml(url: str) -> str:
-    return f"cluster: {{redis_url: '{url}', key_prefix: 'bench{uuid.uuid4().hex[:6]}:'}}\n"
+def cluster_yaml(url: str, prefix: str = "") -> str:
+    prefix = prefix or f"bench{uuid.uuid4().hex[:6]}"
+    return f"cluster: {{redis_url: '{url}', key_prefix: '{prefix}:'}}\n"
 
 
 async def store_round_trips(url: str, count: int) -> list[float]:
@@ -144,14 +145,20 @@ def main() -> None:
         with (
             sim_node(*sim_args) as (node_url, _),
             router([node_url], SLOTS) as (alone_url, _),
-            router([node_url], SLOTS + cluster_yaml(redis_url)) as (shared_url, _),
+            router([node_url], SLOTS + cluster_yaml(redis_url, "lat")) as (shared_url, _),
+            router([node_url], SLOTS + cluster_yaml(redis_url, "lat")),  # a peer, idle
         ):
+            await_peers = 4.0  # the replicas count each other on their next beat (TTL / 3)
+            time.sleep(await_peers)
             # Interleaved, so the machine's load hits both the same way.
             alone, shared = asyncio.run(alternating(alone_url, shared_url, seq_count))
         for q in (0.5, 0.99):
             a, s = percentile(alone, q) * 1000, percentile(shared, q) * 1000
             rows.append([f"p{int(q * 100)} (ms)", f"{a:.2f}", f"{s:.2f}", f"{s - a:+.2f} ms"])
-        print(f"\nOne router, {seq_count} sequential streamed chats, {args.tokens} tokens each")
+        print(
+            f"\nOne router alone vs one of two replicas, {seq_count} sequential streamed chats "
+            f"each, {args.tokens} tokens, interleaved"
+        )
         print(table(["latency", "alone", "cluster on", "added"], rows))
 
         rows = []

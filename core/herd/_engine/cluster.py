@@ -50,7 +50,7 @@ log = logging.getLogger("herd.cluster")
 
 EVENTS, FREED = "events", "freed"
 POLLER = "poller"
-TRACE_BATCH_S = 0.05
+TRACE_BATCH_S = 0.2  # each replica's signals learn of the others' requests this late
 
 
 class Event(msgspec.Struct, array_like=True):
@@ -144,6 +144,7 @@ class ClusterLink:
         except StateUnavailable as exc:
             self.degrade(exc)
         await self.store.listen((EVENTS, FREED), self._on_message)
+        self._publish("hello", b"{}")  # the others count replicas again at once
         self._loop = asyncio.create_task(self._maintain())
         log.info(
             "cluster: replica %s, %s (%d replica(s))",
@@ -289,7 +290,7 @@ class ClusterLink:
     def request_finished(self, trace: RequestTrace) -> None:
         """Share a finished request with the other replicas' signals, in batches: one
         message per ``TRACE_BATCH_S`` at most, whatever the request rate."""
-        if self.degraded:
+        if self.degraded or self.replicas < 2:  # nobody to tell
             return
         self._outbox.append(trace)
         if len(self._outbox) == 1:
@@ -315,6 +316,7 @@ class ClusterLink:
         event = msgspec.json.decode(payload, type=Event)
         if event.origin == self.replica_id:
             return
+        self.replicas = max(self.replicas, 2)  # another replica speaks: there are two at least
         handler = _HANDLERS.get(event.kind)
         if handler is not None:
             handler(self, bytes(event.body))
@@ -327,6 +329,12 @@ class ClusterLink:
             log.warning("cluster: ignoring settings from another replica: %s", exc)
         finally:
             self._applying = False
+
+    def _on_hello(self, body: bytes) -> None:
+        self.spawn(self._count_replicas())
+
+    async def _count_replicas(self) -> None:
+        self.replicas = await self.store.heartbeat()
 
     def _on_settings(self, body: bytes) -> None:
         self._apply_settings(msgspec.json.decode(body))
@@ -359,6 +367,7 @@ class ClusterLink:
 
 
 _HANDLERS = {
+    "hello": ClusterLink._on_hello,
     "settings": ClusterLink._on_settings,
     "drain": ClusterLink._on_drain,
     "heartbeat": ClusterLink._on_heartbeat,

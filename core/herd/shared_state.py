@@ -103,10 +103,17 @@ class SharedState(abc.ABC):
 
     @abc.abstractmethod
     async def admit(
-        self, lease: Lease, limit: int, max_waiting: int, client_cap: int = 0
+        self,
+        lease: Lease,
+        limit: int,
+        max_waiting: int,
+        client_cap: int = 0,
+        releasing: Sequence[Lease] = (),
     ) -> Admission:
         """Grant the lease a slot if fewer than ``limit`` are held and no older ticket waits
-        for it; else queue (or refresh) its ticket. Atomic: never read-then-write."""
+        for it; else queue (or refresh) its ticket. Atomic: never read-then-write.
+
+        ``releasing`` are leases to :meth:`release` first, in the same round trip."""
 
     @abc.abstractmethod
     async def release(self, lease: Lease) -> None:
@@ -161,8 +168,15 @@ class LocalState(SharedState):
         self._handlers: list[tuple[frozenset[str], MessageHandler]] = []
 
     async def admit(
-        self, lease: Lease, limit: int, max_waiting: int, client_cap: int = 0
+        self,
+        lease: Lease,
+        limit: int,
+        max_waiting: int,
+        client_cap: int = 0,
+        releasing: Sequence[Lease] = (),
     ) -> Admission:
+        for done in releasing:
+            await self.release(done)
         now = time.monotonic()
         key = (lease.node, lease.model)
         leases = _live(self._leases.setdefault(key, {}), now)

@@ -189,3 +189,17 @@ def test_an_unreachable_server_is_state_unavailable(redis_server) -> None:
             await store.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_an_admission_can_carry_releases_in_the_same_round_trip(make_store) -> None:
+    async def scenario(make_store: Stores) -> None:
+        store = make_store()
+        assert (await store.admit(lease(1), 1, 8)).outcome == "granted"
+        answer = await store.admit(lease(2), 1, 8, releasing=[lease(1)])
+        assert (answer.outcome, answer.active) == ("granted", 1)
+        if make_store.kind == "redis":  # a restarted server forgot the scripts
+            await store.redis.script_flush()
+        answer = await store.admit(lease(3), 1, 8, releasing=[lease(2)])
+        assert (answer.outcome, answer.active) == ("granted", 1)
+
+    make_store.run(scenario)

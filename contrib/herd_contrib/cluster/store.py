@@ -18,7 +18,7 @@ from herd.settings import ClusterSettings
 from herd.shared_state import Admission, Lease, MessageHandler, SharedState, StateUnavailable
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from herd_contrib.cluster import scripts
 
@@ -78,17 +78,45 @@ class RedisState(SharedState):
                 await client.aclose()
 
     async def admit(
-        self, lease: Lease, limit: int, max_waiting: int, client_cap: int = 0
+        self,
+        lease: Lease,
+        limit: int,
+        max_waiting: int,
+        client_cap: int = 0,
+        releasing: Sequence[Lease] = (),
     ) -> Admission:
         keys = [*self._queue_keys(lease), f"{self.prefix}seq"]
         args = [limit, lease.id, self.ttl_ms, max_waiting, client_cap, "1" if lease.client else "0"]
-        outcome, active, waiting, position = await self._call(self._admit(keys, args))
+        if releasing:  # one round trip: the releases run first, in order
+            answer = await self._call(self._pipelined(releasing, keys, args))
+        else:
+            answer = await self._call(self._admit(keys, args))
+        outcome, active, waiting, position = answer
         return Admission(outcome.decode(), int(active), int(waiting), int(position))
 
     async def release(self, lease: Lease) -> None:
+        await self._call(self._release(*self._release_call(lease)))
+
+    async def _pipelined(self, releasing: Sequence[Lease], keys: list[str], args: list) -> list:
+        # evalsha by hand: a pipeline told about scripts checks them (a round trip) each time.
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for done in releasing:
+                done_keys, done_args = self._release_call(done)
+                pipe.evalsha(self._release.sha, len(done_keys), *done_keys, *done_args)
+            pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
+            try:
+                return (await pipe.execute())[-1]
+            except NoScriptError:  # a restarted server forgot them
+                if attempt:
+                    raise
+                await self.redis.script_load(scripts.RELEASE)
+                await self.redis.script_load(scripts.ADMIT)
+        raise AssertionError("unreachable")
+
+    def _release_call(self, lease: Lease) -> tuple[list[str], list[str]]:
         message = f"{lease.node}\n{lease.model}"
-        args = [lease.id, f"{self.prefix}freed", message]
-        await self._call(self._release(self._queue_keys(lease), args))
+        return self._queue_keys(lease), [lease.id, f"{self.prefix}freed", message]
 
     async def renew(self, leases: Sequence[Lease]) -> None:
         if not leases:

@@ -26,6 +26,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -38,7 +39,7 @@ from herd._engine.scheduling.admission import SharedAdmission
 from herd.node_view import NodeReport
 from herd.protocol.heartbeat import decode_heartbeat
 from herd.settings import ClusterSettings
-from herd.shared_state import LocalState, SharedState, StateUnavailable
+from herd.shared_state import Lease, LocalState, SharedState, StateUnavailable
 from herd.trace import RequestTrace
 
 if TYPE_CHECKING:
@@ -129,6 +130,8 @@ class ClusterLink:
         self._loop: asyncio.Task[None] | None = None
         self._applying = False  # taking another replica's settings: do not echo them
         self._outbox: list[RequestTrace] = []
+        # Leases freed while the store was away (bounded: the oldest expire there anyway).
+        self.owed: deque[Lease] = deque(maxlen=4096)
 
     # -- life ---------------------------------------------------------------------------
 
@@ -236,6 +239,9 @@ class ClusterLink:
         await self.store.renew(held)
         self.replicas = await self.store.heartbeat()
         self.leader = await self.store.lead(POLLER)
+        while self.owed:
+            await self.store.release(self.owed[0])
+            self.owed.popleft()
         if self.degraded:
             self.degraded = False
             log.warning("cluster: the shared store answers again; sharing state")

@@ -131,11 +131,14 @@ class SharedAdmission:
 
     async def _drop(self, lease: Lease) -> None:
         await self.link.local.release(lease)
-        if not self.link.degraded:
+        if self.link.degraded:
+            self.link.owed.append(lease)  # released there on rejoining, not a TTL later
+        else:
             try:
                 await self.link.store.release(lease)
             except StateUnavailable as exc:
-                self.link.degrade(exc)  # the lease expires there on its own
+                self.link.degrade(exc)
+                self.link.owed.append(lease)
         self.wake(lease.node, lease.model)
 
     async def _wait(self, key: tuple[str, str]) -> None:

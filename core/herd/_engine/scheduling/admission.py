@@ -61,10 +61,10 @@ class SharedAdmission:
             while True:
                 answer = await self._admit(lease, view.slots, board.max_queue_depth, cap)
                 if answer.outcome == "granted":
-                    slot = board._start(queue, request)
-                    self.leases[slot] = lease
                     # Mirrored locally (no I/O), so degraded mode counts it from the start.
                     await self.link.local.renew((lease,))
+                    slot = board._start(queue, request)
+                    self.leases[slot] = lease
                     return slot
                 if answer.outcome == "capped":
                     raise _capped(cap)
@@ -116,7 +116,9 @@ class SharedAdmission:
 
     async def _admit(self, lease: Lease, slots: int, max_waiting: int, cap: int) -> Admission:
         store, limit = self.link.admission_store(slots)
-        releasing, self._releasing = self._releasing, []
+        releasing: list[Lease] = []
+        if store is self.link.store:  # degraded: the flush timer owes them to the store
+            releasing, self._releasing = self._releasing, []
         for done in releasing:
             await self.link.local.release(done)
         try:
@@ -126,6 +128,7 @@ class SharedAdmission:
             return answer
         except StateUnavailable as exc:
             self.link.degrade(exc)
+            self.link.owed.extend(releasing)
             store, limit = self.link.admission_store(slots)
             return await store.admit(lease, limit, max_waiting, cap)
 

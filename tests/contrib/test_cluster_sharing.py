@@ -165,3 +165,12 @@ print("loaded:", loaded)
     )
     assert done.returncode == 0, done.stderr
     assert "loaded: []" in done.stdout
+
+
+def test_the_settings_view_hides_the_redis_password(make_router, redis_server) -> None:
+    url = redis_server.url.replace("redis://", "redis://:hunter2secret@")
+    # A password the server does not ask for is refused: the replica starts degraded.
+    router = make_router(cluster={"redis_url": url, "timeout_s": 0.3})
+    view = httpx.get(router.url + "/dashboard/api/settings").text
+    assert "hunter2secret" not in view and "redis://:********@127.0.0.1" in view
+    assert health(router)["cluster"]["state"] in ("shared", "degraded")

@@ -128,6 +128,7 @@ class ClusterLink:
         self.leader = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.Task[None] | None = None
+        self._forgetter: asyncio.Task[None] | None = None
         self._applying = False  # taking another replica's settings: do not echo them
         self._outbox: list[RequestTrace] = []
         # Leases freed while the store was away (bounded: the oldest expire there anyway).
@@ -149,6 +150,7 @@ class ClusterLink:
         await self.store.listen((EVENTS, FREED), self._on_message)
         self._publish("hello", b"{}")  # the others count replicas again at once
         self._loop = asyncio.create_task(self._maintain())
+        self._forgetter = asyncio.create_task(self._forget_stale_load())
         log.info(
             "cluster: replica %s, %s (%d replica(s))",
             self.replica_id,
@@ -157,9 +159,10 @@ class ClusterLink:
         )
 
     async def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            await asyncio.gather(self._loop, return_exceptions=True)
+        for task in (self._loop, self._forgetter):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=1.0)
         await self.store.close()
@@ -220,6 +223,12 @@ class ClusterLink:
             "outages": self.degraded_count,
             "last_error": self.last_error,
         }
+
+    async def _forget_stale_load(self) -> None:
+        """The others' load a replica saw in its last answers fades after a second."""
+        while True:
+            await asyncio.sleep(0.5)
+            self.admission.forget_stale(1.0)
 
     async def _maintain(self) -> None:
         while True:

@@ -12,6 +12,7 @@ with the node's slots split between the last known number of replicas.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,7 @@ class SharedAdmission:
         self._wakers: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self.board: QueueBoard | None = None
         self._releasing: list[Lease] = []  # freed, not yet told to the store
+        self._others: dict[tuple[str, str], tuple[int, float]] = {}  # other replicas' load
 
     def held(self) -> list[Lease]:
         """The leases of the requests running on this replica (to renew)."""
@@ -65,7 +67,9 @@ class SharedAdmission:
                     await self.link.local.renew((lease,))
                     slot = board._start(queue, request)
                     self.leases[slot] = lease
+                    self._learn(view, model, answer.active)
                     return slot
+                self._learn(view, model, answer.active)
                 if answer.outcome == "capped":
                     raise _capped(cap)
                 if answer.outcome == "full" and not waiting:
@@ -104,6 +108,49 @@ class SharedAdmission:
         leases, self._releasing = self._releasing, []
         for lease in leases:
             self.link.spawn(self._drop(lease))
+
+    # -- what the signals see ----------------------------------------------------------
+
+    def _learn(self, view: NodeView, model: str, active: int) -> None:
+        """Count the other replicas' requests on the node, as the last answer said, in its
+        in-flight figures, so the signals rank by the whole cluster's load. This replica's
+        own slots keep counting themselves; the others' part is forgotten by
+        :meth:`forget_stale` when no answer refreshed it."""
+        if self.board is None:
+            return
+        queue = self.board.queue(view, model)
+        others = max(0, active - queue.in_flight)
+        key = (view.name, model)
+        before = self._others.get(key, (0, 0.0))[0]
+        if others:
+            self._others[key] = (others, time.monotonic())
+        else:
+            self._others.pop(key, None)
+        if others != before:
+            self._show(view, model, others - before)
+
+    def forget_stale(self, max_age: float) -> None:
+        """Drop the others' load that no answer refreshed for ``max_age`` seconds."""
+        if self.board is None:
+            return
+        now = time.monotonic()
+        for key, (others, seen) in list(self._others.items()):
+            if now - seen < max_age:
+                continue
+            del self._others[key]
+            node, model = key
+            queue = self.board.queues.get(node, {}).get(model)
+            if queue is not None:
+                self._show(queue.view, model, -others)
+
+    @staticmethod
+    def _show(view: NodeView, model: str, change: int) -> None:
+        total = view.in_flight_by_model.get(model, 0) + change
+        if total > 0:
+            view.in_flight_by_model[model] = total
+        else:
+            view.in_flight_by_model.pop(model, None)
+        view.in_flight = max(0, view.in_flight + change)
 
     def wake(self, node: str, model: str) -> None:
         """A slot of ``node`` for ``model`` freed somewhere: waiters ask again."""

@@ -38,10 +38,13 @@ from typing import ClassVar, Literal
 
 from herd.settings import ClusterSettings
 
-__all__ = ["Admission", "Lease", "LocalState", "SharedState", "StateUnavailable"]
+__all__ = ["RESYNC", "Admission", "Lease", "LocalState", "SharedState", "StateUnavailable"]
 
 #: What a store calls for every message on a channel it listens to: (channel, payload).
 MessageHandler = Callable[[str, bytes], None]
+
+#: The channel name a store passes its handler after listening again: re-read shared values.
+RESYNC = ""
 
 
 class StateUnavailable(Exception):
@@ -148,7 +151,8 @@ class SharedState(abc.ABC):
     @abc.abstractmethod
     async def listen(self, channels: Sequence[str], handler: MessageHandler) -> None:
         """Call ``handler`` for every message on ``channels`` until :meth:`close`; keeps
-        listening across reconnections."""
+        listening across reconnections, after each of which it calls
+        ``handler(RESYNC, b"")``: messages may have been missed meanwhile."""
 
 
 class LocalState(SharedState):

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from herd.settings import ClusterSettings
-from herd.shared_state import Lease, LocalState, SharedState, StateUnavailable
+from herd.shared_state import RESYNC, Lease, LocalState, SharedState, StateUnavailable
 
 from tests.contrib.redis_server import RedisServer
 
@@ -203,3 +203,23 @@ def test_an_admission_can_carry_releases_in_the_same_round_trip(make_store) -> N
         assert (answer.outcome, answer.active) == ("granted", 1)
 
     make_store.run(scenario)
+
+
+def test_a_listener_that_lost_its_subscription_is_told_to_resync(redis_server) -> None:
+    async def scenario() -> None:
+        store = _redis_store(redis_server)
+        heard: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        try:
+            await store.listen(["events"], lambda channel, data: heard.put_nowait((channel, data)))
+            await asyncio.sleep(0.3)
+            redis_server.stop()
+            await asyncio.sleep(0.5)
+            redis_server.start()
+            assert await asyncio.wait_for(heard.get(), 20) == (RESYNC, b"")
+            await asyncio.sleep(0.3)
+            await store.publish("events", b"hello")
+            assert await asyncio.wait_for(heard.get(), 20) == ("events", b"hello")
+        finally:
+            await store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 40))

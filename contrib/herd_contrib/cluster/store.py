@@ -15,7 +15,14 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from herd.settings import ClusterSettings
-from herd.shared_state import Admission, Lease, MessageHandler, SharedState, StateUnavailable
+from herd.shared_state import (
+    RESYNC,
+    Admission,
+    Lease,
+    MessageHandler,
+    SharedState,
+    StateUnavailable,
+)
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -159,10 +166,14 @@ class RedisState(SharedState):
 
     async def _listen(self, names: dict[str, str], handler: MessageHandler) -> None:
         """Keep one subscription open, reconnecting (every ``retry_s``) when it drops."""
+        dropped = False
         while not self._closed:
             pubsub = self.subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*names)
+                if dropped:  # whatever was said meanwhile is lost: let the replica re-read
+                    dropped = False
+                    handler(RESYNC, b"")
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None or message.get("type") != "message":
@@ -175,6 +186,7 @@ class RedisState(SharedState):
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, TimeoutError) as exc:
+                dropped = True
                 log.debug("cluster: subscription lost (%s); retrying", exc)
             finally:
                 with contextlib.suppress(Exception):

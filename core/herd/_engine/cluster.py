@@ -39,7 +39,7 @@ from herd._engine.scheduling.admission import SharedAdmission
 from herd.node_view import NodeReport
 from herd.protocol.heartbeat import decode_heartbeat
 from herd.settings import ClusterSettings
-from herd.shared_state import Lease, LocalState, SharedState, StateUnavailable
+from herd.shared_state import RESYNC, Lease, LocalState, SharedState, StateUnavailable
 from herd.trace import RequestTrace
 
 if TYPE_CHECKING:
@@ -324,6 +324,10 @@ class ClusterLink:
     # -- receiving ----------------------------------------------------------------------
 
     def _on_message(self, channel: str, payload: bytes) -> None:
+        if channel == RESYNC:  # the subscription came back: catch up on what was missed
+            if not self.degraded:
+                self.spawn(self._restore())
+            return
         if channel == FREED:
             node, _, model = payload.decode().partition("\n")
             self.admission.wake(node, model)

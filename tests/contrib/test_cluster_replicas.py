@@ -126,6 +126,8 @@ def test_a_killed_replica_fails_its_streams_and_its_slots_come_back(
                 ]
                 await asyncio.sleep(0.5)  # they wait in the shared queue
                 assert not any(r.started.is_set() for r in survivors)
+                status = (await client.get(others[0].url + "/fleet/status")).json()
+                assert status["queues"]["gpu"][MODEL]["pending"] == 2  # its half of them
                 victim.kill()
                 killed_at = time.monotonic()
                 await asyncio.wait(

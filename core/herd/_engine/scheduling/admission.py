@@ -40,6 +40,7 @@ class SharedAdmission:
         self.board: QueueBoard | None = None
         self._releasing: list[Lease] = []  # freed, not yet told to the store
         self._others: dict[tuple[str, str], tuple[int, float]] = {}  # other replicas' load
+        self.waiting: dict[tuple[str, str], int] = {}  # this replica's requests waiting
 
     def held(self) -> list[Lease]:
         """The leases of the requests running on this replica (to renew)."""
@@ -58,6 +59,7 @@ class SharedAdmission:
         cap = board.max_in_flight_per_client
         lease = Lease(view.name, model, uuid.uuid4().hex, client_key(request) if cap else "")
         queued = view.queued_by_model
+        key = (view.name, model)
         waiting = False
         try:
             while True:
@@ -77,18 +79,20 @@ class SharedAdmission:
                 if not waiting:  # "full" while waiting: the store changed; keep trying
                     waiting = True
                     queued[model] = queued.get(model, 0) + 1
-                await self._wait((view.name, model))
+                    self.waiting[key] = self.waiting.get(key, 0) + 1
+                await self._wait(key)
         except BaseException:
             # Drop the ticket, or a lease granted by a call this request did not see end.
             self.link.spawn(self._drop(lease))
             raise
         finally:
             if waiting:
-                left = queued.get(model, 0) - 1
-                if left > 0:
-                    queued[model] = left
-                else:
-                    queued.pop(model, None)
+                for counts, name in ((queued, model), (self.waiting, key)):
+                    left = counts.get(name, 0) - 1
+                    if left > 0:
+                        counts[name] = left
+                    else:
+                        counts.pop(name, None)
 
     def released(self, slot: Slot) -> None:
         """The board freed ``slot``: give its lease back, within ``RELEASE_DELAY_S``.

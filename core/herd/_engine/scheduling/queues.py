@@ -261,8 +261,11 @@ class QueueBoard:
             rows = out[node] = {}
             for model, queue in by_model.items():
                 view = queue.view
+                pending = len(queue.waiters)
+                if self.admission is not None:  # cluster mode: they wait in the shared queue
+                    pending += self.admission.waiting.get((node, model), 0)
                 rows[model] = {
-                    "pending": len(queue.waiters),
+                    "pending": pending,
                     "in_flight": queue.in_flight,
                     "done": queue.done,
                     "failed": queue.failed,

@@ -265,7 +265,7 @@ class ClusterLink:
         elif raw:
             overrides = msgspec.json.decode(raw)
             gone = {key: None for key in live.overrides if key not in overrides}
-            if overrides or gone:
+            if overrides != live.overrides and (overrides or gone):
                 self._apply_settings({**gone, **overrides})
         fleet = self.gateway.fleet
         for name in list(fleet.nodes):

@@ -72,6 +72,11 @@ class SharedAdmission:
                     self._learn(view, model, answer.active)
                     return slot
                 self._learn(view, model, answer.active)
+                queued_now = answer.outcome == "queued" and not waiting
+                if queued_now and self._free_elsewhere(view, model, request.kind):
+                    # This replica ranked the node by stale figures: the answer showed it
+                    # busy while another looks free. Let the scheduler try that one.
+                    raise QueueFull(view.name)
                 if answer.outcome == "capped":
                     raise _capped(cap)
                 if answer.outcome == "full" and not waiting:
@@ -146,6 +151,21 @@ class SharedAdmission:
             queue = self.board.queues.get(node, {}).get(model)
             if queue is not None:
                 self._show(queue.view, model, -others)
+
+    def _free_elsewhere(self, busy: NodeView, model: str, kind: str) -> bool:
+        """Another usable node has the model and, as far as this replica knows, a free
+        slot for it. Each bounce teaches a node's load, so a request bounces a few times
+        at most before it queues."""
+        if kind != "text":
+            return False
+        for node in self.link.gateway.fleet.nodes.values():
+            view = node.view
+            if view is busy or view.draining or view.status != "online":
+                continue
+            room = view.in_flight_by_model.get(model, 0) < view.slots
+            if room and not view.queued_by_model.get(model) and view.has_model(model):
+                return True
+        return False
 
     @staticmethod
     def _show(view: NodeView, model: str, change: int) -> None:

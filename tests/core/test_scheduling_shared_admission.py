@@ -30,3 +30,15 @@ def test_other_replicas_load_shows_in_the_view_and_fades() -> None:
         assert view.in_flight_by_model == {} and view.in_flight == 0
 
     asyncio.run(scenario())
+
+
+def test_a_request_is_sent_elsewhere_once_at_most_and_only_to_a_free_looking_node() -> None:
+    busy, free = make_node("x", num_parallel=1), make_node("y", num_parallel=1)
+    fleet = SimpleNamespace(nodes={v.name: SimpleNamespace(view=v) for v in (busy, free)})
+    link = SimpleNamespace(settings=ClusterSettings(), gateway=SimpleNamespace(fleet=fleet))
+    admission = SharedAdmission(link)
+    request = make_request(request_id="r1")
+    assert admission._bounce(busy, MODEL, request)
+    assert not admission._bounce(busy, MODEL, request)  # the same request queues next time
+    free.in_flight_by_model[MODEL] = 1  # now the other one looks full too
+    assert not admission._bounce(busy, MODEL, make_request(request_id="r2"))

@@ -41,6 +41,7 @@ class SharedAdmission:
         self._releasing: list[Lease] = []  # freed, not yet told to the store
         self._others: dict[tuple[str, str], tuple[int, float]] = {}  # other replicas' load
         self.waiting: dict[tuple[str, str], int] = {}  # this replica's requests waiting
+        self._bounced: dict[str, None] = {}  # request ids sent elsewhere once (recent ones)
 
     def held(self) -> list[Lease]:
         """The leases of the requests running on this replica (to renew)."""
@@ -73,7 +74,7 @@ class SharedAdmission:
                     return slot
                 self._learn(view, model, answer.active)
                 queued_now = answer.outcome == "queued" and not waiting
-                if queued_now and self._free_elsewhere(view, model, request.kind):
+                if queued_now and self._bounce(view, model, request):
                     # This replica ranked the node by stale figures: the answer showed it
                     # busy while another looks free. Let the scheduler try that one.
                     raise QueueFull(view.name)
@@ -152,12 +153,22 @@ class SharedAdmission:
             if queue is not None:
                 self._show(queue.view, model, -others)
 
-    def _free_elsewhere(self, busy: NodeView, model: str, kind: str) -> bool:
-        """Another usable node has the model and, as far as this replica knows, a free
-        slot for it. Each bounce teaches a node's load, so a request bounces a few times
-        at most before it queues."""
-        if kind != "text":
+    def _bounce(self, busy: NodeView, model: str, request: InferenceRequest) -> bool:
+        """Whether to send the request elsewhere rather than queue: once per request at
+        most (the other node may not suit it: the scheduler then holds it a moment and
+        it queues here), and only when another node looks free."""
+        if request.kind != "text" or request.request_id in self._bounced:
             return False
+        if not self._free_elsewhere(busy, model):
+            return False
+        self._bounced[request.request_id] = None
+        if len(self._bounced) > 1024:
+            del self._bounced[next(iter(self._bounced))]
+        return True
+
+    def _free_elsewhere(self, busy: NodeView, model: str) -> bool:
+        """Another usable node has the model and, as far as this replica knows, a free
+        slot for it."""
         for node in self.link.gateway.fleet.nodes.values():
             view = node.view
             if view is busy or view.draining or view.status != "online":

@@ -159,6 +159,7 @@ class ClusterLink:
         )
 
     async def stop(self) -> None:
+        self.admission.flush_releases()  # what finished last still leaves the store
         for task in (self._loop, self._forgetter):
             if task is not None:
                 task.cancel()
@@ -171,7 +172,7 @@ class ClusterLink:
         """Run store work in the background (a release, a publish): never blocks a request."""
         try:
             task = asyncio.get_running_loop().create_task(work)
-        except RuntimeError:  # called off the router's loop: a programming error, said once
+        except RuntimeError:  # called off the router's loop: a programming error
             work.close()
             log.error("cluster: store work started outside the event loop was dropped")
             return
@@ -180,8 +181,11 @@ class ClusterLink:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and isinstance(task.exception(), StateUnavailable):
-            self.degrade(task.exception())  # type: ignore[arg-type]
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, StateUnavailable):
+            self.degrade(error)
+        elif error is not None:
+            log.error("cluster: background store work failed", exc_info=error)
 
     # -- degraded mode ------------------------------------------------------------------
 

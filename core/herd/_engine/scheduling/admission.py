@@ -112,9 +112,10 @@ class SharedAdmission:
             return
         self._releasing.append(lease)
         if len(self._releasing) == 1:
-            asyncio.get_running_loop().call_later(RELEASE_DELAY_S, self._flush_releases)
+            asyncio.get_running_loop().call_later(RELEASE_DELAY_S, self.flush_releases)
 
-    def _flush_releases(self) -> None:
+    def flush_releases(self) -> None:
+        """Give back the freed leases no admission carried yet."""
         leases, self._releasing = self._releasing, []
         for lease in leases:
             self.link.spawn(self._drop(lease))

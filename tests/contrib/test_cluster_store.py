@@ -7,13 +7,14 @@ reference semantics of LocalState, step by step.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Awaitable, Callable
 
 import pytest
 from herd.settings import ClusterSettings
 from herd.shared_state import RESYNC, Lease, LocalState, SharedState, StateUnavailable
 
-from tests.contrib.redis_server import RedisServer
+from tests.contrib.redis_server import RedisServer, free_port
 
 pytest.importorskip("redis")
 
@@ -223,3 +224,30 @@ def test_a_listener_that_lost_its_subscription_is_told_to_resync(redis_server) -
             await store.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 40))
+
+
+def test_a_password_protected_server_needs_the_password_in_the_url() -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs redis-server")
+    server = RedisServer(binary, free_port(), password="s3cret-pass").start()
+
+    async def scenario() -> None:
+        good = _redis_store(server)
+        settings = ClusterSettings(redis_url=server.url.replace("s3cret-pass", "wrong"))
+        from herd_contrib.cluster import RedisState
+
+        bad = RedisState(settings, "r2")
+        try:
+            await good.start()
+            assert (await good.admit(lease(1), 1, 8)).outcome == "granted"
+            with pytest.raises(StateUnavailable, match=r"(?i)auth|password"):
+                await bad.start()
+        finally:
+            await good.close()
+            await bad.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        server.stop()

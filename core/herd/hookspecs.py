@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from herd.interfaces import Backend, FallbackPolicy, Signal, TraceSink
     from herd.router import Router
     from herd.settings import Settings
+    from herd.shared_state import SharedState
     from herd.trace import RequestTrace
 
 PROJECT = "herd"
@@ -78,6 +79,23 @@ def herd_register_sinks() -> list[type[TraceSink]]:
         >>> @hookimpl
         ... def herd_register_sinks():
         ...     return [JsonlSink]
+    """
+
+
+@hookspec
+def herd_register_state_stores() -> list[type[SharedState]]:
+    """Register stores replicas share state through (see :mod:`herd.shared_state`).
+
+    The router uses the store whose ``schemes`` include the scheme of
+    ``cluster.redis_url``; with no URL it runs alone and uses none.
+
+    Returns:
+        SharedState subclasses.
+
+    Example:
+        >>> @hookimpl
+        ... def herd_register_state_stores():
+        ...     return [EtcdState]  # schemes = ("etcd",)
     """
 
 

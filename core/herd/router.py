@@ -90,3 +90,9 @@ class Router(Protocol):
     def set_draining(self, node: str, draining: bool) -> None:
         """Stop (or resume) sending new requests to a node; in-flight ones finish."""
         ...
+
+    def cluster_status(self) -> dict[str, Any]:
+        """With ``cluster.redis_url``: this replica's ``replica`` id, ``state`` (``shared``,
+        or ``degraded`` while the store is unreachable), ``replicas``, ``poller``,
+        ``outages``, ``last_error``. Empty when the router runs alone."""
+        ...

@@ -22,6 +22,7 @@ import msgspec
 __all__ = [
     "ApiKeySettings",
     "AuthSettings",
+    "ClusterSettings",
     "FleetSettings",
     "LimitSettings",
     "NodeConfig",
@@ -290,6 +291,35 @@ class PluginSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = {}
 
 
+class ClusterSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Several routers in front of one fleet, sharing state through Redis or Valkey."""
+
+    redis_url: Annotated[
+        str,
+        _doc(
+            "Redis/Valkey URL shared by every replica, e.g. redis://:PASSWORD@10.0.0.9:6379/0 "
+            "(rediss:// for TLS). Empty: this router runs alone."
+        ),
+    ] = ""
+    key_prefix: Annotated[
+        str, _doc("Prefix of every key and channel herd uses in Redis (one fleet per prefix).")
+    ] = "herd:"
+    lease_ttl_s: Annotated[
+        float,
+        _doc("Seconds a request's slot lease lives unless its replica renews it.", gt=0),
+    ] = 10.0
+    replica_id: Annotated[
+        str, _doc("This replica's name in Redis (default: host name, process id and a random tag).")
+    ] = ""
+    timeout_s: Annotated[
+        float,
+        _doc("Seconds a Redis call may take before this replica runs on local state.", gt=0),
+    ] = 0.5
+    retry_s: Annotated[
+        float, _doc("Seconds between reconnection attempts while Redis is unreachable.", gt=0)
+    ] = 1.0
+
+
 class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """The whole router configuration (the top level of the YAML file)."""
 
@@ -323,6 +353,9 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     openai: Annotated[OpenAISettings, _doc("How the OpenAI-compatible /v1 API answers.")] = (
         OpenAISettings()
     )
+    cluster: Annotated[
+        ClusterSettings, _doc("Several replicas sharing state through Redis (off by default).")
+    ] = ClusterSettings()
 
     @property
     def data_path(self) -> Path:

@@ -166,7 +166,21 @@ class MetricsSink(TraceSink):
         samples("herd_traces_dropped_total", ("sink",), dropped)
         self._fleet(out, family, samples, gateway)
         self._queues(out, family, samples, router if router is not None else gateway)
+        self._cluster(family, samples, gateway)
         return "\n".join(out) + "\n"
+
+    @staticmethod
+    def _cluster(family: Any, samples: Any, gateway: Any) -> None:
+        """Replicas sharing state (``cluster.redis_url``); nothing when the router runs alone."""
+        status = gateway.cluster_status() if hasattr(gateway, "cluster_status") else {}
+        if not status:
+            return
+        family("herd_cluster_degraded", "gauge", "1 while the shared store is unreachable.")
+        samples("herd_cluster_degraded", (), {(): float(status["state"] == "degraded")})
+        family("herd_cluster_replicas", "gauge", "Replicas alive, as last seen in the store.")
+        samples("herd_cluster_replicas", (), {(): float(status["replicas"])})
+        family("herd_cluster_outages_total", "counter", "Times the shared store was lost.")
+        samples("herd_cluster_outages_total", (), {(): float(status["outages"])})
 
     def _histogram(self, out: list[str], name: str, help_text: str, hist: Histogram) -> None:
         out.append(f"# HELP {name} {help_text}")

@@ -11,6 +11,7 @@ import aiohttp
 import msgspec
 import pluggy
 
+from herd._engine.cluster import ClusterLink, state_store_for
 from herd._engine.fleet.registry import Fleet
 from herd._engine.live_settings import LiveSettings
 from herd._engine.plugins import PluginLoadError, collect_classes
@@ -63,6 +64,7 @@ class Gateway:
         self.scheduler: Scheduler | None = None
         self._finished_hook = pm.hook.herd_request_finished
         self._has_finished_impls = bool(self._finished_hook.get_hookimpls())
+        self.cluster: ClusterLink | None = None  # only with cluster.redis_url
 
     def _make_signals(self) -> list[Signal]:
         options = self.settings.routing.signals
@@ -117,6 +119,10 @@ class Gateway:
             sink = cls(config, data_dir)
             await sink.start()
             self.sinks.append(sink)
+        if self.settings.cluster.redis_url:
+            self.cluster = ClusterLink(self, state_store_for(self.pm, self.settings.cluster))
+            self.fleet.cluster = self.cluster
+            await self.cluster.start()
         await self.fleet.start()
         for result in self.pm.hook.herd_startup(router=self):
             if inspect.isawaitable(result):
@@ -129,6 +135,8 @@ class Gateway:
                 await result
         if self.scheduler is not None:
             await self.scheduler.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.fleet is not None:
             await self.fleet.stop()
         for sink in self.sinks:
@@ -161,6 +169,16 @@ class Gateway:
                 self._finished_hook(trace=trace)
             except Exception:
                 log.exception("a herd_request_finished hook failed")
+        if self.cluster is not None:
+            self.cluster.request_finished(trace)
+
+    def learn(self, trace: RequestTrace) -> None:
+        """Let the signals learn from a request another replica served (cluster mode)."""
+        for signal in self._observers:
+            try:
+                signal.observe(trace)
+            except Exception:
+                log.exception("signal %s failed to observe a trace", signal.name)
 
     # -- the public Router protocol (herd.router): all a plugin may use -------------------
 
@@ -186,6 +204,11 @@ class Gateway:
         except KeyError:
             known = ", ".join(self.fleet.nodes) or "none"
             raise HerdError(404, f"node '{node}' not found (nodes: {known})") from None
+        if self.cluster is not None:
+            self.cluster.drain_changed(node, draining)
+
+    def cluster_status(self) -> dict[str, Any]:
+        return self.cluster.status() if self.cluster is not None else {}
 
     def _fleet_node(self, name: str) -> Any:
         node = self.fleet.nodes.get(name) if self.fleet is not None else None

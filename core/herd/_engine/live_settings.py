@@ -59,13 +59,15 @@ WeightValue = Annotated[float, msgspec.Meta(ge=0, le=1000)]
 
 _SECRET_NAMES = re.compile(r"(^|_)(key|token|secret|password|authorization)$", re.IGNORECASE)
 REDACTED = "********"
+_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*:).*@", re.IGNORECASE)
 
 
 def redact(value: Any, name: str = "") -> Any:
     """A copy of plain data with every secret replaced by ``********``.
 
     A secret is a non-empty string under a name such as ``key``, ``admin_key``,
-    ``node_token``, ``password`` or ``secret``, or any value of a ``headers`` mapping.
+    ``node_token``, ``password`` or ``secret``, any value of a ``headers`` mapping, or the
+    password in a URL (``redis://:********@host``).
 
     Example:
         >>> redact({"auth": {"admin_key": "s3cret", "api_keys": [{"name": "ci", "key": "x"}]}})
@@ -79,6 +81,8 @@ def redact(value: Any, name: str = "") -> Any:
         return [redact(v, name) for v in value]
     if isinstance(value, str) and value and _SECRET_NAMES.search(name):
         return REDACTED
+    if isinstance(value, str) and "@" in value:  # a URL's password (cluster.redis_url, ...)
+        return _URL_PASSWORD.sub(r"\1" + REDACTED + "@", value)
     return value
 
 
@@ -171,6 +175,9 @@ class LiveSettings:
         self.updated_at = time.time()
         self._save()
         audit("settings", changes=", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        cluster = getattr(self.gateway, "cluster", None)
+        if cluster is not None:  # the other replicas apply it too (cluster.redis_url)
+            cluster.settings_changed(changes)
         return changes
 
     def restore(self) -> None:

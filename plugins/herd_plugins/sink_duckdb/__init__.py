@@ -22,6 +22,11 @@ import msgspec
 from herd import RequestTrace, TraceSink, hookimpl
 
 from herd_plugins.batching import BatchWorker
+from herd_plugins.sink_duckdb.replicas import (
+    default_export_name,
+    export_traces,
+    show_other_replicas,
+)
 from herd_plugins.sink_duckdb.schema import insert_traces, migrate
 
 __all__ = ["DuckDBSink", "TraceStoreError"]
@@ -71,6 +76,23 @@ class DuckDBSink(TraceSink):
         threads: Annotated[
             int, msgspec.Meta(ge=1, description="DuckDB worker threads (inserts and queries).")
         ] = 1
+        export_dir: Annotated[
+            str,
+            msgspec.Meta(
+                description="Several replicas: a directory all of them reach, where each "
+                "writes its traces as Parquet and from which the dashboard reads them all."
+            ),
+        ] = ""
+        export_interval: Annotated[
+            float, msgspec.Meta(gt=0, description="Seconds between two Parquet exports.")
+        ] = 60.0
+        export_name: Annotated[
+            str,
+            msgspec.Meta(
+                description="This replica's file name in export_dir (default: host name "
+                "and a hash of the database path)."
+            ),
+        ] = ""
 
     def __init__(self, config: Any = None, data_dir: str = "") -> None:
         super().__init__(config or self.Config(), data_dir)
@@ -82,6 +104,8 @@ class DuckDBSink(TraceSink):
         self._db: duckdb.DuckDBPyConnection | None = None
         self._writer: duckdb.DuckDBPyConnection | None = None
         self._warned_at: dict[str, float] = {}
+        self.export_name = self.config.export_name or default_export_name(self.path)
+        self._exporter: asyncio.Task[None] | None = None
         self._worker = BatchWorker(
             "herd-duckdb-writer",
             self._write,
@@ -123,9 +147,17 @@ class DuckDBSink(TraceSink):
         """Open (and upgrade) the database, then start the writer thread."""
         await asyncio.to_thread(self.open)
         self._worker.start()
+        if self.config.export_dir and self.path != ":memory:":
+            self._exporter = asyncio.create_task(self._export_forever())
 
     async def stop(self) -> None:
         """Write everything queued, checkpoint and close."""
+        if self._exporter is not None:
+            self._exporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._exporter
+            self._exporter = None
+            await asyncio.to_thread(self._export_once)  # the last word of this replica
         await asyncio.to_thread(self.close)
 
     async def flush(self) -> None:
@@ -173,6 +205,11 @@ class DuckDBSink(TraceSink):
             raise TraceStoreError("the trace store is not open")
         cursor = self._db.cursor()
         try:
+            if self.config.export_dir:
+                try:
+                    show_other_replicas(cursor, self.config.export_dir, self.export_name)
+                except (duckdb.Error, OSError) as exc:  # this replica's rows still answer
+                    self._warn("replicas", "cannot read other replicas' traces: %s", exc)
             yield cursor
         finally:
             cursor.close()
@@ -200,6 +237,25 @@ class DuckDBSink(TraceSink):
             self.pruned += deleted
             log.info("trace store: pruned %d traces older than %g days", deleted, days)
         return deleted
+
+    # -- several replicas -----------------------------------------------------------------
+
+    async def _export_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.export_interval)
+            await asyncio.to_thread(self._export_once)
+
+    def _export_once(self) -> None:
+        if self._db is None:
+            return
+        self.flush_now(10.0)
+        cursor = self._db.cursor()
+        try:
+            export_traces(cursor, self.config.export_dir, self.export_name)
+        except (duckdb.Error, OSError) as exc:
+            self._warn("export", "trace export to %s failed: %s", self.config.export_dir, exc)
+        finally:
+            cursor.close()
 
     # -- on the writer thread ----------------------------------------------------------
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -63,6 +64,7 @@ class Fleet:
         #: Called when a node can take more work (it came online or stopped draining):
         #: the scheduler wakes the requests it holds, instead of having them re-poll.
         self.on_capacity: Callable[[], None] | None = None
+        self.cluster: Any = None  # the ClusterLink, with cluster.redis_url: one replica polls
         for node in settings.nodes:
             self.add(node)
         self.membership = Membership(self)
@@ -176,6 +178,8 @@ class Fleet:
                     own = frozenset(type(node.backend).capabilities)
                     await poll_services(node.view, own, node.services)
                 continue  # a live herd-node agent reports this node
+            if self.cluster is not None and not self.cluster.polls():
+                continue  # another replica polls and shares what it finds
             await self.poll(node)
 
     async def poll(self, node: FleetNode) -> None:
@@ -193,8 +197,12 @@ class Fleet:
             raise
         except Exception as exc:
             self.mark_unreachable(node.view, _describe(exc))
+            if self.cluster is not None:
+                self.cluster.polled(node.name, None, _describe(exc))
             return
         self.apply(node.view, report)
+        if self.cluster is not None:
+            self.cluster.polled(node.name, report)
 
     def apply(self, view: NodeView, report: NodeReport) -> None:
         """Take a poll's findings into a node's view."""

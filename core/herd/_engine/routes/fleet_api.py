@@ -52,6 +52,9 @@ async def heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
     except MembershipError as exc:
         audit("refused agent", request, level=30, node=beat.name, reason=exc.message)
         raise HerdError(exc.status, exc.message) from None
+    cluster = gateway_of(request).cluster
+    if cluster is not None:  # every replica sees the node, whichever one the agent reached
+        cluster.heartbeat_accepted(body)
     return Response(encode(reply), media_type=JSON)
 
 
@@ -79,6 +82,8 @@ async def status(request: Request[Any, Any, Any]) -> Response[bytes]:
     reaped = getattr(scheduler, "reaped", None)
     if reaped is not None:
         body["reaped"] = reaped
+    if gateway.cluster is not None:
+        body["cluster"] = gateway.cluster.status()
     return Response(_encode(body), media_type=JSON)
 
 
@@ -102,6 +107,8 @@ def _set_drain(request: Request[Any, Any, Any], name: str, draining: bool) -> Re
     except KeyError:
         known = ", ".join(gateway.fleet.nodes) or "none"
         raise HerdError(404, f"node '{name}' not found (nodes: {known})") from None
+    if gateway.cluster is not None:
+        gateway.cluster.drain_changed(name, draining)
     body = {"node": name, "draining": view.draining, "state": _state(view.status, view.draining)}
     return Response(_encode(body), media_type=JSON)
 

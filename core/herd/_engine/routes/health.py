@@ -23,11 +23,14 @@ async def root() -> Response[bytes]:
 @get("/healthz", status_code=200)
 async def healthz(request: Request[Any, Any, Any]) -> Response[bytes]:
     """200 with the router's version and node counts while the process can serve."""
-    views = gateway_of(request).fleet.views()
+    gateway = gateway_of(request)
+    views = gateway.fleet.views()
     counts = {"total": len(views), "online": 0, "offline": 0, "unknown": 0}
     for view in views:
         counts[view.status] = counts.get(view.status, 0) + 1
-    body = {"status": "ok", "version": herd.__version__, "nodes": counts}
+    body: dict[str, Any] = {"status": "ok", "version": herd.__version__, "nodes": counts}
+    if gateway.cluster is not None:  # degraded still serves: 200, and says so
+        body["cluster"] = gateway.cluster.status()
     return Response(msgspec.json.encode(body), media_type=JSON)
 
 

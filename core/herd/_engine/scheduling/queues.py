@@ -98,6 +98,8 @@ class QueueBoard:
         self.reaped = 0
         self._held: list[asyncio.Future[None]] = []
         self._clients: dict[str, int] = {}
+        # Cluster mode only (admission.SharedAdmission): slots are leases shared by replicas.
+        self.admission: Any = None
 
     # -- queues -----------------------------------------------------------------------
 
@@ -121,6 +123,8 @@ class QueueBoard:
         Raises:
             QueueFull: ``max_queue_depth`` requests already wait there.
         """
+        if self.admission is not None:
+            return await self.admission.acquire(self, view, request)
         model = request.model_key
         queue = self.queue(view, model)
         queue.kind = request.kind
@@ -173,6 +177,8 @@ class QueueBoard:
             queue.done += 1
         if slot.client:
             _decrement(self._clients, slot.client)
+        if self.admission is not None:
+            self.admission.released(slot)
         view, model = queue.view, queue.model
         view.in_flight -= 1
         _decrement(view.in_flight_by_model, model)
@@ -255,8 +261,11 @@ class QueueBoard:
             rows = out[node] = {}
             for model, queue in by_model.items():
                 view = queue.view
+                pending = len(queue.waiters)
+                if self.admission is not None:  # cluster mode: they wait in the shared queue
+                    pending += self.admission.waiting.get((node, model), 0)
                 rows[model] = {
-                    "pending": len(queue.waiters),
+                    "pending": pending,
                     "in_flight": queue.in_flight,
                     "done": queue.done,
                     "failed": queue.failed,

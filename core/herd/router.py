@@ -90,3 +90,17 @@ class Router(Protocol):
     def set_draining(self, node: str, draining: bool) -> None:
         """Stop (or resume) sending new requests to a node; in-flight ones finish."""
         ...
+
+    # -- what the queues hold now (the dashboard's live queue) ---------------------------
+
+    def queue_snapshot(self) -> dict[str, Any]:
+        """Every request waiting in or running through the router's queues, right now.
+
+        Returns:
+            ``{"held", "reaped", "max_queue_depth", "requests": [...]}``: ``held`` counts
+            requests that found every queue full, ``reaped`` the stalled requests ended
+            since start; each request is ``{"id", "kind", "endpoint", "api", "model",
+            "node", "state" ("running" | "queued"), "position" (queued only),
+            "received_at", "tags"}``.
+        """
+        ...

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
 from herd import LoadedModel, ModelEntry, NodeView
 from herd_plugins.dashboard.advice import recommend, size_text
 from herd_plugins.dashboard.health import HealthInputs, check_health
 from herd_plugins.dashboard.monitor import FleetMonitor, node_card, queue_items
-
 
 GB = 1_000_000_000
 

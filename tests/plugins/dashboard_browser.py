@@ -49,6 +49,26 @@ def require_browser() -> None:
     pytest.skip(why)
 
 
+# What the security middleware sends: the page must work under it (no inline scripts,
+# styles or event handlers). Tests add it to the page's response themselves so they
+# check the dashboard whatever the router's middleware does.
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def strict_csp(context: Any) -> None:
+    """Serve every dashboard page of ``context`` with :data:`STRICT_CSP`."""
+
+    def handle(route: Any) -> None:
+        response = route.fetch()
+        headers = {**response.headers, "content-security-policy": STRICT_CSP}
+        route.fulfill(response=response, headers=headers)
+
+    context.route("**/dashboard", handle)
+
+
 def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_browser import ARTIFACTS, PageProblems, launch, require_browser
+from dashboard_browser import ARTIFACTS, PageProblems, launch, require_browser, strict_csp
 from herd.testing import DEFAULT_MODELS, EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 
 pytestmark = pytest.mark.browser
 
-TABS = ("overview", "trends", "models", "apps", "benchmarks", "health", "recommendations")
+TABS = ("overview", "requests", "trends", "models", "apps", "benchmarks", "health", "recommendations")
 FAST, SLOW = "llama3.2:3b", "qwen3:4b"
 REGISTRY = [
     EmulatedModel(name="smollm:135m", size=91_000_000),
@@ -86,7 +86,7 @@ def router(
         thread.start()
     for thread in threads:
         thread.join()
-    sink = next(s for s in handle.gateway.sinks if s.name == "duckdb")
+    sink = next(s for s in handle.app.state.router.sinks if s.name == "duckdb")
     handle.call(sink.flush())
     handle.poll_now()  # the cards show what the nodes have loaded now
     yield handle
@@ -94,7 +94,8 @@ def router(
 
 
 def _page(browser: Any, url: str, hash_: str = "overview") -> tuple[Any, Any, PageProblems]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    strict_csp(context)
     page = context.new_page()
     page.set_default_timeout(10_000)
     problems = PageProblems(page)
@@ -120,12 +121,12 @@ def test_every_tab_renders_real_data_without_console_errors(
         trends = page.locator("#tab-trends")
         assert trends.locator("svg rect").count() > 0  # request bars
         assert trends.locator("svg path").count() >= 3  # latency, TTFT, tokens/s lines
-        assert page.locator('#tab-models tr[data-model="llama3.2:3b"]').count() == 1
+        assert page.locator('#tab-models .usage tr[data-model="llama3.2:3b"]').count() == 1
         assert page.locator('#tab-apps tr[data-app="app:chat"]').count() == 1
         assert "app:slow" in page.inner_text("#tab-apps")
         assert page.locator("#tab-health .check").count() == 10
         assert page.locator('#tab-health [data-check="offline"][data-status="ok"]').count() == 1
-        assert page.locator('#tab-recommendations tr[data-model="llama3.2:3b"]').count() == 1
+        assert page.locator("#tab-requests tr[data-id]").count() >= 13
         page.click('#tabs a[data-tab="benchmarks"]')
         page.select_option("#tab-benchmarks select[name=model]", FAST)
         page.fill("#tab-benchmarks input[name=duration]", "1")

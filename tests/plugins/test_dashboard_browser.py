@@ -20,7 +20,16 @@ from herd.testing.router_runner import RouterHandle
 
 pytestmark = pytest.mark.browser
 
-TABS = ("overview", "requests", "trends", "models", "apps", "benchmarks", "health", "recommendations")
+TABS = (
+    "overview",
+    "requests",
+    "trends",
+    "models",
+    "apps",
+    "benchmarks",
+    "health",
+    "recommendations",
+)
 FAST, SLOW = "llama3.2:3b", "qwen3:4b"
 REGISTRY = [
     EmulatedModel(name="smollm:135m", size=91_000_000),

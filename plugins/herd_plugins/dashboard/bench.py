@@ -245,8 +245,7 @@ async def _one_request(
             sample["node"] = response.headers.get("X-Herd-Node", "")
             sample["status"] = response.status
             if response.status != 200:
-                text = (await response.read())[:300].decode("utf-8", "replace")
-                sample["error"] = f"HTTP {response.status}: {text}"
+                sample["error"] = f"HTTP {response.status}: {_reason(await response.read())}"
             else:
                 async for line in response.content:
                     if not line.strip():
@@ -265,6 +264,21 @@ async def _one_request(
         sample["error"] = str(exc) or type(exc).__name__
     sample["latency"] = time.monotonic() - started
     return sample
+
+
+def _reason(body: bytes) -> str:
+    """The error message of an Ollama or OpenAI error body, else its first 300 characters."""
+    try:
+        answer = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        answer = None
+    if isinstance(answer, dict):
+        error = answer.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        if error:
+            return str(error)[:300]
+    return body[:300].decode("utf-8", "replace")
 
 
 def _summary(samples: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:

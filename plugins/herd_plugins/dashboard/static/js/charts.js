@@ -43,13 +43,15 @@ export function timeChart(el, { series, format = String, height = 170, bars = fa
     el.innerHTML = `${head}<div class="empty">No data in this window.</div>`;
     return;
   }
-  const W = Math.max(320, Math.round(el.clientWidth || 640)), H = height, L = 58, R = 10, T = 8, B = 20;
-  const ts = series[0].points.map((p) => p[0]);
-  const n = ts.length;
-  const bucket = step || (n > 1 ? ts[1] - ts[0] : 3600);
   const raw = niceStep(Math.max(...points.map((p) => p[1])) / 4);
   const yStep = integer ? Math.max(1, Math.ceil(raw)) : raw;
   const top = yStep * 4;
+  // the left margin fits the longest axis label, unit included
+  const longest = Math.max(...[0, 1, 2, 3, 4].map((k) => String(format(yStep * k)).length));
+  const W = Math.max(320, Math.round(el.clientWidth || 640)), H = height, L = 10 + longest * 5.6, R = 10, T = 8, B = 20;
+  const ts = series[0].points.map((p) => p[0]);
+  const n = ts.length;
+  const bucket = step || (n > 1 ? ts[1] - ts[0] : 3600);
   const slot = (W - L - R) / Math.max(1, n);
   const x = (i) => L + (i + 0.5) * slot;
   const y = (v) => T + (1 - v / top) * (H - T - B);

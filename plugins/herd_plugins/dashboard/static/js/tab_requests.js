@@ -83,11 +83,17 @@ function scoreTable(scores) {
     <tbody>${nodes.map((n) => `<tr><td>${esc(n)}</td>${signals.map((s) => `<td class="num">${num(scores[n][s], 3)}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
 }
 
-function attemptTable(attempts) {
+// Times in an attempt read as offsets from the request's arrival ("+12 ms").
+function cell(key, value, received) {
+  if (key.endsWith("_at") && typeof value === "number" && value > 1e9) return `+${ms((value - received) * 1000)}`;
+  return esc(typeof value === "object" ? JSON.stringify(value) : value);
+}
+
+function attemptTable(attempts, received) {
   if (!attempts || !attempts.length) return '<p class="muted">No attempt reached a node.</p>';
   const cols = [...new Set(attempts.flatMap((a) => Object.keys(a)))];
-  return `<div class="table-scroll"><table><thead><tr>${cols.map((c) => `<th>${esc(c)}</th>`).join("")}</tr></thead>
-    <tbody>${attempts.map((a) => `<tr>${cols.map((c) => `<td>${esc(typeof a[c] === "object" ? JSON.stringify(a[c]) : a[c])}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
+  return `<div class="table-scroll"><table><thead><tr>${cols.map((c) => `<th>${esc(c.replace(/_at$/, ""))}</th>`).join("")}</tr></thead>
+    <tbody>${attempts.map((a) => `<tr>${cols.map((c) => `<td>${cell(c, a[c], received)}</td>`).join("")}</tr>`).join("")}</tbody></table></div>`;
 }
 
 async function showTrace(id) {
@@ -111,7 +117,7 @@ async function showTrace(id) {
           ["tags", tags(t.tags) || "—"], ["trace id", `<span class="mono">${esc(t.trace_id)}</span>`]])}</div>
       </div>
       <h3>Notes</h3>${(t.notes || []).length ? `<ul>${t.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul>` : '<p class="muted">None.</p>'}
-      <h3>Attempts</h3>${attemptTable(t.attempts)}
+      <h3>Attempts</h3>${attemptTable(t.attempts, t.received_at)}
       <h3>Scores per signal</h3>${scoreTable(t.scores)}
       ${Object.keys(t.rejections || {}).length ? `<h3>Nodes left out</h3>${kv(Object.entries(t.rejections).map(([n, why]) => [n, esc(why)]))}` : ""}`;
     box.scrollIntoView({ block: "nearest" });

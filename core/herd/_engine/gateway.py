@@ -16,7 +16,7 @@ from herd._engine.live_settings import LiveSettings
 from herd._engine.plugins import PluginLoadError, collect_classes
 from herd._engine.scheduling.scheduler import Scheduler
 from herd.errors import HerdError
-from herd.interfaces import BackendContext, FallbackPolicy, Signal, TraceSink
+from herd.interfaces import BackendContext, FallbackPolicy, NodeFailure, Signal, TraceSink
 from herd.names import normalize_model_name
 from herd.node_view import NodeView
 from herd.settings import Settings
@@ -189,9 +189,12 @@ class Gateway:
 
     async def pull_model(self, node: str, model: str) -> AsyncIterator[dict[str, Any]]:
         fleet_node = self._fleet_node(node)
-        reply = await fleet_node.backend.call(
-            "POST", "/api/pull", msgspec.json.encode({"model": model, "stream": True})
-        )
+        try:
+            reply = await fleet_node.backend.call(
+                "POST", "/api/pull", msgspec.json.encode({"model": model, "stream": True})
+            )
+        except NodeFailure as exc:
+            raise HerdError(502, exc.message) from None
         try:
             if reply.status >= 400:
                 raise HerdError(502, _error_text(reply.first, reply.status))
@@ -224,7 +227,11 @@ class Gateway:
         await self._control(fleet_node, "POST", "/api/generate", body)
 
     async def _control(self, fleet_node: Any, method: str, path: str, body: bytes) -> None:
-        reply = await fleet_node.backend.call(method, path, body)
+        try:
+            reply = await fleet_node.backend.call(method, path, body)
+        except NodeFailure as exc:  # Router promises HerdError: 404 stays the node's 404
+            status = exc.status if exc.status and exc.status < 500 else 502
+            raise HerdError(status, exc.message) from None
         try:
             if reply.status >= 400:
                 raise HerdError(

@@ -63,12 +63,15 @@ class PullTracker:
         return dict(entry)
 
     async def _pull(self, router: Any, entry: dict[str, Any], who: dict[str, str]) -> None:
+        layers: dict[str, tuple[int, int]] = {}  # per blob ("pulling <digest>"): done, size
         try:
             async for event in router.pull_model(entry["node"], entry["model"]):
-                entry["detail"] = str(event.get("status") or entry["detail"])
+                status = str(event.get("status") or entry["detail"])
+                entry["detail"] = status
                 if event.get("total"):
-                    entry["total"] = int(event["total"])
-                    entry["completed"] = int(event.get("completed") or 0)
+                    layers[status] = (int(event.get("completed") or 0), int(event["total"]))
+                    entry["completed"] = sum(done for done, _ in layers.values())
+                    entry["total"] = sum(size for _, size in layers.values())
                 entry["at"] = time.time()
             entry["status"] = "done"
             entry["completed"] = entry["total"]

@@ -10,8 +10,13 @@ the router's queues. Headless Chromium (Debian's ``chromium``) then opens /dashb
 reports: time from navigation to the first complete overview (all cards, the whole queue),
 and how long each live redraw takes. Every wait is bounded; everything stops at the end.
 
-``--docs DIR`` instead writes the two screenshots of docs/dashboard.md (overview and
-trends) from a small fleet, after backfilling an hour of traces so the charts have a shape.
+``--docs DIR`` instead writes the screenshots of docs/dashboard.md from a small fleet,
+after backfilling an hour of traces so the charts have a shape.
+
+``--traces N`` instead measures the Requests tab's log on a big store: N traces (default
+a million) inserted through the DuckDB sink's own batch insert into a file, then the
+first page, a filtered page, a page deep down (by cursor) and the match count, each timed
+as the median of several runs. No browser needed.
 """
 
 from __future__ import annotations
@@ -214,13 +219,106 @@ def docs_screenshots(directory: Path) -> None:
     print(f"wrote {directory}/dashboard-overview.png and dashboard-trends.png")
 
 
+def trace_log(count: int, runs: int = 5) -> None:
+    """Insert ``count`` traces through the sink's insert path; time the log's queries."""
+    from herd_plugins.dashboard.requests import TraceFilter, parse_cursor, trace_page
+    from herd_plugins.sink_duckdb import DuckDBSink
+    from herd_plugins.sink_duckdb.schema import insert_traces
+
+    seed, now = random.Random(7), time.time()
+    with tempfile.TemporaryDirectory() as data_dir:
+        sink = DuckDBSink(DuckDBSink.Config(retention_days=0), data_dir)
+        sink.open()
+        started = time.perf_counter()
+        batch_size = sink.config.batch_size
+        with sink.reader() as con:
+            for first in range(0, count, batch_size):
+                batch = []
+                for i in range(first, min(count, first + batch_size)):
+                    received = now - (count - i) * 0.5  # one every half second, oldest first
+                    failed = seed.random() < 0.03
+                    batch.append(
+                        RequestTrace(
+                            request_id=f"t{i:08d}",
+                            api="ollama",
+                            endpoint="chat",
+                            kind="text",
+                            model=MODELS[i % 3],
+                            served_model=MODELS[i % 3],
+                            node=f"node-{i % 20:02d}",
+                            status="failed" if failed else "completed",
+                            received_at=received,
+                            done_at=received + 0.8,
+                            latency_ms=800.0,
+                            ttft_ms=120.0,
+                            completion_tokens=40,
+                            tags=[f"app:{('chat', 'search', 'batch', 'eval')[i % 4]}"],
+                            api_key=("ci", "web", "")[i % 3],
+                        )
+                    )
+                insert_traces(con, batch)
+            inserted = time.perf_counter() - started
+            print(f"inserted {count:,} traces in {inserted:.1f} s ({count / inserted:,.0f}/s)")
+            rare = TraceFilter(status="failed", node="node-07", tag="app:eval")
+
+            def timed(what: str, run: Any) -> Any:
+                samples, result = [], None
+                for _ in range(runs):
+                    began = time.perf_counter()
+                    result = run()
+                    samples.append((time.perf_counter() - began) * 1000)
+                print(f"{what:<52}{statistics.median(samples):>10.1f} ms")
+                return result
+
+            print(f"{'query (median of ' + str(runs) + ')':<52}{'time':>13}")
+            page = timed(
+                "first page, 50 rows, no count",
+                lambda: trace_page(con, TraceFilter(), limit=50, count=False),
+            )
+            timed(
+                "first page, 50 rows, with total", lambda: trace_page(con, TraceFilter(), limit=50)
+            )
+            timed(
+                "filtered page (model + node), no count",
+                lambda: trace_page(
+                    con, TraceFilter(model=MODELS[1], node="node-04"), limit=50, count=False
+                ),
+            )
+            timed(
+                "rare filter (failed, node, tag), with total",
+                lambda: trace_page(con, rare, limit=50),
+            )
+            deep = (int((now - count * 0.25) * 1_000_000), "t")  # halfway down the log
+            timed(
+                "page halfway down by cursor, no count",
+                lambda: trace_page(con, TraceFilter(), limit=50, cursor=deep, count=False),
+            )
+            timed(
+                "next page by the first page's cursor",
+                lambda: trace_page(
+                    con, TraceFilter(), limit=50, cursor=parse_cursor(page["next"]), count=False
+                ),
+            )
+            timed(
+                "last hour, filtered by API key",
+                lambda: trace_page(
+                    con, TraceFilter(api_key="ci", since=now - 3600), limit=50, count=False
+                ),
+            )
+        sink.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--queued", type=int, default=200, help="requests waiting in queues")
     parser.add_argument("--seconds", type=float, default=6.0, help="live redraws to sample")
     parser.add_argument("--docs", type=Path, help="write the docs screenshots here instead")
+    parser.add_argument("--traces", type=int, nargs="?", const=1_000_000, help="time the log")
     args = parser.parse_args()
+    if args.traces:
+        trace_log(args.traces)
+        return
     why = browser_missing()
     if why:
         sys.exit(f"bench_dashboard: {why}")

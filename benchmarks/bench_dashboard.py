@@ -36,7 +36,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from herd.testing import SimConfig, SimNode
+from herd.testing import EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 from herd.trace import RequestTrace
 
@@ -83,7 +83,15 @@ def heartbeat(index: int, url: str, seed: random.Random) -> dict[str, Any]:
 @contextlib.contextmanager
 def fleet(nodes: int, gen_tps: float) -> Iterator[RouterHandle]:
     sims = [
-        SimNode(SimConfig(name=f"sim{i}", gen_tps=gen_tps, num_parallel=256)).start()
+        SimNode(
+            SimConfig(
+                name=f"sim{i}",
+                gen_tps=gen_tps,
+                num_parallel=256,
+                registry=[EmulatedModel(name="smollm:135m", size=91_000_000)],
+                pull_seconds_per_gb=120.0,  # the docs picture catches a pull half way
+            )
+        ).start()
         for i in range(min(SERVERS, nodes))
     ]
     data = tempfile.TemporaryDirectory()
@@ -206,17 +214,36 @@ def docs_screenshots(directory: Path) -> None:
         wait_for_queue(router.url, 12)
         with sync_playwright() as playwright:
             browser = launch(playwright)
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{router.url}/dashboard")
             page.wait_for_selector("#tab-overview tr[data-request]")
             page.screenshot(path=str(directory / "dashboard-overview.png"))
             page.click('#tabs a[data-tab="trends"]')
             page.wait_for_selector("#tab-trends[data-loaded]")
+            box = page.locator("#tab-trends .chart-panel svg").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
             page.screenshot(path=str(directory / "dashboard-trends.png"))
+            page.click('#tabs a[data-tab="requests"]')
+            page.wait_for_selector("#tab-requests[data-loaded]")
+            page.select_option("#tab-requests select[name=model]", MODELS[2])
+            page.wait_for_timeout(500)
+            page.locator("#tab-requests tbody tr[data-id]").first.click()
+            page.wait_for_selector("#tab-requests .trace:not([hidden])")
+            page.screenshot(path=str(directory / "dashboard-requests.png"))
+            page.click('#tabs a[data-tab="models"]')
+            page.wait_for_selector("#tab-models[data-loaded]")
+            page.fill("#tab-models form.pull input[name=model]", "smollm:135m")
+            page.click("#tab-models form.pull button.primary")
+            page.click("dialog#confirm button.ok")
+            page.wait_for_selector(
+                '#tab-models .pull-progress [aria-valuenow]:not([aria-valuenow="0"])'
+            )
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(directory / "dashboard-models.png"))
             browser.close()
         stop.set()
         holder.join(timeout=10)
-    print(f"wrote {directory}/dashboard-overview.png and dashboard-trends.png")
+    print(f"wrote the dashboard-*.png pictures in {directory}")
 
 
 def trace_log(count: int, runs: int = 5) -> None:
@@ -267,7 +294,7 @@ def trace_log(count: int, runs: int = 5) -> None:
                     began = time.perf_counter()
                     result = run()
                     samples.append((time.perf_counter() - began) * 1000)
-                print(f"{what:<52}{statistics.median(samples):>10.1f} ms")
+                print(f"{what:<52}{statistics.median(samples):>10.1f} ms", flush=True)
                 return result
 
             print(f"{'query (median of ' + str(runs) + ')':<52}{'time':>13}")

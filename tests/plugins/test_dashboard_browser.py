@@ -14,11 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_browser import ARTIFACTS, PageProblems, launch, require_browser, strict_csp
+from dashboard_browser import ARTIFACTS, PageProblems, browser, strict_csp
 from herd.testing import DEFAULT_MODELS, EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 
 pytestmark = pytest.mark.browser
+__all__ = ["browser"]  # the shared Chromium fixture
 
 TABS = (
     "overview",
@@ -40,17 +41,6 @@ MAX_FIRST_LOAD = 300 * 1024
 
 def _models(*names: str) -> list[EmulatedModel]:
     return [m for m in DEFAULT_MODELS if m.name in names]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

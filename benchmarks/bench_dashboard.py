@@ -38,7 +38,7 @@ import aiohttp
 import httpx
 from herd.testing import EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
-from herd.trace import RequestTrace
+from herd.trace import AttemptRecord, RequestTrace
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "plugins"))
 from dashboard_browser import browser_missing, launch
@@ -187,6 +187,18 @@ def docs_screenshots(directory: Path) -> None:
             received = now - 3600 * seed.random() ** 1.6
             model = seed.choice(MODELS)
             latency = seed.uniform(400, 2500) * (1.8 if model == "qwen2.5:7b" else 1.0)
+            node = f"node-{seed.randrange(4):02d}"
+            failed = seed.random() < 0.02
+            names = ["queue-depth", "thermal", "memory-fit", "wait-time", "availability"]
+            scores = {
+                f"node-{n:02d}": {name: round(seed.random(), 3) for name in names} for n in range(4)
+            }
+            attempts = []
+            if failed:  # the first node broke mid-stream, the second one failed too
+                attempts.append(
+                    AttemptRecord(node, received + 0.01, received + 0.4, "node broke", 502)
+                )
+            attempts.append(AttemptRecord(node, received + 0.4, received + latency / 1000, "", 200))
             router.gateway.finish(
                 RequestTrace(
                     request_id=f"backfill{i}",
@@ -195,8 +207,15 @@ def docs_screenshots(directory: Path) -> None:
                     kind="text",
                     model=model,
                     served_model=model,
-                    node=f"node-{seed.randrange(4):02d}",
-                    status="failed" if seed.random() < 0.02 else "completed",
+                    node=node,
+                    status="failed" if failed else "completed",
+                    http_status=502 if failed else 200,
+                    error="node-0x ended the stream early" if failed else "",
+                    scores=scores,
+                    attempts=attempts,
+                    queue_ms=seed.uniform(0, 40),
+                    prompt_tokens=seed.randrange(20, 400),
+                    notes=["num_ctx pinned to 8192"] if seed.random() < 0.2 else [],
                     received_at=received,
                     first_byte_at=received + latency / 5000,
                     done_at=received + latency / 1000,
@@ -226,10 +245,14 @@ def docs_screenshots(directory: Path) -> None:
             page.click('#tabs a[data-tab="requests"]')
             page.wait_for_selector("#tab-requests[data-loaded]")
             page.select_option("#tab-requests select[name=model]", MODELS[2])
-            page.wait_for_timeout(500)
+            page.select_option("#tab-requests select[name=status]", "failed")
+            page.click('#tab-requests .range button[data-value="hour"]')
+            page.wait_for_timeout(800)
             page.locator("#tab-requests tbody tr[data-id]").first.click()
             page.wait_for_selector("#tab-requests .trace:not([hidden])")
-            page.screenshot(path=str(directory / "dashboard-requests.png"))
+            page.mouse.wheel(0, -10_000)  # back to the top: the sticky tab bar stays put
+            page.wait_for_timeout(400)
+            page.screenshot(path=str(directory / "dashboard-requests.png"), full_page=True)
             page.click('#tabs a[data-tab="models"]')
             page.wait_for_selector("#tab-models[data-loaded]")
             page.fill("#tab-models form.pull input[name=model]", "smollm:135m")

@@ -123,6 +123,7 @@ def test_every_tab_renders_real_data_without_console_errors(
         assert page.locator('#tab-models .usage tr[data-model="llama3.2:3b"]').count() == 1
         assert page.locator('#tab-apps tr[data-app="app:chat"]').count() == 1
         assert "app:slow" in page.inner_text("#tab-apps")
+        assert page.locator("#tab-apps .daily svg line.tick").count() == 7  # no day dropped
         assert page.locator("#tab-health .check").count() == 10
         assert page.locator('#tab-health [data-check="offline"][data-status="ok"]').count() == 1
         assert page.locator("#tab-requests tr[data-id]").count() >= 13

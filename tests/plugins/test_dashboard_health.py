@@ -8,7 +8,7 @@ from typing import Any
 from herd import LoadedModel, ModelEntry, NodeView
 from herd_plugins.dashboard.advice import recommend, size_text
 from herd_plugins.dashboard.health import HealthInputs, check_health
-from herd_plugins.dashboard.monitor import FleetMonitor, node_card, queue_items
+from herd_plugins.dashboard.monitor import FleetMonitor, node_card, queue_items, workload_of
 
 GB = 1_000_000_000
 
@@ -209,3 +209,11 @@ def test_a_model_too_big_for_every_node_is_named() -> None:
 
 def test_sizes_below_a_gigabyte_read_in_megabytes() -> None:
     assert size_text(46_000_000) == "46 MB" and size_text(4_700_000_000) == "4.7 GB"
+
+
+def test_a_models_workload_comes_from_its_capabilities_family_or_name() -> None:
+    assert workload_of(["embedding"], "x") == "embed"
+    assert workload_of(["completion", "tools"], "embed-ish") == "text"
+    assert workload_of([], "all-minilm:latest") == "embed"  # the default model
+    assert workload_of([], "granite:3b", "nomic-bert") == "embed"
+    assert workload_of([], "gemma3:1b", "gemma3") == "text"

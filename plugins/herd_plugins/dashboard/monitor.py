@@ -226,12 +226,17 @@ def deepest_queue(stats: dict[str, dict[str, dict[str, Any]]]) -> tuple[str, int
 EMBED_HINTS = ("embed", "minilm", "bge-", "e5-")
 
 
-def workload_of(capabilities: list[str], name: str) -> str:
-    """``embed`` or ``text``: what a model serves, by its capabilities, else by its name."""
+EMBED_FAMILIES = ("bert", "nomic-bert", "xlm-roberta")
+
+
+def workload_of(capabilities: list[str], name: str, family: str = "") -> str:
+    """``embed`` or ``text``: what a model serves, by its capabilities (Ollama lists them
+    in ``/api/show``, some nodes in ``/api/tags``), else by its family or its name."""
     if capabilities:
-        return (
-            "embed" if "embedding" in capabilities and "completion" not in capabilities else "text"
-        )
+        embeds = "embedding" in capabilities and "completion" not in capabilities
+        return "embed" if embeds else "text"
+    if family in EMBED_FAMILIES:
+        return "embed"
     return "embed" if any(hint in name.lower() for hint in EMBED_HINTS) else "text"
 
 
@@ -244,7 +249,8 @@ def model_catalog(views: list[NodeView]) -> list[dict[str, Any]]:
                 key, {"name": key, "size": entry.size, "workload": "", "on": [], "loaded": []}
             )
             item["on"].append(view.name)
-            item["workload"] = item["workload"] or workload_of(entry.capabilities, key)
+            family = str((entry.details or {}).get("family") or "")
+            item["workload"] = item["workload"] or workload_of(entry.capabilities, key, family)
         for key, loaded in view.loaded.items():
             item = found.setdefault(
                 key, {"name": key, "size": loaded.size, "workload": "", "on": [], "loaded": []}

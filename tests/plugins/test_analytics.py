@@ -17,6 +17,7 @@ import httpx
 import pytest
 from herd import RequestTrace
 from herd_plugins.dashboard import analytics
+from herd_plugins.dashboard.series import bucket_step, series
 from herd_plugins.sink_duckdb import DuckDBSink
 from trace_factory import make_trace
 
@@ -234,3 +235,37 @@ def test_dashboard_endpoints_answer_with_the_same_numbers(make_router: Any) -> N
         bad = httpx.get(f"{router.url}/dashboard/api/{path}", params=params, timeout=30)
         assert bad.status_code == 400
         assert next(iter(params)) + ":" in bad.json()["error"]  # names the parameter
+
+
+def test_series_totals_speak_of_the_same_window_as_the_buckets(store: Any) -> None:
+    hour = series(store, NOW, "hour")
+    assert hour["step"] == 60 and len(hour["series"]["all"]) == 60
+    assert hour["totals"]["requests"] == sum(p["requests"] for p in hour["series"]["all"]) == 4
+    assert hour["totals"]["errors"] == 1 and hour["totals"]["rejected"] == 1
+    day = series(store, NOW, "day")
+    assert day["step"] == 900 and day["totals"]["requests"] == 5
+
+
+def test_a_custom_range_gets_buckets_that_fit_it(store: Any) -> None:
+    custom = series(store, NOW, "custom", since=NOW - 3 * DAY, until=NOW - 1.5 * DAY)
+    assert custom["window"] == "custom" and custom["step"] == 900  # 144 buckets
+    assert custom["totals"]["requests"] == 1  # the disconnected one, two days ago
+    assert custom["since"] <= NOW - 3 * DAY and custom["until"] >= NOW - 1.5 * DAY
+    with pytest.raises(ValueError):
+        series(store, NOW, "custom", since=NOW, until=NOW - 1)
+    assert [bucket_step(s) for s in (3600, 86400, 7 * 86400, 90 * 86400)] == [60, 900, 3600, 43200]
+
+
+def test_benchmark_traffic_and_actions_stay_out_of_the_summaries(tmp_path: Path) -> None:
+    sink = DuckDBSink(DuckDBSink.Config(retention_days=0), str(tmp_path))
+    asyncio.run(sink.start())
+    sink.submit(make_trace(now=NOW, ago=60))
+    sink.submit(make_trace(now=NOW, ago=60, status="failed", tags=[analytics.BENCH_TAG]))
+    sink.submit(make_trace(now=NOW, ago=60, status="failed", kind="action", endpoint="pull"))
+    asyncio.run(sink.flush())
+    with sink.reader() as con:
+        assert analytics.overview(con, NOW)["hour"]["requests"] == 1
+        with_bench = analytics.overview(con, NOW, bench=True)["hour"]
+        assert (with_bench["requests"], with_bench["errors"]) == (2, 1)  # never the action
+        assert series(con, NOW, "hour")["totals"]["errors"] == 0
+    asyncio.run(sink.stop())

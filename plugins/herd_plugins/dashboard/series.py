@@ -1,8 +1,8 @@
 """Time series for the Trends tab over one window: the last hour, day or week, or any range.
 
 The same aggregates as :mod:`herd_plugins.dashboard.analytics` (its ``METRICS``), in
-zero-filled buckets sized so a window has at most about 120 of them, plus the totals over
-the very same window, so every number of a strip speaks of one period.
+zero-filled buckets sized so a window has at most 180 of them (a week: by the hour), plus
+the totals over the very same window, so every number of a strip speaks of one period.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ __all__ = ["STEPS", "WINDOWS", "bucket_step", "series"]
 WINDOWS: dict[str, int] = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 #: bucket sizes a window may use, in seconds (one minute .. one day)
 STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
-MAX_BUCKETS = 120
+MAX_BUCKETS = 180
 MAX_SPAN = 90 * 86400
 _KEYS = {None: "'all'", "model": MODEL_KEY, "node": f"coalesce(nullif(node, ''), '{NO_NODE}')"}
 
 
 def bucket_step(span: float) -> int:
-    """The smallest bucket size that cuts ``span`` seconds into at most 120 buckets."""
+    """The smallest bucket size that cuts ``span`` seconds into at most 180 buckets."""
     for step in STEPS:
         if span / step <= MAX_BUCKETS:
             return step
@@ -68,9 +68,12 @@ def series(
             raise ValueError(f"window {window!r}: choose hour, day or week")
         span, end = WINDOWS[window], now
     step = bucket_step(span)
-    last = math.floor(end / step)
-    count = max(1, math.ceil(span / step))
-    start = (last - count + 1) * step
+    if window == "custom":  # every bucket that holds a moment of the range
+        start = math.floor(since / step) * step
+        count = max(1, math.ceil(end / step) - math.floor(since / step))
+    else:  # the current bucket and the ones before it
+        count = max(1, math.ceil(span / step))
+        start = (math.floor(end / step) - count + 1) * step
     params = {
         "start": start,
         "step": step,

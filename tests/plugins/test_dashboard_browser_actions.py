@@ -264,3 +264,31 @@ def test_on_a_narrow_screen_the_tab_bar_scrolls(browser: Any, router: Any) -> No
     finally:
         context.close()
     assert problems.errors == []
+
+
+def test_without_the_trace_store_the_page_says_traces_are_off(
+    browser: Any, fleet: list[SimNode], tmp_path: Any
+) -> None:
+    nodes = [{"name": n.name, "url": n.url} for n in fleet]
+    handle = RouterHandle(
+        nodes=nodes, data_dir=str(tmp_path), plugins={"disable": ["sink-duckdb"]}
+    ).start()
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    strict_csp(context)
+    page = context.new_page()
+    problems = PageProblems(page)
+    try:
+        page.goto(f"{handle.url}/dashboard#requests")
+        page.locator("#traces-off").wait_for(state="visible")
+        for tab in ("trends", "models", "apps"):
+            page.click(f'#tabs a[data-tab="{tab}"]')
+        page.click('#tabs a[data-tab="health"]')
+        page.wait_for_selector("#tab-health[data-loaded]")
+        assert "The trace store is off" in page.inner_text("#tab-health")
+        page.click('#tabs a[data-tab="overview"]')
+        page.wait_for_selector("#tab-overview article.card")  # the live view still works
+        page.screenshot(path=str(SHOTS / "traces-off.png"))
+    finally:
+        context.close()
+        handle.stop()
+    assert problems.errors == []  # no 503 was even asked for

@@ -39,6 +39,7 @@ function show(name) {
 }
 
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
-show(location.hash.slice(1) || "overview");
 connect();
-api("/dashboard/api/store").then((store) => tracesOff(!store.traces)).catch(() => {});
+// Whether traces are on decides what the tabs ask for: known before the first one shows.
+api("/dashboard/api/store").then((store) => tracesOff(!store.traces)).catch(() => {})
+  .finally(() => show(location.hash.slice(1) || "overview"));

@@ -18,7 +18,18 @@ export function authHeaders(admin = false) {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+// Set at start from /dashboard/api/store: with the trace store off, the trace questions
+// are not even asked (each would be a 503 and a console error).
+export const store = { tracesOff: false };
+const TRACE_PATHS = /^\/dashboard\/api\/(overview|trends|models|tags|apps|traces|series)\b/;
+
 export async function api(path, { method = "GET", body, admin = false } = {}) {
+  if (store.tracesOff && TRACE_PATHS.test(path)) {
+    const error = new Error("503: traces are off");
+    error.status = 503;
+    error.tracesOff = true;
+    throw error;
+  }
   const headers = authHeaders(admin);
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -105,6 +116,7 @@ export function paint(root) {
 
 // The page-wide notice when the trace store is off (the duckdb sink is disabled).
 export function tracesOff(on) {
+  store.tracesOff = on;
   document.getElementById("traces-off").hidden = !on;
 }
 

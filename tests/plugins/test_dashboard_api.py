@@ -156,7 +156,7 @@ def test_health_and_recommendations_read_real_traffic(make_sim: Any, make_router
     router = make_router(nodes=[make_sim(name="n1")])
     for _ in range(3):
         assert chat(router.url, tags="app:x").status_code == 200
-    sink = next(s for s in router.gateway.sinks if s.name == "duckdb")
+    sink = next(s for s in router.app.state.router.sinks if s.name == "duckdb")
     router.call(sink.flush())
     router.poll_now()
     health = httpx.get(f"{router.url}/dashboard/api/health").json()["checks"]
@@ -187,7 +187,7 @@ def test_a_benchmark_runs_and_its_result_is_kept_in_duckdb(make_sim: Any, make_r
     assert run["status"] == "done" and run["requests"] > 0 and run["errors"] == 0
     assert run["nodes"] == ["n1"] and run["throughput_tps"] > 0
     assert run["p50_latency_ms"] <= run["p95_latency_ms"]
-    sink = next(s for s in router.gateway.sinks if s.name == "duckdb")
+    sink = next(s for s in router.app.state.router.sinks if s.name == "duckdb")
     with sink.reader() as cursor:
         assert cursor.execute("SELECT count(*) FROM benchmark_runs").fetchone() == (1,)
     bad = httpx.post(f"{url}/dashboard/api/benchmarks", json={**spec, "concurrency": 999})
@@ -206,6 +206,6 @@ def test_a_pull_from_the_dashboard_lands_on_the_node(make_sim: Any, make_router:
             break
         time.sleep(0.2)
     assert pulls[0]["status"] == "done"
-    assert "smollm:135m" in router.gateway.fleet.nodes["n1"].view.models
+    assert "smollm:135m" in router.app.state.router.node("n1").models
     missing = httpx.post(f"{router.url}/dashboard/api/nodes/zz/pull", json={"model": "a"})
     assert missing.status_code == 404

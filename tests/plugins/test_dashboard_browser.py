@@ -211,7 +211,7 @@ def test_a_settings_toggle_changes_routing_and_survives_a_restart(
         assert reply.status_code == 200 and reply.headers["x-herd-node"] == "gpu-a"
         handle.stop()
         handle.start()  # same port, same data_dir: a restarted router
-        assert handle.gateway.settings.routing.auto_pull is True
+        assert handle.app.state.router.settings.routing.auto_pull is True
         context, page, problems = _page(browser, handle.url, "settings")
         try:
             box = page.locator('#tab-settings input[data-key="routing.auto_pull"]')

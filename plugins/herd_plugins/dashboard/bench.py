@@ -31,7 +31,6 @@ log = logging.getLogger("herd.dashboard")
 HISTORY_LIMIT = 50
 MIN_SAMPLES = 10
 BENCH_TAG = "source:dashboard-bench"
-WORKLOADS = ("chat", "embed")
 _COLUMNS = (
     *("id", "started_at", "finished_at", "model", "duration_s", "concurrency", "num_predict"),
     *("status", "error", "requests", "errors", "completion_tokens", "throughput_tps"),
@@ -187,8 +186,8 @@ class BenchmarkRunner:
             sample = await _one_request(http, url, body, headers)
             samples.append(sample)
             run["requests"] = len(samples)
-            run["errors"] = errors = sum(1 for s in samples if s["error"])
-            stop.judge(sample, errors, len(samples))
+            run["errors"] += 1 if sample["error"] else 0  # counted as they come: no rescan
+            stop.judge(sample, run["errors"], len(samples))
             if stop.reason:
                 run["stop_reason"] = stop.reason
 

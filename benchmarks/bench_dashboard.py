@@ -10,8 +10,13 @@ the router's queues. Headless Chromium (Debian's ``chromium``) then opens /dashb
 reports: time from navigation to the first complete overview (all cards, the whole queue),
 and how long each live redraw takes. Every wait is bounded; everything stops at the end.
 
-``--docs DIR`` instead writes the two screenshots of docs/dashboard.md (overview and
-trends) from a small fleet, after backfilling an hour of traces so the charts have a shape.
+``--docs DIR`` instead writes the screenshots of docs/dashboard.md from a small fleet,
+after backfilling an hour of traces so the charts have a shape.
+
+``--traces N`` instead measures the Requests tab's log on a big store: N traces (default
+a million) inserted through the DuckDB sink's own batch insert into a file, then the
+first page, a filtered page, a page deep down (by cursor) and the match count, each timed
+as the median of several runs. No browser needed.
 """
 
 from __future__ import annotations
@@ -31,9 +36,9 @@ from typing import Any
 
 import aiohttp
 import httpx
-from herd.testing import SimConfig, SimNode
+from herd.testing import EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
-from herd.trace import RequestTrace
+from herd.trace import AttemptRecord, RequestTrace
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "plugins"))
 from dashboard_browser import browser_missing, launch
@@ -78,7 +83,15 @@ def heartbeat(index: int, url: str, seed: random.Random) -> dict[str, Any]:
 @contextlib.contextmanager
 def fleet(nodes: int, gen_tps: float) -> Iterator[RouterHandle]:
     sims = [
-        SimNode(SimConfig(name=f"sim{i}", gen_tps=gen_tps, num_parallel=256)).start()
+        SimNode(
+            SimConfig(
+                name=f"sim{i}",
+                gen_tps=gen_tps,
+                num_parallel=256,
+                registry=[EmulatedModel(name="smollm:135m", size=91_000_000)],
+                pull_seconds_per_gb=120.0,  # the docs picture catches a pull half way
+            )
+        ).start()
         for i in range(min(SERVERS, nodes))
     ]
     data = tempfile.TemporaryDirectory()
@@ -174,6 +187,18 @@ def docs_screenshots(directory: Path) -> None:
             received = now - 3600 * seed.random() ** 1.6
             model = seed.choice(MODELS)
             latency = seed.uniform(400, 2500) * (1.8 if model == "qwen2.5:7b" else 1.0)
+            node = f"node-{seed.randrange(4):02d}"
+            failed = seed.random() < 0.02
+            names = ["queue-depth", "thermal", "memory-fit", "wait-time", "availability"]
+            scores = {
+                f"node-{n:02d}": {name: round(seed.random(), 3) for name in names} for n in range(4)
+            }
+            attempts = []
+            if failed:  # the first node broke mid-stream, the second one failed too
+                attempts.append(
+                    AttemptRecord(node, received + 0.01, received + 0.4, "node broke", 502)
+                )
+            attempts.append(AttemptRecord(node, received + 0.4, received + latency / 1000, "", 200))
             router.gateway.finish(
                 RequestTrace(
                     request_id=f"backfill{i}",
@@ -182,8 +207,15 @@ def docs_screenshots(directory: Path) -> None:
                     kind="text",
                     model=model,
                     served_model=model,
-                    node=f"node-{seed.randrange(4):02d}",
-                    status="failed" if seed.random() < 0.02 else "completed",
+                    node=node,
+                    status="failed" if failed else "completed",
+                    http_status=502 if failed else 200,
+                    error="node-0x ended the stream early" if failed else "",
+                    scores=scores,
+                    attempts=attempts,
+                    queue_ms=seed.uniform(0, 40),
+                    prompt_tokens=seed.randrange(20, 400),
+                    notes=["num_ctx pinned to 8192"] if seed.random() < 0.2 else [],
                     received_at=received,
                     first_byte_at=received + latency / 5000,
                     done_at=received + latency / 1000,
@@ -201,17 +233,133 @@ def docs_screenshots(directory: Path) -> None:
         wait_for_queue(router.url, 12)
         with sync_playwright() as playwright:
             browser = launch(playwright)
-            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{router.url}/dashboard")
             page.wait_for_selector("#tab-overview tr[data-request]")
             page.screenshot(path=str(directory / "dashboard-overview.png"))
             page.click('#tabs a[data-tab="trends"]')
             page.wait_for_selector("#tab-trends[data-loaded]")
+            box = page.locator("#tab-trends .chart-panel svg").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
             page.screenshot(path=str(directory / "dashboard-trends.png"))
+            page.click('#tabs a[data-tab="requests"]')
+            page.wait_for_selector("#tab-requests[data-loaded]")
+            page.select_option("#tab-requests select[name=model]", MODELS[2])
+            page.select_option("#tab-requests select[name=status]", "failed")
+            page.click('#tab-requests .range button[data-value="hour"]')
+            page.wait_for_timeout(800)
+            page.locator("#tab-requests tbody tr[data-id]").first.click()
+            page.wait_for_selector("#tab-requests .trace:not([hidden])")
+            page.mouse.wheel(0, -10_000)  # back to the top: the sticky tab bar stays put
+            page.wait_for_timeout(400)
+            page.screenshot(path=str(directory / "dashboard-requests.png"), full_page=True)
+            page.click('#tabs a[data-tab="models"]')
+            page.wait_for_selector("#tab-models[data-loaded]")
+            page.fill("#tab-models form.pull input[name=model]", "smollm:135m")
+            page.click("#tab-models form.pull button.primary")
+            page.click("dialog#confirm button.ok")
+            page.wait_for_selector(
+                '#tab-models .pull-progress [aria-valuenow]:not([aria-valuenow="0"])'
+            )
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(directory / "dashboard-models.png"))
+            phone = browser.new_page(viewport={"width": 390, "height": 760})
+            phone.goto(f"{router.url}/dashboard#health")
+            phone.wait_for_selector("#tab-health[data-loaded]")
+            phone.screenshot(path=str(directory / "dashboard-narrow.png"))
             browser.close()
         stop.set()
         holder.join(timeout=10)
-    print(f"wrote {directory}/dashboard-overview.png and dashboard-trends.png")
+    print(f"wrote the dashboard-*.png pictures in {directory}")
+
+
+def trace_log(count: int, runs: int = 5) -> None:
+    """Insert ``count`` traces through the sink's insert path; time the log's queries."""
+    from herd_plugins.dashboard.requests import TraceFilter, parse_cursor, trace_page
+    from herd_plugins.sink_duckdb import DuckDBSink
+    from herd_plugins.sink_duckdb.schema import insert_traces
+
+    seed, now = random.Random(7), time.time()
+    with tempfile.TemporaryDirectory() as data_dir:
+        sink = DuckDBSink(DuckDBSink.Config(retention_days=0), data_dir)
+        sink.open()
+        started = time.perf_counter()
+        batch_size = sink.config.batch_size
+        with sink.reader() as con:
+            for first in range(0, count, batch_size):
+                batch = []
+                for i in range(first, min(count, first + batch_size)):
+                    received = now - (count - i) * 0.5  # one every half second, oldest first
+                    failed = seed.random() < 0.03
+                    batch.append(
+                        RequestTrace(
+                            request_id=f"t{i:08d}",
+                            api="ollama",
+                            endpoint="chat",
+                            kind="text",
+                            model=MODELS[i % 3],
+                            served_model=MODELS[i % 3],
+                            node=f"node-{i % 20:02d}",
+                            status="failed" if failed else "completed",
+                            received_at=received,
+                            done_at=received + 0.8,
+                            latency_ms=800.0,
+                            ttft_ms=120.0,
+                            completion_tokens=40,
+                            tags=[f"app:{('chat', 'search', 'batch', 'eval')[i % 4]}"],
+                            api_key=("ci", "web", "")[i % 3],
+                        )
+                    )
+                insert_traces(con, batch)
+            inserted = time.perf_counter() - started
+            print(f"inserted {count:,} traces in {inserted:.1f} s ({count / inserted:,.0f}/s)")
+            rare = TraceFilter(status="failed", node="node-07", tag="app:eval")
+
+            def timed(what: str, run: Any) -> Any:
+                samples, result = [], None
+                for _ in range(runs):
+                    began = time.perf_counter()
+                    result = run()
+                    samples.append((time.perf_counter() - began) * 1000)
+                print(f"{what:<52}{statistics.median(samples):>10.1f} ms", flush=True)
+                return result
+
+            print(f"{'query (median of ' + str(runs) + ')':<52}{'time':>13}")
+            page = timed(
+                "first page, 50 rows, no count",
+                lambda: trace_page(con, TraceFilter(), limit=50, count=False),
+            )
+            timed(
+                "first page, 50 rows, with total", lambda: trace_page(con, TraceFilter(), limit=50)
+            )
+            timed(
+                "filtered page (model + node), no count",
+                lambda: trace_page(
+                    con, TraceFilter(model=MODELS[1], node="node-04"), limit=50, count=False
+                ),
+            )
+            timed(
+                "rare filter (failed, node, tag), with total",
+                lambda: trace_page(con, rare, limit=50),
+            )
+            deep = (int((now - count * 0.25) * 1_000_000), "t")  # halfway down the log
+            timed(
+                "page halfway down by cursor, no count",
+                lambda: trace_page(con, TraceFilter(), limit=50, cursor=deep, count=False),
+            )
+            timed(
+                "next page by the first page's cursor",
+                lambda: trace_page(
+                    con, TraceFilter(), limit=50, cursor=parse_cursor(page["next"]), count=False
+                ),
+            )
+            timed(
+                "last hour, filtered by API key",
+                lambda: trace_page(
+                    con, TraceFilter(api_key="ci", since=now - 3600), limit=50, count=False
+                ),
+            )
+        sink.close()
 
 
 def main() -> None:
@@ -220,7 +368,11 @@ def main() -> None:
     parser.add_argument("--queued", type=int, default=200, help="requests waiting in queues")
     parser.add_argument("--seconds", type=float, default=6.0, help="live redraws to sample")
     parser.add_argument("--docs", type=Path, help="write the docs screenshots here instead")
+    parser.add_argument("--traces", type=int, nargs="?", const=1_000_000, help="time the log")
     args = parser.parse_args()
+    if args.traces:
+        trace_log(args.traces)
+        return
     why = browser_missing()
     if why:
         sys.exit(f"bench_dashboard: {why}")

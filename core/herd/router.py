@@ -95,4 +95,17 @@ class Router(Protocol):
         """With ``cluster.redis_url``: this replica's ``replica`` id, ``state`` (``shared``,
         or ``degraded`` while the store is unreachable), ``replicas``, ``poller``,
         ``outages``, ``last_error``. Empty when the router runs alone."""
+
+    # -- what the queues hold now (the dashboard's live queue) ---------------------------
+
+    def queue_snapshot(self) -> dict[str, Any]:
+        """Every request waiting in or running through the router's queues, right now.
+
+        Returns:
+            ``{"held", "reaped", "max_queue_depth", "requests": [...]}``: ``held`` counts
+            requests that found every queue full, ``reaped`` the stalled requests ended
+            since start; each request is ``{"id", "kind", "endpoint", "api", "model",
+            "node", "state" ("running" | "queued"), "position" (queued only),
+            "received_at", "tags"}``.
+        """
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,26 @@ def require_browser() -> None:
     pytest.skip(why)
 
 
+# What the security middleware sends: the page must work under it (no inline scripts,
+# styles or event handlers). Tests add it to the page's response themselves so they
+# check the dashboard whatever the router's middleware does.
+STRICT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def strict_csp(context: Any) -> None:
+    """Serve every dashboard page of ``context`` with :data:`STRICT_CSP`."""
+
+    def handle(route: Any) -> None:
+        response = route.fetch()
+        headers = {**response.headers, "content-security-policy": STRICT_CSP}
+        route.fulfill(response=response, headers=headers)
+
+    context.route("**/dashboard", handle)
+
+
 def launch(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
 
@@ -70,3 +91,15 @@ class PageProblems:
         # Closing a page aborts its live-events stream: that is not a failure.
         if "/dashboard/events" not in request.url:
             self.errors.append(f"request failed: {request.url} {request.failure}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium per test module (import this fixture into the module)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from herd import RequestTrace
 from herd_plugins.dashboard import analytics
+from herd_plugins.dashboard.series import bucket_step, series
 from herd_plugins.sink_duckdb import DuckDBSink
 from trace_factory import make_trace
 
@@ -112,11 +113,11 @@ def pick(row: dict[str, Any], *keys: str) -> tuple[Any, ...]:
 def test_overview_counts_the_last_hour_the_last_day_and_each_node(store: Any) -> None:
     result = analytics.overview(store, NOW)
     hour, day = result["hour"], result["day"]
-    assert pick(hour, "requests", "errors", "error_rate") == (4, 2, 0.5)
+    assert pick(hour, "requests", "errors", "rejected", "error_rate") == (4, 1, 1, 0.25)
     assert pick(hour, "p50_latency_ms", "p95_latency_ms") == pytest.approx((1500, 1950))
     assert pick(hour, "p50_ttft_ms", "p95_ttft_ms") == pytest.approx((100, 190))
     assert pick(hour, "prompt_tokens", "completion_tokens", "tokens_per_second") == (45, 60, 30)
-    assert pick(day, "requests", "errors", "error_rate") == (5, 2, 0.4)
+    assert pick(day, "requests", "errors", "rejected", "error_rate") == (5, 1, 1, 0.2)
     assert pick(day, "p50_latency_ms", "p95_latency_ms") == pytest.approx((2000, 2900))
     assert pick(day, "p50_ttft_ms", "p95_ttft_ms") == pytest.approx((150, 285))
     assert pick(day, "prompt_tokens", "completion_tokens") == (50, 65)
@@ -134,7 +135,7 @@ def test_trends_are_hourly_and_zero_filled(store: Any) -> None:
     points = result["series"]["all"]
     hour_start = datetime(2025, 6, 1, 10, tzinfo=UTC).timestamp()
     assert [p["t"] for p in points] == [hour_start, hour_start + HOUR, hour_start + 2 * HOUR]
-    assert [(p["requests"], p["errors"]) for p in points] == [(0, 0), (1, 1), (3, 1)]
+    assert [(p["requests"], p["errors"]) for p in points] == [(0, 0), (1, 0), (3, 1)]
     assert points[0]["p50_latency_ms"] is None
     assert points[2]["p50_latency_ms"] == pytest.approx(1500)
     assert points[2]["completion_tokens"] == 60
@@ -188,33 +189,13 @@ def test_apps_have_a_summary_and_a_zero_filled_daily_series(store: Any) -> None:
     result = analytics.apps(store, NOW, days=7)
     apps = {a["app"]: a for a in result["apps"]}
     assert [a["app"] for a in result["apps"]] == ["app:chat", "app:batch", "(untagged)", "team:x"]
-    assert apps["(untagged)"]["errors"] == 1
+    assert apps["(untagged)"]["rejected"] == 1 and apps["(untagged)"]["errors"] == 0
     chat = apps["app:chat"]["daily"]
     today = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
     assert [p["t"] for p in chat] == [today - d * DAY for d in range(6, -1, -1)]
     assert [p["requests"] for p in chat] == [0, 0, 0, 0, 1, 0, 2]
     assert chat[-1]["completion_tokens"] == 60
     assert sum(p["requests"] for p in apps["app:batch"]["daily"]) == 2
-
-
-def test_trace_page_filters_and_paginates_newest_first(store: Any) -> None:
-    page = analytics.trace_page(store, limit=2, offset=1)
-    assert page["total"] == 6
-    assert [t["model"] for t in page["traces"]] == [LLAMA, QWEN]
-    first = analytics.trace_page(store, limit=1)["traces"][0]
-    assert first["received_at"] == pytest.approx(NOW - 600, abs=1e-3)
-    assert first["scores"] == {"n1": {"thermal": 1.0, "queue-depth": 0.5}}
-    assert first["attempts"][0]["node"] == "n1" and first["tags"] == ["app:chat"]
-
-    def count(**filters: Any) -> int:
-        return analytics.trace_page(store, **filters)["total"]
-
-    assert count(tag="app:batch") == 2
-    assert count(model=LLAMA) == 4
-    assert count(model="nope", status="rejected") == 1
-    assert count(node="n1") == 3
-    assert count(node="n2", tag="app:chat") == 2
-    assert analytics.trace_page(store, offset=10)["traces"] == []
 
 
 def test_dashboard_endpoints_answer_with_the_same_numbers(make_router: Any) -> None:
@@ -235,7 +216,7 @@ def test_dashboard_endpoints_answer_with_the_same_numbers(make_router: Any) -> N
         return response.json()
 
     overview = get("overview")
-    assert pick(overview["hour"], "requests", "errors") == (4, 2)
+    assert pick(overview["hour"], "requests", "errors") == (4, 1)
     assert overview["day"]["p50_latency_ms"] == pytest.approx(2000)
     assert overview["store"]["written"] == 6
     trends = get("trends", hours=24, by="node")
@@ -262,3 +243,37 @@ def test_the_health_error_count_leaves_client_rejections_out(store: Any) -> None
     counts = trace_counts(store, NOW)  # last hour: two served, one failed, one rejected
     assert counts["requests"] == 4
     assert counts["errors"] == 1  # the node's mid-stream failure; "nope" was the client's
+
+
+def test_series_totals_speak_of_the_same_window_as_the_buckets(store: Any) -> None:
+    hour = series(store, NOW, "hour")
+    assert hour["step"] == 60 and len(hour["series"]["all"]) == 60
+    assert hour["totals"]["requests"] == sum(p["requests"] for p in hour["series"]["all"]) == 4
+    assert hour["totals"]["errors"] == 1 and hour["totals"]["rejected"] == 1
+    day = series(store, NOW, "day")
+    assert day["step"] == 900 and day["totals"]["requests"] == 5
+
+
+def test_a_custom_range_gets_buckets_that_fit_it(store: Any) -> None:
+    custom = series(store, NOW, "custom", since=NOW - 3 * DAY, until=NOW - 1.5 * DAY)
+    assert custom["window"] == "custom" and custom["step"] == 900  # 144 buckets
+    assert custom["totals"]["requests"] == 1  # the disconnected one, two days ago
+    assert custom["since"] <= NOW - 3 * DAY and custom["until"] >= NOW - 1.5 * DAY
+    with pytest.raises(ValueError):
+        series(store, NOW, "custom", since=NOW, until=NOW - 1)
+    assert [bucket_step(s) for s in (3600, 86400, 7 * 86400, 90 * 86400)] == [60, 900, 3600, 43200]
+
+
+def test_benchmark_traffic_and_actions_stay_out_of_the_summaries(tmp_path: Path) -> None:
+    sink = DuckDBSink(DuckDBSink.Config(retention_days=0), str(tmp_path))
+    asyncio.run(sink.start())
+    sink.submit(make_trace(now=NOW, ago=60))
+    sink.submit(make_trace(now=NOW, ago=60, status="failed", tags=[analytics.BENCH_TAG]))
+    sink.submit(make_trace(now=NOW, ago=60, status="failed", kind="action", endpoint="pull"))
+    asyncio.run(sink.flush())
+    with sink.reader() as con:
+        assert analytics.overview(con, NOW)["hour"]["requests"] == 1
+        with_bench = analytics.overview(con, NOW, bench=True)["hour"]
+        assert (with_bench["requests"], with_bench["errors"]) == (2, 1)  # never the action
+        assert series(con, NOW, "hour")["totals"]["errors"] == 0
+    asyncio.run(sink.stop())

@@ -59,7 +59,9 @@ def test_nothing_in_the_page_points_outside_the_router() -> None:
     for path in STATIC_DIR.rglob("*"):
         if path.is_file():
             text = path.read_text()
-            assert not re.search(r"https?://", text), f"{path.name} names an outside URL"
+            # an SVG's namespace is a name, not a fetch
+            outside = re.search(r"https?://(?!www\.w3\.org/2000/svg\b)", text)
+            assert not outside, f"{path.name} names an outside URL"
             assert "import(" not in text or path.suffix != ".js"
 
 
@@ -154,7 +156,7 @@ def test_health_and_recommendations_read_real_traffic(make_sim: Any, make_router
     router = make_router(nodes=[make_sim(name="n1")])
     for _ in range(3):
         assert chat(router.url, tags="app:x").status_code == 200
-    sink = next(s for s in router.gateway.sinks if s.name == "duckdb")
+    sink = next(s for s in router.app.state.router.sinks if s.name == "duckdb")
     router.call(sink.flush())
     router.poll_now()
     health = httpx.get(f"{router.url}/dashboard/api/health").json()["checks"]
@@ -162,9 +164,7 @@ def test_health_and_recommendations_read_real_traffic(make_sim: Any, make_router
     assert len(health) == 10 and by_id["offline"]["status"] == "ok"
     assert "3 requests" in by_id["errors"]["detail"]
     advice = httpx.get(f"{router.url}/dashboard/api/recommendations").json()
-    placement = advice["placements"][0]
-    assert placement["model"] == FAST and placement["nodes"] == ["n1"]
-    assert placement["action"] == "keep" and "100%" in placement["reason"]
+    assert advice["actions"] == [] and advice["models_seen"] == 1  # nothing to change
     series = httpx.get(f"{router.url}/dashboard/api/series?window=hour").json()
     assert sum(point["requests"] for point in series["series"]["all"]) == 3
     assert httpx.get(f"{router.url}/dashboard/api/series?window=year").status_code == 400
@@ -187,7 +187,7 @@ def test_a_benchmark_runs_and_its_result_is_kept_in_duckdb(make_sim: Any, make_r
     assert run["status"] == "done" and run["requests"] > 0 and run["errors"] == 0
     assert run["nodes"] == ["n1"] and run["throughput_tps"] > 0
     assert run["p50_latency_ms"] <= run["p95_latency_ms"]
-    sink = next(s for s in router.gateway.sinks if s.name == "duckdb")
+    sink = next(s for s in router.app.state.router.sinks if s.name == "duckdb")
     with sink.reader() as cursor:
         assert cursor.execute("SELECT count(*) FROM benchmark_runs").fetchone() == (1,)
     bad = httpx.post(f"{url}/dashboard/api/benchmarks", json={**spec, "concurrency": 999})
@@ -206,6 +206,6 @@ def test_a_pull_from_the_dashboard_lands_on_the_node(make_sim: Any, make_router:
             break
         time.sleep(0.2)
     assert pulls[0]["status"] == "done"
-    assert "smollm:135m" in router.gateway.fleet.nodes["n1"].view.models
+    assert "smollm:135m" in router.app.state.router.node("n1").models
     missing = httpx.post(f"{router.url}/dashboard/api/nodes/zz/pull", json={"model": "a"})
     assert missing.status_code == 404

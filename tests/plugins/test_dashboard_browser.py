@@ -14,13 +14,23 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_browser import ARTIFACTS, PageProblems, launch, require_browser
+from dashboard_browser import ARTIFACTS, PageProblems, browser, strict_csp
 from herd.testing import DEFAULT_MODELS, EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 
 pytestmark = pytest.mark.browser
+__all__ = ["browser"]  # the shared Chromium fixture
 
-TABS = ("overview", "trends", "models", "apps", "benchmarks", "health", "recommendations")
+TABS = (
+    "overview",
+    "requests",
+    "trends",
+    "models",
+    "apps",
+    "benchmarks",
+    "health",
+    "recommendations",
+)
 FAST, SLOW = "llama3.2:3b", "qwen3:4b"
 REGISTRY = [
     EmulatedModel(name="smollm:135m", size=91_000_000),
@@ -31,17 +41,6 @@ MAX_FIRST_LOAD = 300 * 1024
 
 def _models(*names: str) -> list[EmulatedModel]:
     return [m for m in DEFAULT_MODELS if m.name in names]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +85,7 @@ def router(
         thread.start()
     for thread in threads:
         thread.join()
-    sink = next(s for s in handle.gateway.sinks if s.name == "duckdb")
+    sink = next(s for s in handle.app.state.router.sinks if s.name == "duckdb")
     handle.call(sink.flush())
     handle.poll_now()  # the cards show what the nodes have loaded now
     yield handle
@@ -94,7 +93,8 @@ def router(
 
 
 def _page(browser: Any, url: str, hash_: str = "overview") -> tuple[Any, Any, PageProblems]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    strict_csp(context)
     page = context.new_page()
     page.set_default_timeout(10_000)
     problems = PageProblems(page)
@@ -110,6 +110,8 @@ def test_every_tab_renders_real_data_without_console_errors(
     context, page, problems = _page(browser, router.url)
     try:
         page.wait_for_selector('#tab-overview article.card[data-node="gpu-a"]')
+        # The live snapshot is sampled once a second: wait for one taken after the poll.
+        page.wait_for_selector(f'article.card[data-node="gpu-a"] span[title="{FAST}"]')
         assert page.locator("#tab-overview article.card").count() == 2
         assert "llama3.2:3b" in page.inner_text('article.card[data-node="gpu-a"]')
         page.screenshot(path=str(shots / "overview.png"), full_page=True)
@@ -120,12 +122,13 @@ def test_every_tab_renders_real_data_without_console_errors(
         trends = page.locator("#tab-trends")
         assert trends.locator("svg rect").count() > 0  # request bars
         assert trends.locator("svg path").count() >= 3  # latency, TTFT, tokens/s lines
-        assert page.locator('#tab-models tr[data-model="llama3.2:3b"]').count() == 1
+        assert page.locator('#tab-models .usage tr[data-model="llama3.2:3b"]').count() == 1
         assert page.locator('#tab-apps tr[data-app="app:chat"]').count() == 1
         assert "app:slow" in page.inner_text("#tab-apps")
+        assert page.locator("#tab-apps .daily svg line.tick").count() == 7  # no day dropped
         assert page.locator("#tab-health .check").count() == 10
         assert page.locator('#tab-health [data-check="offline"][data-status="ok"]').count() == 1
-        assert page.locator('#tab-recommendations tr[data-model="llama3.2:3b"]').count() == 1
+        assert page.locator("#tab-requests tr[data-id]").count() >= 13
         page.click('#tabs a[data-tab="benchmarks"]')
         page.select_option("#tab-benchmarks select[name=model]", FAST)
         page.fill("#tab-benchmarks input[name=duration]", "1")
@@ -210,7 +213,7 @@ def test_a_settings_toggle_changes_routing_and_survives_a_restart(
         assert reply.status_code == 200 and reply.headers["x-herd-node"] == "gpu-a"
         handle.stop()
         handle.start()  # same port, same data_dir: a restarted router
-        assert handle.gateway.settings.routing.auto_pull is True
+        assert handle.app.state.router.settings.routing.auto_pull is True
         context, page, problems = _page(browser, handle.url, "settings")
         try:
             box = page.locator('#tab-settings input[data-key="routing.auto_pull"]')

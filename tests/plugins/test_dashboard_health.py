@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
 from herd import LoadedModel, ModelEntry, NodeView
-from herd_plugins.dashboard.advice import GB, recommend
+from herd_plugins.dashboard.advice import recommend, size_text
 from herd_plugins.dashboard.health import HealthInputs, check_health
-from herd_plugins.dashboard.monitor import FleetMonitor, node_card, queue_items
+from herd_plugins.dashboard.monitor import FleetMonitor, node_card, queue_items, workload_of
+
+GB = 1_000_000_000
 
 
 def card(name: str, state: str = "online", **fields: Any) -> dict[str, Any]:
@@ -92,19 +93,53 @@ def test_the_monitor_notes_state_changes_loads_and_context_reloads() -> None:
 
 def test_queue_items_list_running_then_waiting_requests_oldest_first() -> None:
     now = time.time()
-    request = SimpleNamespace(request_id="r1", kind="image", tags=["t"], api="openai")
-    waiting = SimpleNamespace(request_id="r2", kind="stt", tags=[], api="ollama")
-    request.received_at, waiting.received_at = now - 5, now - 1
-    queue = SimpleNamespace(
-        active=[SimpleNamespace(request=request)], waiters=[(None, waiting)], pending=1
-    )
-    board = SimpleNamespace(queues={"n1": {"sd:1": queue}})
-    items = queue_items(board, now)
+    requests = [
+        {
+            "id": "r2",
+            "kind": "stt",
+            "endpoint": "transcriptions",
+            "api": "openai",
+            "model": "w",
+            "node": "n1",
+            "state": "queued",
+            "position": 1,
+            "received_at": now - 1,
+            "tags": [],
+        },
+        {
+            "id": "r1",
+            "kind": "image",
+            "endpoint": "images",
+            "api": "openai",
+            "model": "sd:1",
+            "node": "n1",
+            "state": "running",
+            "position": 0,
+            "received_at": now - 5,
+            "tags": ["t"],
+        },
+        # an embeddings call is [EMBED] whatever kind the route gave it
+        {
+            "id": "r3",
+            "kind": "text",
+            "endpoint": "embeddings",
+            "api": "ollama",
+            "model": "m",
+            "node": "n1",
+            "state": "queued",
+            "position": 2,
+            "received_at": now,
+            "tags": [],
+        },
+    ]
+    items = queue_items(requests, now)
     assert [(i["id"], i["state"], i["kind"]) for i in items] == [
         ("r1", "running", "image"),
         ("r2", "queued", "stt"),
+        ("r3", "queued", "embed"),
     ]
     assert items[1]["position"] == 1 and items[0]["wait_s"] == 5.0
+    assert "position" not in items[0]
 
 
 def test_a_node_card_reports_resources_and_the_hottest_gpu() -> None:
@@ -129,28 +164,56 @@ def _node(name: str, total: int, disk: dict[str, int], loaded: tuple[str, ...] =
     return view
 
 
-def test_recommend_keeps_busy_models_where_they_fit_and_names_idle_ones() -> None:
+def test_recommend_lists_only_actions_each_with_evidence() -> None:
     big = _node(
         "big", 24 * GB, {"chat:7b": 5 * GB, "code:14b": 9 * GB, "old:3b": 2 * GB}, ("old:3b",)
     )
     small = _node("small", 8 * GB, {"chat:7b": 5 * GB}, ("chat:7b",))
+    spare = _node("spare", 16 * GB, {})
     demand = [
-        {"model": "chat:7b", "requests": 60, "cold_loads": 4},
+        {"model": "chat:7b", "requests": 60, "cold_loads": 4, "avg_cold_load_ms": 2100.0},
         {"model": "code:14b", "requests": 30, "cold_loads": 0},
-        {"model": "gone:1b", "requests": 10, "cold_loads": 0},
+        {"model": "gone:1b", "requests": 10, "cold_loads": 0, "errors": 0, "rejected": 10},
     ]
-    plan = recommend(demand, [big, small])
-    by_model = {p["model"]: p for p in plan["placements"]}
-    assert by_model["chat:7b"]["nodes"] == ["small", "big"]  # loaded first, then a 2nd copy
-    assert by_model["chat:7b"]["action"] == "load"
-    assert "routing.keep_alive" in by_model["chat:7b"]["reason"]
-    assert by_model["code:14b"]["nodes"] == ["big"] and by_model["code:14b"]["action"] == "load"
-    assert by_model["gone:1b"]["action"] == "missing"
-    assert plan["keep_alive"] == {"chat:7b": -1}
-    assert [(i["model"], i["node"]) for i in plan["idle"]] == [("old:3b", "big")]
+    plan = recommend(demand, [big, small, spare])
+    kinds = [(a["kind"], a["model"], a["node"]) for a in plan["actions"]]
+    # code:14b is fine where it is: no row says "keep"
+    assert kinds == [
+        ("pin", "chat:7b", ""),
+        ("pull", "gone:1b", "big"),  # the most free memory
+        ("unload", "old:3b", "big"),
+    ]
+    pin, pull, unload = plan["actions"]
+    assert (
+        '"chat:7b": -1' in pin["yaml"] and "loaded cold 4 times, 2.1 s each" in pin["evidence"][1]
+    )
+    assert "10 of them failed or were refused" in pull["evidence"]
+    assert unload["evidence"] == ["no request in the last day", "holds 2.0 GB on big"]
 
 
-def test_a_model_too_big_for_every_node_is_said_to_load_on_demand() -> None:
+def test_a_busy_model_on_one_node_gets_a_second_and_a_calm_fleet_gets_nothing() -> None:
+    one = _node("one", 8 * GB, {"chat:7b": 5 * GB}, ("chat:7b",))
+    two = _node("two", 16 * GB, {})
+    plan = recommend([{"model": "chat:7b", "requests": 40}], [one, two])
+    assert [(a["kind"], a["node"]) for a in plan["actions"]] == [("spread", "two")]
+    both = _node("two", 16 * GB, {"chat:7b": 5 * GB}, ("chat:7b",))
+    assert recommend([{"model": "chat:7b", "requests": 40}], [one, both])["actions"] == []
+
+
+def test_a_model_too_big_for_every_node_is_named() -> None:
     tiny = _node("tiny", 4 * GB, {"huge:70b": 40 * GB})
     plan = recommend([{"model": "huge:70b", "requests": 3}], [tiny])
-    assert plan["placements"][0]["action"] == "no-room"
+    assert plan["actions"][0]["kind"] == "no-room"
+    assert "44.0 GB" in plan["actions"][0]["evidence"][1]
+
+
+def test_sizes_below_a_gigabyte_read_in_megabytes() -> None:
+    assert size_text(46_000_000) == "46 MB" and size_text(4_700_000_000) == "4.7 GB"
+
+
+def test_a_models_workload_comes_from_its_capabilities_family_or_name() -> None:
+    assert workload_of(["embedding"], "x") == "embed"
+    assert workload_of(["completion", "tools"], "embed-ish") == "text"
+    assert workload_of([], "all-minilm:latest") == "embed"  # the default model
+    assert workload_of([], "granite:3b", "nomic-bert") == "embed"
+    assert workload_of([], "gemma3:1b", "gemma3") == "text"

@@ -272,6 +272,42 @@ class Gateway:
             await reply.aclose()
         await self.fleet.poll(fleet_node)
 
+    # -- Router.queue_snapshot: the dashboard's live queue -------------------------------
+
+    def queue_snapshot(self) -> dict[str, Any]:
+        board = self.scheduler.board if self.scheduler is not None else None
+        if board is None:
+            return {"held": 0, "reaped": 0, "max_queue_depth": 0, "requests": []}
+        requests: list[dict[str, Any]] = []
+        for node, by_model in board.queues.items():
+            for model, queue in by_model.items():
+                for slot in list(queue.active):
+                    if slot.request is not None:
+                        requests.append(_queued(slot.request, node, model, "running"))
+                for position, (_, request) in enumerate(list(queue.waiters), start=1):
+                    requests.append(_queued(request, node, model, "queued", position))
+        return {
+            "held": board.held,
+            "reaped": board.reaped,
+            "max_queue_depth": board.max_queue_depth,
+            "requests": requests,
+        }
+
+
+def _queued(request: Any, node: str, model: str, state: str, position: int = 0) -> dict[str, Any]:
+    return {
+        "id": request.request_id,
+        "kind": request.kind,
+        "endpoint": request.endpoint,
+        "api": request.api,
+        "model": model,
+        "node": node,
+        "state": state,
+        "position": position,
+        "received_at": request.received_at,
+        "tags": list(request.tags),
+    }
+
 
 def _error_text(body: bytes, status: int) -> str:
     try:

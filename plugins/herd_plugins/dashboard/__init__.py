@@ -1,6 +1,10 @@
-"""The dashboard at ``/dashboard``: eight tabs over the fleet, its traffic and its settings.
+"""The dashboard at ``/dashboard``: nine tabs over the fleet, its traffic and its settings.
 
-An ordinary plugin: it adds its Litestar routes through ``herd_register_litestar_plugins``.
+An ordinary plugin that owns everything it shows: its Litestar routes, its JSON API
+(the analytics SQL included), its static files. It reads the router only through the
+public :class:`herd.router.Router` (``app.state.router``) and finds the DuckDB trace
+sink among ``router.sinks``: with that sink disabled the page says traces are off;
+with this plugin disabled none of its routes exist.
 The page is plain HTML, CSS and JavaScript modules packaged beside this file
 (``static/``), with no build step and nothing fetched from outside, so it works
 on a LAN with no internet. Live data comes from ``/dashboard/events`` (Server-Sent
@@ -25,9 +29,10 @@ from litestar.datastructures import CacheControlHeader
 from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
+from herd_plugins.dashboard.actions import PullTracker
 from herd_plugins.dashboard.bench import BenchmarkRunner
 from herd_plugins.dashboard.monitor import FleetMonitor
-from herd_plugins.dashboard.routes import ROUTES
+from herd_plugins.dashboard.routes import ALL_ROUTES
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
@@ -60,8 +65,11 @@ class DashboardPlugin(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         monitor = FleetMonitor()
         runner = BenchmarkRunner()
+        pulls = PullTracker()
+        monitor.pulls = pulls
         app_config.state["dashboard_monitor"] = monitor
         app_config.state["dashboard_bench"] = runner
+        app_config.state["dashboard_pulls"] = pulls
         static = create_static_files_router(
             path="/dashboard/static",
             directories=[STATIC_DIR],
@@ -69,10 +77,10 @@ class DashboardPlugin(InitPluginProtocol):
             cache_control=CacheControlHeader(no_cache=True),
             name="dashboard-static",
         )
-        app_config.route_handlers.extend([page, static, *ROUTES])
+        app_config.route_handlers.extend([page, static, *ALL_ROUTES])
         app_config.on_startup.append(monitor.start)
         # before the gateway closes its HTTP session and sinks
-        app_config.on_shutdown[:0] = [runner.cancel, monitor.stop]
+        app_config.on_shutdown[:0] = [runner.cancel, pulls.cancel, monitor.stop]
         return app_config
 
 

@@ -1,11 +1,18 @@
-"""The Recommendations tab: which models to keep loaded where, explained in words.
+"""The Recommendations tab: only what calls for an action, each with its evidence.
 
-Demand comes from the trace store (requests per model over the last day, and how often
-each loaded cold); room comes from the fleet (each node's memory, what is on its disk and
-what is loaded). Busiest models are placed first, each on the node that already holds it
-loaded, else on the node with the most room that has it on disk; a model that takes most
-of the traffic gets a second node. Loaded models nobody asked for are named as the memory
-to win back.
+Demand comes from the trace store (requests per model over the last day, how often each
+loaded cold); room from the fleet (each node's memory, what is on its disk and loaded).
+A row is made only when something should change, and says what to do in one click
+(``pull`` or ``unload`` on a node) or in YAML to paste:
+
+- ``pull``: clients ask for a model no online node has;
+- ``spread``: one model takes most of the traffic but only one node has it, while
+  another has room for it;
+- ``pin``: a busy model keeps loading cold: keep it resident (``routing.keep_alive``);
+- ``unload``: a model sits in memory with no request all day;
+- ``no-room``: a model asked for fits on no node that has it.
+
+A fleet that needs none of these gets an empty list, and the page says all is well.
 """
 
 from __future__ import annotations
@@ -15,145 +22,172 @@ from typing import Any
 
 from herd import NodeView
 
-__all__ = ["GB", "recommend"]
+__all__ = ["recommend", "size_text"]
 
-GB = 1_000_000_000
-SECOND_COPY_SHARE = 0.4  # a model with this share of the traffic gets a second node
+SECOND_COPY_SHARE = 0.4  # a model with this share of the traffic deserves a second node
 COLD_LOADS_TO_PIN = 3
+MIN_REQUESTS = 5  # below this a model's traffic says nothing
 
 
-def _gb(size: float) -> str:
-    return f"{size / GB:.1f} GB"
+def size_text(size: float) -> str:
+    """Bytes in GB from 1 GB, else MB (a 46 MB model is "46 MB", not "0.0 GB")."""
+    if size >= 1e9:
+        return f"{size / 1e9:.1f} GB"
+    return f"{max(size, 0) / 1e6:.0f} MB"
 
 
 def _capacity(view: NodeView) -> int:
     return view.vram_total or view.ram_total
 
 
-def _footprint(view: NodeView, key: str) -> int:
-    loaded = view.loaded.get(key)
-    if loaded is not None:
-        return loaded.size_vram or loaded.size
-    entry = view.models.get(key)
-    return int(entry.size * 1.1) if entry is not None else 0  # weights plus a context
+def _free(view: NodeView) -> int | None:
+    """Bytes of memory still free on a node, or None when it does not say."""
+    if view.vram_total:
+        return max(0, view.vram_total - view.vram_used)
+    if view.ram_total:
+        return view.ram_available
+    return None
+
+
+def _size_of(views: Iterable[NodeView], key: str) -> int:
+    for view in views:
+        if key in view.loaded:
+            return view.loaded[key].size_vram or view.loaded[key].size
+        if key in view.models:
+            return int(view.models[key].size * 1.1)  # weights plus a context
+    return 0
 
 
 def recommend(demand: Iterable[dict[str, Any]], views: list[NodeView]) -> dict[str, Any]:
-    """Plan which models stay loaded where.
+    """What to change, busiest models first.
 
     Args:
-        demand: Rows of ``analytics.models`` over the last day (model, requests,
-            cold_loads, ...).
+        demand: Rows of ``analytics.models`` over the last day (model, requests, errors,
+            cold_loads, avg_cold_load_ms, ...).
         views: The fleet's nodes.
 
     Returns:
-        ``{"placements": [...], "idle": [...], "keep_alive": {...}, "window_hours": 24}``;
-        each placement has the model, its share, the nodes and a ``reason`` in words.
+        ``{"window_hours": 24, "actions": [...], "models_seen": n}``; each action has
+        ``kind``, ``model``, ``node`` (one-click target or ""), ``title``, ``evidence``
+        (a list of facts) and ``yaml`` (a snippet to paste, or "").
     """
     usable = [v for v in views if v.status in ("online", "degraded") and not v.draining]
-    room = {v.name: _capacity(v) for v in usable}
-    rows = [row for row in demand if row.get("requests")]
+    rows = [row for row in demand if int(row.get("requests") or 0)]
     total = sum(int(row["requests"]) for row in rows) or 1
-    placements: list[dict[str, Any]] = []
-    keep_alive: dict[str, int] = {}
-    wanted: set[tuple[str, str]] = set()
+    actions: list[dict[str, Any]] = []
     for row in sorted(rows, key=lambda r: -int(r["requests"])):
         key = str(row["model"])
-        share = int(row["requests"]) / total
+        requests = int(row["requests"])
+        share = requests / total
         holders = [v for v in usable if v.has_model(key)]
+        facts = [f"{requests} requests in the last day ({share:.0%} of all)"]
         if not holders:
-            placements.append(
-                _placement(
-                    row,
-                    share,
-                    [],
-                    "missing",
-                    f"No online node has {key} on disk: pull it, or fix the clients asking for it.",
+            if requests >= MIN_REQUESTS:
+                actions.append(_missing(key, facts, row, usable))
+            continue
+        need = _size_of(holders, key)
+        fits = [v for v in holders if not _capacity(v) or need <= _capacity(v)]
+        if not fits:
+            biggest = max(_capacity(v) for v in holders)
+            facts.append(
+                f"needs about {size_text(need)}; the largest node that has it has "
+                f"{size_text(biggest)}"
+            )
+            actions.append(
+                _action(
+                    "no-room",
+                    key,
+                    "",
+                    f"{key} fits on no node that has it",
+                    facts,
+                    "Pull it onto a node with more memory.",
                 )
             )
             continue
-        copies = 2 if share >= SECOND_COPY_SHARE and len(holders) > 1 else 1
-        chosen: list[NodeView] = []
-        for view in sorted(holders, key=lambda v: (key not in v.loaded, -room[v.name])):
-            if len(chosen) == copies:
-                break
-            need = _footprint(view, key)
-            if room[view.name] and need > room[view.name]:
-                continue
-            chosen.append(view)
-            if room[view.name]:
-                room[view.name] -= need
-        if not chosen:
-            biggest = max(_footprint(v, key) for v in holders)
-            text = (
-                f"{key} ({_gb(biggest)}) does not fit next to the busier models on any node "
-                "that has it; it will load on demand. Put it on a node with more memory."
-            )
-            placements.append(_placement(row, share, [], "no-room", text))
-            continue
-        for view in chosen:
-            wanted.add((view.name, key))
-        action = "keep" if all(key in v.loaded for v in chosen) else "load"
-        reason = _reason(key, share, chosen, room, action)
         cold = int(row.get("cold_loads") or 0)
-        if cold >= COLD_LOADS_TO_PIN:
-            keep_alive[key] = -1
-            reason += (
-                f" It loaded cold {cold} times in the last day: keep it resident with "
-                f"routing.keep_alive {{{key}: -1}}."
+        if cold >= COLD_LOADS_TO_PIN and requests >= MIN_REQUESTS:
+            took = row.get("avg_cold_load_ms")
+            facts_pin = [
+                *facts,
+                f"loaded cold {cold} times"
+                + (f", {took / 1000:.1f} s each on average" if took else ""),
+            ]
+            yaml = f'routing:\n  keep_alive:\n    "{key}": -1'
+            actions.append(_action("pin", key, "", f"Keep {key} loaded", facts_pin, "", yaml))
+        if share >= SECOND_COPY_SHARE and requests >= MIN_REQUESTS and len(holders) == 1:
+            target = _roomiest(
+                [v for v in usable if not v.has_model(key) and v.name != holders[0].name], need
             )
-        placements.append(_placement(row, share, [v.name for v in chosen], action, reason))
-    idle = []
+            if target is not None:
+                facts_spread = [
+                    *facts,
+                    f"only {holders[0].name} has it",
+                    f"{target.name} has {size_text(_free(target) or 0)} free",
+                ]
+                actions.append(
+                    _action(
+                        "spread",
+                        key,
+                        target.name,
+                        f"Pull {key} onto {target.name} as well",
+                        facts_spread,
+                        "A second node shares its load and covers a failure.",
+                    )
+                )
+    wanted = {str(row["model"]) for row in rows}
     for view in usable:
         for key, model in view.loaded.items():
-            if (view.name, key) in wanted or any(r["model"] == key for r in rows):
+            if key in wanted:
                 continue
             size = model.size_vram or model.size
-            idle.append(
-                {
-                    "model": key,
-                    "node": view.name,
-                    "size": size,
-                    "reason": f"{key} is loaded on {view.name} but had no requests in the last "
-                    f"day: letting it expire frees {_gb(size)}.",
-                }
+            facts = ["no request in the last day", f"holds {size_text(size)} on {view.name}"]
+            actions.append(
+                _action(
+                    "unload",
+                    key,
+                    view.name,
+                    f"Unload {key} from {view.name}",
+                    facts,
+                    "Frees its memory for the models in use.",
+                )
             )
-    return {"window_hours": 24, "placements": placements, "idle": idle, "keep_alive": keep_alive}
+    return {"window_hours": 24, "actions": actions, "models_seen": len(rows)}
 
 
-def _placement(
-    row: dict[str, Any], share: float, nodes: list[str], action: str, reason: str
+def _missing(
+    key: str, facts: list[str], row: dict[str, Any], usable: list[NodeView]
+) -> dict[str, Any]:
+    errors = int(row.get("errors") or 0) + int(row.get("rejected") or 0)
+    if errors:
+        facts = [*facts, f"{errors} of them failed or were refused"]
+    facts.append("no online node has it on disk")
+    target = _roomiest(usable, 0)
+    title = f"Pull {key}" + (f" onto {target.name}" if target else "")
+    return _action(
+        "pull",
+        key,
+        target.name if target else "",
+        title,
+        facts,
+        "Or fix the clients that ask for it, or add an alias (model_aliases).",
+    )
+
+
+def _roomiest(views: list[NodeView], need: int) -> NodeView | None:
+    """The node with the most free memory that fits ``need`` bytes (unknown counts as 0)."""
+    fitting = [v for v in views if (_free(v) or 0) >= need]
+    return max(fitting, key=lambda v: _free(v) or 0, default=None)
+
+
+def _action(
+    kind: str, model: str, node: str, title: str, evidence: list[str], note: str, yaml: str = ""
 ) -> dict[str, Any]:
     return {
-        "model": row["model"],
-        "requests": int(row["requests"]),
-        "share": round(share, 4),
-        "cold_loads": int(row.get("cold_loads") or 0),
-        "nodes": nodes,
-        "action": action,
-        "reason": reason,
+        "kind": kind,
+        "model": model,
+        "node": node,
+        "title": title,
+        "evidence": evidence,
+        "note": note,
+        "yaml": yaml,
     }
-
-
-def _reason(
-    key: str, share: float, chosen: list[NodeView], room: dict[str, int], action: str
-) -> str:
-    where = " and ".join(v.name for v in chosen)
-    verb = "Keep" if action == "keep" else "Load"
-    parts = [f"{verb} {key} on {where}: {share:.0%} of the last day's requests."]
-    for view in chosen:
-        size = _footprint(view, key)
-        capacity = _capacity(view)
-        if capacity:
-            parts.append(
-                f"On {view.name} it takes {_gb(size)} of {_gb(capacity)} "
-                f"({_gb(max(0, room[view.name]))} left for the models below it)."
-            )
-        else:
-            parts.append(
-                f"{view.name} does not report its memory (run herd-node there to know whether "
-                "it fits)."
-            )
-    if len(chosen) > 1:
-        parts.append("It takes a large share of the traffic, so two nodes share it.")
-    return " ".join(parts)

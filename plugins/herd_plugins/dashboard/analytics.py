@@ -6,7 +6,11 @@ DuckDB (``date_trunc``, ``quantile_cont``); Python only shapes the rows.
 
 Definitions shared by all of them:
 
-- *errors*: requests whose status is neither ``completed`` nor ``client_disconnected``;
+- *errors*: requests that ``failed`` on a node; a client's own mistake (``rejected``, a
+  4xx) is counted apart as *rejected* and never raises the error rate;
+- *traffic*: client requests. Dashboard benchmark runs (tag :data:`BENCH_TAG`) are left
+  out unless a question is asked with ``bench=True``; model actions (``kind = 'action'``,
+  logged by the dashboard) are never counted;
 - *latency* percentiles: over completed requests; *TTFT*: over requests that got a first byte;
 - *tokens/s*: the mean of the requests that report a rate;
 - *model*: the model a node served, else (rejected requests) the name the client sent;
@@ -19,18 +23,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 if TYPE_CHECKING:
     import duckdb
 
 __all__ = [
+    "BENCH_TAG",
     "COLD_LOAD_MS",
     "apps",
     "models",
     "overview",
     "tags",
-    "trace_page",
+    "traffic",
     "trends",
 ]
 
@@ -39,11 +42,13 @@ UNTAGGED = "(untagged)"
 NO_NODE = "(none)"
 MODEL_KEY = "coalesce(nullif(served_model, ''), model)"
 NOW = "make_timestamp($now::BIGINT)"
+BENCH_TAG = "source:dashboard-bench"
+ACTION_KIND = "action"
 
 METRICS = """
     count(request_id) AS requests,
-    count(request_id) FILTER (WHERE status NOT IN ('completed', 'client_disconnected'))
-        AS errors,
+    count(request_id) FILTER (WHERE status = 'failed') AS errors,
+    count(request_id) FILTER (WHERE status = 'rejected') AS rejected,
     coalesce(errors / nullif(requests, 0), 0.0) AS error_rate,
     quantile_cont(latency_ms, 0.5) FILTER (WHERE status = 'completed') AS p50_latency_ms,
     quantile_cont(latency_ms, 0.95) FILTER (WHERE status = 'completed') AS p95_latency_ms,
@@ -55,8 +60,12 @@ METRICS = """
 """
 """Aggregates every summary reports, over whatever rows the query groups."""
 
-_JSON_COLUMNS = ("scores", "rejections", "attempts")
-_decode = msgspec.json.decode
+
+def traffic(bench: bool = False) -> str:
+    """The SQL condition that keeps the rows the summaries count (see the module docs)."""
+    if bench:
+        return f"kind <> '{ACTION_KIND}'"
+    return f"kind <> '{ACTION_KIND}' AND NOT list_contains(tags, '{BENCH_TAG}')"
 
 
 def _micros(seconds: float) -> int:
@@ -68,7 +77,7 @@ def _rows(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def overview(con: duckdb.DuckDBPyConnection, now: float) -> dict[str, Any]:
+def overview(con: duckdb.DuckDBPyConnection, now: float, bench: bool = False) -> dict[str, Any]:
     """Requests, errors, latency and TTFT percentiles and tokens, for the last hour and day,
     the same per node over the last day, and the size of the store."""
     params = {"now": _micros(now)}
@@ -79,7 +88,8 @@ def overview(con: duckdb.DuckDBPyConnection, now: float) -> dict[str, Any]:
         )
         SELECT w.name AS "window", {METRICS}
         FROM windows w
-        LEFT JOIN traces t ON t.received_at > w.since AND t.received_at <= {NOW}
+        LEFT JOIN (SELECT * FROM traces WHERE {traffic(bench)}) t
+            ON t.received_at > w.since AND t.received_at <= {NOW}
         GROUP BY w.name
         """,
         params,
@@ -90,6 +100,7 @@ def overview(con: duckdb.DuckDBPyConnection, now: float) -> dict[str, Any]:
         SELECT node, {METRICS}, epoch(max(received_at)) AS last_seen
         FROM traces
         WHERE received_at > {NOW} - INTERVAL 1 DAY AND received_at <= {NOW} AND node <> ''
+            AND {traffic(bench)}
         GROUP BY node ORDER BY node
         """,
         params,
@@ -101,7 +112,11 @@ def overview(con: duckdb.DuckDBPyConnection, now: float) -> dict[str, Any]:
 
 
 def trends(
-    con: duckdb.DuckDBPyConnection, now: float, hours: int = 24, by: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    now: float,
+    hours: int = 24,
+    by: str | None = None,
+    bench: bool = False,
 ) -> dict[str, Any]:
     """Per-hour series over the last ``hours`` hours (the current hour included), zero-filled.
 
@@ -115,7 +130,8 @@ def trends(
     if by not in key:
         raise ValueError(f"trends by {by!r}: choose model or node")
     span = f"""received_at >= (SELECT min(bucket) FROM buckets)
-               AND received_at < date_trunc('hour', {NOW}) + INTERVAL 1 HOUR"""
+               AND received_at < date_trunc('hour', {NOW}) + INTERVAL 1 HOUR
+               AND {traffic(bench)}"""
     con.execute(
         f"""
         WITH buckets AS (
@@ -151,7 +167,9 @@ def trends(
     return {"hours": hours, "by": by, "series": series}
 
 
-def models(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list[dict[str, Any]]:
+def models(
+    con: duckdb.DuckDBPyConnection, now: float, hours: int = 168, bench: bool = False
+) -> list[dict[str, Any]]:
     """Per model over the last ``hours``: usage, latency, TTFT, tokens/s, cold loads, nodes,
     last seen; busiest first."""
     con.execute(
@@ -164,6 +182,7 @@ def models(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list
         FROM traces
         WHERE received_at > {NOW} - to_hours($hours) AND received_at <= {NOW}
             AND NOT (status = 'rejected' AND served_model = '')  -- a name no node serves
+            AND {traffic(bench)}
         GROUP BY 1 ORDER BY requests DESC, model
         """,
         {"now": _micros(now), "hours": hours, "cold": COLD_LOAD_MS},
@@ -171,7 +190,9 @@ def models(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list
     return _rows(con)
 
 
-def tags(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list[dict[str, Any]]:
+def tags(
+    con: duckdb.DuckDBPyConnection, now: float, hours: int = 168, bench: bool = False
+) -> list[dict[str, Any]]:
     """Per tag over the last ``hours``: requests, tokens, latency, TTFT, error rate, last seen.
 
     A request with several tags counts once under each; untagged requests are not listed.
@@ -182,6 +203,7 @@ def tags(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list[d
         FROM (
             SELECT unnest(tags) AS tag, * EXCLUDE (tags) FROM traces
             WHERE received_at > {NOW} - to_hours($hours) AND received_at <= {NOW}
+                AND {traffic(bench)}
         )
         GROUP BY tag ORDER BY requests DESC, tag
         """,
@@ -190,7 +212,9 @@ def tags(con: duckdb.DuckDBPyConnection, now: float, hours: int = 168) -> list[d
     return _rows(con)
 
 
-def apps(con: duckdb.DuckDBPyConnection, now: float, days: int = 7) -> dict[str, Any]:
+def apps(
+    con: duckdb.DuckDBPyConnection, now: float, days: int = 7, bench: bool = False
+) -> dict[str, Any]:
     """Per app (a tag; untagged requests as ``(untagged)``): a summary over the last ``days``
     days and a zero-filled daily series (UTC days, today included)."""
     params = {"now": _micros(now), "days": days, "untagged": UNTAGGED}
@@ -199,7 +223,7 @@ def apps(con: duckdb.DuckDBPyConnection, now: float, days: int = 7) -> dict[str,
             * EXCLUDE (tags)
         FROM traces
         WHERE received_at >= date_trunc('day', {NOW}) - to_days($days - 1)
-            AND received_at <= {NOW}
+            AND received_at <= {NOW} AND {traffic(bench)}
     """
     con.execute(
         f"""SELECT app, {METRICS}, epoch(max(received_at)) AS last_seen
@@ -237,49 +261,3 @@ def apps(con: duckdb.DuckDBPyConnection, now: float, days: int = 7) -> dict[str,
         "days": days,
         "apps": [{**entry, "daily": daily.get(entry["app"], [])} for entry in summary],
     }
-
-
-def trace_page(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    limit: int = 50,
-    offset: int = 0,
-    tag: str | None = None,
-    model: str | None = None,
-    node: str | None = None,
-    status: str | None = None,
-) -> dict[str, Any]:
-    """Recent traces, newest first, filtered and paginated; ``total`` counts every match.
-
-    ``model`` matches the served model or the name the client sent.
-    """
-    where = """
-        ($tag IS NULL OR list_contains(tags, $tag))
-        AND ($model IS NULL OR served_model = $model OR model = $model)
-        AND ($node IS NULL OR node = $node)
-        AND ($status IS NULL OR status = $status)
-    """
-    params: dict[str, Any] = {"tag": tag, "model": model, "node": node, "status": status}
-    con.execute(f"SELECT count(*) FROM traces WHERE {where}", params)
-    row = con.fetchone()
-    total = int(row[0]) if row else 0
-    con.execute(
-        f"""
-        SELECT * REPLACE (
-            epoch(received_at) AS received_at,
-            epoch(first_byte_at) AS first_byte_at,
-            epoch(done_at) AS done_at,
-            scores::VARCHAR AS scores,
-            rejections::VARCHAR AS rejections,
-            attempts::VARCHAR AS attempts)
-        FROM traces WHERE {where}
-        ORDER BY traces.received_at DESC, request_id
-        LIMIT $limit OFFSET $offset
-        """,
-        {**params, "limit": limit, "offset": offset},
-    )
-    rows = _rows(con)
-    for entry in rows:
-        for column in _JSON_COLUMNS:
-            entry[column] = _decode(entry[column] or "null")
-    return {"total": total, "limit": limit, "offset": offset, "traces": rows}

@@ -1,64 +1,44 @@
-"""The dashboard's JSON API under ``/dashboard/api/``: the analytics queries over HTTP.
+"""The dashboard's analytics API under ``/dashboard/api/``: the trace store over HTTP.
 
-Each handler runs its query in a worker thread on a cursor of its own, so a slow
-query never holds up the event loop (nor the requests it is relaying).
+Each handler runs its query in a worker thread on a cursor of its own, so a slow query
+never holds up the event loop (nor the requests it is relaying). With the DuckDB sink
+disabled every one answers 503 "traces are off".
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
-import msgspec
+from herd.errors import HerdError
 from litestar import Request, Response, get
-from litestar.exceptions import HTTPException
 from litestar.params import Parameter
-from litestar.plugins import InitPluginProtocol
 
-from herd_plugins.dashboard import analytics
-from herd_plugins.sink_duckdb import DuckDBSink
+from herd_plugins.dashboard import analytics, requests
+from herd_plugins.dashboard.store import answer, json, read, router_of, store_of, trace_store
 
-if TYPE_CHECKING:
-    from litestar.config.app import AppConfig
+__all__ = ["ROUTES"]
 
-__all__ = ["ROUTES", "DashboardApiPlugin"]
-
-JSON = "application/json; charset=utf-8"
 MAX_HOURS = 24 * 90
 MAX_PAGE = 500
-_encode = msgspec.json.encode
 Filter = Annotated[str | None, Parameter(max_length=500)]
+Bench = Annotated[bool, Parameter(description="Count the dashboard's benchmark runs too.")]
 
 
-def _sink(request: Request[Any, Any, Any]) -> DuckDBSink:
-    for sink in request.app.state.gateway.sinks:
-        if isinstance(sink, DuckDBSink):
-            return sink
-    raise HTTPException(status_code=503, detail="the trace store (duckdb sink) is not running")
-
-
-def _query(sink: DuckDBSink, question: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with sink.reader() as cursor:
-        return question(cursor, *args, **kwargs)
-
-
-async def _answer(
-    request: Request[Any, Any, Any], question: Callable[..., Any], *args: Any, **kwargs: Any
-) -> Response[bytes]:
-    sink = _sink(request)
-    result = await asyncio.to_thread(_query, sink, question, *args, **kwargs)
-    return Response(_encode(result), media_type=JSON)
+@get("/dashboard/api/store", include_in_schema=False)
+async def store(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Whether traces are on, and the store's counters."""
+    sink = store_of(router_of(request))
+    return json({"traces": sink is not None, **(sink.stats() if sink is not None else {})})
 
 
 @get("/dashboard/api/overview")
-async def overview(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def overview(request: Request[Any, Any, Any], bench: Bench = False) -> Response[bytes]:
     """Requests, errors, latency and TTFT percentiles and tokens: last hour, last day, per node."""
-    sink = _sink(request)
-    result = await asyncio.to_thread(_query, sink, analytics.overview, time.time())
+    sink = trace_store(request)
+    result = await read(sink, analytics.overview, time.time(), bench)
     result["store"] = sink.stats()
-    return Response(_encode(result), media_type=JSON)
+    return json(result)
 
 
 @get("/dashboard/api/trends")
@@ -66,67 +46,83 @@ async def trends(
     request: Request[Any, Any, Any],
     hours: Annotated[int, Parameter(ge=1, le=MAX_HOURS)] = 24,
     by: Annotated[str | None, Parameter(pattern="^(model|node)$")] = None,
+    bench: Bench = False,
 ) -> Response[bytes]:
     """Hourly series of requests, latency, TTFT, tokens/s and errors; ``by=model|node``."""
-    return await _answer(request, analytics.trends, time.time(), hours, by)
+    return await answer(request, analytics.trends, time.time(), hours, by, bench)
 
 
 @get("/dashboard/api/models")
 async def models(
     request: Request[Any, Any, Any],
     hours: Annotated[int, Parameter(ge=1, le=MAX_HOURS)] = 168,
+    bench: Bench = False,
 ) -> Response[bytes]:
     """Per-model usage, latency, tokens/s, cold loads and last seen."""
-    return await _answer(request, analytics.models, time.time(), hours)
+    return await answer(request, analytics.models, time.time(), hours, bench)
 
 
 @get("/dashboard/api/tags")
 async def tags(
     request: Request[Any, Any, Any],
     hours: Annotated[int, Parameter(ge=1, le=MAX_HOURS)] = 168,
+    bench: Bench = False,
 ) -> Response[bytes]:
     """Per-tag requests, tokens, latency, TTFT and error rate."""
-    return await _answer(request, analytics.tags, time.time(), hours)
+    return await answer(request, analytics.tags, time.time(), hours, bench)
 
 
 @get("/dashboard/api/apps")
 async def apps(
     request: Request[Any, Any, Any],
     days: Annotated[int, Parameter(ge=1, le=90)] = 7,
+    bench: Bench = False,
 ) -> Response[bytes]:
     """Per-app (tag) summary with a daily series."""
-    return await _answer(request, analytics.apps, time.time(), days)
+    return await answer(request, analytics.apps, time.time(), days, bench)
 
 
 @get("/dashboard/api/traces")
 async def traces(
     request: Request[Any, Any, Any],
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Parameter(ge=0)] = 0,
-    tag: Filter = None,
+    cursor: Annotated[str | None, Parameter(max_length=300)] = None,
+    status: Filter = None,
     model: Filter = None,
     node: Filter = None,
-    status: Filter = None,
+    tag: Filter = None,
+    api_key: Filter = None,
+    kind: Filter = None,
+    since: Annotated[float | None, Parameter(ge=0)] = None,
+    until: Annotated[float | None, Parameter(ge=0)] = None,
+    count: Annotated[bool, Parameter()] = True,
 ) -> Response[bytes]:
-    """Recent traces, newest first, filtered by tag, model, node and status."""
-    return await _answer(
-        request,
-        analytics.trace_page,
-        limit=limit,
-        offset=offset,
-        tag=tag,
-        model=model,
-        node=node,
-        status=status,
-    )
+    """The trace log, newest first: one page and the ``next`` cursor (keyset paging)."""
+    try:
+        after = requests.parse_cursor(cursor)
+    except ValueError as exc:
+        raise HerdError(400, str(exc)) from None
+    if since is not None and until is not None and until <= since:
+        raise HerdError(400, "until must come after since")
+    where = requests.TraceFilter(status, model, node, tag, api_key, kind, since, until)
+    return await answer(request, requests.trace_page, where, limit=limit, cursor=after, count=count)
 
 
-ROUTES = [overview, trends, models, tags, apps, traces]
+@get("/dashboard/api/traces/facets", include_in_schema=False)
+async def trace_facets(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The statuses, models, nodes, tags, API keys and kinds the last week of traces hold."""
+    return await answer(request, requests.facets, time.time())
 
 
-class DashboardApiPlugin(InitPluginProtocol):
-    """Adds the ``/dashboard/api/*`` routes to the router's Litestar app."""
+@get("/dashboard/api/traces/{request_id:str}", include_in_schema=False)
+async def one_trace(
+    request: Request[Any, Any, Any], request_id: Annotated[str, Parameter()]
+) -> Response[bytes]:
+    """One trace in full: attempts, per-signal scores, queue wait, TTFT, tokens, notes."""
+    found = await read(trace_store(request), requests.trace, request_id)
+    if found is None:
+        raise HerdError(404, f"no trace with request id {request_id!r}")
+    return json(found)
 
-    def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.route_handlers.extend(ROUTES)
-        return app_config
+
+ROUTES = [store, overview, trends, models, tags, apps, traces, trace_facets, one_trace]

@@ -1,10 +1,15 @@
 """The Benchmarks tab: a bounded load test of the fleet, run from the page.
 
-A run sends streaming ``/api/chat`` requests through the router itself (so they are
-routed, queued and traced like any client's, tagged ``benchmark``) from ``concurrency``
-workers for ``duration_s`` seconds, then waits for the requests in flight. One run at a
-time. Results (tokens/s, latency and TTFT percentiles, errors, the nodes that served)
-go to the ``benchmark_runs`` table of the trace store, or stay in memory without one.
+A run sends streaming ``/api/chat`` requests (workload ``chat``) or ``/api/embed``
+requests (workload ``embed``) through the router itself, so they are routed, queued and
+traced like any client's, from ``concurrency`` workers for ``duration_s`` seconds, then
+waits for the requests in flight. One run at a time. Its traffic is tagged
+``source:dashboard-bench`` and ``bench:<run id>``: Health and Trends leave it out of
+their rates. A run stops early, saying why, at the first 4xx (the request itself is
+wrong: every other would fail the same way) and when the share of failed requests
+reaches ``max_error_share`` (after :data:`MIN_SAMPLES` requests). Results (tokens/s,
+latency and TTFT percentiles, errors, the nodes that served) go to the
+``benchmark_runs`` table of the trace store, or stay in memory without one.
 """
 
 from __future__ import annotations
@@ -14,19 +19,18 @@ import contextlib
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import aiohttp
 import msgspec
-
-if TYPE_CHECKING:
-    from herd_plugins.sink_duckdb import DuckDBSink
 
 __all__ = ["BenchmarkRunner", "BenchmarkSpec"]
 
 log = logging.getLogger("herd.dashboard")
 
 HISTORY_LIMIT = 50
+MIN_SAMPLES = 10
+BENCH_TAG = "source:dashboard-bench"
 _COLUMNS = (
     *("id", "started_at", "finished_at", "model", "duration_s", "concurrency", "num_predict"),
     *("status", "error", "requests", "errors", "completion_tokens", "throughput_tps"),
@@ -39,6 +43,8 @@ class BenchmarkSpec(msgspec.Struct, forbid_unknown_fields=True):
     """What the page asks for (every field bounded)."""
 
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    workload: Annotated[str, msgspec.Meta(pattern="^(chat|embed)$")] = "chat"
+    max_error_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
     duration_s: Annotated[float, msgspec.Meta(ge=1, le=300)] = 10.0
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     num_predict: Annotated[int, msgspec.Meta(ge=1, le=2048)] = 64
@@ -84,12 +90,13 @@ class BenchmarkRunner:
         http: aiohttp.ClientSession,
         base_url: str,
         headers: dict[str, str],
-        sink: DuckDBSink | None,
+        sink: Any,
     ) -> dict[str, Any]:
         """Start a run in the background; the caller checked :attr:`running` first."""
         self.current = {
             "id": os.urandom(6).hex(),
             "model": spec.model,
+            "workload": spec.workload,
             "duration_s": spec.duration_s,
             "concurrency": spec.concurrency,
             "num_predict": spec.num_predict,
@@ -116,30 +123,35 @@ class BenchmarkRunner:
         http: aiohttp.ClientSession,
         base_url: str,
         headers: dict[str, str],
-        sink: DuckDBSink | None,
+        sink: Any,
         run: dict[str, Any],
     ) -> None:
         samples: list[dict[str, Any]] = []
-        body = msgspec.json.encode(
-            {
+        if spec.workload == "embed":
+            payload: dict[str, Any] = {"model": spec.model, "input": [spec.prompt]}
+        else:
+            payload = {
                 "model": spec.model,
                 "messages": [{"role": "user", "content": spec.prompt}],
                 "stream": True,
                 "options": {"num_predict": spec.num_predict},
             }
-        )
+        body = msgspec.json.encode(payload)
         deadline = time.monotonic() + spec.duration_s
-        url = base_url + "/api/chat"
+        url = base_url + ("/api/embed" if spec.workload == "embed" else "/api/chat")
         request_headers = {**headers, "Content-Type": "application/json"}
-        request_headers["X-Herd-Tags"] = "benchmark"
+        request_headers["X-Herd-Tags"] = f"{BENCH_TAG}, bench:{run['id']}"
         status, error = "done", ""
+        stop = _Stop(spec.max_error_share)
         try:
             await asyncio.gather(
                 *(
-                    self._worker(http, url, body, request_headers, deadline, run, samples)
+                    self._worker(http, url, body, request_headers, deadline, run, samples, stop)
                     for _ in range(spec.concurrency)
                 )
             )
+            if stop.reason:
+                status, error = "stopped", stop.reason
         except asyncio.CancelledError:
             status = "cancelled"
         except Exception as exc:  # a bug here must not kill the router's loop
@@ -169,13 +181,18 @@ class BenchmarkRunner:
         deadline: float,
         run: dict[str, Any],
         samples: list[dict[str, Any]],
+        stop: _Stop,
     ) -> None:
-        while time.monotonic() < deadline:
-            samples.append(await _one_request(http, url, body, headers))
+        while time.monotonic() < deadline and not stop.reason:
+            sample = await _one_request(http, url, body, headers)
+            samples.append(sample)
             run["requests"] = len(samples)
-            run["errors"] = sum(1 for s in samples if s["error"])
+            run["errors"] += 1 if sample["error"] else 0  # counted as they come: no rescan
+            stop.judge(sample, run["errors"], len(samples))
+            if stop.reason:
+                run["stop_reason"] = stop.reason
 
-    def _save(self, sink: DuckDBSink, result: dict[str, Any]) -> None:
+    def _save(self, sink: Any, result: dict[str, Any]) -> None:
         marks = ", ".join("?" for _ in _COLUMNS)
         with sink.reader() as cursor:
             cursor.execute(
@@ -183,7 +200,7 @@ class BenchmarkRunner:
                 [result[name] for name in _COLUMNS],
             )
 
-    def history(self, sink: DuckDBSink | None) -> list[dict[str, Any]]:
+    def history(self, sink: Any) -> list[dict[str, Any]]:
         """The last runs, newest first (blocking with a sink: call from a worker thread)."""
         if sink is None:
             return list(self.memory)
@@ -195,17 +212,40 @@ class BenchmarkRunner:
             return [dict(zip(_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
 
+class _Stop:
+    """Why a run stops before its time: the first 4xx, or too many failures."""
+
+    def __init__(self, max_error_share: float) -> None:
+        self.max_error_share = max_error_share
+        self.reason = ""
+
+    def judge(self, sample: dict[str, Any], errors: int, requests: int) -> None:
+        if self.reason:
+            return
+        if 400 <= sample["status"] < 500:
+            self.reason = (
+                f"stopped at the first client error, HTTP {sample['status']}: "
+                f"{sample['error'].partition(': ')[2] or sample['error']}"
+            )
+        elif requests >= MIN_SAMPLES and errors / requests >= self.max_error_share > 0:
+            self.reason = (
+                f"stopped: {errors} of {requests} requests failed "
+                f"({errors / requests:.0%}, the limit is {self.max_error_share:.0%})"
+            )
+
+
 async def _one_request(
     http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
 ) -> dict[str, Any]:
     started = time.monotonic()
     sample: dict[str, Any] = {"ttft": None, "tokens": 0, "tps": None, "node": "", "error": ""}
+    sample["status"] = 0
     try:
         async with http.post(url, data=body, headers=headers) as response:
             sample["node"] = response.headers.get("X-Herd-Node", "")
+            sample["status"] = response.status
             if response.status != 200:
-                text = (await response.read())[:300].decode("utf-8", "replace")
-                sample["error"] = f"HTTP {response.status}: {text}"
+                sample["error"] = f"HTTP {response.status}: {_reason(await response.read())}"
             else:
                 async for line in response.content:
                     if not line.strip():
@@ -224,6 +264,21 @@ async def _one_request(
         sample["error"] = str(exc) or type(exc).__name__
     sample["latency"] = time.monotonic() - started
     return sample
+
+
+def _reason(body: bytes) -> str:
+    """The error message of an Ollama or OpenAI error body, else its first 300 characters."""
+    try:
+        answer = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        answer = None
+    if isinstance(answer, dict):
+        error = answer.get("error")
+        if isinstance(error, dict):
+            error = error.get("message")
+        if error:
+            return str(error)[:300]
+    return body[:300].decode("utf-8", "replace")
 
 
 def _summary(samples: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:

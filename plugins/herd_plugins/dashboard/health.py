@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from herd_plugins.dashboard.analytics import traffic
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -46,25 +48,26 @@ class HealthInputs:
     pending_traces: int = 0
 
 
-def trace_counts(con: duckdb.DuckDBPyConnection, now: float) -> dict[str, Any]:
-    """Requests, errors and retried requests in the last hour.
+def trace_counts(con: duckdb.DuckDBPyConnection, now: float, bench: bool = False) -> dict[str, Any]:
+    """Requests, node failures, client rejections and retried requests in the last hour.
 
-    Errors are the fleet's: a rejected request (the client's mistake) is not one.
+    Only ``failed`` counts as an error: a client's mistake is not the fleet's. The
+    dashboard's own benchmark runs are left out unless ``bench``.
     """
     row = con.execute(
-        """
+        f"""
         SELECT count(*),
-            count(*) FILTER (
-                WHERE status NOT IN ('completed', 'client_disconnected', 'rejected')
-            ),
+            count(*) FILTER (WHERE status = 'failed'),
+            count(*) FILTER (WHERE status = 'rejected'),
             count(*) FILTER (WHERE retries > 0)
         FROM traces
         WHERE received_at > make_timestamp($now::BIGINT) - INTERVAL 1 HOUR
+            AND {traffic(bench)}
         """,
         {"now": int(now * 1_000_000)},
     ).fetchone()
-    requests, errors, retried = (int(v or 0) for v in (row or (0, 0, 0)))
-    return {"requests": requests, "errors": errors, "retried": retried}
+    requests, errors, rejected, retried = (int(v or 0) for v in (row or (0, 0, 0, 0)))
+    return {"requests": requests, "errors": errors, "rejected": rejected, "retried": retried}
 
 
 def gather(monitor: FleetMonitor, now: float) -> HealthInputs:
@@ -77,13 +80,7 @@ def gather(monitor: FleetMonitor, now: float) -> HealthInputs:
     for event in monitor.recent("load", WINDOW_S, now):
         loads[(event.node, event.model)] = loads.get((event.node, event.model), 0) + 1
     contexts = [(e.node, e.model, e.detail) for e in monitor.recent("context", WINDOW_S, now)]
-    board = getattr(monitor.gateway.scheduler, "board", None)
-    deepest = ("", 0)
-    if board is not None:
-        for node, by_model in board.queues.items():
-            for model, queue in by_model.items():
-                if queue.pending > deepest[1]:
-                    deepest = (f"{model} on {node}", queue.pending)
+    deepest = monitor.deepest
     peak = max((held for at, held in monitor.held_peak if at >= now - 300), default=0)
     summary = snapshot.get("summary", {})
     return HealthInputs(
@@ -236,12 +233,13 @@ def _errors(data: HealthInputs) -> dict[str, str]:
         return _check("errors", "Error rate", "ok", detail, "")
     status = "bad" if share >= ERROR_BAD else "warn" if share >= ERROR_WARN else "ok"
     advice = (
-        "Open the traces of the failed requests (Trends by node) to see which node or "
-        "model fails, and why."
+        "Open the Requests tab filtered to status failed to see which node or model fails, and why."
         if status != "ok"
         else ""
     )
-    detail = f"{share:.1%} of {requests} requests failed in the last hour."
+    rejected = int(data.traces.get("rejected", 0)) if data.traces else 0
+    detail = f"{share:.1%} of {requests} requests failed on a node in the last hour"
+    detail += f" ({rejected} more were client errors)." if rejected else "."
     return _check("errors", "Error rate", status, detail, advice)
 
 

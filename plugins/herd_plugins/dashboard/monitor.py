@@ -1,9 +1,10 @@
 """The dashboard's eye on the fleet: one snapshot a second, and what changed between them.
 
-One task per app samples the fleet and the scheduler's queues every second (reading
-memory only: no I/O), keeps the snapshot the live overview streams, and remembers for
-an hour the events the Health tab judges: nodes going up and down, models loading and
-unloading, a model reloaded with another context length, the holding area filling up.
+One task per app samples the fleet and the queues every second through the public
+:class:`herd.router.Router` (reading memory only: no I/O), keeps the snapshot the live
+overview streams, and remembers for an hour the events the Health tab judges: nodes
+going up and down, models loading and unloading, a model reloaded with another context
+length, the holding area filling up.
 Every SSE client gets the same encoded snapshot, so a dozen open dashboards cost one.
 """
 
@@ -28,7 +29,6 @@ SAMPLE_INTERVAL = 1.0
 HISTORY_SECONDS = 3600.0
 MAX_EVENTS = 5000
 MAX_QUEUE_ITEMS = 500
-PULL_SHOWN_S = 60.0
 _encode = msgspec.json.encode
 
 
@@ -44,11 +44,12 @@ class FleetEvent:
 
 
 class FleetMonitor:
-    """Samples one gateway's fleet every second; see the module docstring."""
+    """Samples one router's fleet every second; see the module docstring."""
 
     def __init__(self, interval: float = SAMPLE_INTERVAL) -> None:
         self.interval = interval
-        self.gateway: Any = None
+        self.router: Any = None
+        self.pulls: Any = None  # the actions' PullTracker, shown in every snapshot
         self.snapshot: dict[str, Any] = {"t": 0.0, "summary": {}, "nodes": [], "queue": []}
         self.encoded = _encode(self.snapshot)
         self.events: deque[FleetEvent] = deque(maxlen=MAX_EVENTS)
@@ -57,8 +58,7 @@ class FleetMonitor:
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self.ticks = 0
-        self.pulls: dict[tuple[str, str], dict[str, Any]] = {}
-        self._pull_tasks: set[asyncio.Task[None]] = set()
+        self.deepest = ("", 0)
 
     @property
     def running(self) -> bool:
@@ -67,7 +67,7 @@ class FleetMonitor:
     # -- lifecycle (Litestar on_startup / on_shutdown) -----------------------------------
 
     async def start(self, app: Any) -> None:
-        self.gateway = app.state.gateway
+        self.router = app.state.router
         self._changed = asyncio.Event()
         self.sample()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -78,8 +78,6 @@ class FleetMonitor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for task in list(self._pull_tasks):
-            task.cancel()
         self._changed.set()  # let waiting streams end
 
     async def _run(self) -> None:
@@ -101,18 +99,17 @@ class FleetMonitor:
 
     def sample(self) -> None:
         """Take a snapshot now and note what changed since the last one."""
-        gateway = self.gateway
-        fleet = getattr(gateway, "fleet", None)
-        scheduler = getattr(gateway, "scheduler", None)
-        if fleet is None or scheduler is None:
+        router = self.router
+        if router is None:
             return
         now = time.time()
-        views: list[NodeView] = [node.view for node in fleet.nodes.values()]
+        views: list[NodeView] = router.nodes()
         self._note_changes(views, now)
-        board = scheduler.board
-        queue = queue_items(board, now)
-        held = board.held
+        board = router.queue_snapshot()
+        queue = queue_items(board["requests"], now)
+        held = board["held"]
         self.held_peak.append((now, held))
+        self.deepest = deepest_queue(router.queue_stats())
         nodes = [node_card(view) for view in views]
         running = sum(1 for item in queue if item["state"] == "running")
         states: dict[str, int] = {}
@@ -126,60 +123,20 @@ class FleetMonitor:
                 "running": running,
                 "queued": len(queue) - running,
                 "held": held,
-                "reaped": board.reaped,
+                "reaped": board["reaped"],
                 "loaded": sum(len(card["loaded"]) for card in nodes),
-                "max_queue_depth": board.max_queue_depth,
+                "max_queue_depth": board["max_queue_depth"],
             },
             "nodes": nodes,
             "queue": queue[:MAX_QUEUE_ITEMS],
             "queue_truncated": max(0, len(queue) - MAX_QUEUE_ITEMS),
-            "pulls": self._pull_list(now),
+            "pulls": self.pulls.listing(now) if self.pulls is not None else [],
+            "models": model_catalog(views),
         }
         self.encoded = _encode(self.snapshot)
         self.ticks += 1
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-
-    # -- pulls started from the page -----------------------------------------------------
-
-    def start_pull(self, node: Any, model: str, fleet: Any) -> None:
-        """Pull ``model`` onto ``node`` in the background; the snapshot shows how it went."""
-        self.pulls[(node.name, model)] = {"status": "pulling", "error": "", "at": time.time()}
-        task = asyncio.get_running_loop().create_task(self._pull(node, model, fleet))
-        self._pull_tasks.add(task)
-        task.add_done_callback(self._pull_tasks.discard)
-
-    async def _pull(self, node: Any, model: str, fleet: Any) -> None:
-        entry = self.pulls[(node.name, model)]
-        body = _encode({"model": model, "stream": False})
-        try:
-            reply = await node.backend.call("POST", "/api/pull", body)
-            try:
-                last = reply.first
-                if reply.streaming:
-                    async for line in reply.rest():
-                        last = line
-            finally:
-                await reply.aclose()
-            answer = msgspec.json.decode(last) if last.strip() else {}
-            if reply.status >= 400 or (isinstance(answer, dict) and answer.get("error")):
-                error = answer.get("error") if isinstance(answer, dict) else None
-                entry.update(status="failed", error=str(error or f"HTTP {reply.status}"))
-            else:
-                entry["status"] = "done"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            entry.update(status="failed", error=str(exc) or type(exc).__name__)
-        entry["at"] = time.time()
-        log.info("dashboard pull of %s onto %s: %s", model, node.name, entry["status"])
-        await fleet.poll(node)
-
-    def _pull_list(self, now: float) -> list[dict[str, Any]]:
-        for key, entry in list(self.pulls.items()):
-            if entry["status"] != "pulling" and now - entry["at"] > PULL_SHOWN_S:
-                del self.pulls[key]
-        return [{"node": n, "model": m, **entry} for (n, m), entry in self.pulls.items()]
 
     def _note_changes(self, views: list[NodeView], now: float) -> None:
         last = self._last
@@ -256,31 +213,74 @@ def node_card(view: NodeView) -> dict[str, Any]:
     }
 
 
-def queue_items(board: Any, now: float) -> list[dict[str, Any]]:
-    """Every request waiting in or running through the router's queues, oldest first."""
-    items: list[dict[str, Any]] = []
-    for node, by_model in board.queues.items():
+def deepest_queue(stats: dict[str, dict[str, dict[str, Any]]]) -> tuple[str, int]:
+    """The longest queue (``"model on node"``, waiting requests)."""
+    deepest = ("", 0)
+    for node, by_model in stats.items():
         for model, queue in by_model.items():
-            for slot in list(queue.active):
-                request = slot.request
-                if request is not None:
-                    items.append(_item(request, node, model, "running", now))
-            for position, (_, request) in enumerate(list(queue.waiters), start=1):
-                item = _item(request, node, model, "queued", now)
-                item["position"] = position
-                items.append(item)
+            if int(queue.get("pending", 0)) > deepest[1]:
+                deepest = (f"{model} on {node}", int(queue["pending"]))
+    return deepest
+
+
+EMBED_HINTS = ("embed", "minilm", "bge-", "e5-")
+
+
+EMBED_FAMILIES = ("bert", "nomic-bert", "xlm-roberta")
+
+
+def workload_of(capabilities: list[str], name: str, family: str = "") -> str:
+    """``embed`` or ``text``: what a model serves, by its capabilities (Ollama lists them
+    in ``/api/show``, some nodes in ``/api/tags``), else by its family or its name."""
+    if capabilities:
+        embeds = "embedding" in capabilities and "completion" not in capabilities
+        return "embed" if embeds else "text"
+    if family in EMBED_FAMILIES:
+        return "embed"
+    return "embed" if any(hint in name.lower() for hint in EMBED_HINTS) else "text"
+
+
+def model_catalog(views: list[NodeView]) -> list[dict[str, Any]]:
+    """Every model on some node's disk or in memory: workload, size, where it is."""
+    found: dict[str, dict[str, Any]] = {}
+    for view in views:
+        for key, entry in view.models.items():
+            item = found.setdefault(
+                key, {"name": key, "size": entry.size, "workload": "", "on": [], "loaded": []}
+            )
+            item["on"].append(view.name)
+            family = str((entry.details or {}).get("family") or "")
+            item["workload"] = item["workload"] or workload_of(entry.capabilities, key, family)
+        for key, loaded in view.loaded.items():
+            item = found.setdefault(
+                key, {"name": key, "size": loaded.size, "workload": "", "on": [], "loaded": []}
+            )
+            item["loaded"].append(view.name)
+            item["workload"] = item["workload"] or workload_of([], key)
+    return sorted(found.values(), key=lambda item: item["name"])
+
+
+def queue_items(requests: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Every request waiting in or running through the router's queues, oldest first."""
+    items = [_item(request, now) for request in requests]
     items.sort(key=lambda item: -item["wait_s"])
     return items
 
 
-def _item(request: Any, node: str, model: str, state: str, now: float) -> dict[str, Any]:
-    return {
-        "id": request.request_id,
-        "kind": request.kind,
-        "model": model,
-        "node": node,
-        "state": state,
-        "wait_s": round(max(0.0, now - request.received_at), 2),
-        "tags": request.tags,
-        "api": request.api,
+def _item(request: dict[str, Any], now: float) -> dict[str, Any]:
+    endpoint = request.get("endpoint", "")
+    # The request's own workload: an embeddings call is [EMBED] whatever model serves it.
+    kind = "embed" if endpoint in ("embed", "embeddings") else request["kind"]
+    item = {
+        "id": request["id"],
+        "kind": kind,
+        "model": request["model"],
+        "node": request["node"],
+        "state": request["state"],
+        "wait_s": round(max(0.0, now - request["received_at"]), 2),
+        "tags": request["tags"],
+        "api": request["api"],
     }
+    if request["state"] == "queued":
+        item["position"] = request["position"]
+    return item

@@ -286,10 +286,3 @@ class DuckDBSink(TraceSink):
 @hookimpl
 def herd_register_sinks() -> list[type[TraceSink]]:
     return [DuckDBSink]
-
-
-@hookimpl
-def herd_register_litestar_plugins(settings: Any) -> list[Any]:
-    from herd_plugins.dashboard.api import DashboardApiPlugin
-
-    return [DashboardApiPlugin()]

@@ -1,35 +1,48 @@
-// Recommendations: which models to keep loaded where, explained in words.
-import { api, bytes, copyButton, esc, failed, num, pct } from "./util.js";
+// Recommendations: only what calls for an action, each with its evidence and the action
+// (one click, after a confirmation) or the YAML to paste.
+import { api, copyButton, esc, failed } from "./util.js";
+import { modelAction } from "./tab_models.js";
 
+const LABELS = {
+  pull: "missing model", spread: "busy on one node", pin: "cold loads", unload: "idle in memory", "no-room": "does not fit",
+};
 let root = null;
 
-function yaml(keepAlive) {
-  const lines = Object.keys(keepAlive).map((model) => `    "${model}": -1`);
-  return lines.length ? `routing:\n  keep_alive:\n${lines.join("\n")}` : "";
+function render(data) {
+  const list = root.querySelector(".actions");
+  if (!data.actions.length) {
+    list.innerHTML = `<p class="all-well">Nothing to change: ${data.models_seen
+      ? `the ${data.models_seen} models used in the last day are where they should be, and nothing idle holds memory.`
+      : "no requests in the last day yet, and nothing idle holds memory."}</p>`;
+    return;
+  }
+  list.innerHTML = "";
+  for (const a of data.actions) {
+    const item = document.createElement("div");
+    item.className = "action";
+    item.dataset.kind = a.kind;
+    item.dataset.model = a.model;
+    const oneClick = (a.kind === "pull" || a.kind === "spread" || a.kind === "unload") && a.node;
+    item.innerHTML = `<div class="row"><span class="pill ${a.kind === "unload" || a.kind === "pin" ? "warn" : "bad"}">${esc(LABELS[a.kind] || a.kind)}</span>
+        <b>${esc(a.title)}</b><span class="spacer"></span>
+        ${oneClick ? `<button class="small primary do">${a.kind === "unload" ? "Unload" : "Pull"} on ${esc(a.node)}</button>` : ""}</div>
+      <ul>${a.evidence.map((e) => `<li>${esc(e)}</li>`).join("")}</ul>
+      ${a.note ? `<p class="muted small">${esc(a.note)}</p>` : ""}`;
+    if (a.yaml) {
+      const pre = document.createElement("pre");
+      pre.textContent = a.yaml;
+      item.append(copyButton(pre), pre);
+    }
+    item.querySelector(".do")?.addEventListener("click", async () => {
+      if (await modelAction(a.kind === "unload" ? "unload" : "pull", a.node, a.model)) load();
+    });
+    list.append(item);
+  }
 }
 
 async function load() {
   try {
-    const data = await api("/dashboard/api/recommendations");
-    root.querySelector("tbody").innerHTML = data.placements.length
-      ? data.placements.map((p) => `<tr data-model="${esc(p.model)}"><td><b>${esc(p.model)}</b></td>
-          <td class="num">${num(p.requests)}</td><td class="num">${pct(p.share)}</td>
-          <td><span class="pill ${esc(p.action)}">${esc(p.action)}</span></td>
-          <td>${p.nodes.map(esc).join(", ") || "—"}</td><td>${esc(p.reason)}</td></tr>`).join("")
-      : '<tr><td colspan="6" class="empty">No requests in the last day: nothing to recommend yet.</td></tr>';
-    root.querySelector(".idle").innerHTML = data.idle.length
-      ? `<h3>Memory to win back</h3><ul>${data.idle.map((i) =>
-          `<li>${esc(i.reason)} <span class="muted small">(${bytes(i.size)})</span></li>`).join("")}</ul>`
-      : "<h3>Memory to win back</h3><p class=\"muted\">Every loaded model was used in the last day.</p>";
-    const snippet = yaml(data.keep_alive);
-    const box = root.querySelector(".snippet");
-    box.hidden = !snippet;
-    if (snippet) {
-      box.innerHTML = "<h3>Keep the busiest cold-loading models resident</h3>";
-      const pre = document.createElement("pre");
-      pre.textContent = snippet;
-      box.append(copyButton(pre), pre);
-    }
+    render(await api("/dashboard/api/recommendations"));
     root.dataset.loaded = String(Date.now());
   } catch (error) {
     failed(error);
@@ -39,11 +52,9 @@ async function load() {
 export default {
   init(el) {
     root = el;
-    el.innerHTML = `<p class="muted">From the last day's requests per model and each node's memory:
-        the busiest models first, each where it is already loaded or where it fits best.</p>
-      <div class="panel"><table><thead><tr><th>model</th><th class="num">requests</th><th class="num">share</th>
-        <th>action</th><th>nodes</th><th>why</th></tr></thead><tbody></tbody></table></div>
-      <div class="panel idle"></div><div class="panel snippet" hidden></div>`;
+    el.innerHTML = `<p class="muted">From the last day's requests per model and each node's memory: only what
+        should change, with the facts behind it. Rows clear themselves once done.</p>
+      <div class="panel actions"></div>`;
   },
   show() { load(); },
 };

@@ -1,6 +1,6 @@
 // Apps: usage per tag, a daily chart, and how to tag requests.
 import { timeChart } from "./charts.js";
-import { ago, api, copyButton, esc, failed, ms, num, pct } from "./util.js";
+import { ago, api, copyButton, count, esc, failed, ms, num, pct } from "./util.js";
 
 let root = null;
 
@@ -40,7 +40,8 @@ async function load() {
       : '<tr><td colspan="7" class="empty">No requests in the last 7 days.</td></tr>';
     const top = apps.slice(0, 6);
     timeChart(root.querySelector(".daily"), {
-      title: "Requests per day", bars: true, integer: true, format: (v) => num(v, 1),
+      title: "Requests per day", subtitle: "UTC days, today included", bars: true, integer: true,
+      step: 86400, format: (v) => count(v, "request"),
       series: top.map((a) => ({ name: a.app, points: a.daily.map((d) => [d.t, d.requests]) })),
     });
     root.dataset.loaded = String(Date.now());
@@ -55,7 +56,7 @@ export default {
     el.innerHTML = `<div class="panel daily"></div>
       <div class="panel"><h3>Usage by app (tag), last 7 days</h3><table><thead><tr><th>app / tag</th>
         <th class="num">requests</th><th class="num">tokens</th><th class="num">p50 latency</th>
-        <th class="num">p95 latency</th><th class="num">error rate</th><th>last seen</th></tr></thead>
+        <th class="num">p95 latency</th><th class="num">failed on a node</th><th>last seen</th></tr></thead>
         <tbody></tbody></table></div>
       <div class="panel howto"><h3>Tagging your requests</h3>
         <p class="muted">Send tags in an <code>X-Herd-Tags</code> header (comma-separated) or in the

@@ -27,9 +27,11 @@ async function load() {
 export default {
   init(el) {
     root = el;
-    el.innerHTML = `<div class="row summary" style="margin-bottom:12px"></div>
+    el.innerHTML = `<div class="row summary mb"></div>
       <div class="panel checks"></div>
-      <p class="muted small">Checks look at the last hour of traces and fleet events; they refresh every 10 s.</p>`;
+      <p class="muted small">Checks look at the last hour of traces and fleet events; they refresh every 10 s.
+      The dashboard's own benchmark runs are left out, and a client's mistake (a 4xx) never counts
+      as a node's failure.</p>`;
   },
   show() {
     load();

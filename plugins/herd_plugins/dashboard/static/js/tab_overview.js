@@ -1,6 +1,6 @@
 // Fleet Overview: a card per node and the live queue, redrawn on every snapshot.
 import { subscribe } from "./live.js";
-import { api, bytes, esc, failed, num, seconds, tags, toast } from "./util.js";
+import { api, count, esc, failed, num, paint, seconds, size, tags, toast } from "./util.js";
 
 const BADGES = { text: "TEXT", image: "IMAGE", stt: "STT", embed: "EMBED" };
 let root = null;
@@ -16,34 +16,33 @@ function bar(label, used, total, text) {
   const share = Math.min(1, used / total);
   const level = share >= 0.95 ? "full" : share >= 0.85 ? "hot" : "";
   return `<div class="bar"><span>${label}</span><div class="track"><div class="fill ${level}" ` +
-    `style="width:${(share * 100).toFixed(1)}%"></div></div><span class="value">${text}</span></div>`;
+    `data-w="${share * 100}"></div></div><span class="value">${text}</span></div>`;
 }
 
-// "53.0 / 64.0 GB": used and total in the total's unit.
+// "53.0 / 64.0 GB": used and total in the total's unit (MB below a gigabyte).
 function pair(used, total) {
-  const [value, unit] = bytes(total).split(" ");
-  const scale = total / Number(value);
-  return `${(used / scale).toFixed(1)} / ${value} ${unit}`;
+  if (total < 1e9) return `${Math.round(used / 1e6)} / ${Math.round(total / 1e6)} MB`;
+  return `${(used / 1e9).toFixed(1)} / ${(total / 1e9).toFixed(1)} GB`;
 }
 
 function card(node) {
-  const cpu = node.cpu_count ? bar("CPU", node.cpu_percent, 100, `${num(node.cpu_percent)}% of ${node.cpu_count}`) : bar("CPU", 0, 0);
+  const cpu = node.cpu_count ? bar("CPU", node.cpu_percent, 100, `${num(node.cpu_percent)}% of ${node.cpu_count} cores`) : bar("CPU", 0, 0);
   const temp = node.temperature === null || node.temperature === undefined ? "n/a" : `${num(node.temperature)} °C`;
   const loaded = node.loaded.length
     ? node.loaded.map((m) => `<li><span title="${esc(m.name)}">${esc(m.name)}</span>` +
-        `<span>${bytes(m.size_vram || m.size)}</span>${m.context ? `<span class="muted">ctx ${num(m.context)}</span>` : ""}</li>`).join("")
+        `<span>${size(m.size_vram || m.size)}</span>${m.context ? `<span class="muted">ctx ${num(m.context)}</span>` : ""}</li>`).join("")
     : '<li class="muted">no model loaded</li>';
   const drain = node.state === "draining" ? "Undrain" : "Drain";
   return `<article class="card ${esc(node.state)}" data-node="${esc(node.name)}">
     <header><b title="${esc(node.url)}">${esc(node.name)}</b><span class="pill ${esc(node.state)}">${esc(node.state)}</span>
       <span class="spacer"></span><button class="small" data-action="${drain.toLowerCase()}" data-name="${esc(node.name)}">${drain}</button></header>
     <div class="muted small">${esc(node.url)}${node.version ? ` · Ollama ${esc(node.version)}` : ""} · ${node.agent ? "agent" : "polled"}</div>
-    ${node.error ? `<div class="small" style="color:var(--bad)">${esc(node.error)}</div>` : ""}
+    ${node.error ? `<div class="small err">${esc(node.error)}</div>` : ""}
     ${cpu}
     ${bar("RAM", node.ram_used, node.ram_total, pair(node.ram_used, node.ram_total))}
     ${bar("VRAM", node.vram_used, node.vram_total, pair(node.vram_used, node.vram_total))}
     <div class="bar"><span>Temp</span><span></span><span class="value">${temp}</span></div>
-    <div class="small">In flight <b>${node.in_flight}</b> · queued <b>${node.queued}</b> · ${node.slots} per model · ${node.models} on disk</div>
+    <div class="small">In flight <b>${node.in_flight}</b> · queued <b>${node.queued}</b> · ${node.slots} at once per model · ${count(node.models, "model")} on disk</div>
     <ul class="models">${loaded}</ul>
     <div>${tags(node.tags)}</div>
   </article>`;
@@ -70,7 +69,8 @@ function render(fleet) {
   const states = s.states || {};
   const pulls = (fleet.pulls || []).map((p) =>
     `<span class="pill ${p.status === "pulling" ? "running" : esc(p.status)}" title="${esc(p.error)}">` +
-    `pull ${esc(p.model)} → ${esc(p.node)}: ${esc(p.status)}</span>`).join(" ");
+    `pull ${esc(p.model)} → ${esc(p.node)}: ${esc(p.status)}` +
+    `${p.status === "pulling" && p.total ? ` ${Math.floor((100 * p.completed) / p.total)}%` : ""}</span>`).join(" ");
   root.querySelector(".stats").innerHTML =
     stat(`${states.online || 0} / ${s.nodes}`, "nodes online") +
     stat(s.running, "running") + stat(s.queued, "queued") + stat(s.held, "held (all queues full)") +
@@ -78,6 +78,7 @@ function render(fleet) {
   root.querySelector(".grid").innerHTML = fleet.nodes.length
     ? fleet.nodes.map(card).join("")
     : '<div class="empty">No nodes yet. Add nodes to the YAML file or start herd-node.</div>';
+  paint(root.querySelector(".grid"));
   const more = fleet.queue_truncated ? `<tr><td colspan="6" class="muted">and ${fleet.queue_truncated} more</td></tr>` : "";
   root.querySelector("tbody").innerHTML = fleet.queue.length
     ? fleet.queue.map(row).join("") + more

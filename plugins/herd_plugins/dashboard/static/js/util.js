@@ -18,7 +18,18 @@ export function authHeaders(admin = false) {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+// Set at start from /dashboard/api/store: with the trace store off, the trace questions
+// are not even asked (each would be a 503 and a console error).
+export const store = { tracesOff: false };
+const TRACE_PATHS = /^\/dashboard\/api\/(overview|trends|models|tags|apps|traces|series)\b/;
+
 export async function api(path, { method = "GET", body, admin = false } = {}) {
+  if (store.tracesOff && TRACE_PATHS.test(path)) {
+    const error = new Error("503: traces are off");
+    error.status = 503;
+    error.tracesOff = true;
+    throw error;
+  }
   const headers = authHeaders(admin);
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -31,6 +42,7 @@ export async function api(path, { method = "GET", body, admin = false } = {}) {
     const message = (data && (data.error?.message || data.error || data.detail)) || text;
     const error = new Error(`${response.status}: ${message}`);
     error.status = response.status;
+    error.tracesOff = response.status === 503 && /traces are off/.test(String(message));
     throw error;
   }
   return data;
@@ -56,6 +68,15 @@ export function num(v, digits = 0) {
   if (v === null || v === undefined || Number.isNaN(v)) return "—";
   return Number(v).toLocaleString(undefined, { maximumFractionDigits: digits });
 }
+
+// Sizes: GB from a gigabyte up, else MB (a 46 MB model is never "0.0 GB").
+export function size(n) {
+  if (!n) return "—";
+  return n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${Math.max(1, Math.round(n / 1e6))} MB`;
+}
+
+export const tps = (v) => (v === null || v === undefined ? "—" : `${num(v, 1)} tokens/s`);
+export const count = (v, unit) => `${num(v)} ${unit}${Number(v) === 1 ? "" : "s"}`;
 
 export const pct = (v) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(1)}%`);
 
@@ -86,8 +107,22 @@ export function toast(message, error = false) {
   toastTimer = setTimeout(() => { el.hidden = true; }, error ? 6000 : 2500);
 }
 
+// Strict CSP allows no style attributes in markup: widths and colours travel as data-w
+// (percent) and data-bg attributes and are applied here through the CSSOM.
+export function paint(root) {
+  for (const el of root.querySelectorAll("[data-w]")) el.style.width = `${Number(el.dataset.w).toFixed(1)}%`;
+  for (const el of root.querySelectorAll("[data-bg]")) el.style.background = el.dataset.bg;
+}
+
+// The page-wide notice when the trace store is off (the duckdb sink is disabled).
+export function tracesOff(on) {
+  store.tracesOff = on;
+  document.getElementById("traces-off").hidden = !on;
+}
+
 // A failed change says why; a 401/403 says where the key goes.
 export function failed(error) {
+  if (error.tracesOff) { tracesOff(true); return; }
   const hint = error.status === 401 || error.status === 403
     ? " (enter the admin key under Settings → Access)" : "";
   toast(`${error.message}${hint}`, true);
@@ -112,4 +147,45 @@ export function copyButton(pre) {
     toast("Copied");
   });
   return button;
+}
+
+// Asks before an action: a modal dialog (not window.confirm, which blocks the page).
+export function confirmAction({ title, body, confirm = "Confirm", danger = false }) {
+  const dialog = document.getElementById("confirm");
+  dialog.querySelector("h3").textContent = title;
+  dialog.querySelector("p").textContent = body;
+  const ok = dialog.querySelector("button.ok");
+  ok.textContent = confirm;
+  ok.classList.toggle("danger", danger);
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+// The time ranges a strip offers; a custom one reads two datetime-local inputs.
+export const RANGES = [["hour", "Last hour", 3600], ["day", "Last day", 86400], ["week", "Last week", 604800]];
+
+export function rangeControl(value, { any = false } = {}) {
+  const options = any ? [["any", "Any time", 0], ...RANGES] : RANGES;
+  return `<div class="seg range" data-seg="range">${[...options, ["custom", "Custom…", 0]].map(([v, label]) =>
+    `<button type="button" data-value="${v}" aria-pressed="${v === value}">${label}</button>`).join("")}</div>
+    <span class="custom-range" hidden><input type="datetime-local" name="since" aria-label="from">
+    <input type="datetime-local" name="until" aria-label="to"><button type="button" class="small apply-range">Apply</button></span>`;
+}
+
+// {since, until} in Unix seconds for the chosen range (custom: from the inputs), or {}.
+export function rangeOf(root, value) {
+  const found = RANGES.find(([v]) => v === value);
+  if (found) {
+    const now = Date.now() / 1000;
+    return { since: now - found[2], until: now };
+  }
+  if (value === "custom") {
+    const since = Date.parse(root.querySelector("input[name=since]").value) / 1000;
+    const until = Date.parse(root.querySelector("input[name=until]").value) / 1000;
+    if (since > 0 && until > since) return { since, until };
+  }
+  return {};
 }

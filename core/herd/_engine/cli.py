@@ -51,20 +51,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import uvicorn
 
+    from herd._engine.server import server_config
+
     logging.getLogger("herd").info(
         "herd %s listening on http://%s:%d (Ollama API at /api, OpenAI API at /v1)",
         herd.__version__,
         settings.host,
         settings.port,
     )
-    uvicorn.run(
+    config = server_config(
         app,
+        settings,
         host=settings.host,
         port=settings.port,
         log_level="warning",
         access_log=False,
         lifespan="on",
     )
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -1,0 +1,38 @@
+"""Errors in the client's own protocol: Ollama's ``{"error": msg}`` or OpenAI's object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["error_body", "is_openai_path"]
+
+_encode = msgspec.json.encode
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def is_openai_path(path: str) -> bool:
+    """Whether a path belongs to the OpenAI-compatible API (``/v1/...``)."""
+    return path.startswith("/v1/")
+
+
+def error_body(path: str, status: int, message: str, **extra: Any) -> bytes:
+    """The error a client of ``path`` expects, as JSON bytes (``param``, ``code`` for /v1)."""
+    if not is_openai_path(path):
+        return _encode({"error": message})
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    error = {
+        "message": message,
+        "type": kind,
+        "param": extra.get("param"),
+        "code": extra.get("code"),
+    }
+    return _encode({"error": error})

@@ -98,6 +98,17 @@ class FleetSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     offline_after: Annotated[
         int, _doc("Missed agent heartbeats before a node is offline.", ge=1)
     ] = 6
+    failures_to_offline: Annotated[
+        int,
+        _doc(
+            "Requests that fail to reach a node within failure_window_s before it is "
+            "offline (each failure also makes the router poll it at once).",
+            ge=1,
+        ),
+    ] = 3
+    failure_window_s: Annotated[
+        float, _doc("Seconds over which failed requests to a node are counted.", gt=0)
+    ] = 30.0
 
 
 class ApiKeySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -68,6 +68,8 @@ async def _read_form(request: Request[Any, Any, Any], gateway: Gateway) -> Any:
         return await request.form()
     except ClientException as exc:
         raise HerdError(400, f"the multipart body could not be read: {exc.detail}") from None
+    except UnicodeDecodeError:
+        raise HerdError(400, "a text field of the form is not valid UTF-8") from None
     except HTTPException as exc:
         if exc.status_code == 413:
             raise HerdError(413, _too_large(limit), param="file") from None

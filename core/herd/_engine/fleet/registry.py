@@ -206,7 +206,6 @@ class Fleet:
             view.online_since = now
         view.status = "online"
         view.last_error = ""
-        self._failures.pop(view.name, None)
         view.last_seen = now
         view.version = report.version
         view.models = {m.key: m for m in report.models}

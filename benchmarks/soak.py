@@ -91,7 +91,7 @@ async def one_request(
                 outcomes[f"lost {reply.status} {(await reply.text())[:80]}"] += 1
                 return
             text = (await reply.read()).decode()
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         outcomes[f"client error {type(exc).__name__}"] += 1
         return
     if not text.strip():

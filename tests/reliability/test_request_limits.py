@@ -169,6 +169,14 @@ def test_model_names_over_256_characters_are_400(router, path: str, body: dict) 
     assert len(reply.content) < 2000  # the name is not echoed back
 
 
+def test_a_long_model_name_in_a_multipart_form_is_400(router) -> None:
+    files = {"file": ("a.wav", b"RIFF\x00\x00\x00\x00WAVEfmt ", "audio/wav")}
+    reply = httpx.post(
+        router.url + "/v1/audio/transcriptions", data={"model": "m" * 300}, files=files
+    )
+    assert reply.status_code == 400 and "256" in reply.text
+
+
 def test_invalid_utf8_in_a_multipart_text_field_is_400(router) -> None:
     body = (
         b'--XX\r\nContent-Disposition: form-data; name="model"\r\n\r\n\xff\xfe\xfa\r\n'

@@ -30,6 +30,7 @@ from herd._engine.routes.workload_common import (
     workload_request,
 )
 from herd.errors import HerdError
+from herd.protocol.limits import MAX_MODEL_NAME
 from herd.protocol.workloads import (
     AUDIO_FORMATS,
     TRANSCRIPT_FORMATS,
@@ -140,6 +141,8 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
     names = ("file", "audio") if api == "openai" else ("audio", "file")
     audio = await _audio(form, names, settings.max_audio_bytes)
     model = _text(form, "model")
+    if len(model) > MAX_MODEL_NAME:
+        raise HerdError(400, f"model: longer than {MAX_MODEL_NAME} characters", param="model")
     if not model:
         if api == "openai":
             raise HerdError(400, "model is required", param="model")

@@ -80,15 +80,17 @@ def test_without_a_node_token_a_heartbeat_never_takes_a_yaml_node_offline(open_r
 
 
 def test_without_a_node_token_only_local_agents_may_heartbeat(open_router) -> None:
-    # Litestar's test client connects from "testclient", not a loopback address
+    # Litestar's test client connects from "testclient", not a loopback address; used
+    # without `with`, it does not run the app's startup a second time
     beat = encode(Heartbeat(name="remote", ollama_url="http://127.0.0.1:9"))
-    with TestClient(open_router.app) as client:
-        reply = client.post(
-            "/fleet/heartbeat", content=beat, headers={"content-type": "application/json"}
-        )
-        assert reply.status_code == 403 and "node_token" in reply.text
-        drain = client.post("/fleet/nodes/a/drain")
-        assert drain.status_code == 403 and "admin_key" in drain.text
+    client = TestClient(open_router.app)
+    reply = client.post(
+        "/fleet/heartbeat", content=beat, headers={"content-type": "application/json"}
+    )
+    assert reply.status_code == 403 and "node_token" in reply.text
+    drain = client.post("/fleet/nodes/a/drain")
+    assert drain.status_code == 403 and "admin_key" in drain.text
+    assert "remote" not in {v.name for v in open_router.gateway.nodes()}
 
 
 @pytest.fixture

@@ -207,3 +207,26 @@ def test_the_router_answers_at_once_after_the_abuse(router) -> None:
     reply = httpx.post(router.url + "/api/chat", json=CHAT, timeout=30)
     assert reply.status_code == 200 and reply.json()["done"] is True
     assert time.monotonic() - started < 30
+
+
+def test_many_half_open_connections_are_all_closed_and_others_are_served(router) -> None:
+    idle = [_connect(router) for _ in range(100)]
+    reply = httpx.post(router.url + "/api/chat", json=CHAT, timeout=30)
+    assert reply.status_code == 200  # served while 100 connections sit idle
+    for sock in idle:
+        assert _read_all(sock) == b""
+        sock.close()
+
+
+def test_a_slow_reader_does_not_hold_up_other_clients(make_sim, make_router) -> None:
+    sim = make_sim(name="a", reply_tokens=400)
+    router = make_router(nodes=[sim])
+    body = dict(CHAT, stream=True)
+    with httpx.stream("POST", router.url + "/api/chat", json=body) as slow:
+        lines = slow.iter_lines()
+        next(lines)  # then read nothing while others are served
+        for _ in range(5):
+            other = httpx.post(router.url + "/api/chat", json=CHAT, timeout=30)
+            assert other.status_code == 200 and other.json()["done"] is True
+        rest = [line for line in lines if line]
+    assert '"done":true' in rest[-1].replace(" ", "")

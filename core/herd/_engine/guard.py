@@ -72,6 +72,9 @@ class RequestGuard:
         await self.app(scope, _replay(body, receive), send)
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self._max_body:
+                raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -1,6 +1,6 @@
 """Soak: mixed load on a router in front of three emulated nodes, with random node faults.
 
-Run by hand (not in CI):  .venv/bin/python benchmarks/soak.py [--seconds 180] [--workers 16]
+Run by hand (not in CI):  .venv/bin/python benchmarks/soak.py [--seconds 600] [--workers 16]
 
 Starts three herd-sim processes and one herd router as separate processes on free
 127.0.0.1 ports. Workers send a mix of Ollama and OpenAI requests (streamed and not,
@@ -188,7 +188,7 @@ async def soak(url: str, sims: list[SimProcess], pid: int, seconds: float, worke
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=180.0, help="load duration (max 900)")
+    parser.add_argument("--seconds", type=float, default=600.0, help="load duration (max 900)")
     parser.add_argument("--workers", type=int, default=16, help="concurrent clients")
     args = parser.parse_args()
     seconds = min(max(args.seconds, 10.0), 900.0)

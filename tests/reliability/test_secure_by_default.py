@@ -132,3 +132,14 @@ def test_dashboard_responses_forbid_framing_and_sniffing(open_router) -> None:
         assert "script-src 'self'" in reply.headers["content-security-policy"]
         assert reply.headers["x-frame-options"] == "DENY"
         assert reply.headers["x-content-type-options"] == "nosniff"
+
+
+def test_behind_a_proxy_the_forwarded_host_is_the_dashboards_origin(open_router) -> None:
+    headers = {
+        "origin": "https://herd.example",
+        "x-forwarded-host": "herd.example",
+        "content-type": "application/json",
+    }
+    reply = httpx.post(open_router.url + "/fleet/nodes/a/drain", headers=headers)
+    assert reply.status_code == 200
+    httpx.post(open_router.url + "/fleet/nodes/a/undrain")

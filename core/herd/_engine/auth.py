@@ -132,9 +132,14 @@ def check_same_site(scope: Scope) -> None:
         return
     origin = _header(scope, b"origin").decode("latin-1").strip().lower()
     if origin:
-        host = _header(scope, b"host").decode("latin-1").strip().lower()
+        # the page's own host, as this server or a proxy in front of it saw it (a page on
+        # another site cannot set X-Forwarded-Host without a CORS preflight herd refuses)
+        hosts = {
+            _header(scope, b"host").decode("latin-1").strip().lower(),
+            _header(scope, b"x-forwarded-host").decode("latin-1").strip().lower(),
+        } - {""}
         _, _, netloc = origin.partition("://")
-        if not host or netloc != host:
+        if netloc not in hosts:
             raise HerdError(403, f"cross-site request refused (Origin {origin[:100]})")
     elif _header(scope, b"sec-fetch-site").strip().lower() == b"cross-site":
         raise HerdError(403, "cross-site request refused (Sec-Fetch-Site: cross-site)")

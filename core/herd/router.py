@@ -4,6 +4,12 @@ Hooks (``herd_startup``, ``herd_shutdown``) receive a ``Router``; a Litestar rou
 a plugin finds the same object at ``request.app.state.router``. It is the whole surface a
 plugin may use: the engine behind it is private and may change between releases.
 
+Access control is not a method: a plugin's Litestar route declares who may call it with
+``opt={"herd_auth": "admin"}`` (the admin key when one is set, else only clients on the
+router's machine; foreign ``Origin`` and non-JSON bodies refused), ``"public"`` or
+``"node"``; any other route is a client route (a client API key when keys are set). The
+router enforces the mark before the handler runs, so a plugin never checks keys itself.
+
 Example:
     >>> @hookimpl
     ... def herd_startup(router):

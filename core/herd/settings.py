@@ -99,6 +99,17 @@ class FleetSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     offline_after: Annotated[
         int, _doc("Missed agent heartbeats before a node is offline.", ge=1)
     ] = 6
+    failures_to_offline: Annotated[
+        int,
+        _doc(
+            "Requests that fail to reach a node within failure_window_s before it is "
+            "offline (each failure also makes the router poll it at once).",
+            ge=1,
+        ),
+    ] = 3
+    failure_window_s: Annotated[
+        float, _doc("Seconds over which failed requests to a node are counted.", gt=0)
+    ] = 30.0
 
 
 class ApiKeySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -240,6 +251,15 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     max_body_bytes: Annotated[
         int, _doc("Largest request body accepted; larger bodies get 413.", gt=0)
     ] = 64 * 1024 * 1024
+    max_header_bytes: Annotated[
+        int, _doc("Largest request line plus headers; larger ones get 431.", ge=4096)
+    ] = 64 * 1024
+    header_timeout_s: Annotated[
+        float, _doc("Seconds a connection may take to send its request headers.", gt=0)
+    ] = 30.0
+    body_timeout_s: Annotated[
+        float, _doc("Seconds a request body may go without a byte before a 408.", gt=0)
+    ] = 30.0
 
 
 class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

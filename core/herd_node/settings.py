@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import herd
 import msgspec
 import yaml
+from herd.net import is_loopback_host
 
 __all__ = [
     "AgentSettings",
@@ -161,17 +161,6 @@ def check_http_url(url: str) -> str | None:
     if port == 0:
         return "has port 0"
     return None
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (``127.0.0.0/8``, ``::1``)."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def stated_ollama_url(settings: AgentSettings, router: str) -> str:

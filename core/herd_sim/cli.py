@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import msgspec
 import yaml
+from herd.net import is_loopback_host
 
 from herd_sim.models import (
     DEFAULT_MODELS,
@@ -30,8 +30,6 @@ from herd_sim.models import (
     parse_size,
 )
 from herd_sim.names import model_key
-
-LOOPBACK_NAMES = ("localhost",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,12 +118,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only accepts connections from this machine."""
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 async def serve(config: SimConfig) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import httpx
 import ollama
 import pytest
-from herd._engine.routes import fleet_api
+from herd._engine.auth import check_admin
 from herd.errors import HerdError
 from herd_node.runner import AgentHandle
 
@@ -83,11 +82,9 @@ def test_drain_of_an_unknown_node_is_404(make_router, pair) -> None:
 
 
 def test_without_admin_key_only_this_machine_may_drain() -> None:
-    settings = SimpleNamespace(auth=SimpleNamespace(admin_key=""))
-    gateway = SimpleNamespace(settings=settings)
-    fleet_api._require_admin(gateway, SimpleNamespace(scope={"client": ("127.0.0.1", 5)}))
+    check_admin({"client": ("127.0.0.1", 5), "headers": []}, "")
     with pytest.raises(HerdError) as info:
-        fleet_api._require_admin(gateway, SimpleNamespace(scope={"client": ("10.0.0.9", 5)}))
+        check_admin({"client": ("10.0.0.9", 5), "headers": []}, "")
     assert info.value.status == 403 and "admin_key" in info.value.message
 
 

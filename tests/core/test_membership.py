@@ -196,8 +196,9 @@ def test_heartbeat_with_a_non_http_ollama_url_is_refused(make_router, url: str) 
 def test_yaml_node_and_its_agent_are_one_node(make_sim, make_router, make_agent) -> None:
     sim = make_sim(name="s1")
     yaml_node = {"name": "studio", "url": sim.url, "num_parallel": 2, "tags": ["big"]}
-    router = make_router(nodes=[yaml_node], **PATIENT)
-    make_agent(router, sim, "studio-hostname", machine=MACHINE, num_parallel=8)
+    # with a node token: only a trusted agent may speak for a YAML node
+    router = make_router(nodes=[yaml_node], auth={"node_token": "tok-1"}, **PATIENT)
+    make_agent(router, sim, "studio-hostname", machine=MACHINE, num_parallel=8, token="tok-1")
     nodes = router.gateway.fleet.nodes
     wait_for(lambda: nodes["studio"].view.agent)
     assert set(nodes) == {"studio"}  # matched by URL; the YAML name wins
@@ -238,8 +239,9 @@ def test_yaml_node_whose_agent_goes_quiet_is_polled_again(
     router = make_router(
         nodes=[{"name": "studio", "url": sim.url}],
         fleet={"degraded_after": 3, "offline_after": 6, "poll_interval": 0.2},
+        auth={"node_token": "tok-1"},
     )
-    agent = make_agent(router, sim, "studio")
+    agent = make_agent(router, sim, "studio", token="tok-1")
     node = router.gateway.fleet.nodes["studio"]
     membership = router.gateway.fleet.membership
     wait_for(lambda: membership.replaces_polling(node))

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import msgspec
 import pluggy
 from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
-from herd._engine.auth import client_key_middleware
+from herd._engine.auth import access_middleware
 from herd._engine.gateway import Gateway
+from herd._engine.guard import guard_middleware
 from herd._engine.plugins import make_plugin_manager
+from herd._engine.render import error_body, is_openai_path
 from herd._engine.routes import (
     anthropic,
     fleet_api,
@@ -27,21 +28,15 @@ from herd._engine.routes import (
     workload_transcribe,
 )
 from herd.errors import HerdError
-from herd.protocol.anthropic import error_body as anthropic_error_body
 from herd.settings import Settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("herd")
-_encode = msgspec.json.encode
-
-
-ANTHROPIC_PREFIX = "/v1/messages"
-"""Paths whose errors take Anthropic's shape: ``{"type": "error", "error": {...}}``."""
 
 
 def _is_openai(request: Request[Any, Any, Any]) -> bool:
-    return request.url.path.startswith("/v1/")
+    return is_openai_path(request.url.path)
 
 
 def render_error(
@@ -52,26 +47,7 @@ def render_error(
     retry_after = extra.get("retry_after")
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    if request.url.path.startswith(ANTHROPIC_PREFIX):
-        body = anthropic_error_body(status, message)
-    elif _is_openai(request):
-        kind = {
-            400: "invalid_request_error",
-            401: "invalid_request_error",
-            403: "permission_error",
-            404: "not_found_error",
-            413: "invalid_request_error",
-            429: "rate_limit_error",
-        }.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        error = {
-            "message": message,
-            "type": kind,
-            "param": extra.get("param"),
-            "code": extra.get("code"),
-        }
-        body = _encode({"error": error})
-    else:
-        body = _encode({"error": message})
+    body = error_body(request.url.path, status, message, **extra)
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
@@ -111,6 +87,12 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
         if problems:
             message = f"{message} ({'; '.join(problems)})"
     return render_error(request, exc.status_code, message)
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    # the guard refuses JSON nested deeper than herd.protocol.limits.MAX_JSON_DEPTH; this
+    # catches what its fast scan cannot see (brackets hidden in strings, ~1000 levels deep)
+    return render_error(request, 400, "invalid JSON: nested too deeply")
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -170,7 +152,7 @@ def create_app(
             *workload_transcribe.ROUTES,
             *workload_images.ROUTES,
         ],
-        middleware=client_key_middleware(settings),
+        middleware=[*access_middleware(settings), *guard_middleware(settings)],
         plugins=extra_plugins,
         on_startup=[_remembering_failure(gateway.start, startup_failures)],
         on_shutdown=[gateway.stop],
@@ -179,6 +161,7 @@ def create_app(
             NotFoundException: _not_found,
             MethodNotAllowedException: _not_allowed,
             HTTPException: _http_error,
+            RecursionError: _too_deep,
             Exception: _internal_error,
         },
         request_max_body_size=settings.limits.max_body_bytes,

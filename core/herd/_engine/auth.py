@@ -1,17 +1,23 @@
-"""Optional client API keys (YAML ``auth.api_keys``): who may use the router.
+"""Who may call which route: the one admin check, client API keys, and CSRF refusal.
 
-With no keys configured nothing is installed, so the hot path pays nothing. With keys,
-an ASGI middleware checks ``Authorization: Bearer <key>`` on every routed request except
-the open ones (``/``, ``/healthz``), the agents' heartbeat (it has the node token) and the
-admin routes when an ``auth.admin_key`` guards them; the admin key itself is accepted as a
-client key named ``admin``. Anthropic's clients send ``x-api-key: <key>``, accepted
-when there is no bearer key. A missing or wrong key is a 401 in the
-client's protocol (Ollama ``{"error": ...}``, OpenAI's error object on ``/v1``). Keys are
-compared in constant time (SHA-256 digests through :func:`hmac.compare_digest`, every key
-every time) and never logged; the matching key's *name* is what traces and tags see.
+Every route is one of four kinds, named by ``opt={"herd_auth": ...}`` on its handler
+(built-in routes and plugin routes alike; a plugin needs no import for this):
 
-A plugin route that does its own authentication marks itself with
-``opt={"herd_auth": "public" | "node" | "admin"}``.
+- ``"public"``: anyone (``/``, ``/healthz``).
+- ``"node"``: herd-node agents; the route itself checks the node token.
+- ``"admin"``: changes the fleet (drain, pull, delete, settings, benchmarks). With
+  ``auth.admin_key`` set it needs ``Authorization: Bearer <admin key>``; with none, only a
+  client on this machine may call it. Client API keys never open an admin route.
+- anything else is a client route: with ``auth.api_keys`` set it needs one of them (the
+  admin key counts as a client key named ``admin``).
+
+Admin and node routes change state, so a browser must not be able to reach them from
+another site: they refuse a foreign ``Origin`` (or ``Sec-Fetch-Site: cross-site``) and any
+body that is not ``application/json`` (the "simple" ``text/plain`` and form posts a web page
+may send without asking). See ``docs/security.md``.
+
+Keys are compared in constant time (SHA-256 digests through :func:`hmac.compare_digest`,
+every key every time) and never logged; the matching key's *name* is what traces see.
 
 Example:
     >>> keys = ClientKeys([("ci", "s3cret-key")])
@@ -23,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -33,18 +38,26 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from herd._engine.audit import audit
 from herd.errors import HerdError
+from herd.net import is_loopback_client, is_loopback_host
 from herd.settings import Settings
 
-__all__ = ["ClientKeyMiddleware", "ClientKeys", "api_key_name", "client_key_middleware"]
+__all__ = [
+    "AccessMiddleware",
+    "ClientKeys",
+    "access_middleware",
+    "api_key_name",
+    "check_admin",
+    "route_kind",
+]
 
 log = logging.getLogger("herd.auth")
 
 SCOPE_KEY = "herd_api_key"
 """Where the middleware leaves the matching key's name in the ASGI scope."""
 
-PUBLIC_PATHS = frozenset({"/", "/healthz"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz"})
 NODE_PATHS = frozenset({"/fleet/heartbeat"})
-ADMIN_PREFIXES = ("/fleet/nodes/",)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ClientKeys:
@@ -69,42 +82,100 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-class ClientKeyMiddleware:
-    """Requires a client API key on every routed request that is not exempt."""
+def _header(scope: Scope, wanted: bytes) -> bytes:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return value
+    return b""
 
-    __slots__ = ("_admin_key_set", "_keys", "app")
 
-    def __init__(self, app: ASGIApp, keys: ClientKeys, admin_key_set: bool) -> None:
+def _bearer(scope: Scope) -> str:
+    scheme, _, credential = _header(scope, b"authorization").decode("latin-1").partition(" ")
+    return credential.strip() if scheme.strip().lower() == "bearer" else ""
+
+
+def route_kind(scope: Scope) -> str:
+    """``public``, ``node``, ``admin`` or ``client`` for the route a request was routed to."""
+    path = scope["path"]
+    if path in PUBLIC_PATHS:
+        return "public"
+    if path in NODE_PATHS:
+        return "node"
+    handler = scope.get("route_handler")
+    kind = handler.opt.get("herd_auth") if handler is not None else None
+    return kind if kind in ("public", "node", "admin") else "client"
+
+
+def check_admin(scope: Scope, admin_key: str) -> None:
+    """The one admin check: the admin key when one is set, else a client on this machine.
+
+    Raises:
+        HerdError: 401 without the right admin key; 403 from another machine when no
+            admin key is configured.
+    """
+    if admin_key:
+        if not hmac.compare_digest(_digest(_bearer(scope)), _digest(admin_key)):
+            raise HerdError(401, "missing or wrong admin key (Authorization: Bearer <key>)")
+        return
+    if not is_loopback_client(scope):
+        raise HerdError(
+            403, "with no auth.admin_key configured, only clients on this machine may do this"
+        )
+
+
+def check_same_site(scope: Scope) -> None:
+    """Refuse what a web page on another site could make a browser send (CSRF).
+
+    Raises:
+        HerdError: 403 for a foreign ``Origin``; 415 for a body that is not JSON.
+    """
+    if scope["method"] in _SAFE_METHODS:
+        return
+    origin = _header(scope, b"origin").decode("latin-1").strip().lower()
+    if origin:
+        # the page's own host, as this server or a proxy in front of it saw it (a page on
+        # another site cannot set X-Forwarded-Host without a CORS preflight herd refuses)
+        hosts = {
+            _header(scope, b"host").decode("latin-1").strip().lower(),
+            _header(scope, b"x-forwarded-host").decode("latin-1").strip().lower(),
+        } - {""}
+        _, _, netloc = origin.partition("://")
+        if netloc not in hosts:
+            raise HerdError(403, f"cross-site request refused (Origin {origin[:100]})")
+    elif _header(scope, b"sec-fetch-site").strip().lower() == b"cross-site":
+        raise HerdError(403, "cross-site request refused (Sec-Fetch-Site: cross-site)")
+    media = _header(scope, b"content-type").split(b";", 1)[0].strip().lower()
+    if media and media != b"application/json":
+        raise HerdError(415, "send the body as JSON (Content-Type: application/json)")
+
+
+class AccessMiddleware:
+    """Applies :func:`route_kind`'s rule to every routed request."""
+
+    __slots__ = ("_admin_key", "_keys", "app")
+
+    def __init__(self, app: ASGIApp, keys: ClientKeys | None, admin_key: str) -> None:
         self.app = app
         self._keys = keys
-        self._admin_key_set = admin_key_set
+        self._admin_key = admin_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self._exempt(scope):
-            scope[SCOPE_KEY] = self._check(scope)  # type: ignore[literal-required]
+        if scope["type"] == "http":
+            kind = route_kind(scope)
+            if kind == "admin":
+                check_same_site(scope)
+                check_admin(scope, self._admin_key)
+                if self._admin_key:
+                    scope[SCOPE_KEY] = "admin"  # type: ignore[literal-required]
+            elif kind == "node":
+                check_same_site(scope)
+            elif kind == "client" and self._keys is not None:
+                scope[SCOPE_KEY] = self._check(scope)  # type: ignore[literal-required]
         await self.app(scope, receive, send)
 
-    def _exempt(self, scope: Scope) -> bool:
-        path = scope["path"]
-        if path in PUBLIC_PATHS or path in NODE_PATHS:
-            return True
-        handler = scope.get("route_handler")
-        kind = handler.opt.get("herd_auth") if handler is not None else None
-        if kind in ("public", "node"):
-            return True
-        return self._admin_key_set and (kind == "admin" or path.startswith(ADMIN_PREFIXES))
-
     def _check(self, scope: Scope) -> str:
-        authorization = api_key = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"x-api-key":  # Anthropic's clients send the key here
-                api_key = value
-        scheme, _, credential = authorization.decode("latin-1").strip().partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            credential = api_key.decode("latin-1").strip()
+        # Anthropic's clients send the key as x-api-key instead of a bearer token.
+        credential = _bearer(scope) or _header(scope, b"x-api-key").decode("latin-1").strip()
         if not credential:
             audit("refused key", scope, level=30, path=scope["path"], reason="no key")
             raise HerdError(
@@ -112,41 +183,31 @@ class ClientKeyMiddleware:
                 "missing API key: send Authorization: Bearer <key>",
                 code="invalid_api_key",
             )
-        name = self._keys.name_for(credential)
+        name = self._keys.name_for(credential) if self._keys is not None else None
         if name is None:
             audit("refused key", scope, level=30, path=scope["path"], reason="wrong key")
             raise HerdError(401, "incorrect API key provided", code="invalid_api_key")
         return name
 
 
-def client_key_middleware(settings: Settings) -> list[DefineMiddleware]:
-    """The middleware for ``create_app``: none when no client keys are configured."""
+def access_middleware(settings: Settings) -> list[DefineMiddleware]:
+    """The middleware for ``create_app`` (always one: admin routes need it even with no keys)."""
     keys = settings.auth.api_keys
-    if not keys:
-        if not _is_loopback(settings.host):
-            log.warning(
-                "herd listens on %s with no auth.api_keys: anyone who can reach it can use it",
-                settings.host or "all addresses",
-            )
-        return []
-    admin_key = getattr(settings.auth, "admin_key", "")
-    admin_key_set = bool(admin_key)
-    named = [(k.name, k.key) for k in keys]
-    if admin_key:  # the operator's key reads what any client may (the dashboard, /api/tags)
-        named.append(("admin", admin_key))
-    client_keys = ClientKeys(named)
-    return [DefineMiddleware(ClientKeyMiddleware, keys=client_keys, admin_key_set=admin_key_set)]
+    admin_key = settings.auth.admin_key
+    if not keys and not is_loopback_host(settings.host):
+        log.warning(
+            "herd listens on %s with no auth.api_keys: anyone who can reach it can use it",
+            settings.host or "all addresses",
+        )
+    client_keys = None
+    if keys:
+        named = [(k.name, k.key) for k in keys]
+        if admin_key:  # the operator's key reads what any client may (the dashboard, /api/tags)
+            named.append(("admin", admin_key))
+        client_keys = ClientKeys(named)
+    return [DefineMiddleware(AccessMiddleware, keys=client_keys, admin_key=admin_key)]
 
 
 def api_key_name(request: Any) -> str:
     """The name of the API key a request was authorised with ("" when keys are off)."""
     return request.scope.get(SCOPE_KEY, "")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -121,8 +121,11 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
                 uvicorn_log.removeFilter(quiet)
             _announce(app, settings)
 
-    config = uvicorn.Config(
+    from herd._engine.server import server_config
+
+    config = server_config(  # bounded request headers (limits.max_header_bytes, ...)
         asgi,
+        settings,
         log_config=None,
         log_level="warning",
         access_log=False,

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from herd.protocol.limits import ModelName, Name
+
 __all__ = [
     "ChatRequest",
     "CopyRequest",
@@ -58,13 +60,13 @@ class Options(msgspec.Struct, omit_defaults=True):
 
 
 class _Inference(msgspec.Struct, omit_defaults=True):
-    model: str = ""
+    model: ModelName = ""
     stream: bool | None = None
     options: Options | None = None
     keep_alive: KeepAlive = None
     format: Any = None
     think: bool | str | None = None
-    fallback_models: list[str] | None = None  # herd: models the client accepts instead
+    fallback_models: list[ModelName] | None = None  # herd: models the client accepts instead
 
 
 class ChatRequest(_Inference):
@@ -83,7 +85,7 @@ class GenerateRequest(_Inference):
 
 
 class EmbedRequest(msgspec.Struct, omit_defaults=True):
-    model: str = ""
+    model: ModelName = ""
     input: str | list[str] | None = None
     truncate: bool | None = None
     dimensions: int | None = None
@@ -92,7 +94,7 @@ class EmbedRequest(msgspec.Struct, omit_defaults=True):
 
 
 class EmbeddingsRequest(msgspec.Struct, omit_defaults=True):
-    model: str = ""
+    model: ModelName = ""
     prompt: str | None = None
     options: Options | None = None
     keep_alive: KeepAlive = None
@@ -101,9 +103,9 @@ class EmbeddingsRequest(msgspec.Struct, omit_defaults=True):
 class ModelRequest(msgspec.Struct, omit_defaults=True):
     """Show and delete: ``model`` (or the older ``name``), plus an optional target ``node``."""
 
-    model: str = ""
-    name: str = ""
-    node: str = ""
+    model: ModelName = ""
+    name: ModelName = ""
+    node: Name = ""
     verbose: bool | None = None
 
     @property
@@ -117,9 +119,9 @@ class PullRequest(ModelRequest):
 
 
 class CopyRequest(msgspec.Struct, omit_defaults=True):
-    source: str = ""
-    destination: str = ""
-    node: str = ""
+    source: ModelName = ""
+    destination: ModelName = ""
+    node: Name = ""
 
 
 class OllamaDecodeError(ValueError):

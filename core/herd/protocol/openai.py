@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from herd.protocol.limits import ModelName
 from herd.protocol.openai_objects import (
     AssistantMessage,
     ChatChoice,
@@ -214,13 +215,13 @@ class _OllamaExtensions(msgspec.Struct, omit_defaults=True):
     repeat_penalty: float | None = None
     metadata: dict[str, Any] | None = None
     user: str | None = None
-    fallback_models: list[str] | None = None  # herd: models the client accepts instead
+    fallback_models: list[ModelName] | None = None  # herd: models the client accepts instead
 
 
 class ChatCompletionRequest(_OllamaExtensions):
     """``POST /v1/chat/completions``"""
 
-    model: str = ""
+    model: ModelName = ""
     messages: list[ChatMessage] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
@@ -247,7 +248,7 @@ class ChatCompletionRequest(_OllamaExtensions):
 class CompletionRequest(_OllamaExtensions):
     """``POST /v1/completions`` (legacy). ``prompt`` is checked by the translator."""
 
-    model: str = ""
+    model: ModelName = ""
     prompt: str | list[Any] | None = None
     suffix: str | None = None
     max_tokens: int | None = None
@@ -269,7 +270,7 @@ class CompletionRequest(_OllamaExtensions):
 class EmbeddingRequest(msgspec.Struct, omit_defaults=True):
     """``POST /v1/embeddings``. ``input`` is checked by the translator."""
 
-    model: str = ""
+    model: ModelName = ""
     input: str | list[Any] | None = None
     encoding_format: str | None = None
     dimensions: int | None = None

@@ -12,6 +12,8 @@ from typing import Any
 
 import msgspec
 
+from herd.protocol.limits import ModelName
+
 __all__ = [
     "AUDIO_FORMATS",
     "TRANSCRIPT_FORMATS",
@@ -45,7 +47,7 @@ class ImageRequest(msgspec.Struct, omit_defaults=True):
     """
 
     prompt: str
-    model: str = ""
+    model: ModelName = ""
     negative_prompt: str | None = None
     width: int | None = None
     height: int | None = None
@@ -71,7 +73,7 @@ class OpenAIImageRequest(msgspec.Struct):
     """``POST /v1/images/generations`` (the fields herd reads; others are ignored)."""
 
     prompt: str
-    model: str = ""
+    model: ModelName = ""
     n: int = 1
     size: str | None = None
     response_format: str | None = None

@@ -47,14 +47,20 @@ class RouterHandle:
         import uvicorn
 
         from herd._engine.app import create_app
+        from herd._engine.server import server_config
 
         self.app = create_app(self.settings)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="on", timeout_keep_alive=30
+        config = server_config(
+            self.app,
+            self.settings,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
 

@@ -1,7 +1,7 @@
 """Model actions from the page: pull onto a node (with live progress), delete, unload.
 
-Each needs the admin key when one is set (:func:`~herd_plugins.dashboard.access.require_admin`;
-the page asks for confirmation first), is logged, and leaves a trace of kind ``action``
+Each is an admin route (:data:`~herd_plugins.dashboard.access.ADMIN`; the page asks
+for confirmation first), is logged, and leaves a trace of kind ``action``
 in the trace sinks, so the Requests tab lists it beside the requests. Analytics never
 count those traces as traffic.
 
@@ -22,7 +22,7 @@ from herd import RequestTrace
 from herd.errors import HerdError
 from litestar import Request, Response, get, post
 
-from herd_plugins.dashboard.access import ADMIN, actor, require_admin
+from herd_plugins.dashboard.access import ADMIN, actor
 from herd_plugins.dashboard.store import body_of, json, router_of
 
 __all__ = ["ACTION_TAG", "ROUTES", "PullTracker", "record_action"]
@@ -146,7 +146,6 @@ def _who(request: Request[Any, Any, Any]) -> dict[str, str]:
 
 
 async def _target(request: Request[Any, Any, Any]) -> tuple[Any, str, str]:
-    require_admin(request)
     router = router_of(request)
     name = request.path_params["name"]
     if router.node(name) is None:

@@ -9,7 +9,7 @@ import msgspec
 from herd.errors import HerdError
 from litestar import Request, Response, get, post
 
-from herd_plugins.dashboard.access import ADMIN, require_admin
+from herd_plugins.dashboard.access import ADMIN
 from herd_plugins.dashboard.bench import BenchmarkSpec
 from herd_plugins.dashboard.monitor import model_catalog
 from herd_plugins.dashboard.store import json, router_of, store_of
@@ -54,7 +54,6 @@ async def benchmarks(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def start_benchmark(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Start a bounded benchmark: ``{"model", "workload", "duration_s", "concurrency",
     "num_predict", "max_error_share"}``; 400 for a model that cannot serve the workload."""
-    require_admin(request)
     try:
         spec = msgspec.json.decode(await request.body(), type=BenchmarkSpec)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -77,7 +76,6 @@ async def start_benchmark(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @post("/dashboard/api/benchmarks/cancel", opt=ADMIN, include_in_schema=False)
 async def cancel_benchmark(request: Request[Any, Any, Any]) -> Response[bytes]:
-    require_admin(request)
     runner = request.app.state.dashboard_bench
     await runner.cancel()
     return json({"current": runner.progress()})

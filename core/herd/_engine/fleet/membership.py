@@ -8,7 +8,10 @@ heartbeats are current.
 Liveness of agent nodes is counted in missed heartbeats against the agent's own
 interval: ``fleet.degraded_after`` (3) makes a node degraded, served only when no healthy
 node can serve; ``fleet.offline_after`` (6) makes it offline. A YAML node whose agent
-goes quiet is polled again instead. A draining node (its agent is stopping, or an
+goes quiet is polled again instead. Without ``auth.node_token`` an agent is not trusted to
+speak for a YAML node: its heartbeats add the machine's facts, but the node's state, models
+and draining still come from the router's own polls (so a stray heartbeat cannot take a
+configured node offline or steer its traffic). A draining node (its agent is stopping, or an
 administrator drained it) gets no new requests; its in-flight requests finish.
 """
 
@@ -24,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
-from herd_node.settings import check_http_url, is_loopback_host
+from herd_node.settings import check_http_url
 
 import herd
 from herd._engine.audit import audit
 from herd._engine.fleet.reported import loaded_model, model_entry
 from herd.interfaces import NodeReport, NodeView
+from herd.net import is_loopback_host
 from herd.protocol.heartbeat import Heartbeat, HeartbeatReply, MachineInfo
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
@@ -144,7 +148,12 @@ class Membership:
     def replaces_polling(self, node: FleetNode) -> bool:
         """True while a live agent reports this node, so polling it would add nothing."""
         record = self.records.get(node.name)
-        return record is not None and record.live
+        return record is not None and record.live and self._speaks_for(node.name)
+
+    def _speaks_for(self, name: str) -> bool:
+        """Whether agents' word on this node's state counts: always with a node token,
+        and without one only for nodes the agents brought (never a YAML node)."""
+        return bool(self.token) or name not in self.yaml_names
 
     def set_drain(self, name: str, draining: bool) -> NodeView:
         """Drain or undrain a node by an administrator's word.
@@ -254,7 +263,10 @@ class Membership:
     def _apply(self, node: FleetNode, heartbeat: Heartbeat) -> None:
         view = node.view
         record = self.records[node.name]
-        if heartbeat.ollama_error:
+        trusted = self._speaks_for(node.name)
+        if not trusted:
+            pass  # the router's polls decide this node's state and models
+        elif heartbeat.ollama_error:
             if view.status != "offline":
                 log.warning("node %s is offline: %s", view.name, heartbeat.ollama_error)
             view.status = "offline"
@@ -269,11 +281,12 @@ class Membership:
                 loaded=[loaded_model(m) for m in heartbeat.loaded],
             )
             self.fleet.apply(view, report)  # the same bookkeeping as a poll's
-        if heartbeat.services is not None:
+        if heartbeat.services is not None and trusted:
             self._apply_services(node, heartbeat)
         view.last_seen = time.time()
         view.agent = True
-        view.draining = record.draining or node.name in self.admin_drained
+        agent_drains = record.draining and trusted
+        view.draining = agent_drains or node.name in self.admin_drained
         view.num_parallel = node.config.num_parallel or heartbeat.num_parallel or view.num_parallel
         view.max_loaded_models = heartbeat.max_loaded_models or view.max_loaded_models
         machine = heartbeat.machine

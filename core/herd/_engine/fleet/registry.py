@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,8 @@ class Fleet:
         #: the scheduler wakes the requests it holds, instead of having them re-poll.
         self.on_capacity: Callable[[], None] | None = None
         self.cluster: Any = None  # the ClusterLink, with cluster.redis_url: one replica polls
+        self._failures: dict[str, deque[float]] = {}  # node -> monotonic times of failures
+        self._confirming: set[str] = set()  # nodes being polled after a failed request
         for node in settings.nodes:
             self.add(node)
         self.membership = Membership(self)
@@ -227,8 +230,39 @@ class Fleet:
         if self.on_capacity is not None:
             self.on_capacity()
 
+    def note_request_failure(self, node: FleetNode, error: str) -> None:
+        """A request could not reach ``node`` (refused, reset or timed out before an answer).
+
+        One failure is not evidence enough to take a node offline (a reset connection, a
+        restart between two polls): the node goes offline when ``fleet.failures_to_offline``
+        failures fall within ``fleet.failure_window_s``, and each failure makes the router
+        poll it at once, so a node that is really down is found by its own health check.
+        """
+        now = time.monotonic()
+        fleet = self.settings.fleet
+        recent = self._failures.setdefault(node.name, deque())
+        recent.append(now)
+        while recent and now - recent[0] > fleet.failure_window_s:
+            recent.popleft()
+        if len(recent) >= fleet.failures_to_offline:
+            recent.clear()
+            self.mark_unreachable(
+                node.view, f"{error} ({fleet.failures_to_offline} failed requests)"
+            )
+        elif node.name not in self._confirming and node.view.status != "offline":
+            self._confirming.add(node.name)
+            task = asyncio.get_running_loop().create_task(self._confirm(node))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _confirm(self, node: FleetNode) -> None:
+        try:
+            await self.poll(node)
+        finally:
+            self._confirming.discard(node.name)
+
     def mark_unreachable(self, view: NodeView, error: str) -> None:
-        """Mark a node offline after a failed poll or a failed connection."""
+        """Mark a node offline after a failed poll (or enough failed requests)."""
         if view.status != "offline":
             log.warning("node %s is offline: %s", view.name, error)
         view.status = "offline"

@@ -6,16 +6,15 @@ import time
 from typing import Any
 
 import msgspec
-from herd_node.settings import is_loopback_host
 from litestar import Request, Response, get, post
 
 import herd
 from herd._engine.audit import audit
-from herd._engine.fleet.membership import Membership, MembershipError, bearer_secret, secret_matches
+from herd._engine.fleet.membership import Membership, MembershipError
 from herd._engine.fleet.registry import FleetNode
-from herd._engine.gateway import Gateway
 from herd._engine.routes.common import JSON, gateway_of
 from herd.errors import HerdError
+from herd.net import is_loopback_client
 from herd.protocol.heartbeat import decode_heartbeat, encode
 
 __all__ = ["ROUTES"]
@@ -23,15 +22,20 @@ __all__ = ["ROUTES"]
 #: A heartbeat lists every model on a node's disk with its details; this is plenty.
 MAX_HEARTBEAT_BYTES = 8 * 1024 * 1024
 _encode = msgspec.json.encode
+ADMIN = {"herd_auth": "admin"}
 
 
-@post("/fleet/heartbeat", status_code=200)
+@post("/fleet/heartbeat", status_code=200, opt={"herd_auth": "node"})
 async def heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Take a herd-node heartbeat: 401 without the node token, and nothing registered."""
     membership = gateway_of(request).fleet.membership
     if membership.refusal:
         audit("refused agent", request, level=30, reason="agents are refused here")
         raise HerdError(403, membership.refusal)
+    if not membership.token and not is_loopback_client(request.scope):
+        raise HerdError(
+            403, "with no auth.node_token set, only agents on this machine may send heartbeats"
+        )
     if not membership.authorized(request.headers.get("authorization", "")):
         audit("refused agent", request, level=30, reason="missing or wrong node token")
         return Response(
@@ -87,21 +91,20 @@ async def status(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(_encode(body), media_type=JSON)
 
 
-@post("/fleet/nodes/{name:str}/drain", status_code=200)
+@post("/fleet/nodes/{name:str}/drain", status_code=200, opt=ADMIN)
 async def drain(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Send the node no new requests; its in-flight requests finish."""
     return _set_drain(request, request.path_params["name"], True)
 
 
-@post("/fleet/nodes/{name:str}/undrain", status_code=200)
+@post("/fleet/nodes/{name:str}/undrain", status_code=200, opt=ADMIN)
 async def undrain(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Let a drained node take requests again."""
     return _set_drain(request, request.path_params["name"], False)
 
 
 def _set_drain(request: Request[Any, Any, Any], name: str, draining: bool) -> Response[bytes]:
-    gateway = gateway_of(request)
-    _require_admin(gateway, request)
+    gateway = gateway_of(request)  # the admin check ran in herd._engine.auth
     try:
         view = gateway.fleet.membership.set_drain(name, draining)
     except KeyError:
@@ -111,19 +114,6 @@ def _set_drain(request: Request[Any, Any, Any], name: str, draining: bool) -> Re
         gateway.cluster.drain_changed(name, draining)
     body = {"node": name, "draining": view.draining, "state": _state(view.status, view.draining)}
     return Response(_encode(body), media_type=JSON)
-
-
-def _require_admin(gateway: Gateway, request: Request[Any, Any, Any]) -> None:
-    key = gateway.settings.auth.admin_key
-    if key:
-        if not secret_matches(bearer_secret(request.headers.get("authorization", "")), key):
-            raise HerdError(401, "missing or wrong admin key (Authorization: Bearer <key>)")
-        return
-    client = request.scope.get("client")
-    if not client or not is_loopback_host(str(client[0])):
-        raise HerdError(
-            403, "with no auth.admin_key configured, only clients on this machine may do this"
-        )
 
 
 def _state(status: str, draining: bool) -> str:

@@ -27,6 +27,7 @@ from herd.protocol.ollama import CopyRequest, ModelRequest, PullRequest, error_l
 
 _encode = msgspec.json.encode
 NDJSON = "application/x-ndjson"
+ADMIN = {"herd_auth": "admin"}  # changes what nodes hold: herd._engine.auth checks it
 
 
 @route("/api/tags", http_method=["GET", "HEAD"], status_code=200)
@@ -138,7 +139,7 @@ def _whole(node: FleetNode, reply: UpstreamReply) -> Response[bytes]:
     )
 
 
-@post("/api/pull", status_code=200)
+@post("/api/pull", status_code=200, opt=ADMIN)
 async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
     """Pull onto the node named in the body or header, else onto the best node with room."""
     gateway = gateway_of(request)
@@ -186,7 +187,7 @@ def _pull_target(gateway: Gateway, model: str) -> FleetNode:
     return min(online, key=lambda n: sum(m.size for m in n.view.models.values()))
 
 
-@delete("/api/delete", status_code=200)
+@delete("/api/delete", status_code=200, opt=ADMIN)
 async def delete_model(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Delete a model from the node named in the body or header."""
     gateway = gateway_of(request)
@@ -201,7 +202,7 @@ async def delete_model(request: Request[Any, Any, Any]) -> Response[bytes]:
     return _whole(node, reply)
 
 
-@post("/api/copy", status_code=200)
+@post("/api/copy", status_code=200, opt=ADMIN)
 async def copy(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Copy a model on the node named in the body or header."""
     gateway = gateway_of(request)

@@ -28,6 +28,7 @@ from herd._engine.routes.workload_common import (
     workload_off_handler,
 )
 from herd.errors import HerdError
+from herd.protocol.limits import MAX_MODEL_NAME
 from herd.protocol.workloads import (
     AUDIO_FORMATS,
     TRANSCRIPT_FORMATS,
@@ -66,6 +67,8 @@ async def _read_form(request: Request[Any, Any, Any], gateway: Gateway) -> Any:
         return await request.form()
     except ClientException as exc:
         raise HerdError(400, f"the multipart body could not be read: {exc.detail}") from None
+    except UnicodeDecodeError:
+        raise HerdError(400, "a text field of the form is not valid UTF-8") from None
     except HTTPException as exc:
         if exc.status_code == 413:
             raise HerdError(413, _too_large(limit), param="file") from None
@@ -138,6 +141,8 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
     names = ("file", "audio") if api == "openai" else ("audio", "file")
     audio = await _audio(form, names, settings.max_audio_bytes)
     model = _text(form, "model")
+    if len(model) > MAX_MODEL_NAME:
+        raise HerdError(400, f"model: longer than {MAX_MODEL_NAME} characters", param="model")
     if not model:
         if api == "openai":
             raise HerdError(400, "model is required", param="model")

@@ -244,7 +244,7 @@ class Scheduler:
                     view.models.pop(key, None)
                     view.loaded.pop(key, None)
                 elif failure.status == 0:
-                    self.fleet.mark_unreachable(view, failure.message)
+                    self.fleet.note_request_failure(node, failure.message)
                 if not failure.retryable:
                     raise with_attempts(HerdError(502, failure.message), attempts) from None
                 if failure.status != _BUSY:
@@ -257,8 +257,10 @@ class Scheduler:
                     await asyncio.sleep(min(1.0, backoff))
                 decision = self.rank(request, capability)
                 continue
-            except BaseException:
-                self.board.release(slot, failed=True)
+            except BaseException as exc:
+                # the client went away (cancelled) while the node was answering: that is
+                # not the node's failure
+                self.board.release(slot, failed=not isinstance(exc, asyncio.CancelledError))
                 raise
             slot.reply = reply
             attempts.append(AttemptRecord(node.name, started, time.time(), "", reply.status))

@@ -1,0 +1,142 @@
+"""How herd runs under uvicorn: bounded request headers and a deadline to send them.
+
+uvicorn reads request headers with no size limit and no time limit: a client could send
+a gigabyte of header (parsing it costs more than linear time, and no route or key check
+runs before it ends), or open connections and send nothing. :class:`BoundedHttpProtocol`
+answers 431 once the request line and headers pass ``limits.max_header_bytes`` (having
+parsed no more than that, so the cost is constant), and closes a connection whose headers
+are not complete ``limits.header_timeout_s`` after it opened or its request began (408
+when some had arrived). The body's own time bound is :mod:`herd._engine.guard`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+
+from herd.settings import Settings
+
+__all__ = ["server_config"]
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is a dependency; h11 is the fallback
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+
+def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
+    body = b'{"error":"' + message + b'"}'
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+if HttpToolsProtocol is not None:
+
+    class BoundedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
+        """uvicorn's httptools protocol with a size and a time bound on request headers."""
+
+        max_header_bytes = 64 * 1024
+        header_timeout_s = 30.0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._in_headers = True
+            self._header_bytes = 0
+            self._header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_header_clock()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_header_clock()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_headers:
+                room = self.max_header_bytes - self._header_bytes
+                if len(data) > room:
+                    if room > 0:
+                        self._header_bytes += room
+                        super().data_received(data[:room])  # may complete the headers
+                    if self.transport.is_closing():
+                        return
+                    if self._in_headers:
+                        self._refuse(
+                            431,
+                            b"Request Header Fields Too Large",
+                            b"request headers larger than %d bytes" % self.max_header_bytes,
+                        )
+                        return
+                    data = data[room:]
+                else:
+                    self._header_bytes += len(data)
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self._in_headers:  # the next request on a kept-alive connection
+                self._in_headers = True
+                self._header_bytes = 0
+                self._start_header_clock()
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            self._stop_header_clock()
+            super().on_headers_complete()
+
+        def _start_header_clock(self) -> None:
+            self._stop_header_clock()
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+        def _stop_header_clock(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if not self._in_headers or self.transport.is_closing():
+                return
+            if self._header_bytes:
+                self._refuse(408, b"Request Timeout", b"request headers not complete in time")
+            else:
+                self.transport.close()
+
+        def _refuse(self, status: int, reason: bytes, message: bytes) -> None:
+            self._stop_header_clock()
+            self.transport.write(_refusal(status, reason, message))
+            self.transport.close()
+
+
+def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """A uvicorn configuration that bounds request headers by ``settings.limits``.
+
+    Args:
+        app: The ASGI app.
+        settings: Its settings (``limits.max_header_bytes``, ``limits.header_timeout_s``).
+        options: Any other ``uvicorn.Config`` option (host, port, log_level, ...).
+    """
+    limits = settings.limits
+    if HttpToolsProtocol is not None:
+        protocol = type(
+            "HerdHttpProtocol",
+            (BoundedHttpProtocol,),
+            {
+                "max_header_bytes": limits.max_header_bytes,
+                "header_timeout_s": limits.header_timeout_s,
+            },
+        )
+        options["http"] = protocol
+    options.setdefault("h11_max_incomplete_event_size", limits.max_header_bytes)
+    options.setdefault("timeout_keep_alive", 5)
+    return uvicorn.Config(app, **options)

@@ -108,6 +108,7 @@ class NodeView:
     primary_capabilities: frozenset[str] | None = None
     # What the router itself remembers about the node (scheduler and fleet keep these):
     assumed_parallel: int = 4
+    learned_parallel: dict[str, int] = field(default_factory=dict)
     queued_by_model: dict[str, int] = field(default_factory=dict)
     loading: dict[str, int] = field(default_factory=dict)
     unloaded_at: dict[str, float] = field(default_factory=dict)
@@ -130,6 +131,12 @@ class NodeView:
         ``online_since`` is when the node last came online (availability: flapping).
         """
         return self.num_parallel or self.assumed_parallel
+
+    def slots_for(self, key: str) -> int:
+        """Requests served at once for model ``key``: ``num_parallel`` when told, else what
+        the router learned from the node's latency (``learned_parallel``, by model; see
+        ``routing.adaptive_concurrency``), else ``assumed_parallel``."""
+        return self.num_parallel or self.learned_parallel.get(key) or self.assumed_parallel
 
     def has_model(self, key: str) -> bool:
         """True when the node has the model (by normalised name) on disk or loaded."""

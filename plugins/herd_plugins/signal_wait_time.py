@@ -85,7 +85,7 @@ class WaitTimeSignal(Signal):
             times = by_node.get(node.name)
             first = times.first_token if times is not None else None
             wait = first.value if first is not None else prior_first
-            slots = node.slots
+            slots = node.slots_for(key)
             ahead = (
                 node.in_flight_by_model.get(key, 0) + node.queued_by_model.get(key, 0) - slots + 1
             )

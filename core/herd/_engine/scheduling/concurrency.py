@@ -1,0 +1,152 @@
+"""Adaptive concurrency: how many requests a node serves at once for a model, learned.
+
+An agentless node that YAML does not describe hides its parallelism (Ollama's
+``OLLAMA_NUM_PARALLEL``, vLLM's batch, llama.cpp's slots). Latency gives it away: while the
+node has a free slot, a new request's time to first token stays near the node's no-load
+value and its time per token holds; once it has none, requests wait inside the node and
+their first token comes late (or, batching, every token slows down).
+
+:class:`AdaptiveLimit` follows the gradient idea of Envoy's adaptive concurrency filter and
+Netflix's concurrency-limits: over a round of samples (as many as the limit),
+``gradient = (tolerance * no_load + slack) / round_value`` (at most 1, at least 0.5), and
+the limit becomes ``limit * gradient`` when latency degraded, or grows when it held and the
+limit was reached during the round (growth needs demand: an idle node's limit is never
+tested). Until latency first degrades, growth doubles the limit per round (the way TCP's
+slow start finds a link's size); afterwards it adds one per round. The no-load values are
+the lowest seen, drifting slowly up so a minimum from an idle hour does not condemn a
+busy one. A round's first-token value is its upper quartile, not its mean: with a few
+requests too many, only those few wait inside the node, and a mean would hide them.
+
+Pure: no clock, no I/O. The queues feed it samples (:mod:`.queues`).
+"""
+
+from __future__ import annotations
+
+__all__ = ["AdaptiveLimit"]
+
+
+class AdaptiveLimit:
+    """The learned concurrency of one node for one model.
+
+    Args:
+        start: The limit before any sample (``routing.default_num_parallel``).
+        min_limit, max_limit: Bounds of the limit.
+        tolerance: How many times its no-load value a latency may grow before it counts as
+            degraded (queueing inside the node at least doubles a first token's wait).
+        slack_s: Seconds of first-token jitter never counted as degradation (a busy router
+            host adds a few milliseconds to every sample).
+        drift: Per round, the no-load values rise by this fraction towards the round's
+            means, so an old minimum fades.
+
+    Example:
+        >>> limit = AdaptiveLimit(4)
+        >>> for _ in range(8):
+        ...     limit.sample(ttft_s=0.05, per_token_s=0.01, in_flight=limit.limit)
+        >>> limit.limit > 4
+        True
+    """
+
+    __slots__ = (
+        "_limit",
+        "_round",
+        "_round_saturated",
+        "_round_token",
+        "_round_tokens",
+        "_round_ttfts",
+        "degraded",
+        "drift",
+        "max_limit",
+        "min_limit",
+        "no_load_token",
+        "no_load_ttft",
+        "rounds",
+        "slack_s",
+        "slow_start",
+        "tolerance",
+    )
+
+    def __init__(
+        self,
+        start: int,
+        *,
+        min_limit: int = 1,
+        max_limit: int = 256,
+        tolerance: float = 2.0,
+        slack_s: float = 0.05,
+        drift: float = 0.01,
+    ) -> None:
+        self.min_limit = min_limit
+        self.max_limit = max_limit
+        self.tolerance = tolerance
+        self.slack_s = slack_s
+        self.drift = drift
+        self._limit = min(max(start, min_limit), max_limit)
+        self.no_load_ttft = 0.0
+        self.no_load_token = 0.0
+        self.rounds = 0
+        self.slow_start = True
+        self.degraded = False  # the last round's verdict
+        self._round = 0
+        self._round_ttfts: list[float] = []
+        self._round_token = 0.0
+        self._round_tokens = 0
+        self._round_saturated = False
+
+    @property
+    def limit(self) -> int:
+        """Requests the node may have at once for the model now."""
+        return self._limit
+
+    def sample(self, ttft_s: float, per_token_s: float | None, in_flight: int) -> None:
+        """Learn from one finished request.
+
+        Args:
+            ttft_s: Seconds from sending it to its first byte (no model load in them).
+            per_token_s: Mean seconds per generated token after the first, when known.
+            in_flight: Requests the node had for the model when this one was sent,
+                itself included.
+        """
+        if not self.rounds and not self._round:
+            self.no_load_ttft = ttft_s
+        self.no_load_ttft = min(self.no_load_ttft, ttft_s)
+        self._round += 1
+        self._round_ttfts.append(ttft_s)
+        if per_token_s is not None and per_token_s > 0:
+            self._round_tokens += 1
+            self._round_token += per_token_s
+            if not self.no_load_token or per_token_s < self.no_load_token:
+                self.no_load_token = per_token_s
+        self._round_saturated = self._round_saturated or in_flight >= self._limit
+        if self._round >= self._limit:
+            self._end_round()
+
+    def _end_round(self) -> None:
+        ttfts = sorted(self._round_ttfts)
+        upper_ttft = ttfts[(3 * len(ttfts)) // 4]
+        gradient = self._gradient(self.no_load_ttft, upper_ttft, self.slack_s)
+        mean_token = self._round_token / self._round_tokens if self._round_tokens else 0.0
+        if mean_token:
+            gradient = min(gradient, self._gradient(self.no_load_token, mean_token, 0.0))
+        self.degraded = gradient < 1.0
+        limit = self._limit
+        if self.degraded:
+            self.slow_start = False
+            limit = min(limit - 1, int(limit * max(gradient, 0.5)))
+        elif self._round_saturated:
+            limit = limit * 2 if self.slow_start else limit + 1
+        self._limit = min(max(limit, self.min_limit), self.max_limit)
+        # the no-load values fade towards what the node shows now
+        self.no_load_ttft += self.drift * (ttfts[len(ttfts) // 2] - self.no_load_ttft)
+        if mean_token and self.no_load_token:
+            self.no_load_token += self.drift * (mean_token - self.no_load_token)
+        self.rounds += 1
+        self._round = 0
+        self._round_ttfts = []
+        self._round_token = 0.0
+        self._round_tokens = 0
+        self._round_saturated = False
+
+    def _gradient(self, no_load: float, seen: float, slack: float) -> float:
+        if seen <= 0.0:
+            return 1.0
+        return min(1.0, (self.tolerance * no_load + slack) / seen)

@@ -45,8 +45,8 @@ def test_slower_tokens_count_as_degradation_too() -> None:
     for _ in range(16):
         limit.sample(ttft_s=0.05, per_token_s=0.01, in_flight=16)
     assert limit.limit == 32
-    for _ in range(32):  # batching: every token three times slower
-        limit.sample(ttft_s=0.05, per_token_s=0.03, in_flight=32)
+    for _ in range(32):  # twice the requests, every token ten times slower: fewer tokens/s
+        limit.sample(ttft_s=0.05, per_token_s=0.1, in_flight=32)
     assert limit.degraded and limit.limit < 32
 
 

@@ -122,6 +122,8 @@ class Relay:
 
     def done(self, status: str, error: str, last: bytes | None) -> None:
         """Release the node's slot and hand the trace on."""
+        if last:  # the node's timings, for the adaptive concurrency limit (queues.py)
+            self.attempt.slot.last_line = last
         self.attempt.release(failed=status == "failed")
         try:
             self._record(status, error, last)

@@ -31,10 +31,13 @@ class AdaptiveLimit:
     Args:
         start: The limit before any sample (``routing.default_num_parallel``).
         min_limit, max_limit: Bounds of the limit.
-        tolerance: How many times its no-load value a latency may grow before it counts as
-            degraded (queueing inside the node at least doubles a first token's wait).
+        tolerance: How many times its no-load value a first token's wait may grow before it
+            counts as degraded (queueing inside the node adds a whole service time).
+        token_tolerance: The same for the time per token, beyond the growth in requests at
+            once since its no-load value (batching slows every token; that is a loss only
+            when tokens slow more than concurrency grew).
         slack_s: Seconds of first-token jitter never counted as degradation (a busy router
-            host adds a few milliseconds to every sample).
+            host adds tens of milliseconds to samples).
         drift: Per round, the no-load values rise by this fraction towards the round's
             means, so an old minimum fades.
 
@@ -49,6 +52,7 @@ class AdaptiveLimit:
     __slots__ = (
         "_limit",
         "_round",
+        "_round_in_flight",
         "_round_saturated",
         "_round_token",
         "_round_tokens",
@@ -57,11 +61,13 @@ class AdaptiveLimit:
         "drift",
         "max_limit",
         "min_limit",
+        "no_load_in_flight",
         "no_load_token",
         "no_load_ttft",
         "rounds",
         "slack_s",
         "slow_start",
+        "token_tolerance",
         "tolerance",
     )
 
@@ -72,12 +78,14 @@ class AdaptiveLimit:
         min_limit: int = 1,
         max_limit: int = 256,
         tolerance: float = 2.0,
-        slack_s: float = 0.05,
+        token_tolerance: float = 4.0,
+        slack_s: float = 0.15,
         drift: float = 0.01,
     ) -> None:
         self.min_limit = min_limit
         self.max_limit = max_limit
         self.tolerance = tolerance
+        self.token_tolerance = token_tolerance
         self.slack_s = slack_s
         self.drift = drift
         self._limit = min(max(start, min_limit), max_limit)
@@ -88,6 +96,8 @@ class AdaptiveLimit:
         self.degraded = False  # the last round's verdict
         self._round = 0
         self._round_ttfts: list[float] = []
+        self._round_in_flight = 0
+        self.no_load_in_flight = 1
         self._round_token = 0.0
         self._round_tokens = 0
         self._round_saturated = False
@@ -97,15 +107,22 @@ class AdaptiveLimit:
         """Requests the node may have at once for the model now."""
         return self._limit
 
-    def sample(self, ttft_s: float, per_token_s: float | None, in_flight: int) -> None:
+    def sample(
+        self, ttft_s: float, per_token_s: float | None, in_flight: int, slack_s: float = -1.0
+    ) -> None:
         """Learn from one finished request.
 
         Args:
-            ttft_s: Seconds from sending it to its first byte (no model load in them).
+            ttft_s: Seconds it waited for its first token (no model load in them): the
+                node's own account when it gives one, else as the router saw it.
             per_token_s: Mean seconds per generated token after the first, when known.
             in_flight: Requests the node had for the model when this one was sent,
                 itself included.
+            slack_s: This sample's jitter allowance (default ``slack_s``): less when the
+                node measured the wait itself, free of the router's own lag.
         """
+        if slack_s >= 0.0:
+            self.slack_s = slack_s
         if not self.rounds and not self._round:
             self.no_load_ttft = ttft_s
         self.no_load_ttft = min(self.no_load_ttft, ttft_s)
@@ -116,6 +133,8 @@ class AdaptiveLimit:
             self._round_token += per_token_s
             if not self.no_load_token or per_token_s < self.no_load_token:
                 self.no_load_token = per_token_s
+                self.no_load_in_flight = max(1, in_flight)
+        self._round_in_flight += in_flight
         self._round_saturated = self._round_saturated or in_flight >= self._limit
         if self._round >= self._limit:
             self._end_round()
@@ -123,10 +142,14 @@ class AdaptiveLimit:
     def _end_round(self) -> None:
         ttfts = sorted(self._round_ttfts)
         upper_ttft = ttfts[(3 * len(ttfts)) // 4]
-        gradient = self._gradient(self.no_load_ttft, upper_ttft, self.slack_s)
+        gradient = _gradient(self.tolerance * self.no_load_ttft + self.slack_s, upper_ttft)
         mean_token = self._round_token / self._round_tokens if self._round_tokens else 0.0
         if mean_token:
-            gradient = min(gradient, self._gradient(self.no_load_token, mean_token, 0.0))
+            # slower tokens with more at once can still be more tokens per second: they
+            # count only when they slowed more than the concurrency grew
+            grown = max(1.0, self._round_in_flight / self._round / self.no_load_in_flight)
+            allowed = self.token_tolerance * self.no_load_token * grown
+            gradient = min(gradient, _gradient(allowed, mean_token))
         self.degraded = gradient < 1.0
         limit = self._limit
         if self.degraded:
@@ -142,11 +165,12 @@ class AdaptiveLimit:
         self.rounds += 1
         self._round = 0
         self._round_ttfts = []
+        self._round_in_flight = 0
         self._round_token = 0.0
         self._round_tokens = 0
         self._round_saturated = False
 
-    def _gradient(self, no_load: float, seen: float, slack: float) -> float:
-        if seen <= 0.0:
-            return 1.0
-        return min(1.0, (self.tolerance * no_load + slack) / seen)
+
+def _gradient(allowed: float, seen: float) -> float:
+    """``allowed / seen``, at most 1: how far a latency is past what is allowed."""
+    return 1.0 if seen <= 0.0 else min(1.0, allowed / seen)

@@ -15,6 +15,8 @@ import time
 from collections import deque
 from typing import Any
 
+import msgspec
+
 from herd._engine.scheduling.concurrency import AdaptiveLimit
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest, NodeView, UpstreamReply
@@ -38,6 +40,7 @@ class Slot:
         "client",
         "cold",
         "first_byte_at",
+        "last_line",
         "progress_at",
         "queue",
         "reaped",
@@ -56,6 +59,7 @@ class Slot:
         self.sent_at = 0.0
         self.sent_with = 0
         self.first_byte_at = 0.0
+        self.last_line = b""  # the stream's final line (Ollama's timings), set by the relay
         self.cold = False
         self.chunks = 0
         self.seen_chunks = -1
@@ -127,10 +131,39 @@ class ModelQueue:
             or not slot.first_byte_at
         ):
             return
-        chunks = slot.chunks
-        per_token = (now - slot.first_byte_at) / (chunks - 1) if chunks > 2 else None
-        limiter.sample(slot.first_byte_at - slot.sent_at, per_token, slot.sent_with)
+        timings = _node_timings(slot.last_line)
+        if timings is not None:  # the node's own clock: no router lag in it
+            wait, per_token = timings
+            limiter.sample(wait, per_token, slot.sent_with, _NODE_SLACK_S)
+        else:
+            chunks = slot.chunks
+            per_token = (now - slot.first_byte_at) / (chunks - 1) if chunks > 2 else None
+            limiter.sample(slot.first_byte_at - slot.sent_at, per_token, slot.sent_with)
         view.learned_parallel[self.model] = limiter.limit
+
+
+_NODE_SLACK_S = 0.05
+_decode_timings = msgspec.json.Decoder(dict).decode
+
+
+def _node_timings(line: bytes) -> tuple[float, float | None] | None:
+    """From Ollama's final line: seconds the request waited inside the node (its total
+    less prompt and generation; Ollama and herd-sim count a wait for a free slot there)
+    and seconds per generated token. None when the line has no timings."""
+    if b"total_duration" not in line:
+        return None
+    try:
+        data = _decode_timings(line)
+    except msgspec.DecodeError:
+        return None
+    total = data.get("total_duration")
+    if not isinstance(total, int):
+        return None
+    prompt = data.get("prompt_eval_duration") or 0
+    generate = data.get("eval_duration") or 0
+    count = data.get("eval_count") or 0
+    wait = max(0, total - prompt - generate) / 1e9
+    return wait, (generate / count / 1e9 if count > 1 else None)
 
 
 def client_key(request: InferenceRequest) -> str:

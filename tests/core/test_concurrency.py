@@ -63,3 +63,25 @@ def test_an_idle_node_keeps_its_limit_and_bounds_hold() -> None:
     for _ in range(10):  # every later request waits: degraded, and 1 is the floor
         small.sample(ttft_s=5.0, per_token_s=None, in_flight=1)
     assert small.degraded and small.limit == 1
+
+
+def test_a_starved_hosts_delays_are_not_taken_for_full_slots() -> None:
+    limit = AdaptiveLimit(8)
+    limit.sample(ttft_s=0.001, per_token_s=0.005, in_flight=8, slack_s=0.05, service_s=0.16)
+    for _ in range(7):  # everything slower, the waits a fifth of the slowed service
+        limit.sample(ttft_s=0.1, per_token_s=0.015, in_flight=8, slack_s=0.05, service_s=0.5)
+    assert not limit.degraded and limit.limit == 16
+    for _ in range(16):  # now each waits a whole service time: the slots are full
+        limit.sample(ttft_s=0.5, per_token_s=0.015, in_flight=16, slack_s=0.05, service_s=0.5)
+    assert limit.degraded and limit.limit == 8
+
+
+def test_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    limit = AdaptiveLimit(16)
+    limit.sample(ttft_s=0.01, per_token_s=None, in_flight=1, service_s=0.5)
+    for _ in range(15):  # full slots: cut to 8
+        limit.sample(ttft_s=0.5, per_token_s=None, in_flight=16, service_s=0.5)
+    assert limit.limit == 8
+    for _ in range(16):  # stragglers sent with 16 in flight, finishing late: ignored
+        limit.sample(ttft_s=0.5, per_token_s=None, in_flight=16, service_s=0.5)
+    assert limit.limit == 8

@@ -133,12 +133,15 @@ class ModelQueue:
             return
         timings = _node_timings(slot.last_line)
         if timings is not None:  # the node's own clock: no router lag in it
-            wait, per_token = timings
-            limiter.sample(wait, per_token, slot.sent_with, _NODE_SLACK_S)
+            wait, per_token, service = timings
+            limiter.sample(wait, per_token, slot.sent_with, _NODE_SLACK_S, service)
         else:
             chunks = slot.chunks
-            per_token = (now - slot.first_byte_at) / (chunks - 1) if chunks > 2 else None
-            limiter.sample(slot.first_byte_at - slot.sent_at, per_token, slot.sent_with)
+            service = now - slot.first_byte_at
+            per_token = service / (chunks - 1) if chunks > 2 else None
+            limiter.sample(
+                slot.first_byte_at - slot.sent_at, per_token, slot.sent_with, -1.0, service
+            )
         view.learned_parallel[self.model] = limiter.limit
 
 
@@ -146,10 +149,10 @@ _NODE_SLACK_S = 0.05
 _decode_timings = msgspec.json.Decoder(dict).decode
 
 
-def _node_timings(line: bytes) -> tuple[float, float | None] | None:
+def _node_timings(line: bytes) -> tuple[float, float | None, float] | None:
     """From Ollama's final line: seconds the request waited inside the node (its total
-    less prompt and generation; Ollama and herd-sim count a wait for a free slot there)
-    and seconds per generated token. None when the line has no timings."""
+    less prompt and generation; Ollama and herd-sim count a wait for a free slot there),
+    seconds per generated token and seconds of generation. None without timings."""
     if b"total_duration" not in line:
         return None
     try:
@@ -163,7 +166,7 @@ def _node_timings(line: bytes) -> tuple[float, float | None] | None:
     generate = data.get("eval_duration") or 0
     count = data.get("eval_count") or 0
     wait = max(0, total - prompt - generate) / 1e9
-    return wait, (generate / count / 1e9 if count > 1 else None)
+    return wait, (generate / count / 1e9 if count > 1 else None), generate / 1e9
 
 
 def client_key(request: InferenceRequest) -> str:

@@ -175,6 +175,7 @@ def router(
 async def run_workload(url: str, plan: list[list[list[Turn]]]) -> tuple[list[float], int, float]:
     """Returns (TTFT seconds of each completed turn, failures, wall seconds)."""
     ttfts: list[float] = []
+    slow: list[tuple[float, str, str]] = []
     failures = 0
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -199,10 +200,14 @@ async def run_workload(url: str, plan: list[list[list[Turn]]]) -> tuple[list[flo
                             if line.strip() and not first:
                                 first = time.perf_counter() - started
                     ttfts.append(first)
+                    slow.append((first, turn.model, reply.headers.get("X-Herd-Node", "")))
                     await asyncio.sleep(turn.think_s)
 
         started = time.perf_counter()
         await asyncio.gather(*(user(chats) for chats in plan))
+        if os.environ.get("HERD_BENCH_SLOWEST"):  # which turns make the p95
+            for first, model, node in sorted(slow, reverse=True)[:12]:
+                print(f"    {first * 1000:6.0f} ms  {model:20} {node}", file=sys.stderr)
         return ttfts, failures, time.perf_counter() - started
 
 

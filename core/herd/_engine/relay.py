@@ -41,12 +41,17 @@ _decode_final = msgspec.json.Decoder(_Final).decode
 
 def herd_headers(attempt: Attempt, served_model: str) -> dict[str, str]:
     """The headers that say who served a request; true because sent after the first byte."""
-    return {
+    headers = {
         "X-Herd-Node": attempt.node.name,
         "X-Herd-Model": served_model,
         "X-Herd-Retries": str(attempt.retries),
         "X-Herd-Score": f"{attempt.score:.3f}",
     }
+    # a prompt the node truncates (see BodyShaper._check_overflow), said where it is read
+    request = attempt.slot.request
+    if request is not None and request.context_overflow:
+        headers["X-Herd-Context"] = request.context_overflow
+    return headers
 
 
 def rename_model(sent: str, served: str) -> LineTransform | None:

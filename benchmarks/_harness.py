@@ -48,7 +48,14 @@ def process(
         env={**os.environ, **(env or {})},
     )
     try:
-        wait_http(ready_url)
+        try:
+            wait_http(ready_url)
+        except TimeoutError:
+            proc.terminate()
+            if proc.stderr is not None:  # say why it did not come up
+                proc.wait(timeout=10)
+                sys.stderr.write(proc.stderr.read().decode("utf-8", "replace")[-3000:])
+            raise
         yield proc
     finally:
         proc.terminate()

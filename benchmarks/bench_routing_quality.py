@@ -205,7 +205,7 @@ async def run_workload(url: str, plan: list[list[list[Turn]]]) -> tuple[list[flo
 
         started = time.perf_counter()
         await asyncio.gather(*(user(chats) for chats in plan))
-        if os.environ.get("HERD_BENCH_SLOWEST"):  # which turns make the p95
+        if os.environ.get("BENCH_SLOWEST"):  # which turns make the p95
             for first, model, node in sorted(slow, reverse=True)[:12]:
                 print(f"    {first * 1000:6.0f} ms  {model:20} {node}", file=sys.stderr)
         return ttfts, failures, time.perf_counter() - started

@@ -62,8 +62,8 @@ class WaitTimeSignal(Signal):
     name = "wait-time"
 
     class Config(Signal.Config, forbid_unknown_fields=True):
-        weight: float = 5.0
-        half_score_s: float = 5.0
+        weight: float = 2.0
+        half_score_s: float = 10.0
         quantile: float = 0.75
         learning_rate: float = 0.1
         prior_service_s: float = 8.0

@@ -30,10 +30,16 @@ async def _poll_twice() -> tuple[list, list, list[str]]:
             return web.json_response({"error": "boom"}, status=500)
         return web.json_response({"capabilities": SHOWN[name]})
 
+    def reply(data):
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(data)
+
+        return handler
+
     app = web.Application()
-    app.router.add_get("/api/version", lambda r: web.json_response({"version": "0.12.0"}))
-    app.router.add_get("/api/tags", lambda r: web.json_response(TAGS))
-    app.router.add_get("/api/ps", lambda r: web.json_response({"models": []}))
+    app.router.add_get("/api/version", reply({"version": "0.12.0"}))
+    app.router.add_get("/api/tags", reply(TAGS))
+    app.router.add_get("/api/ps", reply({"models": []}))
     app.router.add_post("/api/show", show)
     runner = web.AppRunner(app)
     await runner.setup()

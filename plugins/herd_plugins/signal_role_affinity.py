@@ -34,7 +34,7 @@ class RoleAffinitySignal(Signal):
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         if self.config.mode == "big-first":
-            self._largest = max((node.memory()[0] for node in nodes), default=0)
+            self._largest = max((_exact_memory(node) for node in nodes), default=0)
             return
         key = request.model_key
         size = 0
@@ -57,7 +57,7 @@ class RoleAffinitySignal(Signal):
             if not largest:
                 return [unknown] * len(nodes)
             return [
-                (memory / largest) ** 0.5 if (memory := node.memory()[0]) else unknown
+                (memory / largest) ** 0.5 if (memory := _exact_memory(node)) else unknown
                 for node in nodes
             ]
         size, unknown = self._size, self.config.unknown
@@ -69,6 +69,13 @@ class RoleAffinitySignal(Signal):
             share = size / capacity if capacity else -1.0
             out.append(unknown if share < 0 else 1.0 if share >= 1.0 else share**0.5)
         return out
+
+
+def _exact_memory(node: NodeView) -> int:
+    """The node's memory when reported; a lower bound learned from ``/api/ps`` says how
+    much it was seen using, not how big it is, so it does not count here."""
+    memory, exact = node.memory()
+    return memory if exact else 0
 
 
 @hookimpl

@@ -53,9 +53,11 @@ class WaitTimeSignal(Signal):
     first load there is estimated from the others.
 
     With ``prefer_loaded`` (default), a node that would load the model scores 0 while a
-    node that has it loaded (or loading) is expected to give the first token sooner than
-    the best cold start: a loaded copy's queue beats a load elsewhere exactly when its
-    wait is shorter, and every load avoided is an eviction avoided. (A score, not a
+    node that has it loaded (or loading) is expected to give the first token at least
+    ``prefer_margin_s`` sooner than the best cold start: a loaded copy's queue beats a load
+    elsewhere when its wait is shorter, and every load avoided is an eviction avoided (a
+    load quicker than the margin, a small embedding model's, is no reason to crowd one
+    node). (A score, not a
     rejection: a retry after the loaded copy failed still finds the others.)
     """
 
@@ -72,6 +74,7 @@ class WaitTimeSignal(Signal):
         warm_load_factor: float = 0.3
         warm_window_s: float = 900.0
         prefer_loaded: bool = True
+        prefer_margin_s: float = 1.0
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -92,7 +95,11 @@ class WaitTimeSignal(Signal):
                         best_hot = wait
                 elif best_cold is None or wait < best_cold:
                     best_cold = wait
-        prefer = best_hot is not None and best_cold is not None and best_hot <= best_cold
+        prefer = (
+            best_hot is not None
+            and best_cold is not None
+            and best_hot + self.config.prefer_margin_s <= best_cold
+        )
         self._prepared = (key, prefer, {n.name: w for n, w in zip(nodes, waits, strict=True)})
 
     def estimate(self, request: InferenceRequest, node: NodeView) -> float:

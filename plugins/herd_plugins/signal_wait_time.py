@@ -82,7 +82,7 @@ class WaitTimeSignal(Signal):
         self._model_service: dict[str, RunningQuantile] = {}
         self._load_rate: dict[str, RunningQuantile] = {}  # node -> load seconds per GB
         self._sizes: dict[str, int] = {}  # model -> bytes on disk, as last seen
-        self._prepared: tuple[str, bool, dict[str, float]] | None = None
+        self._prepared: tuple[str, bool, Sequence[NodeView], list[float]] | None = None
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
@@ -100,7 +100,7 @@ class WaitTimeSignal(Signal):
             and best_cold is not None
             and best_hot + self.config.prefer_margin_s <= best_cold
         )
-        self._prepared = (key, prefer, {n.name: w for n, w in zip(nodes, waits, strict=True)})
+        self._prepared = (key, prefer, nodes, waits)
 
     def estimate(self, request: InferenceRequest, node: NodeView) -> float:
         """Seconds until this request's first token on ``node``."""
@@ -118,7 +118,7 @@ class WaitTimeSignal(Signal):
             times = by_node.get(node.name)
             first = times.first_token if times is not None else None
             wait = first.value if first is not None else prior_first
-            slots = node.slots_for(key)
+            slots = node.num_parallel or node.learned_parallel.get(key) or node.assumed_parallel
             ahead = (
                 node.in_flight_by_model.get(key, 0) + node.queued_by_model.get(key, 0) - slots + 1
             )
@@ -155,8 +155,10 @@ class WaitTimeSignal(Signal):
         prepared, self._prepared = self._prepared, None
         if prepared is None or prepared[0] != key:
             return [half / (half + wait) for wait in self._estimates(key, nodes)]
-        _, prefer, by_name = prepared  # the ranker scores (some of) the nodes it prepared
-        waits = [by_name[node.name] for node in nodes]
+        _, prefer, prepared_nodes, waits = prepared
+        if nodes is not prepared_nodes:  # another signal turned some away: pick theirs
+            by_name = {n.name: w for n, w in zip(prepared_nodes, waits, strict=True)}
+            waits = [by_name[node.name] for node in nodes]
         if not prefer:
             return [half / (half + wait) for wait in waits]
         return [

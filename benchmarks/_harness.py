@@ -24,7 +24,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+def wait_http(url: str, timeout: float = 120.0) -> None:  # a busy shared host starts slowly
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -48,7 +48,14 @@ def process(
         env={**os.environ, **(env or {})},
     )
     try:
-        wait_http(ready_url)
+        try:
+            wait_http(ready_url)
+        except TimeoutError:
+            proc.terminate()
+            if proc.stderr is not None:  # say why it did not come up
+                proc.wait(timeout=10)
+                sys.stderr.write(proc.stderr.read().decode("utf-8", "replace")[-3000:])
+            raise
         yield proc
     finally:
         proc.terminate()

@@ -143,14 +143,22 @@ def fleet(workdir: Path) -> Iterator[list[tuple[str, str]]]:
 
 
 @contextlib.contextmanager
-def router(workdir: Path, nodes: list[tuple[str, str]], signals: dict) -> Iterator[str]:
+def router(
+    workdir: Path, nodes: list[tuple[str, str]], signals: dict, agentless: bool = False
+) -> Iterator[str]:
     port = free_port()
     vram = {name: gib for name, gib, *_ in NODES}
     config = {
         "data_dir": str(workdir / "data"),
         "log_level": "warning",
         "nodes": [
-            {"name": n, "url": u, "num_parallel": 2, "tags": [f"vram:{vram[n]}"]} for n, u in nodes
+            {
+                "name": n,
+                "url": u,
+                "num_parallel": 2,
+                "tags": [] if agentless else [f"vram:{vram[n]}"],
+            }
+            for n, u in nodes
         ],
         "plugins": {"load": ["routing_baselines"]},
         "routing": {"signals": signals},
@@ -167,6 +175,7 @@ def router(workdir: Path, nodes: list[tuple[str, str]], signals: dict) -> Iterat
 async def run_workload(url: str, plan: list[list[list[Turn]]]) -> tuple[list[float], int, float]:
     """Returns (TTFT seconds of each completed turn, failures, wall seconds)."""
     ttfts: list[float] = []
+    slow: list[tuple[float, str, str]] = []
     failures = 0
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -191,10 +200,14 @@ async def run_workload(url: str, plan: list[list[list[Turn]]]) -> tuple[list[flo
                             if line.strip() and not first:
                                 first = time.perf_counter() - started
                     ttfts.append(first)
+                    slow.append((first, turn.model, reply.headers.get("X-Herd-Node", "")))
                     await asyncio.sleep(turn.think_s)
 
         started = time.perf_counter()
         await asyncio.gather(*(user(chats) for chats in plan))
+        if os.environ.get("BENCH_SLOWEST"):  # which turns make the p95
+            for first, model, node in sorted(slow, reverse=True)[:12]:
+                print(f"    {first * 1000:6.0f} ms  {model:20} {node}", file=sys.stderr)
         return ttfts, failures, time.perf_counter() - started
 
 
@@ -211,15 +224,37 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer users and conversations")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--only", action="append", choices=list(STRATEGIES), help="run only these strategies"
+    )
+    parser.add_argument(
+        "--agentless",
+        action="store_true",
+        help="no vram:<GiB> tags: herd learns node memory from /api/ps alone",
+    )
+    parser.add_argument(
+        "--role-affinity",
+        choices=["best-fit", "big-first"],
+        help="herd default with this role-affinity mode (item 8's comparison)",
+    )
     args = parser.parse_args()
     users, conversations = (8, 3) if args.quick else (12, 5)
     plan = workload(users, conversations, args.seed)
     turns = sum(len(chat) for chats in plan for chat in chats)
     rows = []
-    for strategy, signals in STRATEGIES.items():
+    strategies = {k: v for k, v in STRATEGIES.items() if not args.only or k in args.only}
+    if args.role_affinity:
+        strategies = {
+            f"herd {args.role_affinity}": {"role-affinity": {"mode": args.role_affinity}},
+            **{k: v for k, v in strategies.items() if k != "herd default"},
+        }
+    for strategy, signals in strategies.items():
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            with fleet(workdir) as nodes, router(workdir, nodes, signals) as url:
+            with (
+                fleet(workdir) as nodes,
+                router(workdir, nodes, signals, args.agentless) as url,
+            ):
                 ttfts, failures, wall = asyncio.run(run_workload(url, plan))
                 counters = node_counters(nodes)
         rows.append(
@@ -236,7 +271,8 @@ def main() -> None:
         )
         print(f"  {strategy}: done in {wall:.0f} s", file=sys.stderr)
     print(
-        f"\n{len(NODES)} nodes ({', '.join(f'{n} {v} GiB' for n, v, *_ in NODES)}), "
+        f"\n{'agentless, ' if args.agentless else ''}{len(NODES)} nodes "
+        f"({', '.join(f'{n} {v} GiB' for n, v, *_ in NODES)}), "
         f"{len(MODELS)} models, {users} users, {turns} chat turns, seed {args.seed}"
     )
     print(

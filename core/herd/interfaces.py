@@ -67,6 +67,10 @@ class InferenceRequest:
             (``X-Herd-No-Fallback``).
         notes: What the router changed or noticed while routing (for the trace).
         api_key: The name of the client's API key (``auth.api_keys``), never the key.
+        context_overflow: Set when the prompt is longer than the context the serving node
+            runs the model with (the node keeps only the end of it): the
+            ``X-Herd-Context`` header's value, e.g. ``truncated; prompt ~9000 tokens >
+            num_ctx 4096``.
     """
 
     api: str
@@ -92,6 +96,7 @@ class InferenceRequest:
     allow_fallback: bool = True
     notes: list[str] = field(default_factory=list)
     api_key: str = ""
+    context_overflow: str = ""
 
     def encoded_body(self) -> bytes:
         """The body to send to an Ollama node (the client's bytes when unchanged)."""

@@ -108,10 +108,12 @@ class NodeView:
     primary_capabilities: frozenset[str] | None = None
     # What the router itself remembers about the node (scheduler and fleet keep these):
     assumed_parallel: int = 4
+    learned_parallel: dict[str, int] = field(default_factory=dict)
     queued_by_model: dict[str, int] = field(default_factory=dict)
     loading: dict[str, int] = field(default_factory=dict)
     unloaded_at: dict[str, float] = field(default_factory=dict)
     online_since: float = 0.0
+    vram_seen: int = 0
 
     @property
     def online(self) -> bool:
@@ -127,9 +129,27 @@ class NodeView:
         the router's queues; ``loading`` names models the router sent a request for while
         they were not loaded (value: the ``num_ctx`` asked, 0 = the node's default), until a
         poll shows them; ``unloaded_at`` says when a model left memory (thermal: warm);
-        ``online_since`` is when the node last came online (availability: flapping).
+        ``online_since`` is when the node last came online (availability: flapping);
+        ``vram_seen`` is the most memory its loaded models (``/api/ps`` ``size_vram``)
+        ever took at once: a lower bound of its memory when no agent reports it.
         """
         return self.num_parallel or self.assumed_parallel
+
+    def memory(self) -> tuple[int, bool]:
+        """``(bytes, exact)``: the node's model memory, GPU (agent-reported) else RAM
+        (unified memory), exactly; else the most its models ever took at once, a lower
+        bound learned from ``/api/ps``; else ``(0, False)``."""
+        if self.vram_total:
+            return self.vram_total, True
+        if self.ram_total:
+            return self.ram_total, True
+        return self.vram_seen, False
+
+    def slots_for(self, key: str) -> int:
+        """Requests served at once for model ``key``: ``num_parallel`` when told, else what
+        the router learned from the node's latency (``learned_parallel``, by model; see
+        ``routing.adaptive_concurrency``), else ``assumed_parallel``."""
+        return self.num_parallel or self.learned_parallel.get(key) or self.assumed_parallel
 
     def has_model(self, key: str) -> bool:
         """True when the node has the model (by normalised name) on disk or loaded."""

@@ -196,6 +196,15 @@ class RoutingSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             ge=1,
         ),
     ] = 4
+    adaptive_concurrency: Annotated[
+        bool,
+        _doc(
+            "Learn how many requests a node serves at once per model from its latency "
+            "(time to first token, time per token) when neither its agent nor "
+            "nodes[].num_parallel says; starts from default_num_parallel ('learned' in "
+            "/fleet/queue)."
+        ),
+    ] = True
     max_queue_depth: Annotated[
         int,
         _doc("Requests that may wait in one node's queue for one model; more go elsewhere.", ge=0),

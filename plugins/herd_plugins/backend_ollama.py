@@ -11,6 +11,7 @@ import msgspec
 from herd import hookimpl
 from herd.interfaces import (
     Backend,
+    BackendContext,
     InferenceRequest,
     LoadedModel,
     ModelEntry,
@@ -20,6 +21,7 @@ from herd.interfaces import (
     UpstreamReply,
 )
 from herd.names import normalize_model_name
+from herd.settings import NodeConfig
 
 _ENDPOINT_PATHS = {
     "chat": "/api/chat",
@@ -132,6 +134,12 @@ class OllamaBackend(Backend):
 
     name = "ollama"
     capabilities = frozenset({"text", "embed"})
+    _SHOW_PER_POLL = 8  # capability look-ups per poll: a node with 200 models learns them in turn
+
+    def __init__(self, node: NodeConfig, config: Any, context: BackendContext) -> None:
+        super().__init__(node, config, context)
+        # What /api/show said a model can do, by digest (a model's capabilities never change)
+        self._capabilities: dict[str, list[str]] = {}
 
     def _url(self, path: str) -> str:
         return self.node.url.rstrip("/") + path
@@ -253,11 +261,39 @@ class OllamaBackend(Backend):
                 self._get_json("/api/tags"),
                 self._get_json("/api/ps"),
             )
+        models = [_model_entry(m) for m in tags.get("models") or [] if m.get("name")]
+        await self._fill_capabilities(models)
         return NodeReport(
             version=str(version.get("version", "")),
-            models=[_model_entry(m) for m in tags.get("models") or [] if m.get("name")],
+            models=models,
             loaded=[_loaded_model(m) for m in ps.get("models") or [] if m.get("name")],
         )
+
+    async def _fill_capabilities(self, models: list[ModelEntry]) -> None:
+        """Capabilities from ``/api/show`` for models ``/api/tags`` lists without them
+        (Ollama's list has none), so fallback and routing read what the node says a model
+        does rather than guess from its name. Cached by digest; a failed look-up leaves
+        the entry as it was and is tried again on a later poll."""
+        known = self._capabilities
+        missing = [m for m in models if not m.capabilities and (m.digest or m.name) not in known]
+        for entry in missing[: self._SHOW_PER_POLL]:
+            body = msgspec.json.encode({"model": entry.name})
+            try:
+                async with asyncio.timeout(self.context.poll_timeout):
+                    async with self.context.http.post(
+                        self._url("/api/show"), data=body, headers=_JSON, allow_redirects=False
+                    ) as response:
+                        if response.status != 200:
+                            continue
+                        data = _decode_json(await response.read())
+            except (TimeoutError, aiohttp.ClientError, OSError, msgspec.DecodeError):
+                continue
+            found = data.get("capabilities")
+            if isinstance(found, list):
+                known[entry.digest or entry.name] = [str(c) for c in found]
+        for entry in models:
+            if not entry.capabilities:
+                entry.capabilities = list(known.get(entry.digest or entry.name, ()))
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         async with self.context.http.get(self._url(path), allow_redirects=False) as response:

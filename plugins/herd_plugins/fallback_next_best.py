@@ -8,17 +8,49 @@ import msgspec
 from herd import FallbackPolicy, InferenceRequest, ModelEntry, NodeView, hookimpl
 
 GB = 1e9
+# Words in a model's name, consulted only when no node reports its capabilities.
 _NAME_HINTS = (
     ("embedding", ("embed", "minilm", "bge-", "e5-", "gte-")),
-    ("vision", ("llava", "vision", "-vl", "moondream", "minicpm-v", "gemma3")),
+    ("vision", ("llava", "vision", "-vl", "moondream", "minicpm-v", "bakllava")),
     ("coding", ("code", "coder", "codestral", "starcoder", "devstral")),
     ("reasoning", ("deepseek-r1", "qwq", "reason", "think", "magistral", "phi4-reasoning")),
 )
+_KIND_NAME_HINTS = (
+    ("embedding", _NAME_HINTS[0][1]),
+    ("image", ("z-image", "flux", "stable-diffusion", "sdxl", "sd3", "dall-e", "image-gen")),
+    ("speech", ("whisper", "parakeet", "kokoro", "piper", "-tts", "tts-", "speech")),
+)
+KINDS = ("chat", "embedding", "image", "speech")
+
+
+def kind_of(key: str, entry: ModelEntry | None) -> str:
+    """The work a model does: ``chat``, ``embedding``, ``image`` (generation) or ``speech``.
+
+    From the capabilities its node reports (Ollama's ``/api/show``), else words in its
+    name; a model that names none of these is a chat model. A fallback never changes it.
+    """
+    capabilities = entry.capabilities if entry is not None else []
+    if capabilities:
+        if "embedding" in capabilities:
+            return "embedding"
+        if "completion" in capabilities:
+            return "chat"
+        if "image" in capabilities:
+            return "image"
+        if "audio" in capabilities or "speech" in capabilities:
+            return "speech"
+        return "chat"
+    name = key.rsplit("/", 1)[-1]
+    for kind, words in _KIND_NAME_HINTS:
+        if any(word in name for word in words):
+            return kind
+    return "chat"
 
 
 def category_of(key: str, entry: ModelEntry | None, overrides: dict[str, str]) -> str:
     """``general``, ``coding``, ``reasoning``, ``vision`` or ``embedding``: from YAML, else
-    the model's capabilities, else words in its name."""
+    the model's capabilities, else words in its name (vision by name only when the node
+    reports no capabilities: every gemma3 has the name, not every one sees)."""
     if key in overrides:
         return overrides[key]
     capabilities = entry.capabilities if entry is not None else []
@@ -28,6 +60,8 @@ def category_of(key: str, entry: ModelEntry | None, overrides: dict[str, str]) -
         return "vision"
     name = key.rsplit("/", 1)[-1]
     for category, words in _NAME_HINTS:
+        if category == "vision" and capabilities:
+            continue
         if any(word in name for word in words):
             return category
     if "thinking" in capabilities:
@@ -51,7 +85,8 @@ class NextBestPolicy(FallbackPolicy):
     first the client's own ``fallback_models`` that is loaded somewhere; then, with YAML
     ``routing.vram_fallback: true`` and a cold load estimated above ``min_cold_start_s``
     (``load_s_per_gb`` times its size), the loaded model of the same category closest in
-    size. A request with images only ever gets a vision model.
+    size. A substitute always does the same work (:func:`kind_of`: chat, embedding, image,
+    speech), and a request with images only ever gets a vision model.
     """
 
     name = "next-best"
@@ -76,14 +111,21 @@ class NextBestPolicy(FallbackPolicy):
         entries: dict[str, ModelEntry] = {}
         hot: set[str] = set()
         for node in nodes:
-            entries.update(node.models)
+            for model, entry in node.models.items():
+                known = entries.get(model)
+                if known is None or (entry.capabilities and not known.capabilities):
+                    entries[model] = entry  # a node that reports capabilities wins
             hot.update(node.loaded)
             hot.update(node.loading)
         overrides = self.config.categories
         needs_vision = request.images > 0
+        kind = kind_of(key, entries.get(key))
 
         def usable(model: str) -> bool:
-            return not needs_vision or has_vision(model, entries.get(model))
+            entry = entries.get(model)
+            if kind_of(model, entry) != kind:
+                return False  # an image model cannot answer a chat, nor a chat model embed
+            return not needs_vision or has_vision(model, entry)
 
         for wanted in request.fallback_models:
             if (wanted in hot or key not in entries) and wanted in entries and usable(wanted):

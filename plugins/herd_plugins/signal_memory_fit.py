@@ -11,20 +11,25 @@ GB = 1e9
 
 def memory_of(node: NodeView) -> tuple[int, int]:
     """``(capacity, used)`` bytes: GPU memory when the agent reports it, else RAM (unified
-    memory machines), else ``(0, 0)`` (unknown: agentless)."""
+    memory machines), else the most the node's models ever took at once (learned from
+    ``/api/ps``: a lower bound), else ``(0, 0)`` (unknown)."""
     loaded = sum(m.size_vram or m.size for m in node.loaded.values()) if node.loaded else 0
     if node.vram_total:
         return node.vram_total, max(node.vram_used, loaded)
     if node.ram_total:
         used = node.ram_total - node.ram_available if node.ram_available else loaded
         return node.ram_total, max(used, loaded)
+    if node.vram_seen:
+        return node.vram_seen, loaded
     return 0, 0
 
 
 class MemoryFitSignal(Signal):
-    """Loaded 1.0; fits in free memory 0.8-1.0 (more headroom, higher); fits by evicting
+    """Loaded 1.0 (``offloaded`` when ``/api/ps`` shows part of it in system RAM: the node
+    cannot hold it); fits in free memory 0.8-1.0 (more headroom, higher); fits by evicting
     idle models ``eviction``; fits only once busy models finish ``busy``; memory unknown
-    ``unknown``. A node whose whole memory is smaller than the model is rejected (by
+    ``unknown`` (memory learned from ``/api/ps`` is a lower bound: beyond it, unknown).
+    A node whose whole memory is smaller than the model is rejected (by
     ``prepare``) when some other candidate can hold it.
 
     The model's size is its measured resident size when any node has it loaded, else its
@@ -40,6 +45,7 @@ class MemoryFitSignal(Signal):
         eviction: float = 0.4
         busy: float = 0.2
         unknown: float = 0.7
+        offloaded: float = 0.2
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
@@ -71,14 +77,21 @@ class MemoryFitSignal(Signal):
         scores: dict[str, float] = {}
         too_small: dict[str, str] = {}
         for node in nodes:
-            if key in node.loaded or key in node.loading:
+            loaded = node.loaded.get(key)
+            if loaded is not None and loaded.size_vram and loaded.size_vram < 0.9 * loaded.size:
+                scores[node.name] = config.offloaded  # partly in system RAM: it cannot hold it
+                continue
+            if loaded is not None or key in node.loading:
                 scores[node.name] = 1.0
                 continue
             capacity, used = memory_of(node)
+            exact = bool(node.vram_total or node.ram_total)
             if not capacity:
                 scores[node.name] = config.unknown
             elif needed <= capacity - used:
                 scores[node.name] = 0.8 + 0.2 * (1.0 - needed / (capacity - used))
+            elif not exact:
+                scores[node.name] = config.unknown  # a learned lower bound: it may fit
             elif needed > capacity:
                 scores[node.name] = 0.0
                 too_small[node.name] = (

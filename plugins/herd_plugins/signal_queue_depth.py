@@ -34,7 +34,7 @@ class QueueDepthSignal(Signal):
         for node in nodes:
             mine = node.in_flight_by_model.get(key, 0)
             queued = node.queued_by_model.get(key, 0)
-            slots = node.slots
+            slots = node.num_parallel or node.learned_parallel.get(key) or node.assumed_parallel
             if mine < slots and not queued:
                 busy = mine + other * (node.in_flight - mine)
                 out.append(max(0.5, 1.0 - 0.5 * busy / slots))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from herd import InferenceRequest, NodeView, Signal, hookimpl
 
@@ -13,20 +14,28 @@ class RoleAffinitySignal(Signal):
     12 GB machine and 0.2 on a 96 GB one, so small models keep to small machines and the
     big machines stay free for the models only they can hold (memory-fit rejects machines
     that are too small). ``unknown`` when the node's memory is not reported.
+
+    ``mode: big-first`` scores ``sqrt(memory / largest candidate's memory)`` instead:
+    every model prefers the biggest machine (see docs/routing.md for which is default).
     """
 
     name = "role-affinity"
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 0.5
+        mode: Literal["best-fit", "big-first"] = "big-first"
         target_share: float = 0.5
         unknown: float = 0.5
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self._size = 0
+        self._size = 0.0
+        self._largest = 0
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
+        if self.config.mode == "big-first":
+            self._largest = max((_exact_memory(node) for node in nodes), default=0)
+            return
         key = request.model_key
         size = 0
         for node in nodes:
@@ -43,6 +52,14 @@ class RoleAffinitySignal(Signal):
         return self.scores(request, [node])[0]
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
+        if self.config.mode == "big-first":
+            largest, unknown = self._largest, self.config.unknown
+            if not largest:
+                return [unknown] * len(nodes)
+            return [
+                (memory / largest) ** 0.5 if (memory := _exact_memory(node)) else unknown
+                for node in nodes
+            ]
         size, unknown = self._size, self.config.unknown
         if not size:
             return [unknown] * len(nodes)
@@ -52,6 +69,13 @@ class RoleAffinitySignal(Signal):
             share = size / capacity if capacity else -1.0
             out.append(unknown if share < 0 else 1.0 if share >= 1.0 else share**0.5)
         return out
+
+
+def _exact_memory(node: NodeView) -> int:
+    """The node's memory when reported; a lower bound learned from ``/api/ps`` says how
+    much it was seen using, not how big it is, so it does not count here."""
+    memory, exact = node.memory()
+    return memory if exact else 0
 
 
 @hookimpl

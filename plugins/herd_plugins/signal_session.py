@@ -57,7 +57,8 @@ class SessionAffinitySignal(Signal):
         total = sum(n.in_flight for n in nodes)
         total += sum(sum(n.queued_by_model.values()) for n in nodes if n.queued_by_model)
         mean = total / len(nodes)
-        if load >= node.slots and load > mean * (1.0 + self.config.max_share_above_mean):
+        crowded = load > mean * (1.0 + self.config.max_share_above_mean)
+        if crowded and load >= node.slots_for(request.model_key):
             self._home = None
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:

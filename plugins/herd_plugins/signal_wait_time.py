@@ -49,6 +49,16 @@ class WaitTimeSignal(Signal):
     and model, learned from finished requests; priors stand in until there are some. A
     model that left memory less than ``warm_window_s`` ago loads ``warm_load_factor`` times
     as long (its file is still in the disk cache); one being loaded already, half as long.
+    A node's load speed (seconds per GB) is learned from every load it did, so a model's
+    first load there is estimated from the others.
+
+    With ``prefer_loaded`` (default), a node that would load the model scores 0 while a
+    node that has it loaded (or loading) is expected to give the first token at least
+    ``prefer_margin_s`` sooner than the best cold start: a loaded copy's queue beats a load
+    elsewhere when its wait is shorter, and every load avoided is an eviction avoided (a
+    load quicker than the margin, a small embedding model's, is no reason to crowd one
+    node). (A score, not a
+    rejection: a retry after the loaded copy failed still finds the others.)
     """
 
     name = "wait-time"
@@ -63,11 +73,34 @@ class WaitTimeSignal(Signal):
         prior_load_s_per_gb: float = 1.0
         warm_load_factor: float = 0.3
         warm_window_s: float = 900.0
+        prefer_loaded: bool = True
+        prefer_margin_s: float = 1.0
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._times: dict[str, dict[str, NodeModelTimes]] = {}  # model -> node -> times
         self._model_service: dict[str, RunningQuantile] = {}
+        self._load_rate: dict[str, RunningQuantile] = {}  # node -> load seconds per GB
+        self._sizes: dict[str, int] = {}  # model -> bytes on disk, as last seen
+        self._prepared: tuple[str, bool, Sequence[NodeView], list[float]] | None = None
+
+    def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
+        key = request.model_key
+        waits = self._estimates(key, nodes)
+        best_hot = best_cold = None
+        if self.config.prefer_loaded:
+            for node, wait in zip(nodes, waits, strict=True):
+                if key in node.loaded or key in node.loading:
+                    if node.status == "online" and (best_hot is None or wait < best_hot):
+                        best_hot = wait
+                elif best_cold is None or wait < best_cold:
+                    best_cold = wait
+        prefer = (
+            best_hot is not None
+            and best_cold is not None
+            and best_hot + self.config.prefer_margin_s <= best_cold
+        )
+        self._prepared = (key, prefer, nodes, waits)
 
     def estimate(self, request: InferenceRequest, node: NodeView) -> float:
         """Seconds until this request's first token on ``node``."""
@@ -85,7 +118,7 @@ class WaitTimeSignal(Signal):
             times = by_node.get(node.name)
             first = times.first_token if times is not None else None
             wait = first.value if first is not None else prior_first
-            slots = node.slots
+            slots = node.num_parallel or node.learned_parallel.get(key) or node.assumed_parallel
             ahead = (
                 node.in_flight_by_model.get(key, 0) + node.queued_by_model.get(key, 0) - slots + 1
             )
@@ -95,11 +128,15 @@ class WaitTimeSignal(Signal):
                 wait += ahead * typical / slots
             if key not in node.loaded:
                 load = times.load if times is not None else None
+                entry = node.models.get(key)
+                if entry is not None and entry.size:
+                    self._sizes[key] = entry.size
                 if load is not None:
                     load_s = load.value
                 else:
-                    entry = node.models.get(key)
-                    load_s = config.prior_load_s_per_gb * (entry.size / GB if entry else 1.0)
+                    rate = self._load_rate.get(node.name)
+                    per_gb = rate.value if rate is not None else config.prior_load_s_per_gb
+                    load_s = per_gb * (entry.size / GB if entry else 1.0)
                 if key in node.loading:
                     load_s *= 0.5  # under way already
                 elif node.unloaded_at.get(key, 0.0) > warm_since:
@@ -114,7 +151,20 @@ class WaitTimeSignal(Signal):
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
         half = self.config.half_score_s
-        return [half / (half + wait) for wait in self._estimates(request.model_key, nodes)]
+        key = request.model_key
+        prepared, self._prepared = self._prepared, None
+        if prepared is None or prepared[0] != key:
+            return [half / (half + wait) for wait in self._estimates(key, nodes)]
+        _, prefer, prepared_nodes, waits = prepared
+        if nodes is not prepared_nodes:  # another signal turned some away: pick theirs
+            by_name = {n.name: w for n, w in zip(prepared_nodes, waits, strict=True)}
+            waits = [by_name[node.name] for node in nodes]
+        if not prefer:
+            return [half / (half + wait) for wait in waits]
+        return [
+            half / (half + wait) if key in node.loaded or key in node.loading else 0.0
+            for node, wait in zip(nodes, waits, strict=True)
+        ]
 
     def observe(self, trace: RequestTrace) -> None:
         if trace.status != "completed" or not trace.node or not trace.served_model:
@@ -134,6 +184,12 @@ class WaitTimeSignal(Signal):
         self._model_service[key] = _learn(self._model_service.get(key), service_s, q, rate)
         if load_s >= 0.05:  # a real load, not the runner's bookkeeping
             times.load = _learn(times.load, load_s, q, rate)
+            size = self._sizes.get(key)
+            if size:
+                per_gb = load_s / (size / GB)
+                self._load_rate[trace.node] = _learn(
+                    self._load_rate.get(trace.node), per_gb, q, rate
+                )
 
 
 def _learn(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from herd_plugins.signal_memory_fit import MemoryFitSignal
 
-from tests.plugins.node_factory import MODEL, make_node, make_request, make_signal, score_all
+from tests.plugins.node_factory import GB, MODEL, make_node, make_request, make_signal, score_all
 
 BIG = "big:70b"
 
@@ -55,3 +55,20 @@ def test_measured_resident_size_beats_the_estimate() -> None:
     hot = make_node("hot", disk={MODEL: 4.7}, loaded={MODEL: 4096})
     hot.loaded[MODEL].size = 9 * 10**9  # what /api/ps said: a big context
     assert signal.needed_bytes(make_request(), [hot, make_node("cold")]) == 9 * 10**9
+
+
+def test_agentless_memory_is_learned_from_ps_and_a_partly_offloaded_copy_scores_low() -> None:
+    from herd import LoadedModel
+    from herd._engine.fleet.registry import note_memory_changes
+    from herd_plugins.signal_memory_fit import MemoryFitSignal
+
+    view = make_node("a", disk={"big:18b": 18.0, "small:3b": 2.0})
+    loaded = {
+        "small:3b": LoadedModel(name="small:3b", key="small:3b", size=2 * GB, size_vram=2 * GB),
+        "big:18b": LoadedModel(name="big:18b", key="big:18b", size=18 * GB, size_vram=6 * GB),
+    }
+    note_memory_changes(view, loaded, 0.0)
+    view.loaded = loaded
+    assert view.vram_seen == 8 * GB and view.memory() == (8 * GB, False)
+    signal = make_signal(MemoryFitSignal)
+    assert score_all(signal, make_request("big:18b"), [view]) == [0.2]  # offloaded

@@ -1,4 +1,4 @@
-"""Role affinity: small models keep to small machines, big machines stay free."""
+"""Role affinity: big machines first (default), or best-fit packing."""
 
 from __future__ import annotations
 
@@ -20,11 +20,24 @@ from tests.plugins.node_factory import make_node, make_request, make_signal, sco
 )
 def test_role_affinity_scores_the_share_of_memory(model_gb, vram_gb, expected) -> None:
     node = make_node(disk={"m:1b": model_gb}, vram_gb=vram_gb)
-    result = score_all(make_signal(RoleAffinitySignal), make_request("m:1b"), [node])
+    signal = make_signal(RoleAffinitySignal, mode="best-fit")
+    result = score_all(signal, make_request("m:1b"), [node])
     assert result == [pytest.approx(expected)]
 
 
-def test_small_model_prefers_the_small_machine() -> None:
+def test_best_fit_keeps_a_small_model_on_the_small_machine() -> None:
     small, big = make_node("small", vram_gb=8), make_node("big", vram_gb=96)
-    low, high = score_all(make_signal(RoleAffinitySignal), make_request(), [big, small])
+    signal = make_signal(RoleAffinitySignal, mode="best-fit")
+    low, high = score_all(signal, make_request(), [big, small])
     assert high > low
+
+
+def test_big_first_prefers_the_biggest_machine_reported() -> None:
+    small, big = make_node("small", vram_gb=8), make_node("big", vram_gb=96)
+    learned = make_node("learned", vram_seen=24 * 10**9)  # agentless: a lower bound only
+    unknown = make_node("unknown")
+    scores = score_all(
+        make_signal(RoleAffinitySignal), make_request(), [small, big, learned, unknown]
+    )
+    assert scores[1] == 1.0 and scores[0] == pytest.approx((8 / 96) ** 0.5)
+    assert scores[2] == scores[3] == 0.5  # what a node was seen using is not its size

@@ -7,7 +7,7 @@ import random
 import pytest
 from herd_plugins.signal_wait_time import RunningQuantile, WaitTimeSignal
 
-from tests.plugins.node_factory import MODEL, make_node, make_request, make_signal
+from tests.plugins.node_factory import MODEL, make_node, make_request, make_signal, score_all
 from tests.plugins.trace_factory import make_trace
 
 
@@ -60,3 +60,18 @@ def test_running_quantile_settles_near_the_quantile() -> None:
     for _ in range(4000):
         running.add(rng.uniform(0, 100), 0.75, 0.02)
     assert 60 < running.value < 90
+
+
+def test_a_loaded_copy_that_answers_sooner_than_a_cold_start_wins_the_column() -> None:
+    signal = make_signal(WaitTimeSignal)
+    hot = make_node("hot", disk={MODEL: 4.7}, loaded={MODEL: 4096})
+    cold = make_node("cold", disk={MODEL: 4.7})
+    assert score_all(signal, make_request(), [hot, cold])[1] == 0.0  # 0.5 s against 5.2 s
+    # a cold start under prefer_margin_s (a tiny model) is scored, not zeroed
+    tiny_hot = make_node("hot", disk={MODEL: 0.05}, loaded={MODEL: 4096})
+    tiny_cold = make_node("cold", disk={MODEL: 0.05})
+    assert score_all(signal, make_request(), [tiny_hot, tiny_cold])[1] > 0.9
+    # a loaded copy with a long queue: the cold node keeps its score
+    busy = make_node("hot", disk={MODEL: 4.7}, loaded={MODEL: 4096}, in_flight={MODEL: 4})
+    busy.queued_by_model[MODEL] = 8
+    assert score_all(signal, make_request(), [busy, cold])[1] > 0.5

@@ -232,12 +232,16 @@ class Exchange:
         """The headers that say who served the request; true: sent after its first byte."""
         attempt = self.attempt
         assert attempt is not None
-        return {
+        headers = {
             "X-Herd-Node": attempt.node.name,
             "X-Herd-Model": self.served,
             "X-Herd-Retries": str(attempt.retries),
             "X-Herd-Score": f"{attempt.score:.3f}",
         }
+        # a prompt the node truncates (see BodyShaper._check_overflow), said where it is read
+        if self.request is not None and self.request.context_overflow:
+            headers["X-Herd-Context"] = self.request.context_overflow
+        return headers
 
     @property
     def streaming(self) -> bool:
@@ -371,6 +375,8 @@ class Exchange:
             self.request = self._bare()
         attempt = self.attempt
         if attempt is not None:
+            # the node's own timings, for the adaptive concurrency limit (queues.py)
+            attempt.slot.final = self.lines.final
             attempt.release(failed=status == "failed")
         try:
             trace = self.trace(status, error, http_status, list(tried))

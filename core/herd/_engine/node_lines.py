@@ -41,6 +41,8 @@ class LineFields(msgspec.Struct):
     eval_count: int = 0
     eval_duration: int = 0
     load_duration: int = 0
+    prompt_eval_duration: int = 0
+    total_duration: int = 0
 
 
 _decode = msgspec.json.Decoder(LineFields).decode

@@ -36,6 +36,9 @@ _decode = msgspec.json.Decoder(dict).decode
 _encode = msgspec.json.encode
 
 
+NODE_DEFAULT_NUM_CTX = 4096  # Ollama's num_ctx when neither the client nor a load says
+
+
 class BodyShaper:
     """Decides, per attempt, the exact body one node receives."""
 
@@ -71,6 +74,7 @@ class BodyShaper:
             original: The client's body bytes (None when the route built ``body``).
             served_name: The model to name in the body when it differs from the client's.
         """
+        self._check_overflow(request, view)
         top: dict[str, Any] = {}
         options: dict[str, Any] = {}
         drop_num_ctx = False
@@ -94,6 +98,22 @@ class BodyShaper:
                 merged.pop("num_ctx", None)
             data["options"] = merged
         request.raw_body = _encode(data)
+
+    def _check_overflow(self, request: InferenceRequest, view: NodeView) -> None:
+        """Make a truncation visible: a prompt longer than the context the node will run
+        the model with is cut by the node (Ollama keeps its end) without a word, so say
+        so in the trace and in ``X-Herd-Context``. Context-fit sends such a prompt to a
+        node whose context holds it when there is one; this is what is left."""
+        context = self.context_for(request, view) or NODE_DEFAULT_NUM_CTX
+        tokens = request.prompt_tokens
+        if tokens <= context:
+            request.context_overflow = ""  # a retry elsewhere may fit
+            return
+        request.context_overflow = f"truncated; prompt ~{tokens} tokens > num_ctx {context}"
+        request.notes.append(
+            f"prompt ~{tokens} tokens > context {context} on {view.name}: the node truncates "
+            "it (no node runs the model with a context that holds it)"
+        )
 
     def _protect_context(
         self, request: InferenceRequest, view: NodeView, options: dict[str, Any]

@@ -206,25 +206,44 @@ COLUMNS: tuple[Column, ...] = (
 
 
 def _insert_sql() -> str:
+    """One statement for a whole batch: the rows arrive as one JSON array, which DuckDB
+    parses in its vectorised reader (``from_json`` into a list of structs, unnested)."""
     names = ", ".join(name for name, _, _ in COLUMNS)
     values = []
-    for index, (_, sql_type, _) in enumerate(COLUMNS, start=1):
+    for name, sql_type, _ in COLUMNS:
         if sql_type == "TIMESTAMP":
-            values.append(f"make_timestamp(unnest(${index})::BIGINT)")
+            values.append(f"make_timestamp(r.{name})")
+        elif sql_type == "JSON":
+            values.append(f"r.{name}::JSON")
         else:
-            values.append(f"unnest(${index})::{sql_type}")
-    return f"INSERT INTO traces ({names}) SELECT {', '.join(values)}"
+            values.append(f"r.{name}")
+    return (
+        f"INSERT INTO traces ({names}) SELECT {', '.join(values)} "
+        "FROM (SELECT unnest(from_json($1, $2)) AS r)"
+    )
+
+
+def _row_shape() -> str:
+    """The ``from_json`` structure of one row: timestamps as microseconds, JSON as text."""
+    types = {"TIMESTAMP": "BIGINT", "JSON": "VARCHAR"}
+    shape = {name: types.get(sql_type, sql_type) for name, sql_type, _ in COLUMNS}
+    return msgspec.json.encode([shape]).decode()
 
 
 INSERT_SQL = _insert_sql()
+ROW_SHAPE = _row_shape()
+_encode_rows = msgspec.json.Encoder().encode
 
 
 def insert_traces(con: duckdb.DuckDBPyConnection, traces: Sequence[RequestTrace]) -> None:
-    """Insert a batch in one statement: one list parameter per column, zipped by ``unnest``.
+    """Insert a batch in one statement, its rows encoded as one JSON document.
 
-    A row-at-a-time ``executemany`` manages about a thousand rows a second; this path
-    goes through DuckDB's vectorised engine and is two orders of magnitude faster.
+    A row-at-a-time ``executemany`` manages about a thousand rows a second; one list
+    parameter per column zipped by ``unnest`` two orders of magnitude more; one JSON
+    document (msgspec encodes it in C, DuckDB parses it vectorised) a quarter more again:
+    handing DuckDB thirty Python lists of Python objects was the cost.
     """
     if not traces:
         return
-    con.execute(INSERT_SQL, [[value(t) for t in traces] for _, _, value in COLUMNS])
+    rows = [{name: value(t) for name, _, value in COLUMNS} for t in traces]
+    con.execute(INSERT_SQL, [_encode_rows(rows).decode(), ROW_SHAPE])

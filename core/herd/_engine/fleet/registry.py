@@ -282,6 +282,9 @@ def note_memory_changes(view: NodeView, loaded: dict[str, LoadedModel], now: flo
     A mark stays while the model is not reported loaded and requests for it are still in
     flight (the load may be under way); otherwise the report is the truth.
     """
+    in_memory = sum(m.size_vram or m.size for m in loaded.values())
+    if in_memory > view.vram_seen:  # learned: the node held this much at once
+        view.vram_seen = in_memory
     for key in view.loaded:
         if key not in loaded:
             view.unloaded_at[key] = now

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import msgspec
 
@@ -23,17 +24,36 @@ __all__ = ["AutoPuller", "pull_target"]
 log = logging.getLogger("herd.auto_pull")
 
 
-def _room(view: NodeView) -> int:
-    capacity = view.vram_total or view.ram_total
-    if not capacity:
+_PARAMS = re.compile(r"[:\-_](\d+(?:\.\d+)?)b\b")
+_BYTES_PER_PARAM = 0.6e9  # a 4-bit quantised model, with its KV cache at a default context
+
+
+def expected_size(key: str) -> int:
+    """Bytes a model will take, guessed from its name (``qwen3:30b`` about 18 GB), before
+    any node has it; 0 when the name says nothing."""
+    match = _PARAMS.search(key.lower())
+    return int(float(match.group(1)) * _BYTES_PER_PARAM) if match else 0
+
+
+def _used(view: NodeView) -> int:
+    return max(sum(m.size_vram or m.size for m in view.loaded.values()), view.vram_used)
+
+
+def _fit(view: NodeView, size: int) -> int:
+    """0: known to hold a model of ``size`` bytes; 1: unknown; 2: known too small."""
+    memory, exact = view.memory()
+    if not size or not memory:
+        return 1
+    if size <= memory:
         return 0
-    used = sum(m.size_vram or m.size for m in view.loaded.values())
-    return capacity - max(used, view.vram_used)
+    return 2 if exact else 1  # a learned lower bound cannot say "too small"
 
 
-def pull_target(fleet: Fleet, capability: str) -> FleetNode | None:
-    """The node to pull onto: online, not draining, the most free memory (when known),
-    then the fewest requests in flight, then the least on disk."""
+def pull_target(fleet: Fleet, capability: str, key: str = "") -> FleetNode | None:
+    """The node to pull onto: online, not draining; a node known to hold the model (by
+    its expected size, against agent-reported or learned memory) before one not known
+    to, and one known too small last; then the most free memory, then the fewest
+    requests in flight, then the most memory in all."""
     choices = [
         node
         for node in fleet.nodes.values()
@@ -43,14 +63,14 @@ def pull_target(fleet: Fleet, capability: str) -> FleetNode | None:
     ]
     if not choices:
         return None
-    return min(
-        choices,
-        key=lambda n: (
-            -_room(n.view),
-            n.view.in_flight,
-            sum(m.size for m in n.view.models.values()),
-        ),
-    )
+    size = expected_size(key)
+
+    def order(node: FleetNode) -> tuple[int, int, int, int]:
+        view = node.view
+        memory, _ = view.memory()
+        return (_fit(view, size), -(memory - _used(view)), view.in_flight, -memory)
+
+    return min(choices, key=order)
 
 
 class AutoPuller:
@@ -71,7 +91,7 @@ class AutoPuller:
         key = request.model_key
         task = self._pulls.get(key)
         if task is None:
-            node = pull_target(self.fleet, capability)
+            node = pull_target(self.fleet, capability, key)
             if node is None:
                 raise HerdError(503, "no node is online to pull onto", retry_after=5)
             task = asyncio.get_running_loop().create_task(self._pull(node, key))

@@ -1,6 +1,7 @@
 """Admission: one bounded queue per node and model, a holding area, per-client caps.
 
-A queue lets ``view.slots`` requests run at once (the node's ``num_parallel``); the rest
+A queue lets ``view.slots_for(model)`` requests run at once (the node's ``num_parallel``,
+else what :mod:`.concurrency` learns from its latency, else the assumed value); the rest
 wait in arrival order, at most ``max_queue_depth`` of them. A request that finds a free
 slot takes it with no await, no task and no lock: futures exist only for requests that
 really wait. A freed slot is handed straight to the oldest waiter, so no request can
@@ -10,9 +11,11 @@ overtake another and a node's concurrency is never exceeded, retries included.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any
 
+from herd._engine.scheduling.concurrency import AdaptiveLimit
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest, NodeView, UpstreamReply
 
@@ -30,21 +33,32 @@ class Slot:
     """
 
     __slots__ = (
+        "_reply",
         "chunks",
         "client",
+        "cold",
+        "final",
+        "first_byte_at",
         "progress_at",
         "queue",
         "reaped",
         "released",
-        "reply",
         "request",
         "seen_chunks",
+        "sent_at",
+        "sent_with",
     )
 
     def __init__(self, queue: ModelQueue, request: InferenceRequest | None) -> None:
         self.queue = queue
         self.request = request
-        self.reply: UpstreamReply | None = None
+        self._reply: UpstreamReply | None = None
+        # for the adaptive limit: when it was sent, with how many in flight, its first byte
+        self.sent_at = 0.0
+        self.sent_with = 0
+        self.first_byte_at = 0.0
+        self.final: Any = None  # the final line's fields (the node's timings), set by the exchange
+        self.cold = False
         self.chunks = 0
         self.seen_chunks = -1
         self.progress_at = 0.0
@@ -56,13 +70,34 @@ class Slot:
     def view(self) -> NodeView:
         return self.queue.view
 
+    @property
+    def reply(self) -> UpstreamReply | None:
+        """The node's reply, once its first byte came (set by the scheduler)."""
+        return self._reply
+
+    @reply.setter
+    def reply(self, reply: UpstreamReply | None) -> None:
+        self._reply = reply
+        if reply is not None and not self.first_byte_at:
+            self.first_byte_at = time.monotonic()
+
 
 class ModelQueue:
     """One node's queue for one model: its slots in use, its waiters, its tallies."""
 
-    __slots__ = ("active", "done", "failed", "in_flight", "kind", "model", "view", "waiters")
+    __slots__ = (
+        "active",
+        "done",
+        "failed",
+        "in_flight",
+        "kind",
+        "limiter",
+        "model",
+        "view",
+        "waiters",
+    )
 
-    def __init__(self, view: NodeView, model: str) -> None:
+    def __init__(self, view: NodeView, model: str, adaptive: bool = False) -> None:
         self.view = view
         self.model = model
         self.in_flight = 0
@@ -71,13 +106,57 @@ class ModelQueue:
         self.failed = 0
         self.active: set[Slot] = set()
         self.kind = "text"  # the workload of its latest request: text, embed, image, stt
+        self.limiter = AdaptiveLimit(view.assumed_parallel) if adaptive else None
 
     @property
     def pending(self) -> int:
         return len(self.waiters)
 
     def has_free_slot(self) -> bool:
-        return self.in_flight < self.view.slots and not self.waiters
+        return self.in_flight < self.view.slots_for(self.model) and not self.waiters
+
+    def learn(self, slot: Slot, now: float) -> None:
+        """Feed a finished stream's timings to the adaptive limit (when it learns)."""
+        limiter, view = self.limiter, self.view
+        reply = slot.reply
+        if (
+            limiter is None
+            or view.num_parallel  # told: nothing to learn
+            or slot.cold  # a model load is no sign of a full node
+            or reply is None
+            or not reply.streaming
+            or reply.status >= 400
+            or not slot.first_byte_at
+        ):
+            return
+        timings = _node_timings(slot.final)
+        if timings is not None:  # the node's own clock: no router lag in it
+            wait, per_token, service = timings
+            limiter.sample(wait, per_token, slot.sent_with, _NODE_SLACK_S, service)
+        else:
+            chunks = slot.chunks
+            service = now - slot.first_byte_at
+            per_token = service / (chunks - 1) if chunks > 2 else None
+            limiter.sample(
+                slot.first_byte_at - slot.sent_at, per_token, slot.sent_with, -1.0, service
+            )
+        view.learned_parallel[self.model] = limiter.limit
+
+
+_NODE_SLACK_S = 0.05
+
+
+def _node_timings(final: Any) -> tuple[float, float | None, float] | None:
+    """From Ollama's final line (its decoded fields): seconds the request waited inside the
+    node (its total less prompt and generation; Ollama and herd-sim count a wait for a free
+    slot there), seconds per generated token and seconds of generation. None without
+    timings."""
+    total = getattr(final, "total_duration", 0)
+    if not total:
+        return None
+    prompt, generate, count = final.prompt_eval_duration, final.eval_duration, final.eval_count
+    wait = max(0, total - prompt - generate) / 1e9
+    return wait, (generate / count / 1e9 if count > 1 else None), generate / 1e9
 
 
 def client_key(request: InferenceRequest) -> str:
@@ -91,8 +170,11 @@ def client_key(request: InferenceRequest) -> str:
 class QueueBoard:
     """Every queue of the router, the holding area, and in-flight counts per client."""
 
-    def __init__(self, max_queue_depth: int, max_in_flight_per_client: int = 0) -> None:
+    def __init__(
+        self, max_queue_depth: int, max_in_flight_per_client: int = 0, adaptive: bool = False
+    ) -> None:
         self.max_queue_depth = max_queue_depth
+        self.adaptive = adaptive  # learn untold nodes' concurrency (routing.adaptive_concurrency)
         self.max_in_flight_per_client = max_in_flight_per_client
         self.queues: dict[str, dict[str, ModelQueue]] = {}
         self.reaped = 0
@@ -109,7 +191,7 @@ class QueueBoard:
             by_model = self.queues[view.name] = {}
         queue = by_model.get(model)
         if queue is None or queue.view is not view:
-            queue = by_model[model] = ModelQueue(view, model)
+            queue = by_model[model] = ModelQueue(view, model, self.adaptive)
         return queue
 
     def has_room(self, view: NodeView, model: str) -> bool:
@@ -158,6 +240,10 @@ class QueueBoard:
         queue.in_flight += 1
         queue.active.add(slot)
         view, model = queue.view, queue.model
+        if queue.limiter is not None:
+            slot.sent_at = time.monotonic()
+            slot.sent_with = queue.in_flight
+            slot.cold = model not in view.loaded
         view.in_flight += 1
         by_model = view.in_flight_by_model
         by_model[model] = by_model.get(model, 0) + 1
@@ -175,6 +261,8 @@ class QueueBoard:
             queue.failed += 1
         else:
             queue.done += 1
+            if queue.limiter is not None:
+                queue.learn(slot, time.monotonic())
         if slot.client:
             _decrement(self._clients, slot.client)
         if self.admission is not None:
@@ -183,7 +271,7 @@ class QueueBoard:
         view.in_flight -= 1
         _decrement(view.in_flight_by_model, model)
         waiters = queue.waiters
-        while waiters and queue.in_flight < view.slots:
+        while waiters and queue.in_flight < view.slots_for(model):
             waiter, request = waiters.popleft()
             _decrement(view.queued_by_model, model)
             if not waiter.done():
@@ -269,8 +357,14 @@ class QueueBoard:
                     "in_flight": queue.in_flight,
                     "done": queue.done,
                     "failed": queue.failed,
-                    "concurrency": view.slots,
-                    "concurrency_source": "num_parallel" if view.num_parallel else "assumed",
+                    "concurrency": view.slots_for(model),
+                    "concurrency_source": (
+                        "num_parallel"
+                        if view.num_parallel
+                        else "learned"
+                        if model in view.learned_parallel
+                        else "assumed"
+                    ),
                     "kind": queue.kind,
                 }
         return out

@@ -88,7 +88,11 @@ class Scheduler:
         self.routing = routing
         self.max_retries = routing.max_retries
         self.ranker = Ranker(signals)
-        self.board = QueueBoard(routing.max_queue_depth, routing.max_in_flight_per_client)
+        self.board = QueueBoard(
+            routing.max_queue_depth,
+            routing.max_in_flight_per_client,
+            adaptive=routing.adaptive_concurrency,
+        )
         fleet.on_capacity = self.board.wake_held  # held requests look again at once
         self.shaper = BodyShaper(routing)
         self.reaper = ZombieReaper(self.board, routing.stale_timeout_s)

@@ -1,0 +1,70 @@
+"""The Ollama backend asks /api/show what a model can do when /api/tags does not say."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from herd.interfaces import BackendContext
+from herd.settings import NodeConfig
+from herd_plugins.backend_ollama import OllamaBackend
+
+TAGS = {
+    "models": [
+        {"name": "x/z-image-turbo:latest", "digest": "d1", "size": 12},
+        {"name": "gemma3:1b", "digest": "d2", "size": 1},
+        {"name": "broken:1b", "digest": "d3", "size": 1},
+    ]
+}
+SHOWN = {"x/z-image-turbo:latest": ["image"], "gemma3:1b": ["completion"]}
+
+
+async def _poll_twice() -> tuple[list, list, list[str]]:
+    asked: list[str] = []
+
+    async def show(request: web.Request) -> web.Response:
+        name = (await request.json())["model"]
+        asked.append(name)
+        if name not in SHOWN:
+            return web.json_response({"error": "boom"}, status=500)
+        return web.json_response({"capabilities": SHOWN[name]})
+
+    def reply(data):
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(data)
+
+        return handler
+
+    app = web.Application()
+    app.router.add_get("/api/version", reply({"version": "0.12.0"}))
+    app.router.add_get("/api/tags", reply(TAGS))
+    app.router.add_get("/api/ps", reply({"models": []}))
+    app.router.add_post("/api/show", show)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as http:
+            node = NodeConfig(name="n", url=f"http://127.0.0.1:{port}")
+            backend = OllamaBackend(node, OllamaBackend.Config(), BackendContext(http=http))
+            first = (await backend.poll()).models
+            second = (await backend.poll()).models
+    finally:
+        await runner.cleanup()
+    return first, second, asked
+
+
+def test_capabilities_come_from_api_show_once_per_model() -> None:
+    first, second, asked = asyncio.run(_poll_twice())
+    by_name = {m.name: m.capabilities for m in first}
+    assert by_name == {
+        "x/z-image-turbo:latest": ["image"],
+        "gemma3:1b": ["completion"],
+        "broken:1b": [],
+    }
+    assert {m.name: m.capabilities for m in second} == by_name
+    # known digests are not asked again; a failed look-up is retried on the next poll
+    assert sorted(asked) == ["broken:1b", "broken:1b", "gemma3:1b", "x/z-image-turbo:latest"]

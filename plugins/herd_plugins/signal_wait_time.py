@@ -147,9 +147,9 @@ class WaitTimeSignal(Signal):
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         half, key, prepared = self.config.half_score_s, request.model_key, self._prepared
-        if prepared is not None and prepared[0] == key and prepared[1]:  # prefer loaded
-            if key not in node.loaded and key not in node.loading:
-                return 0.0
+        prefer = prepared is not None and prepared[0] == key and prepared[1]
+        if prefer and key not in node.loaded and key not in node.loading:
+            return 0.0  # loaded copies are preferred (see prepare)
         return half / (half + self.estimate(request, node))
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:

@@ -187,14 +187,17 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 def _pull_target(gateway: Gateway, model: str) -> FleetNode:
+    """An online node that has the model already, else the one auto-pull would choose
+    (one known to hold it, then the most free memory)."""
     key = gateway.resolve_model(model, "ollama")
     online = [n for n in gateway.fleet.nodes.values() if n.view.status == "online"]
-    if not online:
-        raise HerdError(503, "no node is online to pull onto", retry_after=5)
     holders = [n for n in online if n.view.has_model(key)]
     if holders:
         return holders[0]
-    return min(online, key=lambda n: sum(m.size for m in n.view.models.values()))
+    node = gateway.pull_target(key)
+    if node is None:
+        raise HerdError(503, "no node is online to pull onto", retry_after=5)
+    return node
 
 
 @delete("/api/delete", status_code=200, opt=ADMIN)

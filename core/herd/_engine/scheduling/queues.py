@@ -80,6 +80,8 @@ class Slot:
         self._reply = reply
         if reply is not None and not self.first_byte_at:
             self.first_byte_at = time.monotonic()
+            if reply.status < 400:
+                self.queue.warm = True
 
 
 class ModelQueue:
@@ -95,6 +97,7 @@ class ModelQueue:
         "model",
         "view",
         "waiters",
+        "warm",
     )
 
     def __init__(self, view: NodeView, model: str, adaptive: bool = False) -> None:
@@ -107,6 +110,9 @@ class ModelQueue:
         self.active: set[Slot] = set()
         self.kind = "text"  # the workload of its latest request: text, embed, image, stt
         self.limiter = AdaptiveLimit(view.assumed_parallel) if adaptive else None
+        # A request answered since the queue was last idle: the model is loaded, whatever
+        # the last poll of /api/ps (every few seconds) said; a node keeps a busy model.
+        self.warm = False
 
     @property
     def pending(self) -> int:
@@ -243,7 +249,7 @@ class QueueBoard:
         if queue.limiter is not None:
             slot.sent_at = time.monotonic()
             slot.sent_with = queue.in_flight
-            slot.cold = model not in view.loaded
+            slot.cold = model not in view.loaded and not queue.warm
         view.in_flight += 1
         by_model = view.in_flight_by_model
         by_model[model] = by_model.get(model, 0) + 1
@@ -257,6 +263,8 @@ class QueueBoard:
         queue = slot.queue
         queue.active.discard(slot)
         queue.in_flight -= 1
+        if not queue.in_flight:
+            queue.warm = False  # idle: it may be unloaded; the polls tell
         if failed:
             queue.failed += 1
         else:

@@ -17,7 +17,9 @@ OLLAMA_IS_RUNNING = b"Ollama is running"
 @route("/", http_method=["GET", "HEAD"], status_code=200)
 async def root() -> Response[bytes]:
     """``Ollama is running``: clients probe this before they talk to a server."""
-    return Response(OLLAMA_IS_RUNNING, media_type="text/plain; charset=utf-8")
+    # The header is given whole: Litestar appends a second "; charset=utf-8" to a text/*
+    # media_type that already carries one.
+    return Response(OLLAMA_IS_RUNNING, headers={"content-type": "text/plain; charset=utf-8"})
 
 
 @get("/healthz", status_code=200)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,3 +198,19 @@ def test_herd_serve_is_herd(make_sim, routers: list[HerdProcess], tmp_path: Path
     # uvicorn stops gracefully, then re-raises SIGTERM so the parent sees how it ended
     assert router.stop() in (0, -15)
     assert "Traceback" not in router.text()
+
+
+def test_ctrl_c_stops_the_router_without_a_traceback(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_NODES=nodes_env(make_sim(name="a")),
+    )
+    router.wait_ready(f"http://127.0.0.1:{port}")
+    router.process.send_signal(signal.SIGINT)
+    assert router.process.wait(30) == 0
+    assert "Traceback" not in router.text() and "KeyboardInterrupt" not in router.text()

@@ -135,7 +135,9 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
     server = RouterServer(config)
     try:
         server.run(sockets=[sock])
-    except SystemExit:
+    except (SystemExit, KeyboardInterrupt):
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises SIGINT, which Python turns
+        # into a KeyboardInterrupt: the stop was asked for and done, so no traceback.
         pass
     finally:
         sock.close()

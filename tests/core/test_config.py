@@ -113,3 +113,43 @@ def test_configuration_page_names_every_key() -> None:
     documented = set(re.findall(r"`([a-z_.]+)`", page))
     missing = [key for key in _all_keys(Settings) if key not in documented]
     assert not missing, f"docs/configuration.md does not document: {missing}"
+
+
+def test_node_names_are_checked_with_their_line(tmp_path: Path) -> None:
+    twice = write(
+        tmp_path, "nodes:\n  - {name: a, url: 'http://x:1'}\n  - {name: a, url: 'http://y:1'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"line 3: nodes\[1\].name: two nodes are named 'a'"):
+        load_settings(twice)
+    empty = write(tmp_path, "nodes:\n  - {name: '', url: 'http://x:1'}\n")
+    with pytest.raises(ConfigError, match=r"line 2: nodes\[0\].name: a node needs a name"):
+        load_settings(empty)
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["--port", "1"]])
+@pytest.mark.parametrize(
+    ("node", "error"),
+    [
+        (
+            "{name: a, url: 'http://x:1', type: vllm}",
+            r"line 2: nodes\[0\].type: unknown type 'vllm'",
+        ),
+        (
+            "{name: a, url: 'http://x:1', type: openai, options: {api_key: [1]}}",
+            r"line 2: nodes\[0\].options: Expected `str`, got `array`",
+        ),
+        (
+            "{name: a, url: 'http://x:1', services: [{type: whisper, url: 'http://x:2'}]}",
+            r"nodes\[0\].services\[0\].type: unknown type 'whisper'",
+        ),
+    ],
+)
+def test_backend_types_and_options_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], node: str, error: str
+) -> None:
+    # check-config passes only what starts; herd itself says so before it binds (exit 2)
+    path = write(tmp_path, f"nodes:\n  - {node}\n")
+    assert main([*command, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(error, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -14,7 +14,7 @@ import os
 import sys
 
 import herd
-from herd._engine.config import ConfigError, load_config
+from herd._engine.config import ConfigError, check_backends, load_config
 from herd._engine.plugins import PluginLoadError
 
 __all__ = ["main", "node_main"]
@@ -110,7 +110,8 @@ def serve(argv: list[str]) -> int:
         from herd._engine.app import create_app
 
         app = create_app(settings)
-    except (PluginLoadError, ValueError) as exc:
+        check_backends(loaded, app.state.gateway.backend_classes)
+    except (ConfigError, PluginLoadError, ValueError) as exc:
         print(f"herd: {exc}", file=sys.stderr)
         return 2
     from herd._engine.serve import StartupError, bind, lock_data_dir, run_router

@@ -31,7 +31,7 @@ from herd._engine.config_errors import (
 )
 from herd.settings import Settings
 
-__all__ = ["ConfigError", "LoadedConfig", "load_config", "load_settings"]
+__all__ = ["ConfigError", "LoadedConfig", "check_backends", "load_config", "load_settings"]
 
 log = logging.getLogger("herd.config")
 
@@ -222,7 +222,7 @@ def _parse_env_value(key: str, value: str) -> Any:
 
 
 def _check_values(loaded: LoadedConfig) -> None:
-    """Checks msgspec's types cannot say: the log level, and that node URLs are URLs."""
+    """Checks msgspec's types cannot say: the log level, node names, and node URLs."""
     settings = loaded.settings
     if settings.log_level not in LOG_LEVELS:
         _fail(
@@ -230,7 +230,14 @@ def _check_values(loaded: LoadedConfig) -> None:
             ["log_level"],
             f"{settings.log_level!r} is not a log level (use one of {', '.join(LOG_LEVELS)})",
         )
+    named: set[str] = set()
     for i, node in enumerate(settings.nodes):
+        # Found here, with the line, rather than when the fleet starts (after the bind)
+        if not node.name.strip():
+            _fail(loaded, ["nodes", f"[{i}]", "name"], "a node needs a name")
+        if node.name in named:
+            _fail(loaded, ["nodes", f"[{i}]", "name"], f"two nodes are named {node.name!r}")
+        named.add(node.name)
         problem = url_problem(node.url)
         if problem:
             _fail(loaded, ["nodes", f"[{i}]", "url"], problem)
@@ -238,6 +245,30 @@ def _check_values(loaded: LoadedConfig) -> None:
             problem = url_problem(service.url)
             if problem:
                 _fail(loaded, ["nodes", f"[{i}]", "services", f"[{j}]", "url"], problem)
+
+
+def check_backends(loaded: LoadedConfig, backends: Mapping[str, Any]) -> None:
+    """Every node's and service's ``type`` is a backend the plugins registered, and its
+    ``options`` fit that backend's ``Config`` (known once the plugins are loaded).
+
+    Raises:
+        ConfigError: naming the key and its line, as for any other configuration error.
+    """
+    known = ", ".join(sorted(backends)) or "none"
+    for i, node in enumerate(loaded.settings.nodes):
+        where = ["nodes", f"[{i}]"]
+        parts = [(where, node.type, node.options)] + [
+            ([*where, "services", f"[{j}]"], service.type, service.options)
+            for j, service in enumerate(node.services)
+        ]
+        for keys, kind, options in parts:
+            cls = backends.get(kind)
+            if cls is None:
+                _fail(loaded, [*keys, "type"], f"unknown type {kind!r} (known: {known})")
+            try:
+                msgspec.convert(options, cls.Config, strict=False)
+            except msgspec.ValidationError as exc:
+                _fail(loaded, [*keys, "options"], f"{exc} (options of type {kind!r})")
 
 
 def url_problem(url: str) -> str:

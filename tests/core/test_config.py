@@ -153,3 +153,31 @@ def test_backend_types_and_options_are_config_errors(
     err = capsys.readouterr().err
     assert re.search(error, err), err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # PyYAML's own text carries `in "<unicode string>"` and code snippets; ours is one line
+        (
+            "nodes:\n  - {name: a, url: 'http://x:1'\n  port: 1\n",
+            "line 3, column 3: not valid YAML: expected ',' or '}', but got '<scalar>' "
+            "(while parsing a flow mapping from line 2)",
+        ),
+        # the missing key is named, with its meaning (not `[0]`'s)
+        (
+            "nodes:\n  - {name: a}\n",
+            "line 2: nodes[0].url: required, but missing -- `url` is: Base URL",
+        ),
+        ("log_format: xml\n", "line 1: log_format: 'xml' is not one of text, json"),
+        (
+            "nodes:\n  - {name: a, url: 'http://'}\n",
+            "'http://' is not a URL: it needs a scheme and a host, e.g. http://HOST:11434",
+        ),
+    ],
+)
+def test_config_errors_read_as_one_plain_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), env={})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value) and "<unicode string>" not in str(caught.value)

@@ -176,7 +176,9 @@ def _parse_file(source: str, text: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {_one_line(exc)}") from None
+        where, what = _yaml_problem(exc)
+        at = f", {where}" if where else ""
+        raise ConfigError(f"config error in {source}{at}: not valid YAML: {what}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -216,8 +218,10 @@ def _parse_env_value(key: str, value: str) -> Any:
     try:
         return yaml.safe_load(value)
     except yaml.YAMLError as exc:
+        where, what = _yaml_problem(exc, one_line=True)
+        at = f" at {where}" if where else ""
         raise ConfigError(
-            f"config error in environment variable {key}: not valid YAML: {_one_line(exc)}"
+            f"config error in environment variable {key}: not valid YAML: {what}{at}"
         ) from None
 
 
@@ -275,7 +279,8 @@ def url_problem(url: str) -> str:
     """Why ``url`` is not an ``http(s)://host[:port]`` base URL, or "" when it is."""
     parts = urlsplit(url.strip())
     if not parts.scheme or not parts.netloc:
-        return f"{url!r} is not a URL: it needs a scheme and a host, e.g. http://{url or 'HOST'}"
+        example = url.strip() if url.strip() and "://" not in url else "HOST:11434"
+        return f"{url!r} is not a URL: it needs a scheme and a host, e.g. http://{example}"
     if parts.scheme not in ("http", "https"):
         return f"{url!r}: the scheme must be http or https, not {parts.scheme}"
     try:
@@ -345,6 +350,26 @@ def _copy_tree(value: Any) -> Any:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+def _yaml_problem(exc: yaml.YAMLError, one_line: bool = False) -> tuple[str, str]:
+    """Where a YAML error is (``line 3, column 5``) and what it is, without PyYAML's
+    ``in "<unicode string>"`` and source snippets, which do not fit on one line."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or not exc.problem:
+        return "", _one_line(exc)
+    mark, context = exc.problem_mark, exc.context_mark
+    where = ""
+    if mark is not None:
+        where = (
+            f"column {mark.column + 1}"
+            if one_line
+            else f"line {mark.line + 1}, column {mark.column + 1}"
+        )
+    what = exc.problem
+    if exc.context:
+        started = f" from line {context.line + 1}" if context is not None and not one_line else ""
+        what += f" ({exc.context}{started})"
+    return where, what
 
 
 def _set_path(target: dict[str, Any], dotted: list[str], value: Any) -> None:

@@ -72,6 +72,16 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """``herd``: dispatch to a subcommand, or start the router."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        # `herd status | head`: the reader left. Say nothing more (stdout is gone, and
+        # Python would print a traceback when it flushes it at exit); exit as SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "check-config":
         from herd._engine.cli_check import check_config
 
@@ -83,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(argv)
     if argv and argv[0] == "serve":
         argv = argv[1:]
+    elif argv and not argv[0].startswith("-"):
+        from herd._engine.cli_ops import COMMANDS
+
+        known = ", ".join(("serve", "check-config", *COMMANDS))
+        hint = "see herd --help"
+        if argv[0].endswith((".yaml", ".yml")):  # `herd herd.yaml`
+            hint = f"did you mean herd --config {argv[0]}?"
+        print(f"herd: unknown command {argv[0]!r} (commands: {known}; {hint})", file=sys.stderr)
+        return 2
     return serve(argv)
 
 

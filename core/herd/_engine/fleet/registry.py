@@ -16,6 +16,7 @@ import msgspec
 from herd._engine.fleet.membership import Membership
 from herd._engine.fleet.services import NodeService, build_service, poll_services, refresh_view
 from herd.interfaces import Backend, BackendContext, LoadedModel, NodeReport, NodeView
+from herd.net import describe_network_error
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
 __all__ = ["LOCAL_OLLAMA_URL", "Fleet", "FleetNode", "note_memory_changes"]
@@ -270,9 +271,7 @@ class Fleet:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
+    return describe_network_error(exc)
 
 
 def note_memory_changes(view: NodeView, loaded: dict[str, LoadedModel], now: float) -> None:

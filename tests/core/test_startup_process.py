@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 from collections.abc import Iterator
@@ -115,6 +116,7 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
         HERD_PORT="tcp://10.0.0.1:11435",
         HERD_SERVICE_PORT="11435",
         HERD_ADMIN_KEY="meant-for-the-router",
+        HERD_DISABLE_PLUGINS="sink_otel",  # as the start-up line used to name it
     )
     router.wait_for_line(rf"listening on http://127\.0\.0\.1:{port}")
     # the port answers as soon as the line is there
@@ -126,6 +128,10 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
     assert "node b (ollama, " in after
     assert "node gone (ollama, http://127.0.0.1:9): offline" in after
     assert after.index("node gone") < after.index("plugins loaded")
+    # the names plugins.disable takes; a disabled plugin is not listed as loaded
+    loaded = re.search(r"plugins loaded: (.*)", text).group(1).split(", ")
+    assert {"dashboard", "sink-duckdb", "backend-ollama"} <= set(loaded)
+    assert not {"sink-otel", "sink_otel"} & set(loaded)
     warnings = [line for line in text.splitlines() if "name no herd setting" in line]
     assert len(warnings) == 1 and "HERD_BIN" in warnings[0]
     assert "HERD_SERVICE_HOST" not in text

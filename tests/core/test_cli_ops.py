@@ -143,7 +143,9 @@ def test_reads_can_use_a_client_api_key(make_sim, make_router) -> None:
         nodes=[make_sim(name="a")], auth={"api_keys": [{"name": "me", "key": "k" * 16}]}
     )
     done = herd("models", "--router", router.url)
-    assert "the router answered 401" in one_error_line(done)
+    line = one_error_line(done)
+    assert "the router answered 401" in line
+    assert "set HERD_API_KEY to a client key" in line  # a read needs no admin key
     done = herd("models", "--router", router.url, HERD_API_KEY="k" * 16)
     assert done.returncode == 0 and "llama3.2:3b" in done.stdout, done.stderr
 

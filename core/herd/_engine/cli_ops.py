@@ -98,7 +98,10 @@ class RouterClient:
             message = None
         message = message or reply.text.strip() or reply.reason_phrase
         hint = ""
-        if reply.status_code in (401, 403):
+        if reply.status_code in (401, 403) and reply.request.method == "GET":
+            # status and models read: a client key is enough, and the one a user may hold
+            hint = " (set HERD_API_KEY to a client key, or HERD_ADMIN_KEY to the admin key)"
+        elif reply.status_code in (401, 403):
             hint = " (set HERD_ADMIN_KEY to the router's auth.admin_key)"
         return f"the router answered {reply.status_code}: {message}{hint}"
 

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -159,6 +160,7 @@ def test_quiet_json_logs_with_access_and_audit_lines(
     router.wait_for_line(r'"logger": "herd.audit"')
     router.wait_for_line(r'"path": "/api/tags"')
     entries = [json.loads(line) for line in router.text().splitlines() if line.strip()]
+    assert all(datetime.fromisoformat(e["time"]).utcoffset() is not None for e in entries)
     loggers = {e["logger"] for e in entries}
     assert not {name for name in loggers if not name.startswith("herd")}, loggers
     access = [

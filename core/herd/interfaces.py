@@ -232,6 +232,11 @@ class Backend(ABC):
             NodeFailure: when the node fails before its first byte.
         """
 
+    async def show(self, model: str, *, verbose: bool = False) -> UpstreamReply:
+        """A model's metadata as the node describes it (Ollama's ``/api/show`` object:
+        ``details``, ``model_info``, ``capabilities``, ...), whole, not a stream."""
+        raise self._cannot("describe models")
+
     async def pull(self, model: str, *, stream: bool = True) -> UpstreamReply:
         """Download a model onto the node; a stream of progress objects when ``stream``
         (``status``, ``total``, ``completed``; ``{"status": "success"}`` last)."""

@@ -101,7 +101,7 @@ async def start_from_file(path: str) -> RunningServices:
     Raises:
         ServicesConfigError: the file or a model in it is wrong.
     """
-    from herd_services.cli import load_services_config
+    from herd_services.config_file import load_services_config
 
     config, _ = load_services_config(["--config", path])
     engines = build_engines(config)

@@ -29,7 +29,6 @@ _ENDPOINT_PATHS = {
     "generate": "/api/generate",
     "embed": "/api/embed",
     "embeddings": "/api/embeddings",
-    "show": "/api/show",
 }
 _JSON = {"Content-Type": "application/json"}
 _decode_json = msgspec.json.Decoder(dict).decode
@@ -170,6 +169,10 @@ class OllamaBackend(Backend):
             headers = {**_JSON, "traceparent": request.traceparent}
         return await self._open("POST", path, request.encoded_body(), headers)
 
+    async def show(self, model: str, *, verbose: bool = False) -> UpstreamReply:
+        body = {"model": model, "verbose": True} if verbose else {"model": model}
+        return await self._open("POST", "/api/show", _encode(body))
+
     async def pull(self, model: str, *, stream: bool = True) -> UpstreamReply:
         return await self._open("POST", "/api/pull", _encode({"model": model, "stream": stream}))
 
@@ -183,13 +186,6 @@ class OllamaBackend(Backend):
     async def unload(self, model: str) -> UpstreamReply:
         body = _encode({"model": model, "keep_alive": 0, "prompt": ""})
         return await self._open("POST", "/api/generate", body)
-
-    async def call(self, method: str, path: str, body: bytes | None = None) -> UpstreamReply:
-        """Deprecated: a raw control request. Only the dashboard's pull still uses it.
-
-        TODO(dashboard helper): use ``herd.router.Router.pull_model``, then delete this.
-        """
-        return await self._open(method, path, body)
 
     async def _open(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None

@@ -16,7 +16,6 @@ in-flight counts, as for any node.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -333,15 +332,11 @@ class OpenAIBackend(OpenAICompatBackend):
             raise NodeFailure(f"node {self.node.name} answered {status}: {message}", status=status)
         return WholeReply(status, _encode({"error": message}))
 
-    async def call(self, method: str, path: str, body: bytes | None = None) -> UpstreamReply:
-        """Ollama's control requests: ``show`` is answered from the inventory."""
-        if path == "/api/show" and body:
-            with contextlib.suppress(msgspec.DecodeError):
-                asked = _decode(body)
-                name = str(asked.get("model") or asked.get("name") or "")
-                if normalize_model_name(name) in self._names:
-                    return WholeReply(200, _encode(_show()))
-        return await super().call(method, path, body)
+    async def show(self, model: str, *, verbose: bool = False) -> UpstreamReply:
+        """What such a server can say of a model: it is there, and it completes text."""
+        if normalize_model_name(model) not in self._names:
+            raise NodeFailure(f"model '{model}' not found", status=404, not_found=True)
+        return WholeReply(200, _encode(_show()))
 
 
 def _show() -> dict[str, Any]:

@@ -146,13 +146,16 @@ class WaitTimeSignal(Signal):
         return out
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
-        half = self.config.half_score_s
+        half, key, prepared = self.config.half_score_s, request.model_key, self._prepared
+        prefer = prepared is not None and prepared[0] == key and prepared[1]
+        if prefer and key not in node.loaded and key not in node.loading:
+            return 0.0  # loaded copies are preferred (see prepare)
         return half / (half + self.estimate(request, node))
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
         half = self.config.half_score_s
         key = request.model_key
-        prepared, self._prepared = self._prepared, None
+        prepared = self._prepared  # kept: score() agrees with it until the next prepare
         if prepared is None or prepared[0] != key:
             return [half / (half + wait) for wait in self._estimates(key, nodes)]
         _, prefer, prepared_nodes, waits = prepared

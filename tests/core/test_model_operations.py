@@ -36,3 +36,16 @@ def test_delete_and_copy_reach_an_ollama_node_through_the_backend(make_sim, make
     assert reply.status_code == 200
     names = {m["name"] for m in httpx.get(router.url + "/api/tags", timeout=30).json()["models"]}
     assert "mine:1b" not in names
+
+
+def test_show_asks_a_node_that_has_the_model_through_the_backend(make_sim, make_router) -> None:
+    first = make_sim(name="a", models=[emulated("llama3.2:3b")])
+    second = make_sim(name="b", models=[emulated("qwen3:4b")])
+    router = make_router(nodes=[first, second])
+    reply = httpx.post(router.url + "/api/show", json={"model": "qwen3:4b"}, timeout=30)
+    assert reply.status_code == 200 and reply.headers["x-herd-node"] == "b"
+    assert reply.json()["details"]["family"]
+    missing = httpx.post(router.url + "/api/show", json={"model": "ghost:1b"}, timeout=30)
+    assert missing.status_code == 404 and "ghost:1b" in missing.json()["error"]
+    empty = httpx.post(router.url + "/api/show", json={}, timeout=30)
+    assert empty.status_code == 400

@@ -46,7 +46,7 @@ def test_readyz_needs_no_api_key(make_sim, make_router) -> None:
 
 
 def test_queue_depth_and_build_info(make_sim, make_router) -> None:
-    sim = make_sim(name="a", models=[emulated("slow:1b", 0.5)], gen_tps=20, reply_tokens=400)
+    sim = make_sim(name="a", models=[emulated("slow:1b", 0.5)], gen_tps=20, reply_tokens=100)
     router = make_router(nodes=[{"name": "a", "url": sim.url, "num_parallel": 1}])
     text = httpx.get(router.url + "/metrics").text
     build = {"version": herd.__version__, "python": platform.python_version()}

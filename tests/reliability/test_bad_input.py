@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import msgspec.inspect as mi
 import pytest
+from herd.protocol.anthropic import MessagesRequest
 from herd.protocol.heartbeat import Heartbeat
 from herd.protocol.ollama import (
     ChatRequest,
@@ -22,6 +23,7 @@ from herd.protocol.ollama import (
     PullRequest,
 )
 from herd.protocol.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from herd.protocol.responses import ResponsesRequest
 from herd.protocol.workloads import ImageRequest, OpenAIImageRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +41,9 @@ ENDPOINTS: list[tuple[str, str, type]] = [
     ("POST", "/v1/chat/completions", ChatCompletionRequest),
     ("POST", "/v1/completions", CompletionRequest),
     ("POST", "/v1/embeddings", EmbeddingRequest),
+    ("POST", "/v1/messages", MessagesRequest),
+    ("POST", "/v1/messages/count_tokens", MessagesRequest),
+    ("POST", "/v1/responses", ResponsesRequest),
     ("POST", "/api/generate-image", ImageRequest),
     ("POST", "/v1/images/generations", OpenAIImageRequest),
     ("POST", "/fleet/heartbeat", Heartbeat),

@@ -13,7 +13,7 @@ from herd._engine.auth import access_middleware
 from herd._engine.gateway import Gateway
 from herd._engine.guard import guard_middleware
 from herd._engine.plugins import make_plugin_manager
-from herd._engine.render import error_body, is_openai_path
+from herd._engine.render import is_openai_path, render_error
 from herd._engine.routes import (
     anthropic,
     fleet_api,
@@ -37,18 +37,6 @@ log = logging.getLogger("herd")
 
 def _is_openai(request: Request[Any, Any, Any]) -> bool:
     return is_openai_path(request.url.path)
-
-
-def render_error(
-    request: Request[Any, Any, Any], status: int, message: str, **extra: Any
-) -> Response[bytes]:
-    """An error in the client's protocol: Ollama ``{"error": msg}``, OpenAI's or Anthropic's."""
-    headers = {}
-    retry_after = extra.get("retry_after")
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    body = error_body(request.url.path, status, message, **extra)
-    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _herd_error(request: Request[Any, Any, Any], exc: HerdError) -> Response[bytes]:

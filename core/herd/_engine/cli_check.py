@@ -24,7 +24,7 @@ _SECRET_WORDS = ("token", "secret", "password", "passwd", "api_key", "admin_key"
 
 def check_config(argv: list[str]) -> int:
     """Run ``herd check-config``; 0 when the configuration is valid, 2 when not."""
-    from herd._engine.cli import flag_overrides, serve_parser
+    from herd._engine.cli_args import flag_overrides, serve_parser
 
     parser = serve_parser("herd check-config")
     parser.add_argument("file", nargs="?", help="YAML file (default: --config or HERD_CONFIG)")

@@ -27,18 +27,18 @@ import msgspec
 from herd._engine.embed_batches import open_in_batches
 from herd._engine.intake import collect_tags, describe_request
 from herd._engine.node_lines import (
-    STREAMING,
     NodeLines,
     Transform,
     answer_problem,
     model_renamer,
     split_lines,
 )
+from herd._engine.relay import relay
 from herd._engine.scheduling.scheduler import Attempt, substituted_note
 from herd._engine.shaping import INFERENCE_ENDPOINTS
 from herd._engine.tracing import build_trace
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest, NodeFailure, StreamBroken, UpstreamReply
+from herd.interfaces import InferenceRequest, NodeFailure, UpstreamReply
 from herd.names import normalize_model_name
 from herd.protocol.ollama import error_line
 from herd.protocol.workloads import upstream_error_message
@@ -286,7 +286,7 @@ class Exchange:
         """Finish a request whose answer the route rendered itself (images, speech)."""
         self._finish(status, error)
 
-    async def stream(
+    def stream(
         self,
         translate: Transform | None = None,
         error_frame: Callable[[str], bytes] = error_line,
@@ -300,49 +300,7 @@ class Exchange:
             error_frame: Renders an in-band error in the client's protocol.
             blocks: Relay lines that arrived together as one write (pass-through only).
         """
-        attempt = self.attempt
-        assert attempt is not None
-        reply, slot, lines, rename = attempt.reply, attempt.slot, self.lines, self.rename
-        status, error = "completed", ""
-        try:
-            first = rename(reply.first) if rename is not None else reply.first
-            out = translate(first) if translate is not None else first
-            if out:
-                yield out
-            async for block in reply.rest_blocks() if blocks else reply.rest():
-                slot.chunks += 1  # the zombie reaper sees the request progress
-                good = lines.check(block)
-                if good < len(block):
-                    block = block[:good]
-                    status, error = "failed", f"node {attempt.node.name}: {lines.bad}"
-                if block:
-                    if rename is not None:
-                        block = rename(block)
-                    if translate is None:
-                        yield block
-                    elif out := translate(block):
-                        yield out
-                if status == "failed":
-                    yield error_frame(error)
-                    break
-            if status == "completed":
-                if lines.error:
-                    status, error = "failed", lines.error
-                elif lines.final is None and self.endpoint in STREAMING:
-                    status, error = "failed", f"node {attempt.node.name} ended the stream early"
-                    yield error_frame(error)
-        except StreamBroken as exc:
-            status, error = "failed", f"node {attempt.node.name} failed mid-stream: {exc}"
-            yield error_frame(error)
-        except BaseException as exc:  # the client went away (or herd broke): never the node
-            status = "failed" if isinstance(exc, Exception) else "client_disconnected"
-            error = (
-                f"internal error: {exc!r}" if isinstance(exc, Exception) else "client disconnected"
-            )
-            raise
-        finally:
-            await reply.aclose()
-            self._finish(status, error)
+        return relay(self, translate, error_frame, blocks)
 
     # -- the trace -------------------------------------------------------------------------
 

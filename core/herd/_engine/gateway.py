@@ -15,6 +15,7 @@ from herd._engine.cluster import ClusterLink, state_store_for
 from herd._engine.fleet.registry import Fleet
 from herd._engine.live_settings import LiveSettings
 from herd._engine.plugins import PluginLoadError, collect_classes
+from herd._engine.scheduling.auto_pull import pull_target
 from herd._engine.scheduling.scheduler import Scheduler
 from herd.errors import HerdError
 from herd.interfaces import (
@@ -151,6 +152,11 @@ class Gateway:
         """The model to serve for the name a client sent (aliases applied), normalised."""
         resolved = self.pm.hook.herd_resolve_model(model=model, api=api, settings=self.settings)
         return normalize_model_name(resolved or model)
+
+    def pull_target(self, key: str) -> Any:
+        """The node a pull of ``key`` should land on (the one auto-pull would choose), or
+        None when no node is online to take it."""
+        return pull_target(self.fleet, "text", key) or pull_target(self.fleet, "embed", key)
 
     def finish(self, trace: RequestTrace) -> None:
         """Hand a finished request's trace to the signals, sinks and hooks; never blocks."""

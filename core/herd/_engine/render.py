@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from litestar import MediaType, Request, Response
 
 from herd.protocol.anthropic import error_body as anthropic_error_body
 
-__all__ = ["ANTHROPIC_PREFIX", "error_body", "is_openai_path"]
+__all__ = ["ANTHROPIC_PREFIX", "error_body", "is_openai_path", "render_error"]
 
 ANTHROPIC_PREFIX = "/v1/messages"
 """Paths whose errors take Anthropic's shape: ``{"type": "error", "error": {...}}``."""
@@ -43,3 +44,15 @@ def error_body(path: str, status: int, message: str, **extra: Any) -> bytes:
         "code": extra.get("code"),
     }
     return _encode({"error": error})
+
+
+def render_error(
+    request: Request[Any, Any, Any], status: int, message: str, **extra: Any
+) -> Response[bytes]:
+    """An error in the client's protocol: Ollama ``{"error": msg}``, OpenAI's or Anthropic's."""
+    headers = {}
+    retry_after = extra.get("retry_after")
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    body = error_body(request.url.path, status, message, **extra)
+    return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)

@@ -13,14 +13,7 @@ import herd
 from herd._engine.audit import audit
 from herd._engine.fleet.registry import FleetNode
 from herd._engine.gateway import Gateway
-from herd._engine.routes.common import (
-    JSON,
-    decode,
-    exchange_for,
-    gateway_of,
-    read_body,
-    render_whole,
-)
+from herd._engine.routes.common import JSON, decode, gateway_of, read_body
 from herd.errors import HerdError
 from herd.interfaces import NodeFailure, UpstreamReply
 from herd.protocol.ollama import CopyRequest, ModelRequest, PullRequest, error_line
@@ -79,18 +72,35 @@ def _version_key(text: str) -> tuple[int, ...]:
 
 
 @post("/api/show", status_code=200)
-async def show(request: Request[Any, Any, Any]) -> Response[Any]:
-    """Model metadata, from a node that has the model."""
-    exchange = exchange_for(request, "ollama", "show")
-    body = await read_body(request)
-    parsed = decode(body, ModelRequest)
+async def show(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Model metadata, from an online node that has the model (one with it loaded first)."""
+    gateway = gateway_of(request)
+    parsed = decode(await read_body(request), ModelRequest)
     model = parsed.model_name
     if not model:
         raise HerdError(400, "model is required")
-    exchange.resolve(model)
-    exchange.take(raw=body)
-    await exchange.open()
-    return render_whole(exchange)
+    key = gateway.resolve_model(model, "ollama")
+    holders = [
+        node
+        for node in gateway.fleet.nodes.values()
+        if node.view.status == "online" and node.view.has_model(key)
+    ]
+    holders.sort(key=lambda node: key not in node.view.loaded)
+    problems = []
+    for node in holders:
+        entry = node.view.models.get(key)
+        name = entry.name if entry is not None else key
+        try:
+            reply = await node.backend.show(name, verbose=bool(parsed.verbose))
+        except NodeFailure as failure:  # this node cannot say: ask the next one
+            problems.append(failure.message)
+            continue
+        response = _whole(node, reply)
+        response.headers["X-Herd-Model"] = name
+        return response
+    if problems:
+        raise HerdError(502, f"no node could describe {model}: {'; '.join(problems)}")
+    raise HerdError(404, f"model '{model}' not found")
 
 
 def _named_node(gateway: Gateway, request: Request[Any, Any, Any], named: str) -> FleetNode | None:
@@ -177,14 +187,17 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 def _pull_target(gateway: Gateway, model: str) -> FleetNode:
+    """An online node that has the model already, else the one auto-pull would choose
+    (one known to hold it, then the most free memory)."""
     key = gateway.resolve_model(model, "ollama")
     online = [n for n in gateway.fleet.nodes.values() if n.view.status == "online"]
-    if not online:
-        raise HerdError(503, "no node is online to pull onto", retry_after=5)
     holders = [n for n in online if n.view.has_model(key)]
     if holders:
         return holders[0]
-    return min(online, key=lambda n: sum(m.size for m in n.view.models.values()))
+    node = gateway.pull_target(key)
+    if node is None:
+        raise HerdError(503, "no node is online to pull onto", retry_after=5)
+    return node
 
 
 @delete("/api/delete", status_code=200, opt=ADMIN)

@@ -10,6 +10,7 @@ from litestar import Request, Response
 
 from herd._engine.exchange import Exchange
 from herd._engine.gateway import Gateway
+from herd._engine.render import render_error
 from herd.errors import HerdError
 
 __all__ = [
@@ -132,8 +133,6 @@ def error_response(
     request: Request[Any, Any, Any], error: HerdError, headers: dict[str, str]
 ) -> Response[bytes]:
     """An error in the client's protocol with extra headers (e.g. ``x-should-retry``)."""
-    from herd._engine.app import render_error  # the app imports the routes
-
     response = render_error(
         request,
         error.status,

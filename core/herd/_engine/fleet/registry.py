@@ -130,6 +130,8 @@ class Fleet:
         """Poll every node once (so the first request sees the fleet), then keep polling."""
         if not self.nodes and self.settings.fleet.discover_local:
             local = self.add(NodeConfig(name="local", url=LOCAL_OLLAMA_URL))
+            # Not found is said once, below, with what to do: no "node local is offline" first
+            local.view.status = "offline"
             await self.poll(local)
             if local.view.online:
                 log.info("found Ollama at %s; serving it as node 'local'", LOCAL_OLLAMA_URL)

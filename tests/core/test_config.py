@@ -181,3 +181,17 @@ def test_config_errors_read_as_one_plain_line(tmp_path: Path, text: str, message
         load_settings(write(tmp_path, text), env={})
     assert message in str(caught.value)
     assert "\n" not in str(caught.value) and "<unicode string>" not in str(caught.value)
+
+
+def test_ctrl_c_before_the_server_runs_is_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while herd still imports or loads plugins (seconds on a busy machine)."""
+    import herd._engine.cli as cli
+
+    def interrupted(argv: list[str]) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "serve", interrupted)
+    assert main([]) == 130
+    assert capsys.readouterr().err == "herd: interrupted\n"

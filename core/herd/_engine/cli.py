@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _dispatch(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the server runs (slow imports, a prompt)
+        print("herd: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `herd status | head`: the reader left. Say nothing more (stdout is gone, and
         # Python would print a traceback when it flushes it at exit); exit as SIGPIPE would.

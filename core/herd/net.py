@@ -1,4 +1,5 @@
-"""Network facts every herd program shares: which addresses are this machine's own.
+"""Network facts every herd program shares: which addresses are this machine's own, and
+how to say in plain words why an exchange with a node failed.
 
 One loopback check for the router, the node agent and the emulator, so that "only from
 this machine" means the same thing everywhere.
@@ -11,10 +12,12 @@ Example:
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_loopback_client", "is_loopback_host"]
+__all__ = ["describe_network_error", "is_loopback_client", "is_loopback_host"]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -36,3 +39,32 @@ def is_loopback_client(scope: Mapping[str, Any]) -> bool:
     header a client could write)."""
     client = scope.get("client")
     return bool(client) and is_loopback_host(str(client[0]))
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """One plain line for a failed HTTP exchange with a node, for logs, ``last_error`` and
+    client error messages: ``cannot connect to 10.0.0.5:11434: Connection refused``, not
+    aiohttp's ``Cannot connect to host ... ssl:default [Connect call failed (...)]``.
+
+    Example:
+        >>> describe_network_error(TimeoutError())
+        'timed out'
+    """
+    import aiohttp  # the router's client library; imported here so agents need not load it
+
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientSSLError):  # the certificate's story is in its text
+        return " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, socket.gaierror) or not cause.errno:
+            reason = cause.strerror or str(cause)
+        else:  # asyncio's own text is "Connect call failed ('10.0.0.5', 11434)"
+            reason = os.strerror(cause.errno)
+        return f"cannot connect to {exc.host}:{exc.port}: {reason}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the node closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):  # TransferEncodingError, ContentLengthError
+        return "the connection closed before the reply was complete"
+    return " ".join(str(exc).split()) or type(exc).__name__

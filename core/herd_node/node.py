@@ -182,8 +182,17 @@ class NodeAgent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), next_beat - loop.time())
             told = await self.beat(ollama, router, draining=True)
-        if told is not None:
+        if told is not None and told.draining:
             log.info("herd-node stopped; the router knows node %r is draining", told.node)
+        elif told is not None:
+            # A YAML node's state comes from the router's own polls unless the agent holds
+            # the node token: the router heard us but keeps sending the node requests.
+            log.info(
+                "herd-node stopped; the router still sends node %r requests (it takes a "
+                "drain from an agent only with auth.node_token, or drain it: herd drain %s)",
+                told.node,
+                told.node,
+            )
         else:
             log.warning("herd-node stopped; the router could not be told (see above)")
 

@@ -64,7 +64,9 @@ class Catalog:
         # Config order is newest first, so /api/tags lists models the way they were written.
         for age, model in enumerate(models):
             self._store(model, ModelName.parse(model.name), now - timedelta(minutes=age))
-        self._registry = {model_key(model.name): model for model in registry}
+        # The models on disk at the start came from a registry too: deleted, they can be
+        # pulled back (as on Ollama), so `herd delete` then `herd pull` works on the emulator.
+        self._registry = {model_key(model.name): model for model in (*models, *registry)}
 
     def find(self, name: str) -> DiskModel | None:
         """The disk model ``name`` refers to (case-insensitive, ``:latest`` implied)."""

@@ -21,6 +21,7 @@ from herd.interfaces import (
     UpstreamReply,
 )
 from herd.names import normalize_model_name
+from herd.net import describe_network_error
 from herd.settings import NodeConfig
 
 _ENDPOINT_PATHS = {
@@ -111,10 +112,7 @@ class OllamaReply(UpstreamReply):
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc) or type(exc).__name__
-    return text
+    return describe_network_error(exc)
 
 
 def _error_message(body: bytes, status: int) -> str:

@@ -35,6 +35,7 @@ from herd.interfaces import (
     WholeReply,
 )
 from herd.names import normalize_model_name
+from herd.net import describe_network_error
 from herd.protocol.openai_upstream import (
     NdjsonFromSse,
     chat_request_from_ollama,
@@ -91,7 +92,7 @@ class OpenAIStreamReply(UpstreamReply):
                 for line in _lines(out):
                     yield line
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            raise StreamBroken(str(exc) or type(exc).__name__) from exc
+            raise StreamBroken(describe_network_error(exc)) from exc
         finally:
             self._response.release()
 
@@ -319,7 +320,9 @@ class OpenAIBackend(OpenAICompatBackend):
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             if response is not None:
                 response.close()
-            raise NodeFailure(f"node {self.node.name} failed: {exc or type(exc).__name__}") from exc
+            raise NodeFailure(
+                f"node {self.node.name} failed: {describe_network_error(exc)}"
+            ) from exc
 
     def _failed(self, status: int, raw: bytes) -> UpstreamReply:
         message = upstream_error_message(raw, status)

@@ -27,6 +27,7 @@ from herd.interfaces import (
     WholeReply,
 )
 from herd.names import normalize_model_name
+from herd.net import describe_network_error
 from herd.protocol.workloads import upstream_error_message
 
 __all__ = ["OpenAICompatBackend"]
@@ -200,7 +201,8 @@ class OpenAICompatBackend(Backend):
         except (aiohttp.ClientError, ConnectionError, OSError) as exc:
             # an unreachable service is not an unreachable node (its Ollama may be fine)
             raise NodeFailure(
-                f"node {self.node.name}: {self.node.url} unreachable: {exc or type(exc).__name__}",
+                f"node {self.node.name}: {self.node.url} unreachable: "
+                f"{describe_network_error(exc)}",
                 status=502 if self.is_service else 0,
             ) from exc
         if status == 404:

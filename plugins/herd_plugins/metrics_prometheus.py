@@ -239,7 +239,9 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     for sink in gateway.sinks:
         if isinstance(sink, MetricsSink):
             text = sink.render(gateway, request.app.state.router)
-            return Response(text.encode(), media_type=CONTENT_TYPE)
+            # Whole, as a header: Litestar would append a second charset to a text/* media_type,
+            # and Prometheus 3 refuses a Content-Type with a duplicate parameter.
+            return Response(text.encode(), headers={"content-type": CONTENT_TYPE})
     raise HTTPException(status_code=503, detail="the prometheus metrics sink is not running")
 
 

@@ -43,6 +43,10 @@ def run_herd(args: list[str], env: dict[str, str], timeout: float = 60.0) -> tup
     return done.returncode, done.stderr
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class HerdProcess:
     """A ``herd`` router process whose stderr goes to a file the test can read."""
 
@@ -50,7 +54,13 @@ class HerdProcess:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(HERD), *args], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [str(HERD), *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # SIGINT as in a terminal, even when the tests run where it is ignored (a
+            # background job), so Ctrl-C is tested as an operator presses it
+            preexec_fn=_default_sigint,
         )
 
     def text(self) -> str:

@@ -3,6 +3,7 @@ against a real router over emulated nodes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import httpx
@@ -11,7 +12,7 @@ from herd._engine.cli_ops import admin_key
 from herd._engine.cli_tables import human_size, progress_line, table
 
 from tests.conftest import emulated
-from tests.core.processes import clean_env, herd_run
+from tests.core.processes import HERD, clean_env, herd_run
 
 ADMIN = "admin-key-for-tests"
 
@@ -142,6 +143,43 @@ def test_reads_can_use_a_client_api_key(make_sim, make_router) -> None:
         nodes=[make_sim(name="a")], auth={"api_keys": [{"name": "me", "key": "k" * 16}]}
     )
     done = herd("models", "--router", router.url)
-    assert "the router answered 401" in one_error_line(done)
+    line = one_error_line(done)
+    assert "the router answered 401" in line
+    assert "set HERD_API_KEY to a client key" in line  # a read needs no admin key
     done = herd("models", "--router", router.url, HERD_API_KEY="k" * 16)
     assert done.returncode == 0 and "llama3.2:3b" in done.stdout, done.stderr
+
+
+def test_an_unknown_command_names_the_commands() -> None:
+    done = herd("stauts")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "herd: unknown command 'stauts' (commands: serve, check-config, status, models, pull, "
+        "delete, drain, undrain; see herd --help)"
+    ]
+    done = herd("herd.yaml")  # the file is given with --config
+    assert done.returncode == 2 and "did you mean herd --config herd.yaml?" in done.stderr
+
+
+def test_the_router_may_be_given_without_a_scheme(fleet) -> None:
+    done = herd("status", "--router", fleet.url.removeprefix("http://"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"router {fleet.url}:")
+
+
+def test_a_reader_that_leaves_early_is_no_traceback(fleet) -> None:
+    """`herd status | head -1`: the pipe closes under the command's feet."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # before the command starts, so its first write finds no reader
+    try:
+        done = subprocess.run(
+            [str(HERD), "status", "--router", fleet.url],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""

@@ -113,3 +113,85 @@ def test_configuration_page_names_every_key() -> None:
     documented = set(re.findall(r"`([a-z_.]+)`", page))
     missing = [key for key in _all_keys(Settings) if key not in documented]
     assert not missing, f"docs/configuration.md does not document: {missing}"
+
+
+def test_node_names_are_checked_with_their_line(tmp_path: Path) -> None:
+    twice = write(
+        tmp_path, "nodes:\n  - {name: a, url: 'http://x:1'}\n  - {name: a, url: 'http://y:1'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"line 3: nodes\[1\].name: two nodes are named 'a'"):
+        load_settings(twice)
+    empty = write(tmp_path, "nodes:\n  - {name: '', url: 'http://x:1'}\n")
+    with pytest.raises(ConfigError, match=r"line 2: nodes\[0\].name: a node needs a name"):
+        load_settings(empty)
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["--port", "1"]])
+@pytest.mark.parametrize(
+    ("node", "error"),
+    [
+        (
+            "{name: a, url: 'http://x:1', type: vllm}",
+            r"line 2: nodes\[0\].type: unknown type 'vllm'",
+        ),
+        (
+            "{name: a, url: 'http://x:1', type: openai, options: {api_key: [1]}}",
+            r"line 2: nodes\[0\].options: Expected `str`, got `array`",
+        ),
+        (
+            "{name: a, url: 'http://x:1', services: [{type: whisper, url: 'http://x:2'}]}",
+            r"nodes\[0\].services\[0\].type: unknown type 'whisper'",
+        ),
+    ],
+)
+def test_backend_types_and_options_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], node: str, error: str
+) -> None:
+    # check-config passes only what starts; herd itself says so before it binds (exit 2)
+    path = write(tmp_path, f"nodes:\n  - {node}\n")
+    assert main([*command, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(error, err), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # PyYAML's own text carries `in "<unicode string>"` and code snippets; ours is one line
+        (
+            "nodes:\n  - {name: a, url: 'http://x:1'\n  port: 1\n",
+            "line 3, column 3: not valid YAML: expected ',' or '}', but got '<scalar>' "
+            "(while parsing a flow mapping from line 2)",
+        ),
+        # the missing key is named, with its meaning (not `[0]`'s)
+        (
+            "nodes:\n  - {name: a}\n",
+            "line 2: nodes[0].url: required, but missing -- `url` is: Base URL",
+        ),
+        ("log_format: xml\n", "line 1: log_format: 'xml' is not one of text, json"),
+        (
+            "nodes:\n  - {name: a, url: 'http://'}\n",
+            "'http://' is not a URL: it needs a scheme and a host, e.g. http://HOST:11434",
+        ),
+    ],
+)
+def test_config_errors_read_as_one_plain_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), env={})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value) and "<unicode string>" not in str(caught.value)
+
+
+def test_ctrl_c_before_the_server_runs_is_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C while herd still imports or loads plugins (seconds on a busy machine)."""
+    import herd._engine.cli as cli
+
+    def interrupted(argv: list[str]) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "serve", interrupted)
+    assert main([]) == 130
+    assert capsys.readouterr().err == "herd: interrupted\n"

@@ -21,6 +21,7 @@ PUBLIC_MODULES = {
     "herd.hookspecs",
     "herd.interfaces",
     "herd.names",
+    "herd.net",  # loopback checks, and why an exchange with a node failed, in plain words
     "herd.node_view",
     "herd.trace",
     "herd.protocol",
@@ -144,6 +145,18 @@ def test_disable_by_yaml_blocks_a_builtin() -> None:
     )
     names = {name for name, _ in make_plugin_manager(settings, env={}).list_name_plugin()}
     assert "herd_plugins.signal_queue_depth" not in names
+
+
+def test_disable_takes_the_module_name_too_and_warns_of_a_name_that_matches_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = {"HERD_DISABLE_PLUGINS": "sink_otel, sink-duckdbb"}
+    with caplog.at_level("WARNING", logger="herd.plugins"):
+        names = {name for name, plugin in make_plugin_manager(None, env=env).list_name_plugin()}
+    assert "herd_plugins.sink_otel" not in names and "herd_plugins.sink_duckdb" in names
+    warned = [r.getMessage() for r in caplog.records if r.name == "herd.plugins"]
+    assert len(warned) == 1 and "no plugin is named sink-duckdbb" in warned[0]
+    assert "sink-duckdb" in warned[0].split("(plugins: ")[1]  # the names it could have been
 
 
 def test_a_plugin_that_fails_to_load_stops_startup_naming_it() -> None:

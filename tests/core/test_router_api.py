@@ -40,6 +40,7 @@ def test_root_answers_like_ollama(router) -> None:
     reply = httpx.get(router.url + "/")
     assert reply.status_code == 200
     assert reply.text == "Ollama is running"
+    assert reply.headers.get_list("content-type") == ["text/plain; charset=utf-8"]  # one charset
     head = httpx.head(router.url + "/")
     assert head.status_code == 200 and head.content == b""
 

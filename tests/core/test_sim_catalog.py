@@ -233,3 +233,16 @@ def test_disk_changes_survive_a_restart_but_loaded_models_do_not(make_node) -> N
     names = [m["name"] for m in httpx.get(sim.url + "/api/tags").json()["models"]]
     assert "kept:latest" in names
     assert httpx.get(sim.url + "/api/ps").json() == {"models": []}
+
+
+def test_a_deleted_model_can_be_pulled_back(make_node) -> None:
+    """As on Ollama: a model that was on disk came from a registry and can come back."""
+    sim = make_node()
+    deleted = httpx.request("DELETE", sim.url + "/api/delete", json={"model": "qwen3:4b"})
+    assert deleted.status_code == 200
+    assert "qwen3:4b" not in {m["name"] for m in httpx.get(sim.url + "/api/tags").json()["models"]}
+    pulled = httpx.post(
+        sim.url + "/api/pull", json={"model": "qwen3:4b", "stream": False}, timeout=60
+    )
+    assert (pulled.status_code, pulled.json()) == (200, {"status": "success"})
+    assert "qwen3:4b" in {m["name"] for m in httpx.get(sim.url + "/api/tags").json()["models"]}

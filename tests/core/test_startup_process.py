@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import socket
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -114,6 +117,7 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
         HERD_PORT="tcp://10.0.0.1:11435",
         HERD_SERVICE_PORT="11435",
         HERD_ADMIN_KEY="meant-for-the-router",
+        HERD_DISABLE_PLUGINS="sink_otel",  # as the start-up line used to name it
     )
     router.wait_for_line(rf"listening on http://127\.0\.0\.1:{port}")
     # the port answers as soon as the line is there
@@ -125,6 +129,10 @@ def test_listening_comes_after_the_bind_then_nodes_and_plugins(
     assert "node b (ollama, " in after
     assert "node gone (ollama, http://127.0.0.1:9): offline" in after
     assert after.index("node gone") < after.index("plugins loaded")
+    # the names plugins.disable takes; a disabled plugin is not listed as loaded
+    loaded = re.search(r"plugins loaded: (.*)", text).group(1).split(", ")
+    assert {"dashboard", "sink-duckdb", "backend-ollama"} <= set(loaded)
+    assert not {"sink-otel", "sink_otel"} & set(loaded)
     warnings = [line for line in text.splitlines() if "name no herd setting" in line]
     assert len(warnings) == 1 and "HERD_BIN" in warnings[0]
     assert "HERD_SERVICE_HOST" not in text
@@ -152,6 +160,7 @@ def test_quiet_json_logs_with_access_and_audit_lines(
     router.wait_for_line(r'"logger": "herd.audit"')
     router.wait_for_line(r'"path": "/api/tags"')
     entries = [json.loads(line) for line in router.text().splitlines() if line.strip()]
+    assert all(datetime.fromisoformat(e["time"]).utcoffset() is not None for e in entries)
     loggers = {e["logger"] for e in entries}
     assert not {name for name in loggers if not name.startswith("herd")}, loggers
     access = [
@@ -197,3 +206,19 @@ def test_herd_serve_is_herd(make_sim, routers: list[HerdProcess], tmp_path: Path
     # uvicorn stops gracefully, then re-raises SIGTERM so the parent sees how it ended
     assert router.stop() in (0, -15)
     assert "Traceback" not in router.text()
+
+
+def test_ctrl_c_stops_the_router_without_a_traceback(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    port = free_port()
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_NODES=nodes_env(make_sim(name="a")),
+    )
+    router.wait_ready(f"http://127.0.0.1:{port}")
+    router.process.send_signal(signal.SIGINT)
+    assert router.process.wait(30) == 0
+    assert "Traceback" not in router.text() and "KeyboardInterrupt" not in router.text()

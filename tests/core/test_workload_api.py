@@ -103,6 +103,10 @@ def test_sdk_transcribes_in_every_format(router) -> None:
     srt = ask("srt")
     assert srt.startswith("1\n00:00:00,000 --> ")
     assert ask("vtt").startswith("WEBVTT\n\n00:00:00.000 --> ")
+    raw = client.audio.transcriptions.with_raw_response.create(
+        model=TRANSCRIBE_MODEL.name, file=("speech.wav", audio, "audio/wav"), response_format="srt"
+    )
+    assert raw.headers.get_list("content-type") == ["text/plain; charset=utf-8"]  # one charset
 
 
 def test_native_transcribe_takes_audio_and_picks_a_model(router) -> None:

@@ -46,7 +46,7 @@ def snapshots(url: str, count: int, headers: dict[str, str] | None = None) -> li
 def test_the_page_and_its_assets_come_from_the_package(make_sim: Any, make_router: Any) -> None:
     router = make_router(nodes=[make_sim()], auth={"api_keys": [{"name": "ci", "key": "k" * 12}]})
     page = httpx.get(f"{router.url}/dashboard")  # public even with client keys
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
     for href in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text):
         asset = httpx.get(router.url + href)
         assert asset.status_code == 200, href

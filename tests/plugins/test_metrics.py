@@ -87,7 +87,8 @@ def test_metrics_page_shows_requests_fleet_state_and_dropped_traces(make_router:
     router.call(finish_and_mark_busy())
     reply = httpx.get(f"{router.url}/metrics", timeout=30)
     assert reply.status_code == 200
-    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    # exactly one charset: Prometheus 3 refuses a Content-Type with a repeated parameter
+    assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     parsed = samples(reply.text)
     served = {"model": "llama3.2:3b", "node": "dead"}
     assert value(parsed, "herd_requests_total", **served, status="completed") == 1

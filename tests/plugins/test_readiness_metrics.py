@@ -27,6 +27,10 @@ def test_readyz_is_503_until_a_node_is_online(make_sim, make_router) -> None:
     assert reply.status_code == 503
     assert reply.json()["reason"] == "no nodes configured or found"
     assert httpx.get(empty.url + "/healthz").status_code == 200  # alive, just not ready
+    # probes that ask with HEAD (uptime monitors, curl -I) get the same status, no body
+    for path, status in (("/readyz", 503), ("/healthz", 200)):
+        head = httpx.head(empty.url + path)
+        assert (head.status_code, head.content) == (status, b""), path
 
     dead = make_router(nodes=[{"name": "gone", "url": "http://127.0.0.1:9"}])
     reply = httpx.get(dead.url + "/readyz")
@@ -35,6 +39,7 @@ def test_readyz_is_503_until_a_node_is_online(make_sim, make_router) -> None:
     live = make_router(nodes=[make_sim(name="a"), {"name": "gone", "url": "http://127.0.0.1:9"}])
     reply = httpx.get(live.url + "/readyz")
     assert reply.status_code == 200 and reply.json() == {"status": "ready", "online": ["a"]}
+    assert httpx.head(live.url + "/readyz").status_code == 200
 
 
 def test_readyz_needs_no_api_key(make_sim, make_router) -> None:

@@ -130,6 +130,9 @@ def test_dashboard_responses_forbid_framing_and_sniffing(open_router) -> None:
         assert reply.status_code == 200, path
         assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]
         assert "script-src 'self'" in reply.headers["content-security-policy"]
+        # as docs/dashboard.md says: no inline styles either (the page sets them via CSSOM)
+        assert "style-src 'self';" in reply.headers["content-security-policy"]
+        assert "unsafe-inline" not in reply.headers["content-security-policy"]
         assert reply.headers["x-frame-options"] == "DENY"
         assert reply.headers["x-content-type-options"] == "nosniff"
 

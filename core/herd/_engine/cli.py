@@ -13,7 +13,7 @@ import os
 import sys
 
 from herd._engine.cli_args import flag_overrides, serve_parser
-from herd._engine.config import ConfigError, load_config
+from herd._engine.config import ConfigError, check_backends, load_config
 from herd._engine.plugins import PluginLoadError
 
 __all__ = ["main", "node_main"]
@@ -22,6 +22,19 @@ __all__ = ["main", "node_main"]
 def main(argv: list[str] | None = None) -> int:
     """``herd``: dispatch to a subcommand, or start the router."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the server runs (slow imports, a prompt)
+        print("herd: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `herd status | head`: the reader left. Say nothing more (stdout is gone, and
+        # Python would print a traceback when it flushes it at exit); exit as SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and argv[0] == "check-config":
         from herd._engine.cli_check import check_config
 
@@ -33,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(argv)
     if argv and argv[0] == "serve":
         argv = argv[1:]
+    elif argv and not argv[0].startswith("-"):
+        from herd._engine.cli_ops import COMMANDS
+
+        known = ", ".join(("serve", "check-config", *COMMANDS))
+        hint = "see herd --help"
+        if argv[0].endswith((".yaml", ".yml")):  # `herd herd.yaml`
+            hint = f"did you mean herd --config {argv[0]}?"
+        print(f"herd: unknown command {argv[0]!r} (commands: {known}; {hint})", file=sys.stderr)
+        return 2
     return serve(argv)
 
 
@@ -60,7 +82,8 @@ def serve(argv: list[str]) -> int:
         from herd._engine.app import create_app
 
         app = create_app(settings)
-    except (PluginLoadError, ValueError) as exc:
+        check_backends(loaded, app.state.gateway.backend_classes)
+    except (ConfigError, PluginLoadError, ValueError) as exc:
         print(f"herd: {exc}", file=sys.stderr)
         return 2
     from herd._engine.serve import StartupError, bind, lock_data_dir, run_router

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from herd._engine.config import ConfigError, LoadedConfig, load_config
+from herd._engine.config import ConfigError, LoadedConfig, check_backends, load_config
 from herd._engine.plugins import PluginLoadError
 
 __all__ = ["check_config", "describe"]
@@ -53,6 +53,7 @@ def _load_plugins(loaded: LoadedConfig) -> None:
     from herd._engine.app import create_app
 
     gateway = create_app(loaded.settings).state.gateway
+    check_backends(loaded, gateway.backend_classes)
     options = loaded.settings.plugins.options
     for name, cls in gateway.sink_classes.items():  # sinks read their options at start
         try:

@@ -37,6 +37,9 @@ class RouterClient:
     """A small HTTP client for one router, turning every failure into an :class:`OpsError`."""
 
     def __init__(self, url: str, admin_key: str = "", timeout: float = 30.0) -> None:
+        url = url.strip()
+        if url and "://" not in url:  # `--router 10.0.0.2:11435`, as curl takes it
+            url = f"http://{url}"
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
@@ -95,7 +98,10 @@ class RouterClient:
             message = None
         message = message or reply.text.strip() or reply.reason_phrase
         hint = ""
-        if reply.status_code in (401, 403):
+        if reply.status_code in (401, 403) and reply.request.method == "GET":
+            # status and models read: a client key is enough, and the one a user may hold
+            hint = " (set HERD_API_KEY to a client key, or HERD_ADMIN_KEY to the admin key)"
+        elif reply.status_code in (401, 403):
             hint = " (set HERD_ADMIN_KEY to the router's auth.admin_key)"
         return f"the router answered {reply.status_code}: {message}{hint}"
 
@@ -110,19 +116,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", parents=[common], help="nodes, models and queues")
+    status.description = "Nodes (state, models, loaded, in flight) and queues of a router."
     status.add_argument("--json", action="store_true", help="print /fleet/status as JSON")
     models = sub.add_parser("models", parents=[common], help="models in the fleet")
+    models.description = "Every model in the fleet, its size, its nodes and where it is loaded."
     models.add_argument("--json", action="store_true", help="print the models as JSON")
     confirm = argparse.ArgumentParser(add_help=False)
     confirm.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     pull = sub.add_parser("pull", parents=[common, confirm], help="pull a model onto a node")
+    pull.description = "Pull a model onto a node, with a progress bar (asks first)."
     pull.add_argument("model")
     pull.add_argument("--node", "-n", help="the node (default: the router picks one with room)")
     delete = sub.add_parser("delete", parents=[common, confirm], help="delete a model")
+    delete.description = "Delete a model from one node's disk (asks first)."
     delete.add_argument("model")
     delete.add_argument("--node", "-n", required=True, help="the node to delete it from")
     for name, what in (("drain", "send a node no new requests"), ("undrain", "resume a node")):
         node_cmd = sub.add_parser(name, parents=[common, confirm], help=what)
+        node_cmd.description = f"{what[0].upper()}{what[1:]} (asks first)."
         node_cmd.add_argument("node")
     return parser
 

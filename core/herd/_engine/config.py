@@ -31,7 +31,7 @@ from herd._engine.config_errors import (
 )
 from herd.settings import Settings
 
-__all__ = ["ConfigError", "LoadedConfig", "load_config", "load_settings"]
+__all__ = ["ConfigError", "LoadedConfig", "check_backends", "load_config", "load_settings"]
 
 log = logging.getLogger("herd.config")
 
@@ -176,7 +176,9 @@ def _parse_file(source: str, text: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {_one_line(exc)}") from None
+        where, what = _yaml_problem(exc)
+        at = f", {where}" if where else ""
+        raise ConfigError(f"config error in {source}{at}: not valid YAML: {what}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -216,13 +218,15 @@ def _parse_env_value(key: str, value: str) -> Any:
     try:
         return yaml.safe_load(value)
     except yaml.YAMLError as exc:
+        where, what = _yaml_problem(exc, one_line=True)
+        at = f" at {where}" if where else ""
         raise ConfigError(
-            f"config error in environment variable {key}: not valid YAML: {_one_line(exc)}"
+            f"config error in environment variable {key}: not valid YAML: {what}{at}"
         ) from None
 
 
 def _check_values(loaded: LoadedConfig) -> None:
-    """Checks msgspec's types cannot say: the log level, and that node URLs are URLs."""
+    """Checks msgspec's types cannot say: the log level, node names, and node URLs."""
     settings = loaded.settings
     if settings.log_level not in LOG_LEVELS:
         _fail(
@@ -230,7 +234,14 @@ def _check_values(loaded: LoadedConfig) -> None:
             ["log_level"],
             f"{settings.log_level!r} is not a log level (use one of {', '.join(LOG_LEVELS)})",
         )
+    named: set[str] = set()
     for i, node in enumerate(settings.nodes):
+        # Found here, with the line, rather than when the fleet starts (after the bind)
+        if not node.name.strip():
+            _fail(loaded, ["nodes", f"[{i}]", "name"], "a node needs a name")
+        if node.name in named:
+            _fail(loaded, ["nodes", f"[{i}]", "name"], f"two nodes are named {node.name!r}")
+        named.add(node.name)
         problem = url_problem(node.url)
         if problem:
             _fail(loaded, ["nodes", f"[{i}]", "url"], problem)
@@ -240,11 +251,36 @@ def _check_values(loaded: LoadedConfig) -> None:
                 _fail(loaded, ["nodes", f"[{i}]", "services", f"[{j}]", "url"], problem)
 
 
+def check_backends(loaded: LoadedConfig, backends: Mapping[str, Any]) -> None:
+    """Every node's and service's ``type`` is a backend the plugins registered, and its
+    ``options`` fit that backend's ``Config`` (known once the plugins are loaded).
+
+    Raises:
+        ConfigError: naming the key and its line, as for any other configuration error.
+    """
+    known = ", ".join(sorted(backends)) or "none"
+    for i, node in enumerate(loaded.settings.nodes):
+        where = ["nodes", f"[{i}]"]
+        parts = [(where, node.type, node.options)] + [
+            ([*where, "services", f"[{j}]"], service.type, service.options)
+            for j, service in enumerate(node.services)
+        ]
+        for keys, kind, options in parts:
+            cls = backends.get(kind)
+            if cls is None:
+                _fail(loaded, [*keys, "type"], f"unknown type {kind!r} (known: {known})")
+            try:
+                msgspec.convert(options, cls.Config, strict=False)
+            except msgspec.ValidationError as exc:
+                _fail(loaded, [*keys, "options"], f"{exc} (options of type {kind!r})")
+
+
 def url_problem(url: str) -> str:
     """Why ``url`` is not an ``http(s)://host[:port]`` base URL, or "" when it is."""
     parts = urlsplit(url.strip())
     if not parts.scheme or not parts.netloc:
-        return f"{url!r} is not a URL: it needs a scheme and a host, e.g. http://{url or 'HOST'}"
+        example = url.strip() if url.strip() and "://" not in url else "HOST:11434"
+        return f"{url!r} is not a URL: it needs a scheme and a host, e.g. http://{example}"
     if parts.scheme not in ("http", "https"):
         return f"{url!r}: the scheme must be http or https, not {parts.scheme}"
     try:
@@ -314,6 +350,26 @@ def _copy_tree(value: Any) -> Any:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+def _yaml_problem(exc: yaml.YAMLError, one_line: bool = False) -> tuple[str, str]:
+    """Where a YAML error is (``line 3, column 5``) and what it is, without PyYAML's
+    ``in "<unicode string>"`` and source snippets, which do not fit on one line."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or not exc.problem:
+        return "", _one_line(exc)
+    mark, context = exc.problem_mark, exc.context_mark
+    where = ""
+    if mark is not None:
+        where = (
+            f"column {mark.column + 1}"
+            if one_line
+            else f"line {mark.line + 1}, column {mark.column + 1}"
+        )
+    what = exc.problem
+    if exc.context:
+        started = f" from line {context.line + 1}" if context is not None and not one_line else ""
+        what += f" ({exc.context}{started})"
+    return where, what
 
 
 def _set_path(target: dict[str, Any], dotted: list[str], value: Any) -> None:

@@ -70,14 +70,28 @@ def _explain(message: str, source: str, text: str, root: Any) -> str:
         owner = _struct_at(root, keys[:-1])
         known = ", ".join(owner.__struct_fields__) if owner else ""
         what = f"unknown key `{bad}`" + (f" (known keys here: {known})" if known else "")
+    elif detail.startswith("Object missing required field"):
+        keys.append(detail.split("`")[1])  # name the missing key, and say what it means
+        what = "required, but missing"
+    elif detail.startswith("Invalid enum value") and _choices(root, keys):
+        value = detail.removeprefix("Invalid enum value").strip()
+        what = f"{value} is not one of {', '.join(_choices(root, keys))}"
     else:
         what = detail[0].lower() + detail[1:] if detail else "invalid value"
     dotted = "".join(k if k.startswith("[") else f".{k}" for k in keys).lstrip(".") or "(top level)"
     line = line_of(text, keys)
     meaning = _meaning(root, keys)
     location = f"{source}, line {line}" if line else source
-    suffix = f" -- `{keys[-1] if keys else dotted}` is: {meaning}" if meaning else ""
+    named = [k for k in keys if not k.startswith("[")]  # `nodes`, not `[0]`
+    suffix = f" -- `{named[-1] if named else dotted}` is: {meaning}" if meaning else ""
     return f"config error in {location}: {dotted}: {what}{suffix}"
+
+
+def _choices(root: Any, keys: list[str]) -> list[str]:
+    """The values a ``Literal`` setting allows, or [] for any other type."""
+    owner = _struct_at(root, keys[:-1])
+    tp = _field_types(owner).get(keys[-1]) if owner and keys else None
+    return [str(arg) for arg in getattr(tp, "__args__", ())] if tp is not None else []
 
 
 def _struct_at(root: Any, keys: list[str]) -> type[msgspec.Struct] | None:

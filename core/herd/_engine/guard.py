@@ -28,7 +28,7 @@ _JSON_START = frozenset(b"{[")
 DASHBOARD_HEADERS = [
     (
         b"content-security-policy",
-        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"default-src 'self'; script-src 'self'; style-src 'self'; "
         b"img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
         b"frame-ancestors 'none'; form-action 'self'",
     ),

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+from datetime import datetime
 from typing import Any, TextIO
 
 __all__ = ["AccessLog", "JsonFormatter", "configure_logging"]
@@ -32,7 +33,10 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
+            # with its UTC offset: a collector in another zone must not guess the time
+            "time": datetime.fromtimestamp(record.created)
+            .astimezone()
+            .isoformat("T", "milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -51,6 +51,12 @@ def _short(module: str) -> str:
     return module.rsplit(".", 1)[-1].replace("_", "-")
 
 
+def plugin_names(module: str) -> set[str]:
+    """The names ``plugins.disable`` takes for a module: its path, ``sink-duckdb`` and
+    ``sink_duckdb`` (the last is how the start-up line used to print it)."""
+    return {module, _short(module), module.rsplit(".", 1)[-1]}
+
+
 def make_plugin_manager(settings: Any = None, *, env: Any = None) -> pluggy.PluginManager:
     """Build a plugin manager with the hookspecs, built-ins, entry points and YAML plugins.
 
@@ -80,8 +86,11 @@ def make_plugin_manager(settings: Any = None, *, env: Any = None) -> pluggy.Plug
     for name in disabled:
         pm.set_blocked(name)
 
+    known: set[str] = set()  # every name a plugin answers to, to find names that match none
+
     def is_disabled(module: str) -> bool:
-        return bool({module, _short(module)} & disabled)
+        known.update(plugin_names(module))
+        return bool(plugin_names(module) & disabled)
 
     extra = list(getattr(getattr(settings, "plugins", None), "load", []) or [])
     for module in (*BUILTIN_PLUGINS, *extra):
@@ -95,6 +104,7 @@ def make_plugin_manager(settings: Any = None, *, env: Any = None) -> pluggy.Plug
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=hookspecs.PROJECT):
+            known.add(ep.name)
             if ep.name in disabled or is_disabled(ep.value):
                 continue
             try:
@@ -106,6 +116,14 @@ def make_plugin_manager(settings: Any = None, *, env: Any = None) -> pluggy.Plug
                 ) from exc
     except PluginLoadError:
         raise
+    unmatched = sorted(disabled - known)
+    if unmatched:  # a typo would otherwise leave the plugin running without a word
+        choices = sorted(name for name in known if "." not in name and "_" not in name)
+        log.warning(
+            "plugins.disable: no plugin is named %s (plugins: %s)",
+            ", ".join(unmatched),
+            ", ".join(choices),
+        )
     pm.check_pending()
     return pm
 

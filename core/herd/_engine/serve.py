@@ -135,7 +135,9 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
     server = RouterServer(config)
     try:
         server.run(sockets=[sock])
-    except SystemExit:
+    except (SystemExit, KeyboardInterrupt):
+        # uvicorn shuts down gracefully on Ctrl-C, then re-raises SIGINT, which Python turns
+        # into a KeyboardInterrupt: the stop was asked for and done, so no traceback.
         pass
     finally:
         sock.close()
@@ -169,9 +171,13 @@ def _announce(app: Any, settings: Settings) -> None:
             else (view.last_error or "not answering")
         )
         log.info("node %s (%s, %s): %s, %s", view.name, view.type, view.url, view.status, detail)
-    names = sorted(_short(name) for name, _ in app.state.gateway.pm.list_name_plugin())
+    pm = app.state.gateway.pm  # a disabled name is listed too, blocked, with no plugin
+    names = sorted(_short(name) for name, plugin in pm.list_name_plugin() if plugin is not None)
     log.info("plugins loaded: %s", ", ".join(names) or "none")
 
 
 def _short(name: str) -> str:
-    return name.removeprefix("herd_plugins.").removeprefix("herd_contrib.")
+    """``sink-duckdb`` for ``herd_plugins.sink_duckdb``: the name ``plugins.disable`` takes."""
+    if name.startswith(("herd_plugins.", "herd_contrib.")):
+        return name.rsplit(".", 1)[-1].replace("_", "-")
+    return name

@@ -49,8 +49,8 @@ async def page() -> Response[bytes]:
     """The dashboard page (one HTML file; the tabs are JavaScript modules)."""
     return Response(
         _index_html(),
-        media_type=_HTML,
-        headers={"Cache-Control": "no-cache"},
+        # content-type as a header: as a text/* media_type Litestar would add a second charset
+        headers={"Cache-Control": "no-cache", "content-type": _HTML},
     )
 
 

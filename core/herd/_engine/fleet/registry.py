@@ -16,6 +16,7 @@ import msgspec
 from herd._engine.fleet.membership import Membership
 from herd._engine.fleet.services import NodeService, build_service, poll_services, refresh_view
 from herd.interfaces import Backend, BackendContext, LoadedModel, NodeReport, NodeView
+from herd.net import describe_network_error
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
 __all__ = ["LOCAL_OLLAMA_URL", "Fleet", "FleetNode", "note_memory_changes"]
@@ -129,6 +130,8 @@ class Fleet:
         """Poll every node once (so the first request sees the fleet), then keep polling."""
         if not self.nodes and self.settings.fleet.discover_local:
             local = self.add(NodeConfig(name="local", url=LOCAL_OLLAMA_URL))
+            # Not found is said once, below, with what to do: no "node local is offline" first
+            local.view.status = "offline"
             await self.poll(local)
             if local.view.online:
                 log.info("found Ollama at %s; serving it as node 'local'", LOCAL_OLLAMA_URL)
@@ -270,9 +273,7 @@ class Fleet:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
+    return describe_network_error(exc)
 
 
 def note_memory_changes(view: NodeView, loaded: dict[str, LoadedModel], now: float) -> None:

@@ -28,6 +28,7 @@ import msgspec
 
 from herd.interfaces import Backend, BackendContext, ModelEntry, NodeView
 from herd.names import normalize_model_name
+from herd.net import describe_network_error
 from herd.settings import NodeConfig, ServiceConfig
 
 __all__ = ["build_service", "poll_services", "refresh_view"]
@@ -140,7 +141,7 @@ async def _poll_one(view: NodeView, service: NodeService) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        error = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+        error = describe_network_error(exc)
         if service.online:
             log.warning(
                 "node %s: service %s is not answering: %s", view.name, service.config.url, error

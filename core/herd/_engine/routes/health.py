@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, route
+from litestar import Request, Response, route
 
 import herd
 from herd._engine.routes.common import JSON, gateway_of
@@ -17,10 +17,13 @@ OLLAMA_IS_RUNNING = b"Ollama is running"
 @route("/", http_method=["GET", "HEAD"], status_code=200)
 async def root() -> Response[bytes]:
     """``Ollama is running``: clients probe this before they talk to a server."""
-    return Response(OLLAMA_IS_RUNNING, media_type="text/plain; charset=utf-8")
+    # The header is given whole: Litestar appends a second "; charset=utf-8" to a text/*
+    # media_type that already carries one.
+    return Response(OLLAMA_IS_RUNNING, headers={"content-type": "text/plain; charset=utf-8"})
 
 
-@get("/healthz", status_code=200)
+# HEAD too: uptime monitors and `curl -I` probe with it (a 405 read as "down")
+@route("/healthz", http_method=["GET", "HEAD"], status_code=200)
 async def healthz(request: Request[Any, Any, Any]) -> Response[bytes]:
     """200 with the router's version and node counts while the process can serve."""
     gateway = gateway_of(request)
@@ -34,7 +37,7 @@ async def healthz(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(msgspec.json.encode(body), media_type=JSON)
 
 
-@get("/readyz", status_code=200, opt={"herd_auth": "public"})
+@route("/readyz", http_method=["GET", "HEAD"], status_code=200, opt={"herd_auth": "public"})
 async def readyz(request: Request[Any, Any, Any]) -> Response[bytes]:
     """200 once at least one node is online, 503 before: what a load balancer should ask."""
     views = gateway_of(request).fleet.views()

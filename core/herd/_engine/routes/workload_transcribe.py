@@ -175,7 +175,8 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
         content = msgspec.json.encode({"model": model, **_native(result)})
         return Response(content, media_type=JSON, headers=exchange.headers())
     content, media = render_transcript(result, response_format)
-    return Response(content, media_type=media, headers=exchange.headers())
+    # The type as a header: Litestar appends a second charset to a text/* media_type.
+    return Response(content, headers={**exchange.headers(), "content-type": media})
 
 
 def _result(body: bytes) -> dict[str, Any]:

@@ -76,6 +76,13 @@ class DuckDBSink(TraceSink):
         threads: Annotated[
             int, msgspec.Meta(ge=1, description="DuckDB worker threads (inserts and queries).")
         ] = 1
+        memory_limit: Annotated[
+            str,
+            msgspec.Meta(
+                description="Most memory DuckDB may use for its caches (DuckDB's own "
+                "default is 80% of the machine's RAM); more spills to disk."
+            ),
+        ] = "256MB"
         export_dir: Annotated[
             str,
             msgspec.Meta(
@@ -171,7 +178,10 @@ class DuckDBSink(TraceSink):
         try:
             # One thread: measured in the router, DuckDB's default (one per core) costs
             # about six times the CPU per insert, spent beside the event loop.
-            self._db = duckdb.connect(self.path, config={"threads": self.config.threads})
+            self._db = duckdb.connect(
+                self.path,
+                config={"threads": self.config.threads, "memory_limit": self.config.memory_limit},
+            )
             version = migrate(self._db)
         except (duckdb.Error, OSError) as exc:
             raise TraceStoreError(

@@ -118,6 +118,7 @@ class WaitTimeSignal(Signal):
         model_service = self._model_service.get(key)
         warm_since = time.time() - config.warm_window_s
         load_rates = self._load_rate
+        prior_per_gb, warm_factor = config.prior_load_s_per_gb, config.warm_load_factor
         size_seen = 0
         out = []
         mark = hot.append if hot is not None else None
@@ -150,7 +151,7 @@ class WaitTimeSignal(Signal):
                     load_s = load.value
                 else:
                     rate = load_rates.get(node.name) if load_rates else None
-                    per_gb = rate.value if rate is not None else config.prior_load_s_per_gb
+                    per_gb = rate.value if rate is not None else prior_per_gb
                     load_s = per_gb * (entry.size / GB if entry else 1.0)
                 if key in node.loading:
                     load_s *= 0.5  # under way already
@@ -159,7 +160,7 @@ class WaitTimeSignal(Signal):
                 else:
                     unloaded = node.unloaded_at
                     if unloaded and unloaded.get(key, 0.0) > warm_since:
-                        load_s *= config.warm_load_factor  # still in the disk cache
+                        load_s *= warm_factor  # still in the disk cache
                     if mark is not None:
                         mark(False)
                 wait += load_s

@@ -8,12 +8,15 @@ a node's total is the weighted mean of its signals' scores, so it is in [0, 1] t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import attrgetter
 
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
 __all__ = ["Decision", "Ranker"]
 
 _SERVING_STATES = ("online", "degraded")
+_status = attrgetter("status")
+_name = attrgetter("name")
 
 
 class Decision:
@@ -140,11 +143,12 @@ class Ranker:
         # sorted() is stable, reverse included: ties keep configuration order
         order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
         ranked = [candidates[i] for i in order]
-        if any(view.status != "online" for view in ranked):  # degraded: last resort
+        statuses = list(map(_status, candidates))
+        if statuses.count("online") != len(statuses):  # degraded: last resort
             ranked = [v for v in ranked if v.status == "online"] + [
                 v for v in ranked if v.status != "online"
             ]
-        node_names = [view.name for view in candidates]
+        node_names = list(map(_name, candidates))
         decision.ranked = ranked
         decision.totals = dict(zip(node_names, totals, strict=True))
         decision._names = self._names

@@ -54,7 +54,7 @@ class AvailabilitySignal(Signal):
         out = []
         for node in nodes:
             value = 1.0
-            tally = tallies.get(node.name)
+            tally = tallies.get(node.name) if tallies else None
             if tally is not None and tally[1] > 0.01:
                 good, bad, _ = self._decayed(node.name, time.monotonic())
                 prior = config.prior_successes

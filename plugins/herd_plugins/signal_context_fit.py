@@ -6,8 +6,6 @@ from collections.abc import Sequence
 
 from herd import InferenceRequest, NodeView, Signal, hookimpl
 
-_FITS: tuple[float, str | None] = (1.0, None)
-
 
 class ContextFitSignal(Signal):
     """Tokens needed = the request's estimated prompt tokens (text, history, images) plus
@@ -31,7 +29,9 @@ class ContextFitSignal(Signal):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
-        self._verdicts: dict[str, tuple[float, str | None]] = {}
+        # the last prepare's nodes and their scores, and the same by name (built if asked)
+        self._prepared: tuple[Sequence[NodeView], list[float]] = ((), [])
+        self._verdicts: dict[str, float] | None = {}
 
     def needed_tokens(self, request: InferenceRequest) -> int:
         predict = request.num_predict
@@ -44,23 +44,28 @@ class ContextFitSignal(Signal):
         needed = self.needed_tokens(request)
         key, asked = request.model_key, request.num_ctx
         fresh_fits = (asked or self.config.node_default_num_ctx) >= needed
-        verdicts: dict[str, tuple[float, str | None]] = {}
+        scores: list[float] = []
+        reasons: dict[str, str] = {}
         for node in nodes:  # the common cases inline; the rest in _judge
-            loaded = node.loaded.get(key)
+            loaded = node.loaded.get(key) if node.loaded else None
             if loaded is None:
                 if fresh_fits and key not in node.loading:
-                    verdicts[node.name] = _FITS
+                    scores.append(1.0)
                     continue
             elif needed <= loaded.context_length and (
                 asked is None or asked <= loaded.context_length
             ):
-                verdicts[node.name] = _FITS
+                scores.append(1.0)
                 continue
-            verdicts[node.name] = self._judge(request, node, needed)
-        self._verdicts = verdicts
-        if not any(score >= 1.0 for score, _ in verdicts.values()):
+            score, reason = self._judge(request, node, needed)
+            scores.append(score)
+            if reason is not None:
+                reasons[node.name] = reason
+        self._prepared = (nodes, scores)
+        self._verdicts = None
+        if 1.0 not in scores and not any(score >= 1.0 for score in scores):
             return None  # nothing fits better: no node is turned away for its context
-        return {name: reason for name, (_, reason) in verdicts.items() if reason is not None}
+        return reasons
 
     def _judge(
         self, request: InferenceRequest, node: NodeView, needed: int
@@ -82,14 +87,22 @@ class ContextFitSignal(Signal):
         return 0.5 * context / needed, None
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
-        verdict = self._verdicts.get(node.name)
-        if verdict is None:  # a direct call, without prepare
-            verdict = self._judge(request, node, self.needed_tokens(request))
-        return verdict[0]
+        score = self._by_name().get(node.name)
+        if score is None:  # a direct call, without prepare
+            score = self._judge(request, node, self.needed_tokens(request))[0]
+        return score
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
-        verdicts = self._verdicts
-        return [verdicts[node.name][0] for node in nodes]
+        if nodes is self._prepared[0]:
+            return self._prepared[1]
+        known = self._by_name()
+        return [known[node.name] for node in nodes]
+
+    def _by_name(self) -> dict[str, float]:
+        if self._verdicts is None:
+            nodes, scores = self._prepared
+            self._verdicts = {node.name: score for node, score in zip(nodes, scores, strict=True)}
+        return self._verdicts
 
 
 @hookimpl

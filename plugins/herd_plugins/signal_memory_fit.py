@@ -50,21 +50,26 @@ class MemoryFitSignal(Signal):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._resident: dict[str, int] = {}
-        self._scores: dict[str, float] = {}
+        # the last prepare's nodes and their scores, and the same by name (built if asked)
+        self._prepared: tuple[Sequence[NodeView], list[float]] = ((), [])
+        self._scores: dict[str, float] | None = {}
 
     def needed_bytes(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> int:
         """The memory the model takes once loaded (learned when any node has it loaded)."""
         key = request.model_key
-        disk = 0
-        for node in nodes:
-            loaded = node.loaded.get(key)
+        for node in reversed(nodes):  # the last node with it loaded says how big it is
+            loaded = node.loaded.get(key) if node.loaded else None
             if loaded is not None and loaded.size:
                 self._resident[key] = loaded.size
+                return loaded.size
+        resident = self._resident.get(key)
+        if resident is not None:
+            return resident
+        disk = 0
+        for node in nodes:
             entry = node.models.get(key)
             if entry is not None and entry.size > disk:
                 disk = entry.size
-        if key in self._resident:
-            return self._resident[key]
         context = request.num_ctx or self.config.default_num_ctx
         return int(disk + disk / GB * self.config.kv_bytes_per_token_per_gb * context)
 
@@ -74,46 +79,65 @@ class MemoryFitSignal(Signal):
         key = request.model_key
         needed = self.needed_bytes(request, nodes)
         config = self.config
-        scores: dict[str, float] = {}
+        scores: list[float] = []
         too_small: dict[str, str] = {}
         for node in nodes:
-            loaded = node.loaded.get(key)
-            if loaded is not None and loaded.size_vram and loaded.size_vram < 0.9 * loaded.size:
-                scores[node.name] = config.offloaded  # partly in system RAM: it cannot hold it
+            loaded_models = node.loaded
+            loaded = loaded_models.get(key) if loaded_models else None
+            if loaded is not None:
+                if loaded.size_vram and loaded.size_vram < 0.9 * loaded.size:
+                    scores.append(config.offloaded)  # partly in system RAM: it cannot hold it
+                else:
+                    scores.append(1.0)
                 continue
-            if loaded is not None or key in node.loading:
-                scores[node.name] = 1.0
+            if key in node.loading:
+                scores.append(1.0)
                 continue
-            capacity, used = memory_of(node)
-            exact = bool(node.vram_total or node.ram_total)
+            if node.vram_total:  # memory_of's common case, inlined
+                capacity, exact = node.vram_total, True
+                used = node.vram_used
+                if loaded_models:
+                    used = max(used, sum(m.size_vram or m.size for m in loaded_models.values()))
+            else:
+                capacity, used = memory_of(node)
+                exact = bool(node.ram_total)
             if not capacity:
-                scores[node.name] = config.unknown
+                scores.append(config.unknown)
             elif needed <= capacity - used:
-                scores[node.name] = 0.8 + 0.2 * (1.0 - needed / (capacity - used))
+                scores.append(0.8 + 0.2 * (1.0 - needed / (capacity - used)))
             elif not exact:
-                scores[node.name] = config.unknown  # a learned lower bound: it may fit
+                scores.append(config.unknown)  # a learned lower bound: it may fit
             elif needed > capacity:
-                scores[node.name] = 0.0
+                scores.append(0.0)
                 too_small[node.name] = (
                     f"needs {needed / GB:.1f} GB, node has {capacity / GB:.1f} GB in all"
                 )
             else:
                 idle = node.in_flight_by_model
                 evictable = sum(
-                    m.size_vram or m.size for k, m in node.loaded.items() if not idle.get(k)
+                    m.size_vram or m.size for k, m in loaded_models.items() if not idle.get(k)
                 )
                 fits = needed <= capacity - used + evictable
-                scores[node.name] = config.eviction if fits else config.busy
-        self._scores = scores
+                scores.append(config.eviction if fits else config.busy)
+        self._prepared = (nodes, scores)
+        self._scores = None
         return too_small if len(too_small) < len(nodes) else None
 
+    def _by_name(self) -> dict[str, float]:
+        if self._scores is None:
+            nodes, scores = self._prepared
+            self._scores = {node.name: score for node, score in zip(nodes, scores, strict=True)}
+        return self._scores
+
     def score(self, request: InferenceRequest, node: NodeView) -> float:
-        if node.name not in self._scores:  # a direct call, without prepare
+        if node.name not in self._by_name():  # a direct call, without prepare
             self.prepare(request, [node])
-        return self._scores[node.name]
+        return self._by_name()[node.name]
 
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
-        known = self._scores
+        if nodes is self._prepared[0]:
+            return self._prepared[1]
+        known = self._by_name()
         return [known[node.name] for node in nodes]
 
 

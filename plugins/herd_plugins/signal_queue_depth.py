@@ -31,15 +31,19 @@ class QueueDepthSignal(Signal):
         config = self.config
         other, saturated = config.other_models, config.saturated
         out = []
-        for node in nodes:
+        append = out.append
+        for node in nodes:  # empty dicts are skipped before .get: this runs per node
             mine = node.in_flight_by_model.get(key, 0)
-            queued = node.queued_by_model.get(key, 0)
-            slots = node.num_parallel or node.learned_parallel.get(key) or node.assumed_parallel
+            waiting = node.queued_by_model
+            queued = waiting.get(key, 0) if waiting else 0
+            learned = node.learned_parallel
+            slots = node.num_parallel or (learned and learned.get(key)) or node.assumed_parallel
             if mine < slots and not queued:
                 busy = mine + other * (node.in_flight - mine)
-                out.append(max(0.5, 1.0 - 0.5 * busy / slots))
+                free = 1.0 - 0.5 * busy / slots
+                append(free if free > 0.5 else 0.5)  # max(0.5, free)
             else:
-                out.append(saturated / (1.0 + queued / slots))
+                append(saturated / (1.0 + queued / slots))
         return out
 
 

@@ -31,10 +31,13 @@ class RoleAffinitySignal(Signal):
         super().__init__(config)
         self._size = 0.0
         self._largest = 0
+        self._memories: tuple[Sequence[NodeView], list[int]] | None = None
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         if self.config.mode == "big-first":
-            self._largest = max((_exact_memory(node) for node in nodes), default=0)
+            memories = [node.vram_total or node.ram_total for node in nodes]  # _exact_memory
+            self._largest = max(memories, default=0)
+            self._memories = (nodes, memories)  # scores() reuses them for the same nodes
             return
         key = request.model_key
         size = 0
@@ -54,12 +57,14 @@ class RoleAffinitySignal(Signal):
     def scores(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[float]:
         if self.config.mode == "big-first":
             largest, unknown = self._largest, self.config.unknown
+            prepared, self._memories = self._memories, None
             if not largest:
                 return [unknown] * len(nodes)
-            return [
-                (memory / largest) ** 0.5 if (memory := _exact_memory(node)) else unknown
-                for node in nodes
-            ]
+            if prepared is not None and prepared[0] is nodes:
+                memories = prepared[1]
+            else:
+                memories = [_exact_memory(node) for node in nodes]
+            return [(memory / largest) ** 0.5 if memory else unknown for memory in memories]
         size, unknown = self._size, self.config.unknown
         if not size:
             return [unknown] * len(nodes)
@@ -74,8 +79,7 @@ class RoleAffinitySignal(Signal):
 def _exact_memory(node: NodeView) -> int:
     """The node's memory when reported; a lower bound learned from ``/api/ps`` says how
     much it was seen using, not how big it is, so it does not count here."""
-    memory, exact = node.memory()
-    return memory if exact else 0
+    return node.vram_total or node.ram_total  # NodeView.memory()'s exact cases
 
 
 @hookimpl

@@ -54,11 +54,12 @@ class SessionAffinitySignal(Signal):
             self._home = None
             return
         load = node.in_flight + sum(node.queued_by_model.values())
+        if load < node.slots_for(request.model_key):
+            return  # not saturated: it stays home, however the others are loaded
         total = sum(n.in_flight for n in nodes)
         total += sum(sum(n.queued_by_model.values()) for n in nodes if n.queued_by_model)
         mean = total / len(nodes)
-        crowded = load > mean * (1.0 + self.config.max_share_above_mean)
-        if crowded and load >= node.slots_for(request.model_key):
+        if load > mean * (1.0 + self.config.max_share_above_mean):  # crowded
             self._home = None
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:

@@ -50,7 +50,8 @@ class ThermalSignal(Signal):
                 if entry is None:
                     out.append(0.0)
                     continue
-                left_at = node.unloaded_at.get(key)
+                unloaded = node.unloaded_at
+                left_at = unloaded.get(key) if unloaded else None
                 base = warm if left_at is not None and left_at > warm_since else cold
                 size = entry.size
                 if 0 < size < quick:  # a small model loads at once: its penalty shrinks

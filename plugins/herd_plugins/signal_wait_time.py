@@ -82,15 +82,16 @@ class WaitTimeSignal(Signal):
         self._model_service: dict[str, RunningQuantile] = {}
         self._load_rate: dict[str, RunningQuantile] = {}  # node -> load seconds per GB
         self._sizes: dict[str, int] = {}  # model -> bytes on disk, as last seen
-        self._prepared: tuple[str, bool, Sequence[NodeView], list[float]] | None = None
+        self._prepared: tuple[str, bool, Sequence[NodeView], list[float], list[bool]] | None = None
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
-        waits = self._estimates(key, nodes)
+        hot: list[bool] = []
+        waits = self._estimates(key, nodes, hot)
         best_hot = best_cold = None
         if self.config.prefer_loaded:
-            for node, wait in zip(nodes, waits, strict=True):
-                if key in node.loaded or key in node.loading:
+            for node, wait, is_hot in zip(nodes, waits, hot, strict=True):
+                if is_hot:
                     if node.status == "online" and (best_hot is None or wait < best_hot):
                         best_hot = wait
                 elif best_cold is None or wait < best_cold:
@@ -100,49 +101,72 @@ class WaitTimeSignal(Signal):
             and best_cold is not None
             and best_hot + self.config.prefer_margin_s <= best_cold
         )
-        self._prepared = (key, prefer, nodes, waits)
+        self._prepared = (key, prefer, nodes, waits, hot)
 
     def estimate(self, request: InferenceRequest, node: NodeView) -> float:
         """Seconds until this request's first token on ``node``."""
         return self._estimates(request.model_key, [node])[0]
 
-    def _estimates(self, key: str, nodes: Sequence[NodeView]) -> list[float]:
-        """Seconds until the first token on each node (one loop: it runs per request)."""
+    def _estimates(
+        self, key: str, nodes: Sequence[NodeView], hot: list[bool] | None = None
+    ) -> list[float]:
+        """Seconds until the first token on each node (one loop: it runs per request);
+        ``hot`` gets, per node, whether the model is loaded or loading there."""
         config = self.config
-        by_node = self._times.get(key, {})
+        by_node = self._times.get(key) or {}
         prior_first, prior_service = config.prior_first_token_s, config.prior_service_s
         model_service = self._model_service.get(key)
         warm_since = time.time() - config.warm_window_s
+        load_rates = self._load_rate
+        prior_per_gb, warm_factor = config.prior_load_s_per_gb, config.warm_load_factor
+        size_seen = 0
         out = []
-        for node in nodes:
-            times = by_node.get(node.name)
+        mark = hot.append if hot is not None else None
+        for node in nodes:  # empty dicts are skipped before .get: this runs per node
+            times = by_node.get(node.name) if by_node else None
             first = times.first_token if times is not None else None
             wait = first.value if first is not None else prior_first
-            slots = node.num_parallel or node.learned_parallel.get(key) or node.assumed_parallel
+            learned = node.learned_parallel
+            slots = node.num_parallel or (learned and learned.get(key)) or node.assumed_parallel
+            queued = node.queued_by_model
             ahead = (
-                node.in_flight_by_model.get(key, 0) + node.queued_by_model.get(key, 0) - slots + 1
+                node.in_flight_by_model.get(key, 0)
+                + (queued.get(key, 0) if queued else 0)
+                - slots
+                + 1
             )
             if ahead > 0:
                 service = (times.service if times is not None else None) or model_service
                 typical = service.value if service is not None else prior_service
                 wait += ahead * typical / slots
-            if key not in node.loaded:
+            if key in node.loaded:
+                if mark is not None:
+                    mark(True)
+            else:
                 load = times.load if times is not None else None
                 entry = node.models.get(key)
                 if entry is not None and entry.size:
-                    self._sizes[key] = entry.size
+                    size_seen = entry.size
                 if load is not None:
                     load_s = load.value
                 else:
-                    rate = self._load_rate.get(node.name)
-                    per_gb = rate.value if rate is not None else config.prior_load_s_per_gb
+                    rate = load_rates.get(node.name) if load_rates else None
+                    per_gb = rate.value if rate is not None else prior_per_gb
                     load_s = per_gb * (entry.size / GB if entry else 1.0)
                 if key in node.loading:
                     load_s *= 0.5  # under way already
-                elif node.unloaded_at.get(key, 0.0) > warm_since:
-                    load_s *= config.warm_load_factor  # still in the disk cache
+                    if mark is not None:
+                        mark(True)
+                else:
+                    unloaded = node.unloaded_at
+                    if unloaded and unloaded.get(key, 0.0) > warm_since:
+                        load_s *= warm_factor  # still in the disk cache
+                    if mark is not None:
+                        mark(False)
                 wait += load_s
             out.append(wait)
+        if size_seen:
+            self._sizes[key] = size_seen  # as the last node with it on disk says
         return out
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
@@ -158,15 +182,15 @@ class WaitTimeSignal(Signal):
         prepared = self._prepared  # kept: score() agrees with it until the next prepare
         if prepared is None or prepared[0] != key:
             return [half / (half + wait) for wait in self._estimates(key, nodes)]
-        _, prefer, prepared_nodes, waits = prepared
+        _, prefer, prepared_nodes, waits, hot = prepared
         if nodes is not prepared_nodes:  # another signal turned some away: pick theirs
             by_name = {n.name: w for n, w in zip(prepared_nodes, waits, strict=True)}
             waits = [by_name[node.name] for node in nodes]
+            hot = [key in node.loaded or key in node.loading for node in nodes]
         if not prefer:
             return [half / (half + wait) for wait in waits]
         return [
-            half / (half + wait) if key in node.loaded or key in node.loading else 0.0
-            for node, wait in zip(nodes, waits, strict=True)
+            half / (half + wait) if is_hot else 0.0 for wait, is_hot in zip(waits, hot, strict=True)
         ]
 
     def observe(self, trace: RequestTrace) -> None:

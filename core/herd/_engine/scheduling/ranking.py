@@ -8,13 +8,15 @@ a node's total is the weighted mean of its signals' scores, so it is in [0, 1] t
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import mul
+from operator import attrgetter
 
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
 __all__ = ["Decision", "Ranker"]
 
 _SERVING_STATES = ("online", "degraded")
+_status = attrgetter("status")
+_name = attrgetter("name")
 
 
 class Decision:
@@ -26,14 +28,15 @@ class Decision:
         rejections: Why each other node cannot serve, by node name.
     """
 
-    __slots__ = ("_names", "_rows", "_scores", "ranked", "rejections", "totals")
+    __slots__ = ("_columns", "_names", "_nodes", "_scores", "ranked", "rejections", "totals")
 
     def __init__(self) -> None:
         self.ranked: list[NodeView] = []
         self.totals: dict[str, float] = {}
         self.rejections: dict[str, str] = {}
         self._names: list[str] = []
-        self._rows: dict[str, tuple[float, ...]] = {}
+        self._nodes: list[str] = []
+        self._columns: list[list[float]] = []
         self._scores: dict[str, dict[str, float]] | None = None
 
     @property
@@ -41,8 +44,10 @@ class Decision:
         """Each ranked node's score per signal, in [0, 1] (built when first read)."""
         if self._scores is None:
             names = self._names
+            rows = zip(*self._columns, strict=True) if self._columns else [()] * len(self._nodes)
             self._scores = {
-                node: dict(zip(names, row, strict=True)) for node, row in self._rows.items()
+                node: dict(zip(names, row, strict=True))
+                for node, row in zip(self._nodes, rows, strict=True)
             }
         return self._scores
 
@@ -127,19 +132,26 @@ class Ranker:
             if not candidates:
                 return decision
         columns = [signal.scores(request, candidates) for signal in self.signals]
-        shares = self._shares
-        rows = list(zip(*columns, strict=True)) if columns else [()] * len(candidates)
-        totals = [sum(map(mul, row, shares)) for row in rows]
+        if columns:
+            # weigh column by column, then add up each row in signal order: the same
+            # products summed in the same order as sum(map(mul, row, shares)), only faster
+            pairs = zip(columns, self._shares, strict=True)
+            weighted = [[score * share for score in column] for column, share in pairs]
+            totals = list(map(sum, zip(*weighted, strict=True)))
+        else:
+            totals = [0] * len(candidates)
         # sorted() is stable, reverse included: ties keep configuration order
         order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
         ranked = [candidates[i] for i in order]
-        if any(view.status != "online" for view in ranked):  # degraded: last resort
+        statuses = list(map(_status, candidates))
+        if statuses.count("online") != len(statuses):  # degraded: last resort
             ranked = [v for v in ranked if v.status == "online"] + [
                 v for v in ranked if v.status != "online"
             ]
-        node_names = [view.name for view in candidates]
+        node_names = list(map(_name, candidates))
         decision.ranked = ranked
         decision.totals = dict(zip(node_names, totals, strict=True))
         decision._names = self._names
-        decision._rows = dict(zip(node_names, rows, strict=True))
+        decision._nodes = node_names
+        decision._columns = columns
         return decision

@@ -145,9 +145,19 @@ def test_node_names_are_checked_with_their_line(tmp_path: Path) -> None:
     ],
 )
 def test_backend_types_and_options_are_config_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], node: str, error: str
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+    node: str,
+    error: str,
 ) -> None:
     # check-config passes only what starts; herd itself says so before it binds (exit 2)
+    from herd._engine import logs
+
+    # herd sets up the process's logging on the way: not this test process's (a handler on
+    # this test's captured stderr would outlive it, and later tests' threads log to it)
+    monkeypatch.setattr(logs, "configure_logging", lambda *args, **kwargs: None)
     path = write(tmp_path, f"nodes:\n  - {node}\n")
     assert main([*command, "--config", str(path)]) == 2
     err = capsys.readouterr().err

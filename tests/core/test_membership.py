@@ -63,7 +63,8 @@ def test_agent_registers_with_its_first_heartbeat(make_sim, make_router, make_ag
     router = make_router(**PATIENT)
     agent = make_agent(router, sim, "gpu-1", interval=3.0)
     records = router.gateway.fleet.membership.records
-    wait_for(lambda: "gpu-1" in records, timeout=2.9)
+    # the record appears before its heartbeat is counted (the router's thread is mid-way)
+    wait_for(lambda: "gpu-1" in records and records["gpu-1"].beats > 0, timeout=2.9)
     assert records["gpu-1"].beats == 1  # registered by the first heartbeat, within one interval
     view = router.gateway.fleet.nodes["gpu-1"]
     assert view.view.status == "online" and view.view.url == sim.url

@@ -13,7 +13,7 @@ import msgspec
 from litestar import Request, Response, post
 
 from herd._engine.routes.common import JSON, exchange_for, read_body
-from herd._engine.routes.translated import drop_unsupported_think, render, take_chat
+from herd._engine.routes.translated import drop_unsupported_think, render, take_canonical
 from herd.errors import HerdError
 from herd.protocol.anthropic import (
     AnthropicRequestError,
@@ -57,7 +57,7 @@ async def create_message(request: Request[Any, Any, Any]) -> Response[Any]:
         except AnthropicRequestError as exc:
             raise HerdError(400, exc.message) from None
         metadata = {k: v for k, v in (parsed.metadata or {}).items() if k != "user_id"}
-        canonical = take_chat(
+        canonical = take_canonical(
             exchange,
             body,
             metadata=metadata or None,

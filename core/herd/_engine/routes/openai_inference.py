@@ -14,10 +14,9 @@ from typing import Any, TypeVar
 from litestar import Request, Response, post
 
 from herd._engine.exchange import Exchange
-from herd._engine.routes.common import JSON, exchange_for, read_body
-from herd._engine.streaming import RelayStream as Stream
+from herd._engine.routes.common import exchange_for, read_body
+from herd._engine.routes.translated import render, take_canonical
 from herd.errors import HerdError
-from herd.names import normalize_model_name
 from herd.protocol.openai import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -37,9 +36,6 @@ from herd.protocol.openai_stream import ChatStream, CompletionStream
 
 __all__ = ["ROUTES"]
 
-SSE = "text/event-stream"
-# No proxy between herd and the client should buffer the events (nginx honours this).
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 T = TypeVar("T")
 
 
@@ -69,43 +65,14 @@ def _take(
         canonical = convert(parsed, exchange.resolve(parsed.model))
     except OpenAIRequestError as exc:
         raise HerdError(400, exc.message, param=exc.param) from None
-    num_ctx = (canonical.get("options") or {}).get("num_ctx")
-    request = exchange.take(
-        body=canonical,
-        hints=canonical,
-        stream=bool(canonical.get("stream")),
-        num_ctx=num_ctx if isinstance(num_ctx, int) else None,
+    take_canonical(
+        exchange,
+        canonical,
         metadata=parsed.metadata,
         user=parsed.user,
-        body_names_model=True,
+        fallback_models=getattr(parsed, "fallback_models", None),
     )
-    fallback = getattr(parsed, "fallback_models", None)
-    if fallback:
-        request.fallback_models = [normalize_model_name(name) for name in fallback]
     return parsed, canonical
-
-
-def _render(
-    exchange: Exchange,
-    translate: Callable[[bytes], bytes],
-    stream: ChatStream | CompletionStream | None = None,
-) -> Response[Any]:
-    """The node's answer in OpenAI's form: its 4xx as an error, a whole object, or SSE."""
-    headers = exchange.headers()
-    status = exchange.attempt.reply.status
-    message = exchange.refusal()
-    if message is not None:
-        return Response(
-            error_body(status, message), status_code=status, media_type=JSON, headers=headers
-        )
-    if stream is None:
-        return Response(exchange.whole(translate), media_type=JSON, headers=headers)
-    headers.update(_SSE_HEADERS)
-    if exchange.streaming:
-        events = exchange.stream(stream.feed, stream.error_frame)
-        return Stream(events, media_type=SSE, headers=headers)
-    # A node may answer a stream request with one object (a load-only request does).
-    return Response(exchange.whole(stream.feed), media_type=SSE, headers=headers)
 
 
 def _include_usage(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
@@ -124,7 +91,9 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[Any]:
     if body.get("stream"):
         usage = _include_usage(parsed)
         stream = ChatStream(model, include_usage=usage, reasoning_field=reasoning)
-    return _render(exchange, lambda reply: chat_completion(reply, model, reasoning), stream)
+    return render(
+        exchange, lambda reply: chat_completion(reply, model, reasoning), error_body, stream
+    )
 
 
 @post("/v1/completions", status_code=200)
@@ -138,7 +107,7 @@ async def completions(request: Request[Any, Any, Any]) -> Response[Any]:
     stream = None
     if body.get("stream"):
         stream = CompletionStream(model, include_usage=_include_usage(parsed), echo=echo)
-    return _render(exchange, lambda reply: text_completion(reply, model, echo), stream)
+    return render(exchange, lambda reply: text_completion(reply, model, echo), error_body, stream)
 
 
 @post("/v1/embeddings", status_code=200)
@@ -148,7 +117,7 @@ async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
     parsed, _ = await _intake(exchange, request, EmbeddingRequest, embedding_to_ollama)
     await exchange.open()
     encoding = embedding_format(parsed)
-    return _render(exchange, lambda reply: embedding_list(reply, parsed.model, encoding))
+    return render(exchange, lambda reply: embedding_list(reply, parsed.model, encoding), error_body)
 
 
 ROUTES = [chat_completions, completions, embeddings]

@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, Response, post
 
 from herd._engine.routes.common import exchange_for, read_body
-from herd._engine.routes.translated import render, take_chat
+from herd._engine.routes.translated import render, take_canonical
 from herd.errors import HerdError
 from herd.protocol.openai import OpenAIRequestError, error_body
 from herd.protocol.responses import ResponsesRequest, decode_responses, responses_to_ollama
@@ -85,7 +85,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
             body = responses_to_ollama(parsed, exchange.resolve(parsed.model), history)
         except OpenAIRequestError as exc:
             raise HerdError(400, exc.message, param=exc.param) from None
-        canonical = take_chat(
+        canonical = take_canonical(
             exchange,
             body,
             metadata=parsed.metadata,

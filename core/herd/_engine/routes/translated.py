@@ -1,4 +1,4 @@
-"""What the translated chat fronts share (Anthropic Messages, OpenAI Responses).
+"""What the translated fronts share (OpenAI, Anthropic Messages, OpenAI Responses).
 
 Each such route decodes its protocol's request with a pure codec, hands the canonical
 (Ollama-shaped) body to its Exchange, and renders the node's answer through its codec:
@@ -23,7 +23,7 @@ __all__ = [
     "StreamTranslator",
     "drop_unsupported_think",
     "render",
-    "take_chat",
+    "take_canonical",
 ]
 
 SSE = "text/event-stream"
@@ -37,7 +37,7 @@ class StreamTranslator(Protocol):
     def error_frame(self, message: str) -> bytes: ...
 
 
-def take_chat(
+def take_canonical(
     exchange: Exchange,
     body: dict[str, Any],
     *,
@@ -45,7 +45,7 @@ def take_chat(
     user: str | None = None,
     fallback_models: list[str] | None = None,
 ) -> InferenceRequest:
-    """Hand a codec's canonical chat body (it names the resolved model) to the exchange."""
+    """Hand a codec's canonical body (it names the resolved model) to the exchange."""
     num_ctx = (body.get("options") or {}).get("num_ctx")
     request = exchange.take(
         body=body,

@@ -80,12 +80,7 @@ async def show(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not model:
         raise HerdError(400, "model is required")
     key = gateway.resolve_model(model, "ollama")
-    holders = [
-        node
-        for node in gateway.fleet.nodes.values()
-        if node.view.status == "online" and node.view.has_model(key)
-    ]
-    holders.sort(key=lambda node: key not in node.view.loaded)
+    holders = sorted(_online_holders(gateway, key), key=lambda node: key not in node.view.loaded)
     problems = []
     for node in holders:
         entry = node.view.models.get(key)
@@ -101,6 +96,15 @@ async def show(request: Request[Any, Any, Any]) -> Response[bytes]:
     if problems:
         raise HerdError(502, f"no node could describe {model}: {'; '.join(problems)}")
     raise HerdError(404, f"model '{model}' not found")
+
+
+def _online_holders(gateway: Gateway, key: str) -> list[FleetNode]:
+    """The online nodes that have the model (on disk or loaded)."""
+    return [
+        node
+        for node in gateway.fleet.nodes.values()
+        if node.view.status == "online" and node.view.has_model(key)
+    ]
 
 
 def _named_node(gateway: Gateway, request: Request[Any, Any, Any], named: str) -> FleetNode | None:
@@ -190,8 +194,7 @@ def _pull_target(gateway: Gateway, model: str) -> FleetNode:
     """An online node that has the model already, else the one auto-pull would choose
     (one known to hold it, then the most free memory)."""
     key = gateway.resolve_model(model, "ollama")
-    online = [n for n in gateway.fleet.nodes.values() if n.view.status == "online"]
-    holders = [n for n in online if n.view.has_model(key)]
+    holders = _online_holders(gateway, key)
     if holders:
         return holders[0]
     node = gateway.pull_target(key)

@@ -8,8 +8,9 @@ Times are ``TIMESTAMP`` in UTC (no zone); durations are milliseconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -162,88 +163,120 @@ def _micros(seconds: float) -> int | None:
     return int(seconds * 1_000_000) if seconds > 0 else None
 
 
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
-# (column, SQL cast of the unnested parameter, value of one trace).
-Column = tuple[str, str, Callable[["RequestTrace"], Any]]
-COLUMNS: tuple[Column, ...] = (
-    ("request_id", "VARCHAR", lambda t: t.request_id),
-    ("received_at", "TIMESTAMP", lambda t: _micros(t.received_at or t.done_at or time.time())),
-    ("api", "VARCHAR", lambda t: t.api),
-    ("endpoint", "VARCHAR", lambda t: t.endpoint),
-    ("kind", "VARCHAR", lambda t: t.kind),
-    ("model", "VARCHAR", lambda t: t.model),
-    ("served_model", "VARCHAR", lambda t: t.served_model),
-    ("node", "VARCHAR", lambda t: t.node),
-    ("status", "VARCHAR", lambda t: t.status),
-    ("http_status", "INTEGER", lambda t: t.http_status),
-    ("error", "VARCHAR", lambda t: t.error),
-    ("first_byte_at", "TIMESTAMP", lambda t: _micros(t.first_byte_at)),
-    ("done_at", "TIMESTAMP", lambda t: _micros(t.done_at)),
-    ("ttft_ms", "DOUBLE", lambda t: t.ttft_ms),
-    ("latency_ms", "DOUBLE", lambda t: t.latency_ms),
-    ("queue_ms", "DOUBLE", lambda t: t.queue_ms),
-    ("prompt_tokens", "INTEGER", lambda t: t.prompt_tokens),
-    ("completion_tokens", "INTEGER", lambda t: t.completion_tokens),
-    ("tokens_per_second", "DOUBLE", lambda t: t.tokens_per_second),
-    ("retries", "INTEGER", lambda t: t.retries),
-    ("excluded_nodes", "VARCHAR[]", lambda t: t.excluded_nodes),
-    ("tags", "VARCHAR[]", lambda t: t.tags),
-    ("client", "VARCHAR", lambda t: t.client),
-    ("stream", "BOOLEAN", lambda t: t.stream),
-    ("trace_id", "VARCHAR", lambda t: trace_id_of(t.request_id, t.traceparent)),
-    ("traceparent", "VARCHAR", lambda t: t.traceparent),
-    ("load_ms", "DOUBLE", lambda t: t.load_ms),
-    ("api_key", "VARCHAR", lambda t: t.api_key),
-    ("scores", "JSON", lambda t: _json(t.scores)),
-    ("rejections", "JSON", lambda t: _json(t.rejections)),
-    ("attempts", "JSON", lambda t: _json(t.attempts)),
-    ("session", "VARCHAR", lambda t: t.session),
-    ("notes", "VARCHAR[]", lambda t: t.notes),
+# Every column in table order, with its type in the batch document (timestamps travel as
+# microseconds, JSON as text). The SQL below and the document's shape are built from it.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("request_id", "VARCHAR"),
+    ("received_at", "TIMESTAMP"),
+    ("api", "VARCHAR"),
+    ("endpoint", "VARCHAR"),
+    ("kind", "VARCHAR"),
+    ("model", "VARCHAR"),
+    ("served_model", "VARCHAR"),
+    ("node", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("http_status", "INTEGER"),
+    ("error", "VARCHAR"),
+    ("first_byte_at", "TIMESTAMP"),
+    ("done_at", "TIMESTAMP"),
+    ("ttft_ms", "DOUBLE"),
+    ("latency_ms", "DOUBLE"),
+    ("queue_ms", "DOUBLE"),
+    ("prompt_tokens", "INTEGER"),
+    ("completion_tokens", "INTEGER"),
+    ("tokens_per_second", "DOUBLE"),
+    ("retries", "INTEGER"),
+    ("excluded_nodes", "VARCHAR[]"),
+    ("tags", "VARCHAR[]"),
+    ("client", "VARCHAR"),
+    ("stream", "BOOLEAN"),
+    ("trace_id", "VARCHAR"),
+    ("traceparent", "VARCHAR"),
+    ("load_ms", "DOUBLE"),
+    ("api_key", "VARCHAR"),
+    ("scores", "JSON"),
+    ("rejections", "JSON"),
+    ("attempts", "JSON"),
+    ("session", "VARCHAR"),
+    ("notes", "VARCHAR[]"),
 )
+
+# trace_id arrives empty for a trace without traceparent; DuckDB's md5 derives it (the
+# value derived_trace_id gives, as migration 2 relies on too), cheaper than hashlib.
+_DERIVED_TRACE_ID = "CASE WHEN trace_id = '' THEN md5(request_id) ELSE trace_id END"
 
 
 def _insert_sql() -> str:
-    """One statement for a whole batch: the rows arrive as one JSON array, which DuckDB
-    parses in its vectorised reader (``from_json`` into a list of structs, unnested)."""
-    names = ", ".join(name for name, _, _ in COLUMNS)
+    """One statement for a whole batch, its traces as one JSON document of columns.
+
+    ``from_json`` reads the document into a struct of lists, one list per column, and
+    ``unnest`` zips the lists back into rows. The document comes through a subquery
+    column, not straight from the parameter: a function of a parameter alone is folded
+    into a constant when the statement is bound, and DuckDB builds such a constant as
+    one boxed value per element, several times slower than the vectorised path.
+    """
+    names = [name for name, _ in COLUMNS]
     values = []
-    for name, sql_type, _ in COLUMNS:
+    for name, sql_type in COLUMNS:
         if sql_type == "TIMESTAMP":
-            values.append(f"make_timestamp(r.{name})")
+            values.append(f"make_timestamp({name})")
         elif sql_type == "JSON":
-            values.append(f"r.{name}::JSON")
+            values.append(f"{name}::JSON")
+        elif name == "trace_id":
+            values.append(_DERIVED_TRACE_ID)
         else:
-            values.append(f"r.{name}")
+            values.append(name)
+    unnested = ", ".join(f"unnest(c.{name}) AS {name}" for name in names)
     return (
-        f"INSERT INTO traces ({names}) SELECT {', '.join(values)} "
-        "FROM (SELECT unnest(from_json($1, $2)) AS r)"
+        f"INSERT INTO traces ({', '.join(names)}) SELECT {', '.join(values)} "
+        f"FROM (SELECT {unnested} FROM (SELECT from_json(doc, $2) AS c FROM (SELECT $1 AS doc)))"
     )
 
 
-def _row_shape() -> str:
-    """The ``from_json`` structure of one row: timestamps as microseconds, JSON as text."""
+def _document_shape() -> str:
+    """The ``from_json`` structure of a batch: a list per column."""
     types = {"TIMESTAMP": "BIGINT", "JSON": "VARCHAR"}
-    shape = {name: types.get(sql_type, sql_type) for name, sql_type, _ in COLUMNS}
-    return msgspec.json.encode([shape]).decode()
+    return msgspec.json.encode({name: [types.get(t, t)] for name, t in COLUMNS}).decode()
 
 
 INSERT_SQL = _insert_sql()
-ROW_SHAPE = _row_shape()
-_encode_rows = msgspec.json.Encoder().encode
+DOCUMENT_SHAPE = _document_shape()
+# Columns stored as the trace holds them, each read with a C-level getter.
+_AS_IS = tuple(
+    (name, attrgetter(name))
+    for name, sql_type in COLUMNS
+    if sql_type not in ("TIMESTAMP", "JSON") and name != "trace_id"
+)
+_JSON_TEXT = tuple((name, attrgetter(name)) for name, t in COLUMNS if t == "JSON")
+_encode = msgspec.json.Encoder().encode
+_decode_utf8 = bytes.decode
+
+
+def _batch_columns(traces: Sequence[RequestTrace]) -> dict[str, list[Any]]:
+    """The batch as one list per column, built with ``map`` over C getters, not per trace."""
+    columns = {name: list(map(get, traces)) for name, get in _AS_IS}
+    now = time.time()  # one clock read per batch for traces that carry no time at all
+    columns["received_at"] = [_micros(t.received_at or t.done_at or now) for t in traces]
+    columns["first_byte_at"] = [_micros(t.first_byte_at) for t in traces]
+    columns["done_at"] = [_micros(t.done_at) for t in traces]
+    columns["trace_id"] = [
+        trace_id_of(t.request_id, t.traceparent) if t.traceparent else "" for t in traces
+    ]
+    for name, get in _JSON_TEXT:  # as msgspec writes them: the stored text stays the same
+        columns[name] = list(map(_decode_utf8, map(_encode, map(get, traces))))
+    return columns
 
 
 def insert_traces(con: duckdb.DuckDBPyConnection, traces: Sequence[RequestTrace]) -> None:
-    """Insert a batch in one statement, its rows encoded as one JSON document.
+    """Insert a batch in one statement, its traces encoded as one JSON document of columns.
 
-    A row-at-a-time ``executemany`` manages about a thousand rows a second; one list
-    parameter per column zipped by ``unnest`` two orders of magnitude more; one JSON
-    document (msgspec encodes it in C, DuckDB parses it vectorised) a quarter more again:
-    handing DuckDB thirty Python lists of Python objects was the cost.
+    Measured on 2 cores (benchmarks/bench_traces.py): a row-at-a-time ``executemany``
+    manages about a thousand rows a second; thirty Python list parameters (one per
+    column) are slow to convert; one JSON array of row objects cost a dict per trace in
+    Python and a bind-time constant in DuckDB (see ``_insert_sql``). A document of
+    columns is built by C loops (getters, msgspec) and parsed vectorised.
     """
     if not traces:
         return
-    rows = [{name: value(t) for name, _, value in COLUMNS} for t in traces]
-    con.execute(INSERT_SQL, [_encode_rows(rows).decode(), ROW_SHAPE])
+    document = _encode(_batch_columns(traces)).decode()
+    con.execute(INSERT_SQL, [document, DOCUMENT_SHAPE])

@@ -18,7 +18,10 @@ from herd import RequestTrace
 from herd_plugins.sink_duckdb import DuckDBSink
 from herd_plugins.sink_otel.trace_context import trace_id_of
 
-__all__ = ["BaselineSink", "baseline_insert_traces"]
+__all__ = ["BASELINE_OPTIONS", "BaselineSink", "baseline_insert_traces"]
+
+# The sink's settings before the change: batch size and DuckDB's own checkpoint threshold.
+BASELINE_OPTIONS: dict[str, Any] = {"batch_size": 2000, "checkpoint_threshold": "16MB"}
 
 
 def _micros(seconds: float) -> int | None:

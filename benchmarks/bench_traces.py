@@ -4,8 +4,10 @@ Run by hand (not in CI):  .venv/bin/python benchmarks/bench_traces.py [--quick] 
 
 1. Ingest: traces submitted to a DuckDBSink (in this process, a temporary file) as fast
    as possible, then flushed; reports traces/s into DuckDB (target >= 50,000/s), the
-   same through the previous insert (benchmarks/_ingest_baseline.py) in alternating
-   rounds of the same run, their ratio, and the cost of one ``submit`` on the caller's side.
+   same through the previous insert and settings (benchmarks/_ingest_baseline.py) in
+   alternating rounds of the same run and their ratio (the VM's speed varies 2x), the
+   same again up to the sink closed (its final checkpoint counted), and the CPU time per
+   trace (all threads; the figure least moved by other work on a shared host).
 2. OTel: the same traces through an OtelSink into an exporter that drops them (span
    building, the sink's whole CPU cost) and into a real OTLP/HTTP receiver on 127.0.0.1.
 3. Router: one emulated node (herd-sim) and a router (herd) as separate processes on
@@ -36,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import concurrent, cpu_seconds, router, sim_node, table
-from _ingest_baseline import BaselineSink
+from _ingest_baseline import BASELINE_OPTIONS, BaselineSink
 from herd import RequestTrace
 from herd.trace import AttemptRecord
 from herd_plugins.sink_duckdb import DuckDBSink
@@ -75,43 +77,60 @@ def sample_traces(count: int) -> list[RequestTrace]:
     ]
 
 
-def ingest_once(sink_class: type[DuckDBSink], traces: list[RequestTrace]) -> tuple[float, float]:
-    """Traces/s into a fresh file through the sink (submit to flushed), and submit()'s us/call."""
+def ingest_once(
+    sink_class: type[DuckDBSink], traces: list[RequestTrace], **options: Any
+) -> tuple[float, float, float, float]:
+    """Into a fresh file through the sink: traces/s submitted to flushed (committed), the
+    same up to closed (the final checkpoint too), and this process's CPU us per trace
+    up to closed (all threads: the measure least moved by other loads on the host), and
+    submit()'s us per call."""
     count = len(traces)
     with tempfile.TemporaryDirectory() as data:
-        sink = sink_class(DuckDBSink.Config(queue_size=count + 1, retention_days=0), data)
+        config = DuckDBSink.Config(queue_size=count + 1, retention_days=0, **options)
+        sink = sink_class(config, data)
         asyncio.run(sink.start())
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for trace in traces:
             sink.submit(trace)
         submitted = time.perf_counter() - start
         sink.flush_now(timeout=600)
-        total = time.perf_counter() - start
+        flushed = time.perf_counter() - start
         asyncio.run(sink.stop())
+        closed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         assert sink.written == count, sink.stats()
-    return count / total, submitted / count * 1e6
+    return count / flushed, count / closed, cpu / count * 1e6, submitted / count * 1e6
 
 
 def bench_ingest(count: int, rounds: int) -> list[list[object]]:
-    """The product's insert and the previous one (baseline), alternating, same traces."""
+    """The product's sink and insert against the previous insert and settings (baseline:
+    benchmarks/_ingest_baseline.py), in alternating rounds on the same traces."""
     traces = sample_traces(count)
-    rates: dict[str, list[float]] = {"current": [], "baseline": []}
-    submit_us: list[float] = []
+    runs: dict[str, list[tuple[float, float, float, float]]] = {"current": [], "baseline": []}
     for _ in range(rounds):
-        for name, sink_class in (("baseline", BaselineSink), ("current", DuckDBSink)):
-            rate, per_call = ingest_once(sink_class, traces)
-            rates[name].append(rate)
-            if name == "current":
-                submit_us.append(per_call)
-    current = statistics.median(rates["current"])
-    baseline = statistics.median(rates["baseline"])
+        runs["baseline"].append(ingest_once(BaselineSink, traces, **BASELINE_OPTIONS))
+        runs["current"].append(ingest_once(DuckDBSink, traces))
+
+    def median(name: str, index: int) -> float:
+        return statistics.median(run[index] for run in runs[name])
+
     note = f"{count:,} traces, median of {rounds}"
-    return [
-        ["DuckDB ingest (traces/s)", f"{current:,.0f}", note],
-        ["DuckDB ingest, baseline insert (traces/s)", f"{baseline:,.0f}", "same run, before"],
-        ["DuckDB ingest / baseline", f"{current / baseline:.2f}x", "survives the VM's swings"],
-        ["DuckDB submit() (us/call)", f"{statistics.median(submit_us):.2f}", "caller's side"],
+    rows: list[list[object]] = []
+    for label, index in (("", 0), (", closed", 1)):
+        current, baseline = median("current", index), median("baseline", index)
+        rows += [
+            [f"DuckDB ingest{label} (traces/s)", f"{current:,.0f}", note],
+            [f"DuckDB ingest{label}, baseline (traces/s)", f"{baseline:,.0f}", "same run"],
+            [f"DuckDB ingest{label} / baseline", f"{current / baseline:.2f}x", "same run"],
+        ]
+    current, baseline = median("current", 2), median("baseline", 2)
+    rows += [
+        ["DuckDB ingest, closed, CPU (us/trace)", f"{current:.1f}", "all threads"],
+        ["DuckDB ingest, closed, CPU, baseline", f"{baseline:.1f}", "same run"],
+        ["DuckDB ingest CPU / baseline", f"{current / baseline:.2f}x", "same run"],
+        ["DuckDB submit() (us/call)", f"{median('current', 3):.2f}", "caller's side"],
     ]
+    return rows
 
 
 class _Discard:

@@ -44,6 +44,9 @@ class BatchWorker:
         queue_size: Items waiting at most; :meth:`offer` refuses more.
         tick: Called on the thread every ``tick_interval`` seconds, first at start.
         tick_interval: Seconds between two ticks.
+        settle: Called on the thread after the batches of one wake were handed to
+            ``write``, before flushes are confirmed or a tick runs: a writer that hands a
+            batch on (to prepare the next meanwhile) waits here until it is written.
 
     Attributes:
         rejected: Items refused by :meth:`offer` (queue full, or the worker stopped).
@@ -59,6 +62,7 @@ class BatchWorker:
         queue_size: int,
         tick: Callable[[], None] | None = None,
         tick_interval: float = math.inf,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.write = write
@@ -67,6 +71,7 @@ class BatchWorker:
         self.queue_size = queue_size
         self.tick = tick
         self.tick_interval = tick_interval if tick is not None else math.inf
+        self.settle = settle
         self.rejected = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -137,6 +142,7 @@ class BatchWorker:
                             batch = self._write(batch)
                 if batch:
                     batch = self._write(batch)
+                self._settle()
                 for marker in flushes:
                     marker.done.set()
                 flushes.clear()
@@ -146,6 +152,7 @@ class BatchWorker:
         finally:
             if batch:
                 self._write(batch)
+            self._settle()
             for marker in flushes:
                 marker.done.set()
 
@@ -155,6 +162,14 @@ class BatchWorker:
         except Exception:
             log.exception("%s: writing a batch of %d failed", self.name, len(batch))
         return []
+
+    def _settle(self) -> None:
+        if self.settle is None:
+            return
+        try:
+            self.settle()
+        except Exception:
+            log.exception("%s: finishing the batches written failed", self.name)
 
     def _tick(self) -> None:
         if self.tick is None:

@@ -7,6 +7,7 @@ traceparent or derived from the request id.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import math
@@ -18,6 +19,7 @@ import msgspec
 import pytest
 from herd import RequestTrace
 from herd.trace import AttemptRecord
+from herd_plugins.sink_duckdb import DuckDBSink
 from herd_plugins.sink_duckdb.schema import insert_traces, migrate
 from trace_factory import make_trace
 
@@ -47,7 +49,7 @@ def expected_row(trace: RequestTrace, received_fallback: float | None = None) ->
     return row
 
 
-def stored_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def stored_rows(con: Any) -> list[dict[str, Any]]:
     cursor = con.execute("SELECT * FROM traces ORDER BY rowid")
     names = [c[0] for c in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -137,3 +139,45 @@ def test_batches_add_up_in_order() -> None:
         rows = stored_rows(con)
     assert [r["request_id"] for r in rows] == [t.request_id for t in traces]
     assert rows == [expected_row(t) for t in traces]
+
+
+def sink_with_a_backlog(traces: list[RequestTrace], batch_size: int) -> DuckDBSink:
+    """A sink whose writer starts with every trace already queued: many batches in one go,
+    each prepared while DuckDB inserts the one before."""
+    sink = DuckDBSink(DuckDBSink.Config(batch_size=batch_size, retention_days=0), "")
+    for trace in traces:
+        sink.submit(trace)
+    asyncio.run(sink.start())
+    assert sink.flush_now(timeout=120)
+    return sink
+
+
+def test_a_backlog_of_batches_lands_whole_and_in_order_by_the_flush() -> None:
+    traces = varied_traces(203)
+    sink = sink_with_a_backlog(traces, batch_size=10)
+    try:
+        assert (sink.written, sink.failed) == (203, 0)  # counted when flush returned
+        with sink.reader() as cursor:
+            assert stored_rows(cursor) == [expected_row(t) for t in traces]
+    finally:
+        asyncio.run(sink.stop())
+
+
+def test_a_failed_batch_is_counted_and_the_next_ones_still_land() -> None:
+    good = [make_trace() for _ in range(4)]
+    refused_by_duckdb = make_trace(received_at=-5.0)  # no valid received_at: NOT NULL
+    not_encodable = make_trace(tags=[object()])  # fails before DuckDB sees it
+    traces = [good[0], good[1], refused_by_duckdb, good[2], not_encodable, good[3]]
+    sink = sink_with_a_backlog(traces, batch_size=2)
+    try:
+        assert (sink.written, sink.failed, sink.dropped) == (2, 4, 4)
+        with sink.reader() as cursor:
+            assert [r["request_id"] for r in stored_rows(cursor)] == [
+                good[0].request_id,
+                good[1].request_id,
+            ]
+        sink.submit(good[3])  # the writer goes on
+        assert sink.flush_now(timeout=60)
+        assert sink.written == 3
+    finally:
+        asyncio.run(sink.stop())

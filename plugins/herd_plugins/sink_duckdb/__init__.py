@@ -1,8 +1,9 @@
 """Every request's trace in a DuckDB file, written in batches by a background thread.
 
 DuckDB calls block, so none run on the event loop: ``submit`` appends to a bounded
-queue and returns; one writer thread inserts batches and prunes old rows; readers (the
-dashboard API) open their own cursor in a worker thread. Options live under YAML
+queue and returns; one writer thread turns batches into JSON documents, which a second
+thread inserts (one statement in flight), and prunes old rows; readers (the dashboard
+API) open their own cursor in a worker thread. Options live under YAML
 ``plugins.options.duckdb``.
 """
 
@@ -59,9 +60,9 @@ class DuckDBSink(TraceSink):
         path: Annotated[
             str, msgspec.Meta(description="Database file; default <data_dir>/herd.duckdb.")
         ] = ""
-        # Each statement costs DuckDB about 10 ms to plan on a small VM, whatever its size:
-        # large batches when traces pile up (a quiet router writes what a flush_interval
-        # gathered).
+        # Each statement costs DuckDB about 10 ms (planning, commit) on a small VM whatever
+        # its size: large batches when traces pile up (a quiet router writes what one
+        # flush_interval gathered).
         batch_size: Annotated[
             int, msgspec.Meta(ge=1, description="Most traces inserted in one statement.")
         ] = 10_000

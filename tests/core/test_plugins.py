@@ -20,6 +20,7 @@ PUBLIC_MODULES = {
     "herd.errors",
     "herd.hookspecs",
     "herd.interfaces",
+    "herd.replies",
     "herd.names",
     "herd.net",  # loopback checks, and why an exchange with a node failed, in plain words
     "herd.node_view",

@@ -2,8 +2,9 @@
 
 bench_traces runs it beside the product's insert in the same process and prints both
 rates: the VM's speed swings up to 2x from one hour to the next, a same-run ratio does
-not. Frozen copy of ``insert_traces`` at commit 03561e0 (one JSON document of row
-objects, ``from_json`` on the parameter, ``unnest``); not product code.
+not. Frozen copies of ``insert_traces`` at commit 03561e0 (one JSON document of row
+objects, ``from_json`` on the parameter, ``unnest``) and of the queue's ``offer``, with
+that commit's sink settings; not product code.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import duckdb
 import msgspec
 from herd import RequestTrace
+from herd_plugins.batching import BatchWorker
 from herd_plugins.sink_duckdb import DuckDBSink
 from herd_plugins.sink_otel.trace_context import trace_id_of
 
@@ -101,8 +103,26 @@ def baseline_insert_traces(con: duckdb.DuckDBPyConnection, traces: Sequence[Requ
     con.execute(_INSERT_SQL, [_encode_rows(rows).decode(), _ROW_SHAPE])
 
 
+class _BaselineWorker(BatchWorker):
+    """The queue's ``offer`` as it was: ``Event.set()`` on every item once a batch is full."""
+
+    def offer(self, item: Any) -> bool:
+        if self._closed or self._queue.qsize() >= self.queue_size:
+            self.rejected += 1
+            return False
+        self._queue.put(item)
+        if self._queue.qsize() >= self.batch_size:
+            self._wake.set()
+        return True
+
+
 class BaselineSink(DuckDBSink):
-    """The product's sink (queue, writer thread, batches) with the baseline insert."""
+    """The product's sink with the baseline insert (synchronous, on the writer thread)
+    and the baseline ``offer``."""
+
+    def __init__(self, config: Any = None, data_dir: str = "") -> None:
+        super().__init__(config, data_dir)
+        self._worker.__class__ = _BaselineWorker
 
     def _write(self, batch: list[RequestTrace]) -> None:
         assert self._writer is not None

@@ -89,7 +89,10 @@ class BatchWorker:
             self.rejected += 1
             return False
         self._queue.put(item)
-        if self._queue.qsize() >= self.batch_size:
+        # Event.set() takes a lock and notifies (about 3 us, on the caller's event loop):
+        # once per wake is enough. The thread clears the event before it drains the
+        # queue, so an item put while the event is still set is drained after the clear.
+        if self._queue.qsize() >= self.batch_size and not self._wake.is_set():
             self._wake.set()
         return True
 

@@ -80,9 +80,9 @@ def sample_traces(count: int) -> list[RequestTrace]:
 def ingest_once(
     sink_class: type[DuckDBSink], traces: list[RequestTrace], **options: Any
 ) -> tuple[float, float, float, float]:
-    """Into a fresh file through the sink: traces/s submitted to flushed (committed), the
-    same up to closed (the final checkpoint too), and this process's CPU us per trace
-    up to closed (all threads: the measure least moved by other loads on the host), and
+    """Into a fresh file through the sink: traces/s submitted to flushed (committed);
+    traces/s up to closed (the final checkpoint too); this process's CPU us per trace up
+    to closed (all threads: the figure least moved by other loads on the host); and
     submit()'s us per call."""
     count = len(traces)
     with tempfile.TemporaryDirectory() as data:

@@ -7,7 +7,7 @@ a node's total is the weighted mean of its signals' scores, so it is in [0, 1] t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 
 from herd.interfaces import InferenceRequest, NodeView, Signal
@@ -56,6 +56,22 @@ def _overrides(signal: Signal, method: str) -> bool:
     return getattr(type(signal), method) is not getattr(Signal, method)
 
 
+def _weigher(shares: list[float]) -> Callable[..., list[float]]:
+    """A function of the signals' score columns giving each row's weighted total.
+
+    Compiled for this many signals: one comprehension computing ``c0 * s0 + c1 * s1 + ...``
+    per row, left to right in signal order (what ``sum(map(mul, row, shares))`` adds up on
+    Python 3.11), without the intermediate lists and tuples a generic loop builds: about
+    half the cost of the decision's arithmetic. Only integers go into the source.
+    """
+    count = len(shares)
+    columns = ", ".join(f"c{i}" for i in range(count))
+    row = columns + ("," if count == 1 else "")  # a 1-tuple target needs its comma
+    terms = " + ".join(f"c{i} * s{i}" for i in range(count))
+    source = f"lambda {columns}: [{terms} for {row} in zip({columns}, strict=True)]"
+    return eval(source, {f"s{i}": share for i, share in enumerate(shares)})
+
+
 class Ranker:
     """Runs the signals over the candidate nodes of a request.
 
@@ -71,6 +87,7 @@ class Ranker:
         self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
+        self._weigh = _weigher(self._shares) if signals else None
 
     def candidates(
         self,
@@ -132,14 +149,8 @@ class Ranker:
             if not candidates:
                 return decision
         columns = [signal.scores(request, candidates) for signal in self.signals]
-        if columns:
-            # weigh column by column, then add up each row in signal order: the same
-            # products summed in the same order as sum(map(mul, row, shares)), only faster
-            pairs = zip(columns, self._shares, strict=True)
-            weighted = [[score * share for score in column] for column, share in pairs]
-            totals = list(map(sum, zip(*weighted, strict=True)))
-        else:
-            totals = [0] * len(candidates)
+        weigh = self._weigh
+        totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
         # sorted() is stable, reverse included: ties keep configuration order
         order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
         ranked = [candidates[i] for i in order]

@@ -28,16 +28,43 @@ class Decision:
         rejections: Why each other node cannot serve, by node name.
     """
 
-    __slots__ = ("_columns", "_names", "_nodes", "_scores", "ranked", "rejections", "totals")
+    __slots__ = (
+        "_columns",
+        "_names",
+        "_nodes",
+        "_scores",
+        "_sums",
+        "_totals",
+        "ranked",
+        "rejections",
+    )
 
     def __init__(self) -> None:
         self.ranked: list[NodeView] = []
-        self.totals: dict[str, float] = {}
         self.rejections: dict[str, str] = {}
         self._names: list[str] = []
         self._nodes: list[str] = []
+        self._sums: list[float] = []
         self._columns: list[list[float]] = []
+        self._totals: dict[str, float] | None = None
         self._scores: dict[str, dict[str, float]] | None = None
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """Each ranked node's weighted mean score, in [0, 1] (built when first read)."""
+        if self._totals is None:
+            self._totals = dict(zip(self._nodes, self._sums, strict=True))
+        return self._totals
+
+    def total_of(self, node: str, default: float = 0.0) -> float:
+        """One node's total, without building :attr:`totals` (a request needs only its
+        serving node's, for ``X-Herd-Score``)."""
+        if self._totals is not None:
+            return self._totals.get(node, default)
+        try:
+            return self._sums[self._nodes.index(node)]
+        except ValueError:
+            return default
 
     @property
     def scores(self) -> dict[str, dict[str, float]]:
@@ -161,7 +188,7 @@ class Ranker:
             ]
         node_names = list(map(_name, candidates))
         decision.ranked = ranked
-        decision.totals = dict(zip(node_names, totals, strict=True))
+        decision._sums = totals
         decision._names = self._names
         decision._nodes = node_names
         decision._columns = columns

@@ -116,7 +116,6 @@ class WaitTimeSignal(Signal):
         prior_per_gb, warm_factor = config.prior_load_s_per_gb, config.warm_load_factor
         size_seen = 0
         out = []
-        mark = hot.append
         best_hot = best_cold = None
         for node in nodes:  # empty dicts are skipped before .get: this runs per node
             times = by_node.get(node.name) if by_node else None
@@ -136,7 +135,7 @@ class WaitTimeSignal(Signal):
                 typical = service.value if service is not None else prior_service
                 wait += ahead * typical / slots
             if key in node.loaded:
-                mark(True)
+                hot.append(True)
                 if node.status == "online" and (best_hot is None or wait < best_hot):
                     best_hot = wait
             else:
@@ -152,7 +151,7 @@ class WaitTimeSignal(Signal):
                     load_s = per_gb * (entry.size / GB if entry else 1.0)
                 if key in node.loading:
                     wait += load_s * 0.5  # under way already
-                    mark(True)
+                    hot.append(True)
                     if node.status == "online" and (best_hot is None or wait < best_hot):
                         best_hot = wait
                 else:
@@ -160,7 +159,7 @@ class WaitTimeSignal(Signal):
                     if unloaded and unloaded.get(key, 0.0) > warm_since:
                         load_s *= warm_factor  # still in the disk cache
                     wait += load_s
-                    mark(False)
+                    hot.append(False)
                     if best_cold is None or wait < best_cold:
                         best_cold = wait
             out.append(wait)

@@ -36,6 +36,7 @@ __all__ = [
     "Signal",
     "StreamBroken",
     "TraceSink",
+    "TypedReply",
     "UpstreamReply",
     "WholeReply",
 ]
@@ -55,8 +56,14 @@ class InferenceRequest:
         kind: Workload kind: ``text``, ``embed``, ``image`` or ``stt``.
         model: The model name as the client sent it.
         model_key: The normalised name of the model to serve (after aliases).
-        body: The canonical (Ollama-shaped) request body.
+        body: The canonical (Ollama-shaped) request body a translating route built; empty
+            when the client spoke Ollama (its bytes are ``raw_body``).
         stream: Whether the client asked for a stream.
+        raw_body: The Ollama JSON the node receives, when known as bytes: the client's
+            own (forwarded unchanged), or :attr:`shaped` once encoded.
+        shaped: The body as the router changed it for this attempt's node (a pinned
+            ``num_ctx``, a default ``keep_alive``, a substitute's name); None when the
+            node receives the body unchanged.
         prompt_tokens: Estimated prompt tokens (text, history and images), for context-fit.
         num_predict: The client's ``options.num_predict``, if any.
         images: Number of images in the request (a vision model is needed).
@@ -81,6 +88,7 @@ class InferenceRequest:
     body: dict[str, Any]
     stream: bool
     raw_body: bytes | None = None
+    shaped: dict[str, Any] | None = None
     num_ctx: int | None = None
     tags: list[str] = field(default_factory=list)
     request_id: str = ""
@@ -99,10 +107,30 @@ class InferenceRequest:
     context_overflow: str = ""
 
     def encoded_body(self) -> bytes:
-        """The body to send to an Ollama node (the client's bytes when unchanged)."""
+        """The body to send to an Ollama node (the client's bytes when unchanged).
+
+        Encoded once, on first use: a backend that speaks another protocol never asks.
+        """
         if self.raw_body is None:
-            self.raw_body = msgspec.json.encode(self.body)
+            self.raw_body = msgspec.json.encode(
+                self.shaped if self.shaped is not None else self.body
+            )
         return self.raw_body
+
+    def node_body(self) -> dict[str, Any]:
+        """The body this attempt's node receives, as a dict: for a backend that translates
+        it into another protocol, without an encode and decode in between.
+
+        The client's bytes are decoded (once) only when nothing else holds the body.
+        """
+        if self.shaped is not None:
+            return self.shaped
+        if not self.body and self.raw_body:
+            self.body = _decode_object(self.raw_body)
+        return self.body
+
+
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 class NodeFailure(Exception):
@@ -137,12 +165,16 @@ class UpstreamReply(ABC):
         content_type: The node's Content-Type.
         first: The first NDJSON line (streams) or the whole body.
         streaming: True when more lines follow through :meth:`rest`.
+        decoded: The whole answer as an object in canonical (Ollama) form, when a backend
+            built it from another protocol (see :class:`TypedReply`); None for bytes read
+            from a node, which stay bytes until a route needs them translated.
     """
 
     status: int
     content_type: str
     first: bytes
     streaming: bool
+    decoded: Any = None
 
     @abstractmethod
     def rest(self) -> AsyncIterator[bytes]:
@@ -170,6 +202,43 @@ class WholeReply(UpstreamReply):
         self.content_type = content_type
         self.first = body
         self.streaming = False
+
+    async def rest(self) -> AsyncIterator[bytes]:
+        return
+        yield b""  # pragma: no cover - makes this an async generator
+
+    async def aclose(self) -> None:
+        return None
+
+
+class TypedReply(UpstreamReply):
+    """A whole answer a backend translated from another protocol, kept as an object.
+
+    A route that renders another protocol (OpenAI, Anthropic, Responses) reads ``decoded``
+    directly, so an answer from an OpenAI-compatible server is translated once on its way
+    to an OpenAI client, with no Ollama JSON in between; ``first`` (the Ollama JSON an
+    Ollama client receives) is encoded the first time something reads it.
+
+    Args:
+        decoded: The canonical answer: one of :mod:`herd.protocol.ollama_replies`' structs
+            (``OllamaChatChunk``, ``OllamaGenerateChunk``, ``OllamaEmbedReply``) or a dict
+            of the same fields.
+        status: The HTTP status to answer with.
+    """
+
+    streaming = False
+
+    def __init__(self, decoded: Any, status: int = 200) -> None:
+        self.status = status
+        self.content_type = "application/json"
+        self.decoded = decoded
+        self._first: bytes | None = None
+
+    @property  # type: ignore[override]
+    def first(self) -> bytes:
+        if self._first is None:
+            self._first = msgspec.json.encode(self.decoded)
+        return self._first
 
     async def rest(self) -> AsyncIterator[bytes]:
         return

@@ -26,6 +26,7 @@ PUBLIC_MODULES = {
     "herd.trace",
     "herd.protocol",
     "herd.protocol.ollama",
+    "herd.protocol.ollama_replies",  # the canonical answers (TypedReply.decoded)
     "herd.protocol.openai",
     "herd.protocol.openai_upstream",  # for backends whose servers speak OpenAI
     "herd.protocol.openai_upstream_completions",

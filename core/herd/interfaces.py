@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from herd.node_view import LoadedModel, ModelEntry, NodeReport, NodeView
+from herd.replies import NodeFailure, StreamBroken, TypedReply, UpstreamReply, WholeReply
 
 if TYPE_CHECKING:
     import aiohttp
@@ -36,6 +37,7 @@ __all__ = [
     "Signal",
     "StreamBroken",
     "TraceSink",
+    "TypedReply",
     "UpstreamReply",
     "WholeReply",
 ]
@@ -55,8 +57,14 @@ class InferenceRequest:
         kind: Workload kind: ``text``, ``embed``, ``image`` or ``stt``.
         model: The model name as the client sent it.
         model_key: The normalised name of the model to serve (after aliases).
-        body: The canonical (Ollama-shaped) request body.
+        body: The canonical (Ollama-shaped) request body a translating route built; empty
+            when the client spoke Ollama (its bytes are ``raw_body``).
         stream: Whether the client asked for a stream.
+        raw_body: The Ollama JSON the node receives, when known as bytes: the client's
+            own (forwarded unchanged), or :attr:`shaped` once encoded.
+        shaped: The body as the router changed it for this attempt's node (a pinned
+            ``num_ctx``, a default ``keep_alive``, a substitute's name); None when the
+            node receives the body unchanged.
         prompt_tokens: Estimated prompt tokens (text, history and images), for context-fit.
         num_predict: The client's ``options.num_predict``, if any.
         images: Number of images in the request (a vision model is needed).
@@ -81,6 +89,7 @@ class InferenceRequest:
     body: dict[str, Any]
     stream: bool
     raw_body: bytes | None = None
+    shaped: dict[str, Any] | None = None
     num_ctx: int | None = None
     tags: list[str] = field(default_factory=list)
     request_id: str = ""
@@ -99,84 +108,30 @@ class InferenceRequest:
     context_overflow: str = ""
 
     def encoded_body(self) -> bytes:
-        """The body to send to an Ollama node (the client's bytes when unchanged)."""
+        """The body to send to an Ollama node (the client's bytes when unchanged).
+
+        Encoded once, on first use: a backend that speaks another protocol never asks.
+        """
         if self.raw_body is None:
-            self.raw_body = msgspec.json.encode(self.body)
+            self.raw_body = msgspec.json.encode(
+                self.shaped if self.shaped is not None else self.body
+            )
         return self.raw_body
 
+    def node_body(self) -> dict[str, Any]:
+        """The body this attempt's node receives, as a dict: for a backend that translates
+        it into another protocol, without an encode and decode in between.
 
-class NodeFailure(Exception):
-    """A node failed before its first byte reached the client.
-
-    Args:
-        message: What went wrong, for logs and the client's error.
-        status: The node's HTTP status, or 0 when it never answered.
-        retryable: Whether another node may be tried.
-        not_found: The node does not have the model (its 404).
-    """
-
-    def __init__(
-        self, message: str, *, status: int = 0, retryable: bool = True, not_found: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.retryable = retryable
-        self.not_found = not_found
-
-
-class StreamBroken(Exception):
-    """A node's stream broke after its first byte reached the client."""
-
-
-class UpstreamReply(ABC):
-    """A node's answer, opened up to its first byte.
-
-    Attributes:
-        status: The node's HTTP status.
-        content_type: The node's Content-Type.
-        first: The first NDJSON line (streams) or the whole body.
-        streaming: True when more lines follow through :meth:`rest`.
-    """
-
-    status: int
-    content_type: str
-    first: bytes
-    streaming: bool
-
-    @abstractmethod
-    def rest(self) -> AsyncIterator[bytes]:
-        """The lines after the first, each ending in ``\\n``; raises on a broken stream."""
-
-    async def rest_blocks(self) -> AsyncIterator[bytes]:
-        """Like :meth:`rest`, but lines that arrived together may come as one block.
-
-        A pass-through relay writes each block with one send, instead of one per line.
-        Every block is one or more whole lines, each ending in ``\\n``, none blank.
+        The client's bytes are decoded (once) only when nothing else holds the body.
         """
-        async for line in self.rest():
-            yield line
+        if self.shaped is not None:
+            return self.shaped
+        if not self.body and self.raw_body:
+            self.body = _decode_object(self.raw_body)
+        return self.body
 
-    @abstractmethod
-    async def aclose(self) -> None:
-        """Close the upstream connection (stops generation on the node)."""
 
-
-class WholeReply(UpstreamReply):
-    """A node's answer read whole (services do not stream), or one the router put together."""
-
-    def __init__(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.status = status
-        self.content_type = content_type
-        self.first = body
-        self.streaming = False
-
-    async def rest(self) -> AsyncIterator[bytes]:
-        return
-        yield b""  # pragma: no cover - makes this an async generator
-
-    async def aclose(self) -> None:
-        return None
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 @dataclass(slots=True)

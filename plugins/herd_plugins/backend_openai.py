@@ -31,6 +31,7 @@ from herd.interfaces import (
     NodeFailure,
     NodeReport,
     StreamBroken,
+    TypedReply,
     UpstreamReply,
     WholeReply,
 )
@@ -225,9 +226,8 @@ class OpenAIBackend(OpenAICompatBackend):
     async def open(self, request: InferenceRequest) -> UpstreamReply:
         if request.endpoint in ("embed", "embeddings"):
             return await self._embed(request)
-        # The bytes win when there are some: the router may have reshaped them for this node
-        # (a substitute model, a pinned num_ctx); a translated front leaves only the dict.
-        body = _decode(request.raw_body) if request.raw_body is not None else request.body
+        # As shaped for this node (a substitute's name): translated once, from the dict
+        body = request.node_body()
         model = str(body.get("model") or request.model_key)
         if request.endpoint == "chat":
             outgoing: Any = chat_request_from_ollama(body)
@@ -275,7 +275,7 @@ class OpenAIBackend(OpenAICompatBackend):
                 out = ollama_generate_from_completion(reply.first, model)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise NodeFailure(f"node {self.node.name}: unreadable reply ({exc})") from exc
-        return WholeReply(200, _encode(out))
+        return TypedReply(out)  # an OpenAI client's route renders it with no JSON between
 
     async def _stream(
         self, path: str, payload: bytes, translator: NdjsonFromSse, endpoint: str

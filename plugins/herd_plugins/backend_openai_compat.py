@@ -23,11 +23,13 @@ from herd.interfaces import (
     ModelEntry,
     NodeFailure,
     NodeReport,
+    TypedReply,
     UpstreamReply,
     WholeReply,
 )
 from herd.names import normalize_model_name
 from herd.net import describe_network_error
+from herd.protocol.ollama_replies import OllamaEmbedReply
 from herd.protocol.workloads import upstream_error_message
 
 __all__ = ["OpenAICompatBackend"]
@@ -35,6 +37,25 @@ __all__ = ["OpenAICompatBackend"]
 JSON = "application/json"
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
+
+
+class _Embedding(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+
+
+class _EmbeddingList(msgspec.Struct):
+    """What an OpenAI-compatible ``/embeddings`` answers (the fields herd reads)."""
+
+    data: list[_Embedding]
+    usage: _Usage | None = None
+
+
+_decode_embeddings = msgspec.json.Decoder(_EmbeddingList).decode
 
 
 class OpenAICompatBackend(Backend):
@@ -80,7 +101,8 @@ class OpenAICompatBackend(Backend):
 
     def _model_name(self, request: InferenceRequest) -> str:
         """The server's own name for the model (as its list spells it)."""
-        return self._names.get(request.model_key) or str(request.body.get("model") or request.model)
+        named = request.node_body().get("model")
+        return self._names.get(request.model_key) or str(named or request.model)
 
     async def poll(self) -> NodeReport:
         async with asyncio.timeout(self.context.poll_timeout):
@@ -147,7 +169,7 @@ class OpenAICompatBackend(Backend):
         return out
 
     async def _embed(self, request: InferenceRequest) -> UpstreamReply:
-        body = request.body or _decode(request.encoded_body())
+        body = request.node_body()
         legacy = request.endpoint == "embeddings"
         raw = body.get("prompt") if legacy else body.get("input")
         inputs = [raw] if isinstance(raw, str) else list(raw or [])
@@ -166,19 +188,22 @@ class OpenAICompatBackend(Backend):
         if reply.status >= 400:  # in Ollama's shape, as the embed endpoints answer
             message = upstream_error_message(reply.first, reply.status)
             return WholeReply(reply.status, _encode({"error": message}))
-        try:
-            data = _decode(reply.first)
-            items = sorted(data["data"], key=lambda item: item.get("index", 0))
-            vectors = [item["embedding"] for item in items]
-        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        try:  # decoded once, straight into the canonical answer's types
+            answer = _decode_embeddings(reply.first)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise NodeFailure(f"node {self.node.name}: bad embeddings reply ({exc})") from exc
+        vectors = [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
+        if len(vectors) != len(inputs):
+            raise NodeFailure(
+                f"node {self.node.name}: {len(vectors)} embeddings for {len(inputs)} inputs"
+            )
         if legacy:
             return WholeReply(200, _encode({"embedding": vectors[0]}))
-        usage = data.get("usage") or {}
-        out = {"model": request.model, "embeddings": vectors}
-        if usage.get("prompt_tokens"):
-            out["prompt_eval_count"] = usage["prompt_tokens"]
-        return WholeReply(200, _encode(out))
+        tokens = answer.usage.prompt_tokens if answer.usage is not None else 0
+        # kept as an object: an OpenAI client's route renders it without Ollama JSON between
+        return TypedReply(
+            OllamaEmbedReply(model=request.model, embeddings=vectors, prompt_eval_count=tokens)
+        )
 
     async def _post(self, path: str, data: bytes | aiohttp.FormData) -> UpstreamReply:
         content_type = JSON if isinstance(data, bytes) else None

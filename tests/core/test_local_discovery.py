@@ -56,3 +56,14 @@ def test_an_ollama_here_becomes_node_local(
     messages = [r.getMessage() for r in caplog.records]
     assert f"found Ollama at {sim.url}; serving it as node 'local'" in messages
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_fleet_status_says_the_local_node_was_discovered(make_sim, make_router, monkeypatch):
+    """Not ``yaml``: nobody configured it, and an operator reading the status should know."""
+    import httpx
+
+    sim = make_sim(name="here")
+    monkeypatch.setattr(registry, "LOCAL_OLLAMA_URL", sim.url)  # never the real 11434
+    router = make_router(fleet={"discover_local": True})
+    (entry,) = httpx.get(router.url + "/fleet/status").json()["nodes"]
+    assert entry["name"] == "local" and entry["source"] == "discovered"

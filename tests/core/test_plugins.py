@@ -20,12 +20,14 @@ PUBLIC_MODULES = {
     "herd.errors",
     "herd.hookspecs",
     "herd.interfaces",
+    "herd.replies",
     "herd.names",
     "herd.net",  # loopback checks, and why an exchange with a node failed, in plain words
     "herd.node_view",
     "herd.trace",
     "herd.protocol",
     "herd.protocol.ollama",
+    "herd.protocol.ollama_replies",  # the canonical answers (TypedReply.decoded)
     "herd.protocol.openai",
     "herd.protocol.openai_upstream",  # for backends whose servers speak OpenAI
     "herd.protocol.openai_upstream_completions",

@@ -25,8 +25,8 @@ def shaped(mode: str, num_ctx: int | None, loaded_ctx: int | None, **routing):
     request = make_request(num_ctx=num_ctx, raw_body=original)
     view = make_node(loaded={MODEL: loaded_ctx} if loaded_ctx else {})
     shaper.shape(request, view, original)
-    sent = msgspec.json.decode(request.raw_body)
-    return sent.get("options", {}).get("num_ctx"), request.notes, request.raw_body is original
+    sent = msgspec.json.decode(request.encoded_body())
+    return sent.get("options", {}).get("num_ctx"), request.notes, request.encoded_body() is original
 
 
 @pytest.mark.parametrize(
@@ -56,14 +56,14 @@ def test_keep_alive_default_applies_only_when_the_client_sends_none() -> None:
     original = body()
     request = make_request(raw_body=original)
     shaper.shape(request, make_node(), original)
-    assert msgspec.json.decode(request.raw_body)["keep_alive"] == "30m"
+    assert msgspec.json.decode(request.encoded_body())["keep_alive"] == "30m"
     own = msgspec.json.encode({"model": MODEL, "keep_alive": 0})
     request = make_request(raw_body=own)
     shaper.shape(request, make_node(), own)
-    assert request.raw_body is own
+    assert request.encoded_body() is own
     other = make_request("llama3.2:3b", raw_body=original)
     shaper.shape(other, make_node(), original)
-    assert msgspec.json.decode(other.raw_body)["keep_alive"] == 60
+    assert msgspec.json.decode(other.encoded_body())["keep_alive"] == 60
 
 
 def test_a_substituted_model_is_named_in_the_body() -> None:
@@ -71,7 +71,7 @@ def test_a_substituted_model_is_named_in_the_body() -> None:
     original = body()
     request = make_request("llama3.1:8b", raw_body=original)
     shaper.shape(request, make_node(), original, served_name="llama3.1:8b")
-    assert msgspec.json.decode(request.raw_body)["model"] == "llama3.1:8b"
+    assert msgspec.json.decode(request.encoded_body())["model"] == "llama3.1:8b"
 
 
 def test_hints_estimate_tokens_images_and_the_conversation() -> None:

@@ -188,3 +188,18 @@ def test_head_is_allowed_on_tags_and_version_as_ollama_allows_it(router) -> None
     for path in ("/api/tags", "/api/version"):
         reply = httpx.head(router.url + path)
         assert reply.status_code == 200 and reply.content == b""
+
+
+def test_version_ignores_nodes_that_are_not_ollama(make_sim, make_router) -> None:
+    """An OpenAI-compatible node has no Ollama version: it must not become the fleet's."""
+    ollama_node, vllm = make_sim(name="ollama"), make_sim(name="vllm", api="openai")
+    router = make_router(
+        nodes=[
+            {"name": "ollama", "url": ollama_node.url},
+            {"name": "vllm", "url": vllm.url, "type": "openai"},
+        ]
+    )
+    router.poll_now()
+    body = httpx.get(router.url + "/api/version").json()
+    assert body["nodes"] == {"ollama": "0.12.6", "vllm": "openai"}
+    assert body["version"] == "0.12.6"

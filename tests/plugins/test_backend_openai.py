@@ -374,3 +374,44 @@ def test_a_substitute_model_is_what_the_server_is_asked_for(router: RouterHandle
     assert r.status_code == 200, r.text
     assert r.headers["x-herd-model"] == QWEN
     assert r.json()["choices"][0]["message"]["content"] == expected("sub", model=QWEN)
+
+
+def test_a_shaped_request_and_a_whole_answer_are_translated_once(
+    make_sim: Any, make_router: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body the router changed for the node (here a default keep_alive) reaches an
+    OpenAI-compatible server as a dict translated once, never as Ollama JSON decoded
+    again; its whole answer reaches an OpenAI client rendered from the backend's object."""
+    from herd.interfaces import InferenceRequest, TypedReply
+
+    encoded: list[str] = []
+    encode_body, read_first = InferenceRequest.encoded_body, TypedReply.first.fget
+
+    def counted_body(request: InferenceRequest) -> bytes:
+        encoded.append("request")
+        return encode_body(request)
+
+    def counted_first(reply: TypedReply) -> bytes:
+        encoded.append("answer")
+        return read_first(reply)
+
+    monkeypatch.setattr(InferenceRequest, "encoded_body", counted_body)
+    monkeypatch.setattr(TypedReply, "first", property(counted_first))
+    sim = make_sim(name="vllm", api="openai")
+    router = make_router(
+        nodes=[{"name": "vllm", "url": sim.url, "type": "openai"}],
+        routing={"keep_alive": {"*": "10m"}},
+    )
+    router.poll_now()
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+    reply = client.chat.completions.create(
+        model=LLAMA, messages=[{"role": "user", "content": "once"}]
+    )
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    assert encoded == []
+    whole = ollama.Client(host=router.url).chat(
+        model=LLAMA, messages=[{"role": "user", "content": "once"}], stream=False
+    )
+    assert whole.message.role == "assistant" and whole.message.content
+    assert encoded == ["answer"]  # an Ollama client gets the Ollama JSON, made once

@@ -11,7 +11,10 @@ from herd_sim.images import IMAGE_MODEL
 from herd_sim.transcribe import TRANSCRIBE_MODEL
 
 from tests.conftest import emulated
+from tests.core.trace_collector import collector, wait_traces
 from tests.core.workload_nodes import WORKLOADS_ON, tone_wav, workload_sim
+
+__all__ = ["collector"]  # the fixture, used by name
 
 
 class LengthEmbedder(Engine):
@@ -179,3 +182,53 @@ def test_emulated_node_serves_both_workloads_through_the_backend(make_sim, make_
     assert image.status_code == 400
     assert "not served for image generation" in image.json()["error"]["message"]
     assert "(it is on: studio)" in image.json()["error"]["message"]
+
+
+class _CountingReads:
+    """Counts how often the Ollama JSON of a TypedReply is encoded (read as ``first``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from herd.interfaces import TypedReply
+
+        self.count = 0
+        encode = TypedReply.first.fget
+
+        def counted(reply: TypedReply) -> bytes:
+            self.count += 1
+            return encode(reply)
+
+        monkeypatch.setattr(TypedReply, "first", property(counted))
+
+
+def test_openai_embeddings_are_translated_once_each_way(
+    services, make_router, monkeypatch, collector
+) -> None:
+    """OpenAI client -> OpenAI-compatible server: the answer is decoded once into the
+    canonical struct and rendered from it; no Ollama JSON is made in between, also when
+    the inputs go out in batches. An Ollama client gets that JSON, encoded once."""
+    import openai
+
+    reads = _CountingReads(monkeypatch)
+    embedder = LengthEmbedder()
+    handle = services(embedder)
+    router = make_router(
+        nodes=[{"name": "box", "type": "openai-compat", "url": handle.url}],
+        workloads={"embed_batch_size": 2},
+        plugins={"load": [collector]},
+    )
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0)
+    one = client.embeddings.create(model="minilm", input=["ab", "c"])
+    assert [item.embedding for item in one.data] == [[2.0, 1.0], [1.0, 1.0]]
+    assert one.usage.prompt_tokens == 4
+    batched = client.embeddings.create(model="minilm", input=["a", "bb", "ccc", "dddd", "e"])
+    assert [item.embedding[0] for item in batched.data] == [1.0, 2.0, 3.0, 4.0, 1.0]
+    assert [item.index for item in batched.data] == [0, 1, 2, 3, 4]
+    assert batched.usage.prompt_tokens == 10
+    assert embedder.calls == [["ab", "c"], ["a", "bb"], ["ccc", "dddd"], ["e"]]
+    assert reads.count == 0  # rendered from the struct: never encoded as Ollama JSON
+    ollama_reply = httpx.post(router.url + "/api/embed", json={"model": "minilm", "input": "xyz"})
+    assert ollama_reply.json()["embeddings"] == [[3.0, 1.0]]
+    assert reads.count == 1
+    traces = wait_traces(5)  # one, three batches, one
+    assert [t.status for t in traces] == ["completed"] * 5
+    assert sum(t.prompt_tokens for t in traces) == 4 + (4 + 4 + 2) + 2

@@ -292,3 +292,35 @@ def test_without_the_trace_store_the_page_says_traces_are_off(
         context.close()
         handle.stop()
     assert problems.errors == []  # no 503 was even asked for
+
+
+def test_a_router_with_api_keys_asks_for_one_plainly_and_works_once_it_is_given(
+    browser: Any, fleet: list[SimNode], tmp_path: Any
+) -> None:
+    key = "dash-key-" + "k" * 12
+    nodes = [{"name": n.name, "url": n.url} for n in fleet]
+    handle = RouterHandle(
+        nodes=nodes, data_dir=str(tmp_path), auth={"api_keys": [{"name": "me", "key": key}]}
+    ).start()
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    strict_csp(context)
+    page = context.new_page()
+    problems = PageProblems(page)
+    try:
+        page.goto(f"{handle.url}/dashboard#overview")
+        banner = page.locator("#needs-key")
+        banner.wait_for(state="visible")
+        assert "needs an API key" in banner.inner_text()
+        banner.locator('a[href="#settings"]').click()
+        page.fill('form.access input[name="api"]', key)  # the form is there without a key
+        page.click("form.access button")
+        page.wait_for_selector("#tab-settings[data-loaded]")  # and the tab loads with one
+        banner.wait_for(state="hidden", timeout=20_000)  # the next reconnect carries the key
+        page.click('#tabs a[data-tab="overview"]')
+        page.wait_for_selector("#tab-overview article.card", timeout=20_000)
+        page.screenshot(path=str(SHOTS / "needs-key.png"))
+    finally:
+        context.close()
+        handle.stop()
+    # before the key, the refusals were 401s, and only those
+    assert all("401" in problem for problem in problems.errors), problems.errors

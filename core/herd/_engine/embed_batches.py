@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from herd.errors import HerdError
-from herd.interfaces import WholeReply
+from herd.interfaces import TypedReply, UpstreamReply
+from herd.protocol.ollama_replies import OllamaEmbedReply, as_embed_reply
 
 if TYPE_CHECKING:
     from herd._engine.exchange import Exchange
@@ -72,7 +73,11 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
         assert failure is not None
         raise failure
     try:
-        merged = _merge([part.attempt.reply.first for part in parts if part.attempt])
+        merged = _merge([part.attempt.reply for part in parts if part.attempt])
+        if len(merged.embeddings) != len(inputs):
+            raise HerdError(
+                502, f"the nodes sent {len(merged.embeddings)} embeddings for {len(inputs)} inputs"
+            )
     except HerdError as error:
         for part in parts:
             part.done("failed", error.message)
@@ -81,27 +86,26 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
         part.done("completed")
     first = parts[0].attempt
     assert first is not None
-    first.reply = WholeReply(200, merged)
+    first.reply = TypedReply(merged)
+    exchange.lines = parts[0].lines  # the whole request's trace is the first batch's
     return first
 
 
-def _merge(bodies: list[bytes]) -> bytes:
-    vectors: list[Any] = []
+def _merge(replies: list[UpstreamReply]) -> OllamaEmbedReply:
+    """The batches' vectors in input order, as one answer (encoded only for Ollama clients)."""
+    vectors: list[list[float]] = []
     tokens = 0
     duration = 0
     model = ""
-    for raw in bodies:
+    for reply in replies:
         try:
-            data = msgspec.json.decode(raw)
-            vectors.extend(data["embeddings"])
-        except (msgspec.DecodeError, KeyError, TypeError):
+            answer = as_embed_reply(reply.first if reply.decoded is None else reply.decoded)
+        except (msgspec.DecodeError, msgspec.ValidationError):
             raise HerdError(502, "a node sent an embeddings reply without embeddings") from None
-        model = model or str(data.get("model") or "")
-        tokens += int(data.get("prompt_eval_count") or 0)
-        duration = max(duration, int(data.get("total_duration") or 0))
-    out: dict[str, Any] = {"model": model, "embeddings": vectors}
-    if duration:
-        out["total_duration"] = duration
-    if tokens:
-        out["prompt_eval_count"] = tokens
-    return msgspec.json.encode(out)
+        vectors.extend(answer.embeddings)
+        model = model or answer.model
+        tokens += answer.prompt_eval_count
+        duration = max(duration, answer.total_duration)
+    return OllamaEmbedReply(
+        model=model, embeddings=vectors, total_duration=duration, prompt_eval_count=tokens
+    )

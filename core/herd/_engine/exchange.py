@@ -261,17 +261,26 @@ class Exchange:
         self._finish("rejected" if reply.status < 500 else "failed", message)
         return message
 
-    def whole(self, translate: Transform | None = None) -> bytes:
+    def whole(self, translate: Callable[[Any], bytes] | None = None) -> bytes:
         """The node's whole answer (not a stream), in the client's form; traced.
+
+        Args:
+            translate: Renders the answer in the client's protocol: from the node's bytes,
+                or from the object a translating backend built (``reply.decoded``), so
+                such an answer is never encoded and decoded again on its way.
 
         Raises:
             HerdError: 502 when the answer cannot be translated.
         """
-        body = self.attempt.reply.first if self.attempt is not None else b""
-        if self.rename is not None:
-            body = self.rename(body)
+        reply = self.attempt.reply if self.attempt is not None else None
+        streamed = self.request is not None and self.request.stream
+        body: Any = b""
+        if translate is not None and not streamed and reply and reply.decoded is not None:
+            body = reply.decoded  # a translating backend's object, rendered as it is
+        elif reply is not None:
+            body = reply.first if self.rename is None else self.rename(reply.first)
         try:
-            if translate is not None and self.request is not None and self.request.stream:
+            if translate is not None and streamed:  # a stream translator: it reads lines
                 body = b"".join(translate(line) for line in split_lines(body))
             elif translate is not None:
                 body = translate(body)

@@ -141,6 +141,12 @@ def answer_problem(reply: UpstreamReply, lines: NodeLines, endpoint: str, stream
     """
     if reply.status >= 400 or endpoint not in CHECKED:
         return ""
+    if reply.decoded is not None and not reply.streaming:  # a backend built it: no bytes
+        try:
+            fields = msgspec.convert(reply.decoded, LineFields, from_attributes=True)
+        except msgspec.ValidationError:
+            return "the answer is not an object of Ollama's fields"
+        return _judged(fields, lines, endpoint)
     body = reply.first
     if not body.strip():
         return "empty answer"
@@ -154,6 +160,10 @@ def answer_problem(reply: UpstreamReply, lines: NodeLines, endpoint: str, stream
         fields = _decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return "the answer is not a JSON object"
+    return _judged(fields, lines, endpoint)
+
+
+def _judged(fields: LineFields, lines: NodeLines, endpoint: str) -> str:
     lines.final = fields
     if endpoint in STREAMING and fields.error is None and not fields.done:
         return "the answer ended without its final object"

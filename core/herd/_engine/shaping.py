@@ -33,7 +33,6 @@ __all__ = ["INFERENCE_ENDPOINTS", "BodyShaper"]
 
 INFERENCE_ENDPOINTS = frozenset({"chat", "generate", "embed", "embeddings"})
 _decode = msgspec.json.Decoder(dict).decode
-_encode = msgspec.json.encode
 
 
 NODE_DEFAULT_NUM_CTX = 4096  # Ollama's num_ctx when neither the client nor a load says
@@ -66,7 +65,9 @@ class BodyShaper:
         original: bytes | None,
         served_name: str = "",
     ) -> None:
-        """Set ``request.raw_body`` to what ``view`` should receive for this attempt.
+        """Set what ``view`` should receive for this attempt: ``request.raw_body`` (the
+        client's bytes, unchanged) or ``request.shaped`` (a changed copy of the body, left
+        as a dict: an Ollama backend encodes it, a translating one reads it).
 
         Args:
             request: The request; ``notes`` gains a line for each visible change.
@@ -87,7 +88,7 @@ class BodyShaper:
             if default is not None and "keep_alive" not in self._body(request, original):
                 top["keep_alive"] = default
         if not (top or options or drop_num_ctx):
-            request.raw_body = original
+            request.raw_body, request.shaped = original, None
             return
         data = dict(self._body(request, original))
         data.update(top)
@@ -97,7 +98,7 @@ class BodyShaper:
             if drop_num_ctx:
                 merged.pop("num_ctx", None)
             data["options"] = merged
-        request.raw_body = _encode(data)
+        request.raw_body, request.shaped = None, data
 
     def _check_overflow(self, request: InferenceRequest, view: NodeView) -> None:
         """Make a truncation visible: a prompt longer than the context the node will run

@@ -26,7 +26,12 @@ from typing import Any
 import msgspec
 
 from herd.protocol.anthropic import error_event
-from herd.protocol.ollama_replies import OllamaChatChunk, OllamaToolCall, decode_chat_chunk
+from herd.protocol.ollama_replies import (
+    OllamaChatChunk,
+    OllamaToolCall,
+    as_chat_reply,
+    decode_chat_chunk,
+)
 
 __all__ = ["MessageStream", "message_reply", "new_message_id", "stop_reason"]
 
@@ -64,7 +69,7 @@ def _usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
     }
 
 
-def message_reply(body: bytes, model: str, message_id: str = "") -> bytes:
+def message_reply(body: bytes | Any, model: str, message_id: str = "") -> bytes:
     """A whole Ollama ``/api/chat`` reply as an Anthropic ``message`` (encoded).
 
     Args:
@@ -72,7 +77,7 @@ def message_reply(body: bytes, model: str, message_id: str = "") -> bytes:
         model: The model name the client sent (echoed back).
         message_id: The id to use (a new one when empty).
     """
-    reply = decode_chat_chunk(body)
+    reply = as_chat_reply(body)
     message = reply.message
     content: list[dict[str, Any]] = []
     calls = message.tool_calls if message else []

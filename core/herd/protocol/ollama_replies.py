@@ -3,11 +3,16 @@
 The router relays Ollama replies byte for byte on the Ollama API; it decodes them only
 to translate them for another protocol (OpenAI) or to build one (a backend that speaks
 OpenAI). Every field has a default, because Ollama omits zero metrics and empty fields.
+
+These structs are the canonical answer: a route that translates a whole answer takes it
+through ``as_*_reply``, which decodes a node's bytes, or takes the object a translating
+backend built (``UpstreamReply.decoded``) as it is, with no JSON in between.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -18,6 +23,9 @@ __all__ = [
     "OllamaMessage",
     "OllamaToolCall",
     "OllamaToolFunction",
+    "as_chat_reply",
+    "as_embed_reply",
+    "as_generate_reply",
     "decode_chat_chunk",
     "decode_embed_reply",
     "decode_generate_chunk",
@@ -95,3 +103,31 @@ class OllamaEmbedReply(msgspec.Struct, omit_defaults=True):
 decode_chat_chunk = msgspec.json.Decoder(OllamaChatChunk).decode
 decode_generate_chunk = msgspec.json.Decoder(OllamaGenerateChunk).decode
 decode_embed_reply = msgspec.json.Decoder(OllamaEmbedReply).decode
+
+
+T = TypeVar("T")
+
+
+def _as(struct: type[T], decode: Callable[[bytes], T], answer: Any) -> T:
+    if isinstance(answer, bytes | bytearray | memoryview):
+        return decode(answer)
+    if isinstance(answer, struct):
+        return answer
+    return msgspec.convert(answer, struct)  # a dict of the same fields
+
+
+def as_chat_reply(answer: bytes | OllamaChatChunk | dict[str, Any]) -> OllamaChatChunk:
+    """A whole ``/api/chat`` answer as its struct, from bytes or an object."""
+    return _as(OllamaChatChunk, decode_chat_chunk, answer)
+
+
+def as_generate_reply(
+    answer: bytes | OllamaGenerateChunk | dict[str, Any],
+) -> OllamaGenerateChunk:
+    """A whole ``/api/generate`` answer as its struct, from bytes or an object."""
+    return _as(OllamaGenerateChunk, decode_generate_chunk, answer)
+
+
+def as_embed_reply(answer: bytes | OllamaEmbedReply | dict[str, Any]) -> OllamaEmbedReply:
+    """An ``/api/embed`` answer as its struct, from bytes or an object."""
+    return _as(OllamaEmbedReply, decode_embed_reply, answer)

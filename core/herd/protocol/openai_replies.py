@@ -25,9 +25,9 @@ import msgspec
 
 from herd.protocol.ollama_replies import (
     OllamaToolCall,
-    decode_chat_chunk,
-    decode_embed_reply,
-    decode_generate_chunk,
+    as_chat_reply,
+    as_embed_reply,
+    as_generate_reply,
 )
 from herd.protocol.openai import (
     AssistantMessage,
@@ -170,15 +170,17 @@ def completion_logprobs(
     }
 
 
-def chat_completion(body: bytes, model: str, reasoning_field: str = "reasoning_content") -> bytes:
+def chat_completion(
+    body: bytes | Any, model: str, reasoning_field: str = "reasoning_content"
+) -> bytes:
     """A whole Ollama ``/api/chat`` reply as an OpenAI ``chat.completion`` (encoded).
 
     Args:
-        body: The node's JSON reply (``stream: false``).
+        body: The node's JSON reply (``stream: false``), or the object a backend built.
         model: The model name the client sent (echoed back).
         reasoning_field: One of :data:`REASONING_FIELDS`.
     """
-    reply = decode_chat_chunk(body)
+    reply = as_chat_reply(body)
     message = reply.message
     calls = tool_calls_out(message.tool_calls) if message and message.tool_calls else None
     content = message.content if message else ""
@@ -206,7 +208,7 @@ def chat_completion(body: bytes, model: str, reasoning_field: str = "reasoning_c
     return _encode(completion)
 
 
-def text_completion(body: bytes, model: str, echo: str = "") -> bytes:
+def text_completion(body: bytes | Any, model: str, echo: str = "") -> bytes:
     """A whole Ollama ``/api/generate`` reply as an OpenAI ``text_completion`` (encoded).
 
     Args:
@@ -214,7 +216,7 @@ def text_completion(body: bytes, model: str, echo: str = "") -> bytes:
         model: The model name the client sent.
         echo: The prompt, when the client asked for ``echo`` (it starts the text).
     """
-    reply = decode_generate_chunk(body)
+    reply = as_generate_reply(body)
     completion = TextCompletion(
         id=new_id("cmpl-"),
         created=unix_time(reply.created_at),
@@ -243,9 +245,9 @@ def base64_vector(vector: list[float]) -> str:
     return base64.b64encode(packed.tobytes()).decode()
 
 
-def embedding_list(body: bytes, model: str, encoding: str = "float") -> bytes:
+def embedding_list(body: bytes | Any, model: str, encoding: str = "float") -> bytes:
     """An Ollama ``/api/embed`` reply as an OpenAI embeddings ``list`` (encoded)."""
-    reply = decode_embed_reply(body)
+    reply = as_embed_reply(body)
     as_base64 = encoding == "base64"
     data = [
         Embedding(index=index, embedding=base64_vector(vector) if as_base64 else vector)

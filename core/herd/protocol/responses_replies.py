@@ -30,7 +30,12 @@ from typing import Any
 
 import msgspec
 
-from herd.protocol.ollama_replies import OllamaChatChunk, OllamaToolCall, decode_chat_chunk
+from herd.protocol.ollama_replies import (
+    OllamaChatChunk,
+    OllamaToolCall,
+    as_chat_reply,
+    decode_chat_chunk,
+)
 from herd.protocol.openai_replies import arguments_json, new_call_id
 
 __all__ = ["ResponseStream", "new_response_id", "response_reply", "response_shell"]
@@ -160,7 +165,7 @@ def _assistant(text: str, thinking: str, calls: list[dict[str, Any]]) -> dict[st
     return message
 
 
-def response_reply(body: bytes, shell: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+def response_reply(body: bytes | Any, shell: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     """A whole Ollama reply as a ``response`` object (encoded), and the assistant message.
 
     Args:
@@ -170,7 +175,7 @@ def response_reply(body: bytes, shell: dict[str, Any]) -> tuple[bytes, dict[str,
     Returns:
         The encoded response, and the reply as an Ollama message (for the store).
     """
-    reply = decode_chat_chunk(body)
+    reply = as_chat_reply(body)
     message = reply.message
     text = message.content if message else ""
     thinking = message.thinking if message else ""

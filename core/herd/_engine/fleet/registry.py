@@ -34,6 +34,7 @@ class FleetNode:
     backend: Backend
     view: NodeView
     services: list[NodeService] = field(default_factory=list)
+    discovered: bool = False  # found by looking (the local Ollama), not configured
 
     @property
     def name(self) -> str:
@@ -130,6 +131,7 @@ class Fleet:
         """Poll every node once (so the first request sees the fleet), then keep polling."""
         if not self.nodes and self.settings.fleet.discover_local:
             local = self.add(NodeConfig(name="local", url=LOCAL_OLLAMA_URL))
+            local.discovered = True
             # Not found is said once, below, with what to do: no "node local is offline" first
             local.view.status = "offline"
             await self.poll(local)

@@ -128,6 +128,8 @@ def _node_status(
     config = node.config
     listed = node.name in membership.yaml_names
     source = "yaml+agent" if record and listed else "agent" if record else "yaml"
+    if node.discovered and not record:
+        source = "discovered"
     if config.num_parallel:
         parallel_source = "yaml"
     elif view.num_parallel:

@@ -58,7 +58,8 @@ async def version(request: Request[Any, Any, Any]) -> Response[bytes]:
     nodes = {
         n.name: n.view.version for n in gateway_of(request).fleet.nodes.values() if n.view.version
     }
-    versions = [v for v in nodes.values() if v]
+    # Ollama's own versions only: an OpenAI-compatible node reports none ("openai")
+    versions = [v for v in nodes.values() if v[:1].isdigit()]
     fleet_version = min(versions, key=_version_key) if versions else herd.__version__
     body = {"version": fleet_version, "herd_version": herd.__version__, "nodes": nodes}
     return Response(_encode(body), media_type=JSON)

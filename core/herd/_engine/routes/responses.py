@@ -105,7 +105,7 @@ async def create_response(request: Request[Any, Any, Any]) -> Response[Any]:
         if keep:
             store.put(response_id, [*sent, reply])
 
-    def translate(reply: bytes) -> bytes:
+    def translate(reply: Any) -> bytes:  # the node's bytes, or a backend's object
         out, assistant = response_reply(reply, shell)
         remember(assistant)
         return out

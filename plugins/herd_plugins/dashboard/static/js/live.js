@@ -24,6 +24,8 @@ function setConnected(on, why = "reconnecting") {
   const badge = document.getElementById("live");
   badge.classList.toggle("on", on);
   badge.textContent = on ? "live" : why;
+  // Refused for want of a key: say so where it is read, not only in the small badge.
+  document.getElementById("needs-key").hidden = on || !why.startsWith("needs");
 }
 
 function dispatch(block) {

@@ -82,6 +82,7 @@ function saveKeys(event) {
   keys.set("api", event.target.api.value.trim());
   keys.set("admin", event.target.admin.value.trim());
   toast("Keys saved in this browser");
+  load(); // what a missing key kept from this tab
 }
 
 export default {

@@ -7,7 +7,9 @@ busy, memory is reported) and the signals from the built-in plugins with their d
 weights, teaches the learning signals a few hundred traces, then times ``Ranker.rank``
 (candidates -> prepare -> reject -> score -> order) for a chat request that belongs to a
 known conversation, as this thread's CPU time over batches of decisions, so other busy
-processes on the machine do not count. Target: under 100 microseconds at 50 nodes.
+processes on the machine do not count. Target (issue 16): at most 50 microseconds at 50
+nodes. Measured on the 2-core development machine: about 130-200 (see docs/routing.md,
+"Cost and quality", for where the time goes and why caching alone cannot close the gap).
 """
 
 from __future__ import annotations

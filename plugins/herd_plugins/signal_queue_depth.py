@@ -31,7 +31,6 @@ class QueueDepthSignal(Signal):
         config = self.config
         other, saturated = config.other_models, config.saturated
         out = []
-        append = out.append
         for node in nodes:  # empty dicts are skipped before .get: this runs per node
             mine = node.in_flight_by_model.get(key, 0)
             waiting = node.queued_by_model
@@ -41,9 +40,9 @@ class QueueDepthSignal(Signal):
             if mine < slots and not queued:
                 busy = mine + other * (node.in_flight - mine)
                 free = 1.0 - 0.5 * busy / slots
-                append(free if free > 0.5 else 0.5)  # max(0.5, free)
+                out.append(free if free > 0.5 else 0.5)  # max(0.5, free)
             else:
-                append(saturated / (1.0 + queued / slots))
+                out.append(saturated / (1.0 + queued / slots))
         return out
 
 

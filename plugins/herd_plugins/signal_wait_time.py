@@ -87,17 +87,10 @@ class WaitTimeSignal(Signal):
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
         hot: list[bool] = []
-        waits = self._estimates(key, nodes, hot)
-        best_hot = best_cold = None
-        if self.config.prefer_loaded:
-            for node, wait, is_hot in zip(nodes, waits, hot, strict=True):
-                if is_hot:
-                    if node.status == "online" and (best_hot is None or wait < best_hot):
-                        best_hot = wait
-                elif best_cold is None or wait < best_cold:
-                    best_cold = wait
+        waits, best_hot, best_cold = self._estimates(key, nodes, hot)
         prefer = (
-            best_hot is not None
+            self.config.prefer_loaded
+            and best_hot is not None
             and best_cold is not None
             and best_hot + self.config.prefer_margin_s <= best_cold
         )
@@ -105,13 +98,15 @@ class WaitTimeSignal(Signal):
 
     def estimate(self, request: InferenceRequest, node: NodeView) -> float:
         """Seconds until this request's first token on ``node``."""
-        return self._estimates(request.model_key, [node])[0]
+        return self._estimates(request.model_key, [node], [])[0][0]
 
     def _estimates(
-        self, key: str, nodes: Sequence[NodeView], hot: list[bool] | None = None
-    ) -> list[float]:
-        """Seconds until the first token on each node (one loop: it runs per request);
-        ``hot`` gets, per node, whether the model is loaded or loading there."""
+        self, key: str, nodes: Sequence[NodeView], hot: list[bool]
+    ) -> tuple[list[float], float | None, float | None]:
+        """Seconds until the first token on each node, the shortest on a node online with
+        the model loaded (or loading), and the shortest on one that would load it (one
+        loop: it runs per request). ``hot`` gets, per node, whether the model is loaded or
+        loading there."""
         config = self.config
         by_node = self._times.get(key) or {}
         prior_first, prior_service = config.prior_first_token_s, config.prior_service_s
@@ -121,7 +116,7 @@ class WaitTimeSignal(Signal):
         prior_per_gb, warm_factor = config.prior_load_s_per_gb, config.warm_load_factor
         size_seen = 0
         out = []
-        mark = hot.append if hot is not None else None
+        best_hot = best_cold = None
         for node in nodes:  # empty dicts are skipped before .get: this runs per node
             times = by_node.get(node.name) if by_node else None
             first = times.first_token if times is not None else None
@@ -140,8 +135,9 @@ class WaitTimeSignal(Signal):
                 typical = service.value if service is not None else prior_service
                 wait += ahead * typical / slots
             if key in node.loaded:
-                if mark is not None:
-                    mark(True)
+                hot.append(True)
+                if node.status == "online" and (best_hot is None or wait < best_hot):
+                    best_hot = wait
             else:
                 load = times.load if times is not None else None
                 entry = node.models.get(key)
@@ -154,20 +150,22 @@ class WaitTimeSignal(Signal):
                     per_gb = rate.value if rate is not None else prior_per_gb
                     load_s = per_gb * (entry.size / GB if entry else 1.0)
                 if key in node.loading:
-                    load_s *= 0.5  # under way already
-                    if mark is not None:
-                        mark(True)
+                    wait += load_s * 0.5  # under way already
+                    hot.append(True)
+                    if node.status == "online" and (best_hot is None or wait < best_hot):
+                        best_hot = wait
                 else:
                     unloaded = node.unloaded_at
                     if unloaded and unloaded.get(key, 0.0) > warm_since:
                         load_s *= warm_factor  # still in the disk cache
-                    if mark is not None:
-                        mark(False)
-                wait += load_s
+                    wait += load_s
+                    hot.append(False)
+                    if best_cold is None or wait < best_cold:
+                        best_cold = wait
             out.append(wait)
         if size_seen:
             self._sizes[key] = size_seen  # as the last node with it on disk says
-        return out
+        return out, best_hot, best_cold
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         half, key, prepared = self.config.half_score_s, request.model_key, self._prepared
@@ -181,7 +179,7 @@ class WaitTimeSignal(Signal):
         key = request.model_key
         prepared = self._prepared  # kept: score() agrees with it until the next prepare
         if prepared is None or prepared[0] != key:
-            return [half / (half + wait) for wait in self._estimates(key, nodes)]
+            return [half / (half + wait) for wait in self._estimates(key, nodes, [])[0]]
         _, prefer, prepared_nodes, waits, hot = prepared
         if nodes is not prepared_nodes:  # another signal turned some away: pick theirs
             by_name = {n.name: w for n, w in zip(prepared_nodes, waits, strict=True)}

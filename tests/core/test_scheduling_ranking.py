@@ -9,6 +9,7 @@ from herd._engine.config import load_settings
 from herd._engine.gateway import Gateway
 from herd._engine.plugins import make_plugin_manager
 from herd._engine.scheduling.ranking import Ranker
+from herd.interfaces import Signal
 
 from tests.plugins.node_factory import MODEL, make_node, make_request
 
@@ -100,3 +101,38 @@ def test_ties_keep_configuration_order_and_zero_weight_disables_a_signal() -> No
     assert "thermal" not in {s.name for s in ranker.signals}
     decision = ranker.rank(make_request(), [make_node("a"), make_node("b"), make_node("c")])
     assert [v.name for v in decision.ranked] == ["a", "b", "c"]
+
+
+def test_totals_add_the_weighted_scores_left_to_right_in_signal_order() -> None:
+    ranker = default_ranker()
+    nodes = [hot("a"), hot("b", busy=3), warm("c"), make_node("d")]
+    decision = ranker.rank(make_request(), nodes)
+    shares = [s.weight / ranker.weight_sum for s in ranker.signals]
+    for view in nodes:
+        row = [decision.scores[view.name][s.name] for s in ranker.signals]
+        expected = 0.0
+        for score, share in zip(row, shares, strict=True):
+            expected += score * share  # exactly: ties between nodes depend on the last bit
+        assert decision.totals[view.name] == expected
+        assert decision.total_of(view.name) == expected
+    assert decision.total_of("nowhere") == 0.0
+
+
+class _ByName(Signal):
+    name = "by-name"
+
+    def score(self, request, node) -> float:
+        return {"a": 0.2, "b": 0.9}.get(node.name, 0.5)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_any_number_of_signals_ranks_and_totals(count: int) -> None:
+    ranker = Ranker([_ByName(_ByName.Config()) for _ in range(count)])
+    decision = ranker.rank(make_request(), [hot("a"), hot("b"), hot("c")])
+    assert decision.total_of("b") == decision.totals["b"]  # before and after it is built
+    if count:
+        assert [v.name for v in decision.ranked] == ["b", "c", "a"]
+        assert decision.totals["b"] == pytest.approx(0.9)
+    else:
+        assert [v.name for v in decision.ranked] == ["a", "b", "c"]  # ties: config order
+        assert decision.totals == {"a": 0, "b": 0, "c": 0}

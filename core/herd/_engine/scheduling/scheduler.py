@@ -65,7 +65,7 @@ class Attempt:
     @property
     def score(self) -> float:
         """The serving node's total score, in [0, 1] (``X-Herd-Score``)."""
-        return self.decision.totals.get(self.node.name, 0.0)
+        return self.decision.total_of(self.node.name)
 
     def release(self, failed: bool = False) -> None:
         """Free the node's slot; safe to call more than once."""

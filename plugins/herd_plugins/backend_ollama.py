@@ -38,7 +38,7 @@ _encode = msgspec.json.encode
 class OllamaReply(UpstreamReply):
     """An open Ollama response: the first line is read, the rest streams on demand."""
 
-    __slots__ = ("_buffer", "_closed", "_read_timeout", "_response")
+    __slots__ = ("_buffer", "_closed", "_response")
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class OllamaReply(UpstreamReply):
         first: bytes,
         buffer: bytes,
         streaming: bool,
-        read_timeout: float,
     ) -> None:
         self.status = response.status
         self.content_type = response.headers.get("Content-Type", "application/json")
@@ -54,7 +53,6 @@ class OllamaReply(UpstreamReply):
         self.streaming = streaming
         self._response = response
         self._buffer = buffer
-        self._read_timeout = read_timeout
         self._closed = False
 
     async def rest_blocks(self) -> AsyncIterator[bytes]:
@@ -69,8 +67,10 @@ class OllamaReply(UpstreamReply):
                         block = b"".join(line + b"\n" for line in block.split(b"\n") if line)
                     if block:
                         yield block
-                async with asyncio.timeout(self._read_timeout):
-                    chunk = await content.readany()
+                # No asyncio.timeout per read: it cost ~15 us a block, and the request's
+                # ClientTimeout(sock_read=read_timeout) already bounds silence between
+                # chunks (aiohttp raises a TimeoutError, described as "timed out").
+                chunk = await content.readany()
                 if not chunk:
                     break
                 buffer += chunk
@@ -93,8 +93,7 @@ class OllamaReply(UpstreamReply):
                     if len(line) > 1:
                         yield line
                     newline = buffer.find(b"\n")
-                async with asyncio.timeout(self._read_timeout):
-                    chunk = await content.readany()
+                chunk = await content.readany()  # sock_read bounds the silence (see above)
                 if not chunk:
                     break
                 buffer += chunk
@@ -211,12 +210,12 @@ class OllamaBackend(Backend):
                             f"node {self.node.name} answered {response.status}: {message}",
                             status=response.status,
                         )
-                    return OllamaReply(response, raw, b"", False, self.context.read_timeout)
+                    return OllamaReply(response, raw, b"", False)
                 ctype = response.headers.get("Content-Type", "")
                 if "ndjson" not in ctype:
                     raw = await response.read()
                     response.release()
-                    return OllamaReply(response, raw, b"", False, self.context.read_timeout)
+                    return OllamaReply(response, raw, b"", False)
                 buffer = b""
                 content = response.content
                 while True:
@@ -234,7 +233,7 @@ class OllamaBackend(Backend):
                         first += b"\n"
                         break
                     buffer += chunk
-                return OllamaReply(response, first, buffer, True, self.context.read_timeout)
+                return OllamaReply(response, first, buffer, True)
         except NodeFailure:
             if response is not None:
                 response.close()

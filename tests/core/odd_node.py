@@ -3,7 +3,8 @@
 It answers on 127.0.0.1 (a free port) with ``json.dumps`` at its default separators (a
 space after every colon and comma), keys in its own order, ``\\u`` escapes for non-ASCII
 text, CRLF line ends and no newline after the last line. ``mode`` makes it misbehave the
-way broken nodes do: an empty 200, non-JSON lines, a stream with no final object, a 400.
+way broken nodes do: an empty 200, non-JSON lines, a stream with no final object, a 400,
+a stream that goes silent half way.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class OddNode:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
         self.port = 0
+        self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -102,8 +104,17 @@ class OddNode:
         for index, line in enumerate(lines):
             last = index == len(lines) - 1
             await response.write((line if last else line + "\r\n").encode())
+            if mode == "stall_mid" and index == 1:
+                await self._stall()
         await response.write_eof()
         return response
+
+    async def _stall(self) -> None:
+        """Go silent mid-stream until the node stops (at most 30 s: the test is bounded)."""
+        for _ in range(300):
+            if self._stopping:
+                return
+            await asyncio.sleep(0.1)
 
     def start(self) -> OddNode:
         app = web.Application()
@@ -135,6 +146,7 @@ class OddNode:
         return self
 
     def stop(self) -> None:
+        self._stopping = True  # a stalled answer ends, so the server's cleanup is quick
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:

@@ -71,6 +71,20 @@ def test_a_stream_without_its_final_object_ends_in_an_error(router, odd) -> None
     assert one_trace().status == "failed"
 
 
+def test_a_node_silent_mid_stream_ends_in_a_timeout_error(odd, make_router, collector) -> None:
+    odd.mode = "stall_mid"
+    router = make_router(
+        nodes=[odd.entry()], plugins={"load": [collector]}, routing={"read_timeout": 0.5}
+    )
+    router.poll_now()
+    reply = httpx.post(router.url + "/api/chat", json=CHAT, timeout=30)
+    assert reply.status_code == 200  # two lines had gone out
+    lines = _lines(reply)
+    assert len(lines) == 3 and "timed out" in lines[-1]["error"]
+    trace = one_trace()
+    assert trace.status == "failed" and "mid-stream: timed out" in trace.error
+
+
 def test_an_unfinished_openai_stream_is_never_a_stop(router, odd) -> None:
     odd.mode = "no_final"
     body = {**CHAT, "stream": True}

@@ -31,7 +31,7 @@ from _harness import (
 
 MODEL = "llama3.2:3b"
 # The node serves 256 at once (--num-parallel 256); the router is told, as YAML would.
-SLOTS = "routing: {default_num_parallel: 256}\n"
+SLOTS = "routing: {default_num_parallel: 256, adaptive_concurrency: false}\n"
 
 
 def main() -> None:

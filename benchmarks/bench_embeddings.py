@@ -25,28 +25,11 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import table
-from herd.protocol.ollama_replies import OllamaEmbedReply
 from herd.protocol.openai_replies import embedding_list
+from herd.protocol.openai_upstream_embeddings import ollama_embed_from_openai
 
 DIMENSIONS = 384
 _decode, _encode = msgspec.json.decode, msgspec.json.encode
-
-
-class _Item(msgspec.Struct):
-    embedding: list[float]
-    index: int = 0
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-
-
-class _List(msgspec.Struct):
-    data: list[_Item]
-    usage: _Usage | None = None
-
-
-_decode_list = msgspec.json.Decoder(_List).decode
 
 
 def server_answer(count: int, rng: random.Random) -> bytes:
@@ -63,11 +46,7 @@ def server_answer(count: int, rng: random.Random) -> bytes:
 
 
 def once(raw: bytes) -> bytes:
-    answer = _decode_list(raw)
-    vectors = [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
-    tokens = answer.usage.prompt_tokens if answer.usage is not None else 0
-    canonical = OllamaEmbedReply(model="minilm", embeddings=vectors, prompt_eval_count=tokens)
-    return embedding_list(canonical, "minilm")
+    return embedding_list(ollama_embed_from_openai(raw, "minilm"), "minilm")
 
 
 def via_ollama_json(raw: bytes) -> bytes:

@@ -29,7 +29,7 @@ from herd.interfaces import (
 )
 from herd.names import normalize_model_name
 from herd.net import describe_network_error
-from herd.protocol.ollama_replies import OllamaEmbedReply
+from herd.protocol.openai_upstream_embeddings import ollama_embed_from_openai
 from herd.protocol.workloads import upstream_error_message
 
 __all__ = ["OpenAICompatBackend"]
@@ -37,25 +37,6 @@ __all__ = ["OpenAICompatBackend"]
 JSON = "application/json"
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
-
-
-class _Embedding(msgspec.Struct):
-    embedding: list[float]
-    index: int = 0
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-
-
-class _EmbeddingList(msgspec.Struct):
-    """What an OpenAI-compatible ``/embeddings`` answers (the fields herd reads)."""
-
-    data: list[_Embedding]
-    usage: _Usage | None = None
-
-
-_decode_embeddings = msgspec.json.Decoder(_EmbeddingList).decode
 
 
 class OpenAICompatBackend(Backend):
@@ -189,21 +170,18 @@ class OpenAICompatBackend(Backend):
             message = upstream_error_message(reply.first, reply.status)
             return WholeReply(reply.status, _encode({"error": message}))
         try:  # decoded once, straight into the canonical answer's types
-            answer = _decode_embeddings(reply.first)
+            answer = ollama_embed_from_openai(reply.first, request.model)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise NodeFailure(f"node {self.node.name}: bad embeddings reply ({exc})") from exc
-        vectors = [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
-        if len(vectors) != len(inputs):
+        if len(answer.embeddings) != len(inputs):
             raise NodeFailure(
-                f"node {self.node.name}: {len(vectors)} embeddings for {len(inputs)} inputs"
+                f"node {self.node.name}: {len(answer.embeddings)} embeddings "
+                f"for {len(inputs)} inputs"
             )
         if legacy:
-            return WholeReply(200, _encode({"embedding": vectors[0]}))
-        tokens = answer.usage.prompt_tokens if answer.usage is not None else 0
+            return WholeReply(200, _encode({"embedding": answer.embeddings[0]}))
         # kept as an object: an OpenAI client's route renders it without Ollama JSON between
-        return TypedReply(
-            OllamaEmbedReply(model=request.model, embeddings=vectors, prompt_eval_count=tokens)
-        )
+        return TypedReply(answer)
 
     async def _post(self, path: str, data: bytes | aiohttp.FormData) -> UpstreamReply:
         content_type = JSON if isinstance(data, bytes) else None

@@ -31,6 +31,7 @@ PUBLIC_MODULES = {
     "herd.protocol.openai",
     "herd.protocol.openai_upstream",  # for backends whose servers speak OpenAI
     "herd.protocol.openai_upstream_completions",
+    "herd.protocol.openai_upstream_embeddings",
     "herd.protocol.workloads",
     "herd.router",
 }

@@ -274,10 +274,11 @@ class Exchange:
         """
         reply = self.attempt.reply if self.attempt is not None else None
         streamed = self.request is not None and self.request.stream
-        body: Any = b""
-        if translate is not None and not streamed and reply and reply.decoded is not None:
+        if reply is None:
+            body: Any = b""
+        elif translate is not None and not streamed and reply.decoded is not None:
             body = reply.decoded  # a translating backend's object, rendered as it is
-        elif reply is not None:
+        else:
             body = reply.first if self.rename is None else self.rename(reply.first)
         try:
             if translate is not None and streamed:  # a stream translator: it reads lines

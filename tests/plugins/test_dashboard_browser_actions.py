@@ -8,6 +8,7 @@ Content-Security-Policy and must log no console error. Screenshots go to
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -266,18 +267,29 @@ def test_on_a_narrow_screen_the_tab_bar_scrolls(browser: Any, router: Any) -> No
     assert problems.errors == []
 
 
-def test_without_the_trace_store_the_page_says_traces_are_off(
-    browser: Any, fleet: list[SimNode], tmp_path: Any
-) -> None:
+@contextlib.contextmanager
+def own_router_page(
+    browser: Any, fleet: list[SimNode], tmp_path: Any, **settings: Any
+) -> Iterator[tuple[Any, Any, PageProblems]]:
+    """A router of its own (``settings`` on top of the fleet) and a page for it; both
+    closed after. Yields the router's handle, the page and the page's problems."""
     nodes = [{"name": n.name, "url": n.url} for n in fleet]
-    handle = RouterHandle(
-        nodes=nodes, data_dir=str(tmp_path), plugins={"disable": ["sink-duckdb"]}
-    ).start()
+    handle = RouterHandle(nodes=nodes, data_dir=str(tmp_path), **settings).start()
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     strict_csp(context)
     page = context.new_page()
-    problems = PageProblems(page)
     try:
+        yield handle, page, PageProblems(page)
+    finally:
+        context.close()
+        handle.stop()
+
+
+def test_without_the_trace_store_the_page_says_traces_are_off(
+    browser: Any, fleet: list[SimNode], tmp_path: Any
+) -> None:
+    off = {"disable": ["sink-duckdb"]}
+    with own_router_page(browser, fleet, tmp_path, plugins=off) as (handle, page, problems):
         page.goto(f"{handle.url}/dashboard#requests")
         page.locator("#traces-off").wait_for(state="visible")
         for tab in ("trends", "models", "apps"):
@@ -288,9 +300,6 @@ def test_without_the_trace_store_the_page_says_traces_are_off(
         page.click('#tabs a[data-tab="overview"]')
         page.wait_for_selector("#tab-overview article.card")  # the live view still works
         page.screenshot(path=str(SHOTS / "traces-off.png"))
-    finally:
-        context.close()
-        handle.stop()
     assert problems.errors == []  # no 503 was even asked for
 
 
@@ -298,15 +307,8 @@ def test_a_router_with_api_keys_asks_for_one_plainly_and_works_once_it_is_given(
     browser: Any, fleet: list[SimNode], tmp_path: Any
 ) -> None:
     key = "dash-key-" + "k" * 12
-    nodes = [{"name": n.name, "url": n.url} for n in fleet]
-    handle = RouterHandle(
-        nodes=nodes, data_dir=str(tmp_path), auth={"api_keys": [{"name": "me", "key": key}]}
-    ).start()
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    strict_csp(context)
-    page = context.new_page()
-    problems = PageProblems(page)
-    try:
+    auth = {"api_keys": [{"name": "me", "key": key}]}
+    with own_router_page(browser, fleet, tmp_path, auth=auth) as (handle, page, problems):
         page.goto(f"{handle.url}/dashboard#overview")
         banner = page.locator("#needs-key")
         banner.wait_for(state="visible")
@@ -319,8 +321,5 @@ def test_a_router_with_api_keys_asks_for_one_plainly_and_works_once_it_is_given(
         page.click('#tabs a[data-tab="overview"]')
         page.wait_for_selector("#tab-overview article.card", timeout=20_000)
         page.screenshot(path=str(SHOTS / "needs-key.png"))
-    finally:
-        context.close()
-        handle.stop()
     # before the key, the refusals were 401s, and only those
     assert all("401" in problem for problem in problems.errors), problems.errors

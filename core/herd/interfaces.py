@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from herd.node_view import LoadedModel, ModelEntry, NodeReport, NodeView
+from herd.node_view import LoadedModel, ModelEntry, NodeReport, NodeView, next_revision
 from herd.replies import NodeFailure, StreamBroken, TypedReply, UpstreamReply, WholeReply
 
 if TYPE_CHECKING:
@@ -277,6 +277,55 @@ class Signal(ABC):
 
         Optional; called on the event loop for every trace, so it must be cheap.
         """
+
+    # Caching (optional): a signal that says nothing is called on every decision, as above.
+    # One that returns a key from cache_key is not: the ranker keeps each node's value
+    # from node_values and asks again only for nodes whose view changed (NodeView.revision)
+    # or that invalidate() named, then settle turns the values into this decision's scores.
+    _invalidated_at: int = 0  # the latest invalidate() (0: never)
+    _invalidated_all: int = 0  # the latest invalidate() of every node
+
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> Hashable:
+        """Opt in to caching for this decision: a key for everything besides one node's
+        view that the node's value depends on (e.g. ``request.model_key``), or None (the
+        default) to be called the usual way: ``prepare``, ``reject``, ``scores``.
+
+        Called once per decision, right before ``node_values`` (if any node needs a value)
+        and ``settle``, which may use what it worked out. When a key is returned,
+        ``prepare`` and ``scores`` are not called; ``reject`` is.
+        Learned state (from ``observe``) belongs in the key only if it changes seldom;
+        otherwise call :meth:`invalidate` when it changes. The clock must not be read by
+        ``node_values``: a value that depends on it is None (see ``settle``).
+        """
+        return None
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[Any]:
+        """Each node's value for the key: a function of the key, the node's view and the
+        state :meth:`invalidate` guards, nothing else (default: :meth:`scores`, right for
+        a signal without ``prepare``). None marks a value that must not be kept (e.g. it
+        depends on the clock): ``settle`` gets None for that node every time."""
+        return self.scores(request, nodes)
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[Any]
+    ) -> tuple[list[float], Mapping[str, str] | None]:
+        """This decision's scores from the nodes' values (cached or fresh; do not change
+        the list), and ``prepare``'s verdicts: ``{node name: reason}`` or None. Where the
+        nodes are judged against each other (the best of them, the total load). Default:
+        the values are the scores."""
+        return values, None
+
+    def invalidate(self, node: str | None = None) -> None:
+        """Say that learned state behind ``node``'s value (every node's when None)
+        changed: the ranker asks :meth:`node_values` for it again."""
+        stamp = next_revision()
+        self._invalidated_at = stamp
+        if node is None:
+            self._invalidated_all = stamp
+            return
+        if "_invalidated" not in self.__dict__:
+            self._invalidated: dict[str, int] = {}
+        self._invalidated[node] = stamp
 
 
 class FallbackPolicy(ABC):

@@ -6,15 +6,135 @@ Signals and the scheduler read :class:`NodeView`; backends fill :class:`NodeRepo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
 import msgspec
 
-__all__ = ["LoadedModel", "ModelEntry", "NodeReport", "NodeView"]
+__all__ = ["LoadedModel", "ModelEntry", "NodeReport", "NodeView", "next_revision"]
+
+next_revision = count(1).__next__
+"""The next number of the one counter behind every :attr:`NodeView.revision` (and
+:meth:`herd.Signal.invalidate`): a larger number is a later change, whichever view."""
 
 
-class ModelEntry(msgspec.Struct):
+class _TrackedDict(dict):  # type: ignore[type-arg]
+    """A view's dict: every change to it bumps the view's revision, through any alias."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, items: Any, view: NodeView) -> None:
+        dict.__init__(self, items)
+        self._view = view
+
+    def __reduce__(self) -> Any:  # copies and pickles are plain dicts
+        return (dict, (dict(self),))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        self._view._bump()
+
+    def __delitem__(self, key: Any) -> None:
+        dict.__delitem__(self, key)
+        self._view._bump()
+
+    def __ior__(self, other: Any) -> Any:
+        self.update(other)
+        return self
+
+    def pop(self, *args: Any) -> Any:
+        if args and args[0] in self:
+            self._view._bump()
+        return dict.pop(self, *args)
+
+    def popitem(self) -> Any:
+        item = dict.popitem(self)
+        self._view._bump()
+        return item
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return dict.__getitem__(self, key)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self._view._bump()
+
+
+class _TrackedMapOfMaps(_TrackedDict):
+    """``service_models``: its inner dicts are tracked too."""
+
+    __slots__ = ()
+
+    def __init__(self, items: Any, view: NodeView) -> None:
+        dict.__init__(self, {k: _TrackedDict(v, view) for k, v in dict(items).items()})
+        self._view = view
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _TrackedDict.__setitem__(self, key, _TrackedDict(value, self._view))
+
+
+class _TrackedList(list):  # type: ignore[type-arg]
+    """A view's list (``gpus``, ``tags``): every change bumps the view's revision."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, items: Any, view: NodeView) -> None:
+        list.__init__(self, items)
+        self._view = view
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+    def _changed(method: Any) -> Any:
+        def changed(self: _TrackedList, *args: Any) -> Any:
+            out = method(self, *args)
+            self._view._bump()
+            return out
+
+        return changed
+
+    __setitem__ = _changed(list.__setitem__)
+    __delitem__ = _changed(list.__delitem__)
+    __iadd__ = _changed(list.__iadd__)
+    __imul__ = _changed(list.__imul__)
+    append = _changed(list.append)
+    extend = _changed(list.extend)
+    insert = _changed(list.insert)
+    pop = _changed(list.pop)
+    remove = _changed(list.remove)
+    clear = _changed(list.clear)
+    sort = _changed(list.sort)
+    reverse = _changed(list.reverse)
+    del _changed
+
+
+# a view's containers, by field: copied into tracking ones when assigned
+_CONTAINERS: dict[str, type] = {
+    "models": _TrackedDict,
+    "loaded": _TrackedDict,
+    "in_flight_by_model": _TrackedDict,
+    "learned_parallel": _TrackedDict,
+    "queued_by_model": _TrackedDict,
+    "loading": _TrackedDict,
+    "unloaded_at": _TrackedDict,
+    "service_models": _TrackedMapOfMaps,
+    "gpus": _TrackedList,
+    "tags": _TrackedList,
+}
+
+
+class ModelEntry(msgspec.Struct, frozen=True):
     """A model on a node's disk, as its ``/api/tags`` reports it.
+
+    Frozen, like :class:`LoadedModel`: a node view's entries are replaced, never changed in
+    place, so that every change goes through the view and bumps its ``revision``
+    (``msgspec.structs.replace`` makes a changed copy).
 
     Attributes:
         name: Display name as the node reports it (``llama3.2:latest``).
@@ -32,7 +152,7 @@ class ModelEntry(msgspec.Struct):
     raw: dict[str, Any] = {}
 
 
-class LoadedModel(msgspec.Struct):
+class LoadedModel(msgspec.Struct, frozen=True):
     """A model loaded on a node, as its ``/api/ps`` reports it."""
 
     name: str
@@ -76,6 +196,11 @@ class NodeView:
             ``image``, ``embed``): only services that answered their last poll.
         primary_capabilities: The node's own backend's capabilities (None: all of
             ``capabilities``).
+        revision: Grows on every change to the view: an attribute set, or a change to
+            one of its dicts or lists (they are tracking copies of what was assigned;
+            model entries are frozen). The ranker recomputes a cached score only for a
+            node whose revision passed the one it was computed at (see
+            ``docs/extension-api.md``, "Caching scores"). Read-only.
     """
 
     name: str
@@ -114,6 +239,19 @@ class NodeView:
     unloaded_at: dict[str, float] = field(default_factory=dict)
     online_since: float = 0.0
     vram_seen: int = 0
+    revision: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # every write counts as a change (an equal value too: comparing would cost more);
+        # containers are copied into tracking ones, so changes made in place count too
+        kind = _CONTAINERS.get(name)
+        if kind is not None and (value.__class__ is not kind or value._view is not self):
+            value = kind(value, self)
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "revision", next_revision())
+
+    def _bump(self) -> None:
+        object.__setattr__(self, "revision", next_revision())
 
     @property
     def online(self) -> bool:

@@ -284,9 +284,10 @@ class OllamaBackend(Backend):
             found = data.get("capabilities")
             if isinstance(found, list):
                 known[entry.digest or entry.name] = [str(c) for c in found]
-        for entry in models:
+        for index, entry in enumerate(models):  # entries are frozen: replaced, not changed
             if not entry.capabilities:
-                entry.capabilities = list(known.get(entry.digest or entry.name, ()))
+                found = list(known.get(entry.digest or entry.name, ()))
+                models[index] = msgspec.structs.replace(entry, capabilities=found)
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         async with self.context.http.get(self._url(path), allow_redirects=False) as response:

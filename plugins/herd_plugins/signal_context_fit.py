@@ -41,39 +41,44 @@ class ContextFitSignal(Signal):
     def prepare(
         self, request: InferenceRequest, nodes: Sequence[NodeView]
     ) -> dict[str, str] | None:
+        return self.settle(request, nodes, self.node_values(request, nodes))[1]
+
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return request.model_key
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[int]:
+        """The context each node runs (or is loading) the model with, 0 when neither."""
+        return [_context_of(node, request.model_key) for node in nodes]
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[int]
+    ) -> tuple[list[float], dict[str, str] | None]:
         needed = self.needed_tokens(request)
-        key, asked = request.model_key, request.num_ctx
-        fresh_fits = (asked or self.config.node_default_num_ctx) >= needed
-        scores: list[float] = []
-        reasons: dict[str, str] = {}
-        for node in nodes:  # the common cases inline; the rest in _judge
-            loaded = node.loaded.get(key) if node.loaded else None
-            if loaded is None:
-                if fresh_fits and key not in node.loading:
-                    scores.append(1.0)
-                    continue
-            elif needed <= loaded.context_length and (
-                asked is None or asked <= loaded.context_length
-            ):
-                scores.append(1.0)
-                continue
-            score, reason = self._judge(request, node, needed)
-            scores.append(score)
-            if reason is not None:
-                reasons[node.name] = reason
+        asked = request.num_ctx
+        # few distinct contexts in a fleet: judge each once
+        judged = {context: self._judge_context(context, asked, needed) for context in set(values)}
+        scores = [judged[context][0] for context in values]
         self._prepared = (nodes, scores)
         self._verdicts = None
-        if 1.0 not in scores and not any(score >= 1.0 for score in scores):
-            return None  # nothing fits better: no node is turned away for its context
-        return reasons
+        if not any(verdict[0] >= 1.0 for verdict in judged.values()):
+            return scores, None  # nothing fits better: no node is turned away for its context
+        if not any(verdict[1] is not None for verdict in judged.values()):
+            return scores, {}
+        return scores, {
+            node.name: judged[context][1]
+            for node, context in zip(nodes, values, strict=True)
+            if judged[context][1] is not None
+        }
 
     def _judge(
         self, request: InferenceRequest, node: NodeView, needed: int
     ) -> tuple[float, str | None]:
-        key = request.model_key
-        asked = request.num_ctx
-        loaded = node.loaded.get(key)
-        context = (loaded.context_length if loaded is not None else 0) or node.loading.get(key, 0)
+        context = _context_of(node, request.model_key)
+        return self._judge_context(context, request.num_ctx, needed)
+
+    def _judge_context(
+        self, context: int, asked: int | None, needed: int
+    ) -> tuple[float, str | None]:
         if context:
             if asked is not None and asked > context:
                 return 0.3, f"loaded context {context} < num_ctx {asked} (the model would reload)"
@@ -103,6 +108,11 @@ class ContextFitSignal(Signal):
             nodes, scores = self._prepared
             self._verdicts = {node.name: score for node, score in zip(nodes, scores, strict=True)}
         return self._verdicts
+
+
+def _context_of(node: NodeView, key: str) -> int:
+    loaded = node.loaded.get(key)
+    return (loaded.context_length if loaded is not None else 0) or node.loading.get(key, 0)
 
 
 @hookimpl

@@ -50,6 +50,7 @@ class MemoryFitSignal(Signal):
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._resident: dict[str, int] = {}
+        self._needed = 0  # the model's size, as the last cache_key found it
         # the last prepare's nodes and their scores, and the same by name (built if asked)
         self._prepared: tuple[Sequence[NodeView], list[float]] = ((), [])
         self._scores: dict[str, float] | None = {}
@@ -73,25 +74,27 @@ class MemoryFitSignal(Signal):
         context = request.num_ctx or self.config.default_num_ctx
         return int(disk + disk / GB * self.config.kv_bytes_per_token_per_gb * context)
 
-    def prepare(
-        self, request: InferenceRequest, nodes: Sequence[NodeView]
-    ) -> dict[str, str] | None:
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> tuple[str, int]:
+        self._needed = self.needed_bytes(request, nodes)  # for node_values: all nodes'
+        return request.model_key, self._needed
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list:
+        """Each node's score, or (score 0) the reason it is too small: the key's size."""
         key = request.model_key
-        needed = self.needed_bytes(request, nodes)
+        needed = self._needed  # as cache_key found it over every candidate
         config = self.config
-        scores: list[float] = []
-        too_small: dict[str, str] = {}
+        values: list[float | str] = []
         for node in nodes:
             loaded_models = node.loaded
             loaded = loaded_models.get(key) if loaded_models else None
             if loaded is not None:
                 if loaded.size_vram and loaded.size_vram < 0.9 * loaded.size:
-                    scores.append(config.offloaded)  # partly in system RAM: it cannot hold it
+                    values.append(config.offloaded)  # partly in system RAM: it cannot hold it
                 else:
-                    scores.append(1.0)
+                    values.append(1.0)
                 continue
             if key in node.loading:
-                scores.append(1.0)
+                values.append(1.0)
                 continue
             if node.vram_total:  # memory_of's common case, inlined
                 capacity, exact = node.vram_total, True
@@ -102,26 +105,42 @@ class MemoryFitSignal(Signal):
                 capacity, used = memory_of(node)
                 exact = bool(node.ram_total)
             if not capacity:
-                scores.append(config.unknown)
+                values.append(config.unknown)
             elif needed <= capacity - used:
-                scores.append(0.8 + 0.2 * (1.0 - needed / (capacity - used)))
+                values.append(0.8 + 0.2 * (1.0 - needed / (capacity - used)))
             elif not exact:
-                scores.append(config.unknown)  # a learned lower bound: it may fit
+                values.append(config.unknown)  # a learned lower bound: it may fit
             elif needed > capacity:
-                scores.append(0.0)
-                too_small[node.name] = (
-                    f"needs {needed / GB:.1f} GB, node has {capacity / GB:.1f} GB in all"
-                )
+                values.append(f"needs {needed / GB:.1f} GB, node has {capacity / GB:.1f} GB in all")
             else:
                 idle = node.in_flight_by_model
                 evictable = sum(
                     m.size_vram or m.size for k, m in loaded_models.items() if not idle.get(k)
                 )
                 fits = needed <= capacity - used + evictable
-                scores.append(config.eviction if fits else config.busy)
-        self._prepared = (nodes, scores)
+                values.append(config.eviction if fits else config.busy)
+        return values
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
+    ) -> tuple[list[float], dict[str, str] | None]:
+        too_small: dict[str, str] = {}
+        if str in set(map(type, values)):  # a node too small for the model
+            too_small = {
+                node.name: value
+                for node, value in zip(nodes, values, strict=True)
+                if value.__class__ is str
+            }
+            values = [0.0 if value.__class__ is str else value for value in values]
+        self._prepared = (nodes, values)
         self._scores = None
-        return too_small if len(too_small) < len(nodes) else None
+        return values, too_small if len(too_small) < len(nodes) else None
+
+    def prepare(
+        self, request: InferenceRequest, nodes: Sequence[NodeView]
+    ) -> dict[str, str] | None:
+        self.cache_key(request, nodes)
+        return self.settle(request, nodes, self.node_values(request, nodes))[1]
 
     def _by_name(self) -> dict[str, float]:
         if self._scores is None:

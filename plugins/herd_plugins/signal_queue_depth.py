@@ -23,6 +23,9 @@ class QueueDepthSignal(Signal):
         saturated: float = 0.4
         other_models: float = 0.25
 
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return request.model_key  # the rest is the node's view (scores is per node)
+
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]
 

@@ -30,6 +30,34 @@ class ThermalSignal(Signal):
         warm_window_s: float = 900.0
         quick_load_bytes: int = 1024**3
 
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return request.model_key
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list:
+        """Scores, but None where the model left memory (warm turns cold with the clock)."""
+        key = request.model_key
+        return [
+            None
+            if key not in node.loaded
+            and key not in node.loading
+            and key in node.models
+            and node.unloaded_at.get(key) is not None
+            else score
+            for node, score in zip(nodes, self.scores(request, nodes), strict=True)
+        ]
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
+    ) -> tuple[list, None]:
+        if None not in values:
+            return values, None
+        warm = [index for index, value in enumerate(values) if value is None]
+        values = list(values)
+        now = self.scores(request, [nodes[index] for index in warm])
+        for index, score in zip(warm, now, strict=True):
+            values[index] = score
+        return values, None
+
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]
 

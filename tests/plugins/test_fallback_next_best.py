@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from herd import ModelEntry
 from herd_plugins.fallback_next_best import NextBestPolicy, category_of, kind_of
@@ -16,7 +17,9 @@ def fleet():
     disk = {WANTED: 20.0, "llama3.1:8b": 4.9, "qwen2.5-coder:7b": 4.7, "llava:7b": 4.7}
     a = make_node("a", disk=disk, loaded={"llama3.1:8b": 4096, "qwen2.5-coder:7b": 4096})
     b = make_node("b", disk=disk, loaded={"llava:7b": 4096})
-    b.models["llava:7b"].capabilities = ["completion", "vision"]
+    b.models["llava:7b"] = msgspec.structs.replace(
+        b.models["llava:7b"], capabilities=["completion", "vision"]
+    )
     return [a, b]
 
 
@@ -83,8 +86,10 @@ def test_categories_come_from_capabilities_and_names(name, capabilities, categor
 def _fleet_with(loaded_model: str, capabilities: list[str], wanted: str = "phi4:14b") -> list:
     """``wanted`` (14 GB, a long cold load) on disk only; ``loaded_model`` loaded."""
     node = make_node("a", disk={wanted: 14.0, loaded_model: 12.0}, loaded={loaded_model: 4096})
-    node.models[wanted].capabilities = ["completion"]
-    node.models[loaded_model].capabilities = capabilities
+    node.models[wanted] = msgspec.structs.replace(node.models[wanted], capabilities=["completion"])
+    node.models[loaded_model] = msgspec.structs.replace(
+        node.models[loaded_model], capabilities=capabilities
+    )
     return [node]
 
 
@@ -120,7 +125,11 @@ def test_a_vision_model_by_name_serves_images_only_when_no_capabilities_are_repo
     request = make_request("phi4:14b", images=1, fallback_models=["gemma3:12b", "llava:13b"])
     # neither reports capabilities: llava sees by name, gemma3 is not taken on its name
     assert policy().substitute(request, [node], same_category=False) == "llava:13b"
-    node.models["llava:13b"].capabilities = ["completion"]  # the node says: no vision
+    node.models["llava:13b"] = msgspec.structs.replace(
+        node.models["llava:13b"], capabilities=["completion"]
+    )  # the node says: no vision
     assert policy().substitute(request, [node], same_category=False) is None
-    node.models["gemma3:12b"].capabilities = ["completion", "vision"]
+    node.models["gemma3:12b"] = msgspec.structs.replace(
+        node.models["gemma3:12b"], capabilities=["completion", "vision"]
+    )
     assert policy().substitute(request, [node], same_category=False) == "gemma3:12b"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from herd_plugins.signal_memory_fit import MemoryFitSignal
 
@@ -53,7 +54,8 @@ def test_nothing_is_rejected_when_no_node_fits() -> None:
 def test_measured_resident_size_beats_the_estimate() -> None:
     signal = make_signal(MemoryFitSignal)
     hot = make_node("hot", disk={MODEL: 4.7}, loaded={MODEL: 4096})
-    hot.loaded[MODEL].size = 9 * 10**9  # what /api/ps said: a big context
+    # what /api/ps said: a big context (entries are frozen: a changed copy replaces it)
+    hot.loaded[MODEL] = msgspec.structs.replace(hot.loaded[MODEL], size=9 * 10**9)
     assert signal.needed_bytes(make_request(), [hot, make_node("cold")]) == 9 * 10**9
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 
+from herd._engine.scheduling.score_cache import ValueCache
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
 __all__ = ["Decision", "Ranker"]
@@ -17,6 +18,7 @@ __all__ = ["Decision", "Ranker"]
 _SERVING_STATES = ("online", "degraded")
 _status = attrgetter("status")
 _name = attrgetter("name")
+_revision = attrgetter("revision")
 
 
 class Decision:
@@ -105,12 +107,22 @@ class Ranker:
     Signals run column by column: each signal's ``prepare`` (only if it has one), then its
     ``reject`` on each node (only if it has one), then one ``scores`` call over the nodes
     left. A node's total is ``sum(weight * score) / sum(weights)``.
+
+    A signal that opts in to caching (``Signal.cache_key``) takes ``prepare``'s place with
+    ``settle`` over its nodes' values, cached per node view revision (see
+    :class:`~herd._engine.scheduling.score_cache.ValueCache`), and scores nothing itself.
     """
 
     def __init__(self, signals: list[Signal]) -> None:
         self.signals = signals
         self.weight_sum = sum(s.weight for s in signals) or 1.0
-        self._preparers = [s for s in signals if _overrides(s, "prepare")]
+        # (position, signal, its value cache or None, whether it has a prepare), in order
+        self._first_pass = [
+            (i, s, ValueCache(s) if _overrides(s, "cache_key") else None, _overrides(s, "prepare"))
+            for i, s in enumerate(signals)
+            if _overrides(s, "cache_key") or _overrides(s, "prepare")
+        ]
+        self._cached = any(cache is not None for _, _, cache, _ in self._first_pass)
         self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
@@ -157,8 +169,19 @@ class Ranker:
         candidates = self.candidates(request, views, capability, rejections)
         if not candidates:
             return decision
-        for signal in self._preparers:
-            verdicts = signal.prepare(request, candidates)
+        settled: dict[int, list[float]] = {}
+        if self._cached:
+            names = list(map(_name, candidates))
+            revisions = list(map(_revision, candidates))
+        for index, signal, cache, prepares in self._first_pass:
+            key = None if cache is None else signal.cache_key(request, candidates)
+            if key is not None:
+                values = cache.values(key, request, candidates, names, revisions)
+                settled[index], verdicts = signal.settle(request, candidates, values)
+            elif prepares:
+                verdicts = signal.prepare(request, candidates)
+            else:
+                continue
             if verdicts:
                 for name, reason in verdicts.items():
                     rejections.setdefault(name, f"{signal.name}: {reason}")
@@ -171,11 +194,23 @@ class Ranker:
                     if reason is not None:
                         rejections[view.name] = f"{signal_name}: {reason}"
                         break
+        kept = None
         if rejections:
-            candidates = [view for view in candidates if view.name not in rejections]
-            if not candidates:
+            kept = [i for i, view in enumerate(candidates) if view.name not in rejections]
+            if not kept:
                 return decision
-        columns = [signal.scores(request, candidates) for signal in self.signals]
+            if len(kept) == len(candidates):
+                kept = None
+            else:
+                candidates = [candidates[i] for i in kept]
+        columns = []
+        for index, signal in enumerate(self.signals):
+            column = settled.get(index)
+            if column is None:
+                column = signal.scores(request, candidates)
+            elif kept is not None:
+                column = [column[i] for i in kept]
+            columns.append(column)
         weigh = self._weigh
         totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
         # sorted() is stable, reverse included: ties keep configuration order

@@ -1,0 +1,108 @@
+"""Per-node values of the signals that opt in to caching (``Signal.cache_key``).
+
+A value is kept with the revision of the node's view it was computed from; a decision asks
+the signal again only for nodes whose view changed since (``NodeView.revision``), that the
+signal invalidated (``Signal.invalidate``), or that were not candidates last time. When
+nothing changed, the last decision's list of values is reused as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from itertools import compress
+from operator import ne
+from typing import Any
+
+from herd.interfaces import InferenceRequest, NodeView, Signal
+from herd.node_view import next_revision
+
+__all__ = ["ValueCache"]
+
+_MAX_KEYS = 512  # keys (models, mostly) kept per signal before the cache starts over
+
+
+class _Entry:
+    """The values of one signal for one key, as of the last decision that used it."""
+
+    __slots__ = ("names", "revisions", "stamp", "values")
+
+    def __init__(
+        self, names: list[str], revisions: list[int], values: list[Any], stamp: int
+    ) -> None:
+        self.names = names
+        self.revisions = revisions
+        self.values = values
+        self.stamp = stamp  # drawn before the values were computed: later changes are newer
+
+
+class ValueCache:
+    """One signal's cached node values, by the signal's cache key."""
+
+    __slots__ = ("_entries", "signal")
+
+    def __init__(self, signal: Signal) -> None:
+        self.signal = signal
+        self._entries: dict[Hashable, _Entry] = {}
+
+    def values(
+        self,
+        key: Hashable,
+        request: InferenceRequest,
+        nodes: Sequence[NodeView],
+        names: list[str],
+        revisions: list[int],
+    ) -> list[Any]:
+        """The signal's value for each of ``nodes`` (whose names and revisions are given)."""
+        signal = self.signal
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is None or signal._invalidated_all > entry.stamp:
+            return self._compute_all(key, request, nodes, names, revisions)
+        invalidated = signal._invalidated_at > entry.stamp
+        if entry.names == names:
+            if entry.revisions == revisions and not invalidated:
+                return entry.values  # nothing changed: the common case on an idle fleet
+            stale = set(compress(range(len(names)), map(ne, revisions, entry.revisions)))
+            values = list(entry.values)
+        else:  # the candidates changed: keep what is known by name
+            pairs = zip(entry.revisions, entry.values, strict=True)
+            known = dict(zip(entry.names, pairs, strict=True))
+            stale = set()
+            values = []
+            for index, (name, revision) in enumerate(zip(names, revisions, strict=True)):
+                old = known.get(name)
+                if old is None or old[0] != revision:
+                    stale.add(index)
+                    values.append(None)
+                else:
+                    values.append(old[1])
+        if invalidated:
+            since = entry.stamp
+            position = {name: index for index, name in enumerate(names)}
+            for name, stamp in signal._invalidated.items():
+                if stamp > since and name in position:
+                    stale.add(position[name])
+        stamp = next_revision()
+        if stale:
+            order = sorted(stale)
+            fresh = signal.node_values(request, [nodes[index] for index in order])
+            for index, value in zip(order, fresh, strict=True):
+                values[index] = value
+        entries[key] = _Entry(names, revisions, values, stamp)
+        return values
+
+    def _compute_all(
+        self,
+        key: Hashable,
+        request: InferenceRequest,
+        nodes: Sequence[NodeView],
+        names: list[str],
+        revisions: list[int],
+    ) -> list[Any]:
+        entries = self._entries
+        if len(entries) >= _MAX_KEYS:
+            entries.clear()
+        stamp = next_revision()
+        values = list(self.signal.node_values(request, nodes))
+        entries[key] = _Entry(names, revisions, values, stamp)
+        return values

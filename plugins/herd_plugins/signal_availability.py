@@ -45,6 +45,40 @@ class AvailabilitySignal(Signal):
             tally[2] = now
         return tally
 
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return "availability"  # the node's record, whatever the request
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list:
+        """Scores, but None where the clock moves them: recent failures fade, and a node
+        back online less than ``rejoin_window_s`` ago (or not long) is trusted more."""
+        tallies, first_online = self._tally, self._first_online
+        degraded = self.config.degraded
+        out: list[float | None] = []
+        for node in nodes:
+            tally = tallies.get(node.name) if tallies else None
+            since = node.online_since
+            if since and node.name not in first_online:
+                first_online[node.name] = since  # as scores() would note it
+            if (tally is not None and tally[1] > 0.01) or (
+                since and since > first_online[node.name]
+            ):
+                out.append(None)  # settle asks scores() each time
+            else:
+                out.append(1.0 * degraded if node.status == "degraded" else 1.0)
+        return out
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
+    ) -> tuple[list, None]:
+        if None not in values:
+            return values, None
+        moving = [index for index, value in enumerate(values) if value is None]
+        values = list(values)
+        now = self.scores(request, [nodes[index] for index in moving])
+        for index, score in zip(moving, now, strict=True):
+            values[index] = score
+        return values, None
+
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]
 
@@ -78,8 +112,10 @@ class AvailabilitySignal(Signal):
             if attempt.status in _NOT_THE_NODES_FAULT:
                 continue
             self._decayed(attempt.node, now)[1 if attempt.error else 0] += 1.0
+            self.invalidate(attempt.node)
         if trace.status == "failed" and trace.node and trace.http_status < 400:
             self._decayed(trace.node, now)[1] += 1.0  # broke after its first byte
+            self.invalidate(trace.node)
 
 
 @hookimpl

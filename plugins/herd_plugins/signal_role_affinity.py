@@ -51,6 +51,25 @@ class RoleAffinitySignal(Signal):
                 size = entry.size
         self._size = size / self.config.target_share
 
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str | None:
+        # best-fit weighs the model's size, found over all candidates: not cached
+        return "memory" if self.config.mode == "big-first" else None
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[int]:
+        return [_exact_memory(node) for node in nodes]
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[int]
+    ) -> tuple[list[float], None]:
+        self._largest = largest = max(values, default=0)
+        self._memories = None
+        unknown = self.config.unknown
+        if not largest:
+            return [unknown] * len(values), None
+        # few distinct memory sizes in a fleet: each scored once
+        by_memory = {m: (m / largest) ** 0.5 if m else unknown for m in set(values)}
+        return list(map(by_memory.__getitem__, values)), None
+
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]
 

@@ -62,6 +62,33 @@ class SessionAffinitySignal(Signal):
         if load > mean * (1.0 + self.config.max_share_above_mean):  # crowded
             self._home = None
 
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return "load"  # a node's load: the same for every request
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[int]:
+        return [node.in_flight + sum(node.queued_by_model.values()) for node in nodes]
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[int]
+    ) -> tuple[list[float], None]:
+        """``prepare`` and ``scores`` over the nodes' loads (see :meth:`node_values`)."""
+        self._home = home = self.home_of(session_of(request))
+        if home is None:
+            return [0.5] * len(nodes), None
+        at = next((i for i, node in enumerate(nodes) if node.name == home), None)
+        if at is None:
+            self._home = None
+            return [0.5] * len(nodes), None
+        load = values[at]
+        if load >= nodes[at].slots_for(request.model_key):  # saturated: crowded?
+            mean = sum(values) / len(nodes)
+            if load > mean * (1.0 + self.config.max_share_above_mean):
+                self._home = None
+                return [0.5] * len(nodes), None
+        scores = [0.0] * len(nodes)
+        scores[at] = 1.0
+        return scores, None
+
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]
 

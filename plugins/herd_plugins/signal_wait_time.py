@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from itertools import compress
+from operator import mul, not_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl, normalize_model_name
 
@@ -101,12 +103,18 @@ class WaitTimeSignal(Signal):
         return self._estimates(request.model_key, [node], [])[0][0]
 
     def _estimates(
-        self, key: str, nodes: Sequence[NodeView], hot: list[bool]
+        self,
+        key: str,
+        nodes: Sequence[NodeView],
+        hot: list[bool],
+        moving: list[bool] | None = None,
     ) -> tuple[list[float], float | None, float | None]:
         """Seconds until the first token on each node, the shortest on a node online with
         the model loaded (or loading), and the shortest on one that would load it (one
         loop: it runs per request). ``hot`` gets, per node, whether the model is loaded or
-        loading there."""
+        loading there; ``moving`` (if given), whether the estimate may change without the
+        node's view or its own learned times changing: by the clock (a warm model) or by
+        the model's service time learned on other nodes."""
         config = self.config
         by_node = self._times.get(key) or {}
         prior_first, prior_service = config.prior_first_token_s, config.prior_service_s
@@ -130,8 +138,11 @@ class WaitTimeSignal(Signal):
                 - slots
                 + 1
             )
+            shared = False  # read the model's service time learned elsewhere, or the clock
             if ahead > 0:
-                service = (times.service if times is not None else None) or model_service
+                service = times.service if times is not None else None
+                if service is None:
+                    service, shared = model_service, True
                 typical = service.value if service is not None else prior_service
                 wait += ahead * typical / slots
             if key in node.loaded:
@@ -156,16 +167,72 @@ class WaitTimeSignal(Signal):
                         best_hot = wait
                 else:
                     unloaded = node.unloaded_at
-                    if unloaded and unloaded.get(key, 0.0) > warm_since:
-                        load_s *= warm_factor  # still in the disk cache
+                    if unloaded and key in unloaded:
+                        shared = True  # warm now, cold later
+                        if unloaded[key] > warm_since:
+                            load_s *= warm_factor  # still in the disk cache
                     wait += load_s
                     hot.append(False)
                     if best_cold is None or wait < best_cold:
                         best_cold = wait
             out.append(wait)
+            if moving is not None:
+                moving.append(shared)
         if size_seen:
             self._sizes[key] = size_seen  # as the last node with it on disk says
         return out, best_hot, best_cold
+
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return request.model_key  # learned times: observe() invalidates their node
+
+    def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list:
+        """``(score, wait, hot, hot and online)`` per node; None where it may move (see
+        ``_estimates``)."""
+        hot: list[bool] = []
+        moving: list[bool] = []
+        waits = self._estimates(request.model_key, nodes, hot, moving)[0]
+        half = self.config.half_score_s
+        return [
+            None if shifts else (half / (half + wait), wait, is_hot, is_hot and online)
+            for wait, is_hot, shifts, online in zip(
+                waits, hot, moving, [node.status == "online" for node in nodes], strict=True
+            )
+        ]
+
+    def settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
+    ) -> tuple[list[float], None]:
+        """``prepare``'s comparison of loaded and cold copies, over the cached estimates."""
+        key = request.model_key
+        if None in values:  # estimated afresh, in one pass (one reading of the clock)
+            moving = [index for index, value in enumerate(values) if value is None]
+            values = list(values)
+            now = self._values_now(key, [nodes[index] for index in moving])
+            for index, value in zip(moving, now, strict=True):
+                values[index] = value
+        scores, waits, hot, hot_online = zip(*values, strict=True)
+        best_hot = min(compress(waits, hot_online), default=None)
+        best_cold = min(compress(waits, map(not_, hot)), default=None)
+        config = self.config
+        prefer = (
+            config.prefer_loaded
+            and best_hot is not None
+            and best_cold is not None
+            and best_hot + config.prefer_margin_s <= best_cold
+        )
+        self._prepared = (key, prefer, nodes, list(waits), list(hot))
+        if not prefer:
+            return list(scores), None
+        return list(map(mul, scores, hot)), None  # a cold node scores 0 (x False)
+
+    def _values_now(self, key: str, nodes: Sequence[NodeView]) -> list:
+        hot: list[bool] = []
+        waits = self._estimates(key, nodes, hot)[0]
+        half = self.config.half_score_s
+        return [
+            (half / (half + wait), wait, is_hot, is_hot and node.status == "online")
+            for wait, is_hot, node in zip(waits, hot, nodes, strict=True)
+        ]
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         half, key, prepared = self.config.half_score_s, request.model_key, self._prepared
@@ -197,6 +264,7 @@ class WaitTimeSignal(Signal):
         config = self.config
         q, rate = config.quantile, config.learning_rate
         key = normalize_model_name(trace.served_model)
+        self.invalidate(trace.node)  # its times (and load speed) change
         by_node = self._times.setdefault(key, {})
         times = by_node.get(trace.node)
         if times is None:

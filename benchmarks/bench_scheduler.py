@@ -57,27 +57,43 @@ def make_views(count: int, rng: random.Random) -> list[NodeView]:
     return views
 
 
+def finished(index: int, node: str, rng: random.Random) -> RequestTrace:
+    return RequestTrace(
+        request_id=str(index),
+        api="ollama",
+        endpoint="chat",
+        kind="text",
+        model=MODEL,
+        served_model=MODEL,
+        node=node,
+        ttft_ms=rng.uniform(80, 400),
+        latency_ms=rng.uniform(2000, 9000),
+        session=f"chat:{index % 50}",
+    )
+
+
 def teach(gateway: Gateway, views: list[NodeView], rng: random.Random) -> None:
     for index in range(400):
-        view = rng.choice(views)
-        gateway.finish(
-            RequestTrace(
-                request_id=str(index),
-                api="ollama",
-                endpoint="chat",
-                kind="text",
-                model=MODEL,
-                served_model=MODEL,
-                node=view.name,
-                ttft_ms=rng.uniform(80, 400),
-                latency_ms=rng.uniform(2000, 9000),
-                session=f"chat:{index % 50}",
-            )
-        )
+        gateway.finish(finished(index, rng.choice(views).name, rng))
 
 
-def measure(count: int, rounds: int) -> tuple[float, float, float]:
-    """Best, median and 90th percentile microseconds per decision over ``rounds`` batches."""
+def churn(gateway: Gateway, views: list[NodeView], changed: int, rng: random.Random) -> None:
+    """Between two decisions: on ``changed`` nodes a request starts or one finishes (its
+    trace learned by the signals, as the gateway does), as under load."""
+    for view in rng.sample(views, changed):
+        busy = view.in_flight_by_model.get(MODEL, 0)
+        if busy and rng.random() < 0.5:
+            view.in_flight -= 1
+            view.in_flight_by_model[MODEL] = busy - 1
+            gateway.finish(finished(rng.randrange(10**6), view.name, rng))
+        else:
+            view.in_flight += 1
+            view.in_flight_by_model[MODEL] = busy + 1
+
+
+def measure(count: int, changed: int, rounds: int) -> tuple[float, float, float]:
+    """Best, median and 90th percentile microseconds per decision over ``rounds`` batches,
+    with ``changed`` nodes changing between two decisions (not timed)."""
     rng = random.Random(count)
     gateway = Gateway(load_settings(None, env={}), make_plugin_manager(None, env={}))
     views = make_views(count, rng)
@@ -98,12 +114,17 @@ def measure(count: int, rounds: int) -> tuple[float, float, float]:
     for _ in range(50):
         ranker.rank(request, views)
     batch = max(5, 2000 // count)
+    clock = time.thread_time_ns
     samples = []
     for _ in range(rounds):
-        started = time.thread_time_ns()
+        spent = 0
         for _ in range(batch):
+            if changed:
+                churn(gateway, views, changed, rng)
+            started = clock()
             decision = ranker.rank(request, views)
-        samples.append((time.thread_time_ns() - started) / batch / 1000)
+            spent += clock() - started
+        samples.append(spent / batch / 1000)
     assert decision.ranked, "every node should be a candidate"
     samples.sort()
     return samples[0], samples[len(samples) // 2], samples[int(len(samples) * 0.9)]
@@ -117,10 +138,12 @@ def main() -> None:
     print("signals:", ", ".join(f"{s.name} x{s.weight:g}" for s in gateway.signals))
     rows = []
     for count in (3, 10, 50, 200):
-        best, p50, p90 = measure(count, 15 if args.quick else 60)
-        rows.append([count, f"{best:.1f}", f"{p50:.1f}", f"{p90:.1f}", f"{p50 / count:.2f}"])
-    print("CPU time of this thread per decision, over batches (immune to other processes):")
-    print(table(["nodes", "best us", "p50 us", "p90 us", "p50 us/node"], rows))
+        for changed in sorted({0, 1, 5 if count >= 10 else 0, count // 10}):
+            best, p50, p90 = measure(count, changed, 15 if args.quick else 60)
+            rows.append([count, changed, f"{best:.1f}", f"{p50:.1f}", f"{p90:.1f}"])
+    print("CPU time of this thread per decision (immune to other processes), with 'changed'")
+    print("nodes seeing a request start or finish (its trace learned) between decisions:")
+    print(table(["nodes", "changed", "best us", "p50 us", "p90 us"], rows))
 
 
 if __name__ == "__main__":

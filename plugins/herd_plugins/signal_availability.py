@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from itertools import repeat
+from operator import is_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl
 
@@ -70,7 +72,7 @@ class AvailabilitySignal(Signal):
     def settle(
         self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
     ) -> tuple[list, None]:
-        if None not in values:
+        if not any(map(is_, values, repeat(None))):  # (identity: cheaper than None in)
             return values, None
         moving = [index for index, value in enumerate(values) if value is None]
         values = list(values)

@@ -32,6 +32,8 @@ class ContextFitSignal(Signal):
         # the last prepare's nodes and their scores, and the same by name (built if asked)
         self._prepared: tuple[Sequence[NodeView], list[float]] = ((), [])
         self._verdicts: dict[str, float] | None = {}
+        # the last settle: values, tokens needed, num_ctx asked, scores, rejections
+        self._settled: tuple = (None, 0, None, [], None)
 
     def needed_tokens(self, request: InferenceRequest) -> int:
         predict = request.num_predict
@@ -55,6 +57,18 @@ class ContextFitSignal(Signal):
     ) -> tuple[list[float], dict[str, str] | None]:
         needed = self.needed_tokens(request)
         asked = request.num_ctx
+        last = self._settled
+        if needed == last[1] and asked == last[2] and (values is last[0] or values == last[0]):
+            self._prepared = (nodes, last[3])
+            self._verdicts = None
+            return last[3], last[4]  # the same cached values and tokens: the same verdicts
+        scores, reasons = self._settle(nodes, values, needed, asked)
+        self._settled = (values, needed, asked, scores, reasons)
+        return scores, reasons
+
+    def _settle(
+        self, nodes: Sequence[NodeView], values: list[int], needed: int, asked: int | None
+    ) -> tuple[list[float], dict[str, str] | None]:
         # few distinct contexts in a fleet: judge each once
         judged = {context: self._judge_context(context, asked, needed) for context in set(values)}
         scores = [judged[context][0] for context in values]

@@ -51,6 +51,7 @@ class MemoryFitSignal(Signal):
         super().__init__(config)
         self._resident: dict[str, int] = {}
         self._needed = 0  # the model's size, as the last cache_key found it
+        self._settled: tuple[list | None, list[float], dict[str, str] | None] = (None, [], None)
         # the last prepare's nodes and their scores, and the same by name (built if asked)
         self._prepared: tuple[Sequence[NodeView], list[float]] = ((), [])
         self._scores: dict[str, float] | None = {}
@@ -124,6 +125,12 @@ class MemoryFitSignal(Signal):
     def settle(
         self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
     ) -> tuple[list[float], dict[str, str] | None]:
+        last = self._settled
+        if values is last[0] or values == last[0]:
+            self._prepared = (nodes, last[1])
+            self._scores = None
+            return last[1], last[2]  # the same cached values: the same verdicts
+        cached = values
         too_small: dict[str, str] = {}
         if str in set(map(type, values)):  # a node too small for the model
             too_small = {
@@ -134,7 +141,9 @@ class MemoryFitSignal(Signal):
             values = [0.0 if value.__class__ is str else value for value in values]
         self._prepared = (nodes, values)
         self._scores = None
-        return values, too_small if len(too_small) < len(nodes) else None
+        verdicts = too_small if len(too_small) < len(nodes) else None
+        self._settled = (cached, values, verdicts)
+        return values, verdicts
 
     def prepare(
         self, request: InferenceRequest, nodes: Sequence[NodeView]

@@ -32,6 +32,7 @@ class RoleAffinitySignal(Signal):
         self._size = 0.0
         self._largest = 0
         self._memories: tuple[Sequence[NodeView], list[int]] | None = None
+        self._settled: tuple[list[int] | None, list[float]] = (None, [])  # values, scores
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         if self.config.mode == "big-first":
@@ -61,14 +62,19 @@ class RoleAffinitySignal(Signal):
     def settle(
         self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[int]
     ) -> tuple[list[float], None]:
+        last = self._settled[0]
+        if values is last or values == last:
+            return self._settled[1], None  # the same cached values: the same scores
         self._largest = largest = max(values, default=0)
         self._memories = None
         unknown = self.config.unknown
         if not largest:
-            return [unknown] * len(values), None
-        # few distinct memory sizes in a fleet: each scored once
-        by_memory = {m: (m / largest) ** 0.5 if m else unknown for m in set(values)}
-        return list(map(by_memory.__getitem__, values)), None
+            scores = [unknown] * len(values)
+        else:  # few distinct memory sizes in a fleet: each scored once
+            by_memory = {m: (m / largest) ** 0.5 if m else unknown for m in set(values)}
+            scores = list(map(by_memory.__getitem__, values))
+        self._settled = (values, scores)
+        return scores, None
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]

@@ -38,6 +38,8 @@ class SessionAffinitySignal(Signal):
         super().__init__(config)
         self._homes: dict[str, tuple[str, float]] = {}
         self._home: str | None = None
+        self._at = 0
+        self._settled: tuple = (None, None, "", None, [])  # values, home, model, _home, scores
 
     def home_of(self, session: str) -> str | None:
         entry = self._homes.get(session) if session else None
@@ -75,19 +77,34 @@ class SessionAffinitySignal(Signal):
         self._home = home = self.home_of(session_of(request))
         if home is None:
             return [0.5] * len(nodes), None
-        at = next((i for i, node in enumerate(nodes) if node.name == home), None)
+        last = self._settled
+        if values is last[0] and home == last[1] and request.model_key == last[2]:
+            self._home = last[3]
+            return last[4], None  # the same loads, home and model: the same scores
+        scores = self._settle(request, nodes, values, home)
+        self._settled = (values, home, request.model_key, self._home, scores)
+        return scores, None
+
+    def _settle(
+        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[int], home: str
+    ) -> list[float]:
+        at = self._at  # where the home was last time: most often still there
+        if at >= len(nodes) or nodes[at].name != home:
+            at = next((i for i, node in enumerate(nodes) if node.name == home), None)
+            if at is not None:
+                self._at = at
         if at is None:
             self._home = None
-            return [0.5] * len(nodes), None
+            return [0.5] * len(nodes)
         load = values[at]
         if load >= nodes[at].slots_for(request.model_key):  # saturated: crowded?
             mean = sum(values) / len(nodes)
             if load > mean * (1.0 + self.config.max_share_above_mean):
                 self._home = None
-                return [0.5] * len(nodes), None
+                return [0.5] * len(nodes)
         scores = [0.0] * len(nodes)
         scores[at] = 1.0
-        return scores, None
+        return scores
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from itertools import compress
-from operator import mul, not_
+from itertools import compress, repeat
+from operator import is_, mul, not_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl, normalize_model_name
 
@@ -85,6 +85,8 @@ class WaitTimeSignal(Signal):
         self._load_rate: dict[str, RunningQuantile] = {}  # node -> load seconds per GB
         self._sizes: dict[str, int] = {}  # model -> bytes on disk, as last seen
         self._prepared: tuple[str, bool, Sequence[NodeView], list[float], list[bool]] | None = None
+        # the last settle's cached values (None: some were not), model and scores
+        self._settled: tuple[list | None, str, list[float]] = (None, "", [])
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
@@ -204,7 +206,13 @@ class WaitTimeSignal(Signal):
     ) -> tuple[list[float], None]:
         """``prepare``'s comparison of loaded and cold copies, over the cached estimates."""
         key = request.model_key
-        if None in values:  # estimated afresh, in one pass (one reading of the clock)
+        last = self._settled
+        if values is last[0] and key == last[1]:
+            return last[2], None  # the same cached values as last time: the same scores
+        steady = values
+        if any(
+            map(is_, values, repeat(None))
+        ):  # estimated afresh, in one pass (one reading of the clock)
             moving = [index for index, value in enumerate(values) if value is None]
             values = list(values)
             now = self._values_now(key, [nodes[index] for index in moving])
@@ -221,9 +229,10 @@ class WaitTimeSignal(Signal):
             and best_hot + config.prefer_margin_s <= best_cold
         )
         self._prepared = (key, prefer, nodes, list(waits), list(hot))
-        if not prefer:
-            return list(scores), None
-        return list(map(mul, scores, hot)), None  # a cold node scores 0 (x False)
+        # a cold node scores 0 (x False) when loaded copies are preferred
+        out = list(map(mul, scores, hot)) if prefer else list(scores)
+        self._settled = (steady if steady is values else None, key, out)
+        return out, None
 
     def _values_now(self, key: str, nodes: Sequence[NodeView]) -> list:
         hot: list[bool] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 
+from herd._engine.scheduling.rank_memo import CandidateMemo, TotalsMemo, row_weigher
 from herd._engine.scheduling.score_cache import ValueCache
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
@@ -127,6 +128,13 @@ class Ranker:
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
         self._weigh = _weigher(self._shares) if signals else None
+        # with a cached signal, decisions pick up where the last one for the model left off
+        self._picks = CandidateMemo(self.candidates) if self._cached else None
+        self._sums = (
+            TotalsMemo(self._weigh, row_weigher(self._shares))
+            if self._cached and self._weigh is not None
+            else None
+        )
 
     def candidates(
         self,
@@ -166,17 +174,20 @@ class Ranker:
         """
         decision = Decision()
         rejections = decision.rejections
-        candidates = self.candidates(request, views, capability, rejections)
+        if self._picks is not None:
+            views = views if isinstance(views, list) else list(views)
+            picked = self._picks.pick(request, views, capability)
+            candidates, names, revisions, rejected, changes = picked
+            rejections.update(rejected)
+        else:
+            candidates = self.candidates(request, views, capability, rejections)
         if not candidates:
             return decision
         settled: dict[int, list[float]] = {}
-        if self._cached:
-            names = list(map(_name, candidates))
-            revisions = list(map(_revision, candidates))
         for index, signal, cache, prepares in self._first_pass:
             key = None if cache is None else signal.cache_key(request, candidates)
             if key is not None:
-                values = cache.values(key, request, candidates, names, revisions)
+                values = cache.values(key, request, candidates, names, revisions, changes)
                 settled[index], verdicts = signal.settle(request, candidates, values)
             elif prepares:
                 verdicts = signal.prepare(request, candidates)
@@ -203,6 +214,8 @@ class Ranker:
                 kept = None
             else:
                 candidates = [candidates[i] for i in kept]
+                if self._cached:
+                    names = [names[i] for i in kept]
         columns = []
         for index, signal in enumerate(self.signals):
             column = settled.get(index)
@@ -212,16 +225,19 @@ class Ranker:
                 column = [column[i] for i in kept]
             columns.append(column)
         weigh = self._weigh
-        totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
-        # sorted() is stable, reverse included: ties keep configuration order
-        order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
+        if self._sums is not None:
+            totals, order = self._sums.totals((capability, request.model_key), names, columns)
+        else:
+            totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
+            # sorted() is stable, reverse included: ties keep configuration order
+            order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
         ranked = [candidates[i] for i in order]
         statuses = list(map(_status, candidates))
         if statuses.count("online") != len(statuses):  # degraded: last resort
             ranked = [v for v in ranked if v.status == "online"] + [
                 v for v in ranked if v.status != "online"
             ]
-        node_names = list(map(_name, candidates))
+        node_names = names if self._cached else list(map(_name, candidates))
         decision.ranked = ranked
         decision._sums = totals
         decision._names = self._names

@@ -51,17 +51,26 @@ class ValueCache:
         nodes: Sequence[NodeView],
         names: list[str],
         revisions: list[int],
+        changes: tuple[list[int], Any] | None = None,
     ) -> list[Any]:
-        """The signal's value for each of ``nodes`` (whose names and revisions are given)."""
+        """The signal's value for each of ``nodes`` (whose names and revisions are given).
+
+        ``changes``: ``(revisions, indexes)``: which nodes changed since the decision that
+        saw ``revisions`` (the same nodes), worked out once for every signal."""
         signal = self.signal
         entries = self._entries
         entry = entries.get(key)
         if entry is None or signal._invalidated_all > entry.stamp:
             return self._compute_all(key, request, nodes, names, revisions)
         invalidated = signal._invalidated_at > entry.stamp
-        if entry.names == names:
-            if entry.revisions == revisions and not invalidated:
+        if changes is not None and entry.revisions is changes[0]:
+            if not changes[1] and not invalidated:
                 return entry.values  # nothing changed: the common case on an idle fleet
+            stale = set(changes[1])
+            values = list(entry.values)
+        elif entry.names == names:
+            if entry.revisions == revisions and not invalidated:
+                return entry.values
             stale = set(compress(range(len(names)), map(ne, revisions, entry.revisions)))
             values = list(entry.values)
         else:  # the candidates changed: keep what is known by name

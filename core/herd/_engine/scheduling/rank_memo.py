@@ -1,0 +1,201 @@
+"""What one decision can take over from the last one for the same model: the candidates,
+and the weighed totals and their order.
+
+Both are pure functions of what they are memoised over: the candidates of the node views
+(by revision), the model and the capability; the totals of the score columns. Only rows
+that changed are worked out again; the rest is the last decision's, value for value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from itertools import compress, repeat
+from operator import attrgetter, is_, ne
+from typing import Any
+
+from herd.interfaces import InferenceRequest, NodeView
+
+__all__ = ["CandidateMemo", "TotalsMemo", "row_weigher"]
+
+_MAX_KEYS = 512
+_name = attrgetter("name")
+_revision = attrgetter("revision")
+
+Changes = tuple[list[int], "set[int] | tuple[()]"]
+Picker = Callable[[InferenceRequest, list[NodeView], str, dict[str, str]], list[NodeView]]
+
+
+class _Picked:
+    __slots__ = (
+        "candidate_names",
+        "candidate_revisions",
+        "candidates",
+        "names",
+        "rejected",
+        "revisions",
+        "verdicts",
+    )
+
+    def __init__(self, names: list[str], revisions: list[int], verdicts: list[str | None]):
+        self.names = names
+        self.revisions = revisions
+        self.verdicts = verdicts  # per view: None (a candidate) or why not
+        self.candidates: list[NodeView] = []
+        self.candidate_names: list[str] = []
+        self.candidate_revisions: list[int] = []
+        self.rejected: dict[str, str] = {}
+
+
+class CandidateMemo:
+    """The candidates per (capability, model), kept with the views' revisions."""
+
+    __slots__ = ("_picked", "_picker")
+
+    def __init__(self, picker: Picker) -> None:
+        self._picker = picker  # Ranker.candidates: views -> candidates, rejections filled
+        self._picked: dict[Hashable, _Picked] = {}
+
+    def pick(
+        self, request: InferenceRequest, views: list[NodeView], capability: str
+    ) -> tuple[list[NodeView], list[str], list[int], dict[str, str], Changes | None]:
+        """Candidates, their names and revisions, why the other views are not, and (when
+        the candidates are the last decision's) which of them changed since: ``(the last
+        decision's candidate revisions, indexes of the candidates that changed)``.
+
+        A revision is drawn for one view at one change, never shared: equal names and
+        revisions mean the same view objects in the same state."""
+        names = list(map(_name, views))
+        revisions = list(map(_revision, views))
+        key = (capability, request.model_key)
+        last = self._picked.get(key)
+        if last is None or last.names != names:
+            return self._pick_all(key, request, views, capability, names, revisions)
+        if last.revisions == revisions:  # nothing changed
+            unchanged = (last.candidate_revisions, ())
+            revised = last.candidate_revisions
+            return last.candidates, last.candidate_names, revised, last.rejected, unchanged
+        verdicts = list(last.verdicts)
+        for index in compress(range(len(views)), map(ne, revisions, last.revisions)):
+            rejected: dict[str, str] = {}
+            self._picker(request, [views[index]], capability, rejected)
+            verdicts[index] = rejected.get(names[index])
+        picked = _Picked(names, revisions, verdicts)
+        same = verdicts == last.verdicts
+        if same:
+            picked.candidate_names = last.candidate_names
+            picked.rejected = last.rejected
+        else:
+            self._fill_names(picked)
+        picked.candidates = list(compress(views, map(is_, verdicts, repeat(None))))
+        picked.candidate_revisions = fresh = list(
+            compress(revisions, map(is_, verdicts, repeat(None)))
+        )
+        self._picked[key] = picked
+        changes = None
+        if same:
+            before = last.candidate_revisions
+            changes = (before, set(compress(range(len(fresh)), map(ne, fresh, before))))
+        return picked.candidates, picked.candidate_names, fresh, picked.rejected, changes
+
+    def _pick_all(
+        self,
+        key: Hashable,
+        request: InferenceRequest,
+        views: list[NodeView],
+        capability: str,
+        names: list[str],
+        revisions: list[int],
+    ) -> tuple[list[NodeView], list[str], list[int], dict[str, str]]:
+        rejected: dict[str, str] = {}
+        candidates = self._picker(request, views, capability, rejected)
+        picked = _Picked(names, revisions, [rejected.get(name) for name in names])
+        picked.candidates = candidates
+        self._fill_names(picked)
+        mask = map(is_, picked.verdicts, repeat(None))
+        picked.candidate_revisions = list(compress(revisions, mask))
+        if len(self._picked) >= _MAX_KEYS:
+            self._picked.clear()
+        self._picked[key] = picked
+        return candidates, picked.candidate_names, picked.candidate_revisions, rejected, None
+
+    @staticmethod
+    def _fill_names(picked: _Picked) -> None:
+        verdicts = picked.verdicts
+        picked.candidate_names = list(compress(picked.names, map(is_, verdicts, repeat(None))))
+        picked.rejected = {
+            name: verdict
+            for name, verdict in zip(picked.names, verdicts, strict=True)
+            if verdict is not None
+        }
+
+
+def row_weigher(shares: list[float]) -> Callable[..., float]:
+    """One row's weighted total: the same expression, term for term, as the columns'
+    weigher in ranking.py, so a row worked out alone adds up to the same float."""
+    count = len(shares)
+    columns = ", ".join(f"c{i}" for i in range(count))
+    terms = " + ".join(f"c{i} * s{i}" for i in range(count))
+    return eval(f"lambda {columns}: {terms}", {f"s{i}": share for i, share in enumerate(shares)})
+
+
+class _Weighed:
+    __slots__ = ("columns", "names", "order", "totals")
+
+    def __init__(
+        self, names: list[str], columns: list[list[float]], totals: list[float], order: list[int]
+    ) -> None:
+        self.names = names
+        self.columns = columns
+        self.totals = totals
+        self.order = order
+
+
+class TotalsMemo:
+    """Weighed totals and their order per (capability, model), by score columns."""
+
+    __slots__ = ("_row", "_weigh", "_weighed")
+
+    def __init__(self, weigh: Callable[..., list[float]], row: Callable[..., float]) -> None:
+        self._weigh = weigh
+        self._row = row
+        self._weighed: dict[Hashable, _Weighed] = {}
+
+    def totals(
+        self, key: Hashable, names: list[str], columns: list[list[float]]
+    ) -> tuple[list[float], list[int]]:
+        """Each row's total, and the rows best first (ties in row order)."""
+        last = self._weighed.get(key)
+        if last is None or last.names != names:
+            return self._weigh_all(key, names, columns)
+        changed: set[int] = set()
+        rows = range(len(names))
+        for column, old in zip(columns, last.columns, strict=True):
+            if column is not old and column != old:
+                changed.update(compress(rows, map(ne, column, old)))
+        if not changed:
+            last.columns = columns
+            return last.totals, last.order
+        if len(changed) * 4 > len(names):
+            return self._weigh_all(key, names, columns)
+        totals = list(last.totals)
+        row = self._row
+        for index in changed:
+            totals[index] = row(*[column[index] for column in columns])
+        order = last.order if totals == last.totals else _order(totals)
+        self._weighed[key] = _Weighed(names, columns, totals, order)
+        return totals, order
+
+    def _weigh_all(
+        self, key: Hashable, names: list[str], columns: list[list[float]]
+    ) -> tuple[list[float], list[int]]:
+        totals = self._weigh(*columns)
+        order = _order(totals)
+        if len(self._weighed) >= _MAX_KEYS:
+            self._weighed.clear()
+        self._weighed[key] = _Weighed(names, columns, totals, order)
+        return totals, order
+
+
+def _order(totals: list[Any]) -> list[int]:
+    # sorted() is stable, reverse included: ties keep configuration order
+    return sorted(range(len(totals)), key=totals.__getitem__, reverse=True)

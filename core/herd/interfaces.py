@@ -325,7 +325,9 @@ class Signal(ABC):
             return
         if "_invalidated" not in self.__dict__:
             self._invalidated: dict[str, int] = {}
-        self._invalidated[node] = stamp
+        invalidated = self._invalidated
+        invalidated.pop(node, None)  # kept in stamp order: the ranker reads the newest only
+        invalidated[node] = stamp
 
 
 class FallbackPolicy(ABC):

@@ -47,6 +47,12 @@ class AvailabilitySignal(Signal):
             tally[2] = now
         return tally
 
+    def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
+        first_online = self._first_online
+        for node in nodes:  # a node's first time online, noted when first a candidate
+            if node.online_since and node.name not in first_online:
+                first_online[node.name] = node.online_since
+
     def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
         return "availability"  # the node's record, whatever the request
 
@@ -92,7 +98,12 @@ class AvailabilitySignal(Signal):
             value = 1.0
             tally = tallies.get(node.name) if tallies else None
             if tally is not None and tally[1] > 0.01:
-                good, bad, _ = self._decayed(node.name, time.monotonic())
+                good, bad, then = tally  # faded to now, without writing it back: a score
+                now = time.monotonic()  # is the same however often it was asked for
+                if now > then:
+                    fade = 0.5 ** ((now - then) / config.half_life_s)
+                    good *= fade
+                    bad *= fade
                 prior = config.prior_successes
                 value = (good + prior) / (good + bad + prior)
             if node.status == "degraded":

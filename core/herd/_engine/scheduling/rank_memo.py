@@ -8,7 +8,7 @@ that changed are worked out again; the rest is the last decision's, value for va
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, is_, ne
 from typing import Any
@@ -21,7 +21,7 @@ _MAX_KEYS = 512
 _name = attrgetter("name")
 _revision = attrgetter("revision")
 
-Changes = tuple[list[int], "set[int] | tuple[()]"]
+Changes = tuple[list[int], Sequence[int], Sequence[NodeView]]
 Picker = Callable[[InferenceRequest, list[NodeView], str, dict[str, str]], list[NodeView]]
 
 
@@ -60,7 +60,8 @@ class CandidateMemo:
     ) -> tuple[list[NodeView], list[str], list[int], dict[str, str], Changes | None]:
         """Candidates, their names and revisions, why the other views are not, and (when
         the candidates are the last decision's) which of them changed since: ``(the last
-        decision's candidate revisions, indexes of the candidates that changed)``.
+        decision's candidate revisions, indexes of the candidates that changed, those
+        candidates)``.
 
         A revision is drawn for one view at one change, never shared: equal names and
         revisions mean the same view objects in the same state."""
@@ -71,7 +72,7 @@ class CandidateMemo:
         if last is None or last.names != names:
             return self._pick_all(key, request, views, capability, names, revisions)
         if last.revisions == revisions:  # nothing changed
-            unchanged = (last.candidate_revisions, ())
+            unchanged = (last.candidate_revisions, (), ())
             revised = last.candidate_revisions
             return last.candidates, last.candidate_names, revised, last.rejected, unchanged
         verdicts = list(last.verdicts)
@@ -94,7 +95,8 @@ class CandidateMemo:
         changes = None
         if same:
             before = last.candidate_revisions
-            changes = (before, set(compress(range(len(fresh)), map(ne, fresh, before))))
+            order = list(compress(range(len(fresh)), map(ne, fresh, before)))
+            changes = (before, order, [picked.candidates[i] for i in order])
         return picked.candidates, picked.candidate_names, fresh, picked.rejected, changes
 
     def _pick_all(

@@ -114,14 +114,17 @@ class Ranker:
     :class:`~herd._engine.scheduling.score_cache.ValueCache`), and scores nothing itself.
     """
 
-    def __init__(self, signals: list[Signal]) -> None:
+    def __init__(self, signals: list[Signal], cache: bool = True) -> None:
+        """``cache=False``: every signal is asked every time, as if none opted in (the
+        reference the cache is tested against)."""
         self.signals = signals
         self.weight_sum = sum(s.weight for s in signals) or 1.0
         # (position, signal, its value cache or None, whether it has a prepare), in order
+        cached = [cache and _overrides(s, "cache_key") for s in signals]
         self._first_pass = [
-            (i, s, ValueCache(s) if _overrides(s, "cache_key") else None, _overrides(s, "prepare"))
+            (i, s, ValueCache(s) if cached[i] else None, _overrides(s, "prepare"))
             for i, s in enumerate(signals)
-            if _overrides(s, "cache_key") or _overrides(s, "prepare")
+            if cached[i] or _overrides(s, "prepare")
         ]
         self._cached = any(cache is not None for _, _, cache, _ in self._first_pass)
         self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]

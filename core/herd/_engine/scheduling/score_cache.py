@@ -55,8 +55,9 @@ class ValueCache:
     ) -> list[Any]:
         """The signal's value for each of ``nodes`` (whose names and revisions are given).
 
-        ``changes``: ``(revisions, indexes)``: which nodes changed since the decision that
-        saw ``revisions`` (the same nodes), worked out once for every signal."""
+        ``changes``: ``(revisions, indexes, nodes)``: which nodes changed (indexes in
+        order, and the nodes) since the decision that saw ``revisions`` (the same nodes),
+        worked out once for every signal."""
         signal = self.signal
         entries = self._entries
         entry = entries.get(key)
@@ -64,8 +65,16 @@ class ValueCache:
             return self._compute_all(key, request, nodes, names, revisions)
         invalidated = signal._invalidated_at > entry.stamp
         if changes is not None and entry.revisions is changes[0]:
-            if not changes[1] and not invalidated:
-                return entry.values  # nothing changed: the common case on an idle fleet
+            if not invalidated:
+                if not changes[1]:
+                    return entry.values  # nothing changed: the common case when idle
+                stamp = next_revision()
+                values = list(entry.values)
+                fresh = signal.node_values(request, changes[2])
+                for index, value in zip(changes[1], fresh, strict=True):
+                    values[index] = value
+                entries[key] = _Entry(names, revisions, values, stamp)
+                return values
             stale = set(changes[1])
             values = list(entry.values)
         elif entry.names == names:
@@ -87,10 +96,11 @@ class ValueCache:
                     values.append(old[1])
         if invalidated:
             since = entry.stamp
-            position = {name: index for index, name in enumerate(names)}
-            for name, stamp in signal._invalidated.items():
-                if stamp > since and name in position:
-                    stale.add(position[name])
+            for name, stamp in reversed(signal._invalidated.items()):  # newest first
+                if stamp <= since:
+                    break
+                if name in names:
+                    stale.add(names.index(name))
         stamp = next_revision()
         if stale:
             order = sorted(stale)

@@ -1,0 +1,431 @@
+"""The ranker's per-node cache: every change to a view invalidates it, and decisions made
+with it are the decisions made without it, bit for bit, whatever happens in between."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from unittest import mock
+
+import msgspec
+import pytest
+from herd import InferenceRequest, LoadedModel, ModelEntry, NodeView, RequestTrace, Signal
+from herd._engine.config import load_settings
+from herd._engine.gateway import Gateway
+from herd._engine.plugins import make_plugin_manager
+from herd._engine.scheduling.ranking import Decision, Ranker
+from herd.trace import AttemptRecord
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+GIB = 1024**3
+MODELS = [("qwen2.5:7b", 4.7), ("llama3.2:3b", 2.0), ("qwen3:14b", 9.3), ("nomic:embed", 0.05)]
+
+# --- every change bumps the revision ---------------------------------------------------
+
+NEW_VALUES = {
+    "name": "renamed",
+    "url": "http://elsewhere",
+    "type": "openai",
+    "status": "degraded",
+    "last_error": "boom",
+    "last_seen": 5.0,
+    "version": "9",
+    "models": {"m": ModelEntry(name="m", key="m")},
+    "loaded": {"m": LoadedModel(name="m", key="m")},
+    "in_flight": 3,
+    "in_flight_by_model": {"m": 3},
+    "capabilities": frozenset({"image"}),
+    "num_parallel": 7,
+    "max_loaded_models": 2,
+    "ram_total": 5,
+    "ram_available": 4,
+    "vram_total": 3,
+    "vram_used": 2,
+    "cpu_count": 8,
+    "cpu_percent": 50.0,
+    "gpus": [{"temperature": 80}],
+    "agent": True,
+    "draining": True,
+    "tags": ["gpu"],
+    "service_models": {"embed": {"m": ModelEntry(name="m", key="m")}},
+    "primary_capabilities": frozenset({"text"}),
+    "assumed_parallel": 9,
+    "learned_parallel": {"m": 2},
+    "queued_by_model": {"m": 1},
+    "loading": {"m": 4096},
+    "unloaded_at": {"m": 1.0},
+    "online_since": 2.0,
+    "vram_seen": 1,
+}
+
+
+def test_every_field_of_a_view_is_covered_here() -> None:
+    fields = {f.name for f in dataclasses.fields(NodeView)} - {"revision"}
+    assert fields == set(NEW_VALUES), "a new NodeView field: add it to NEW_VALUES"
+
+
+@pytest.mark.parametrize("field", sorted(NEW_VALUES))
+def test_setting_any_field_bumps_the_revision(field: str) -> None:
+    view = NodeView(name="a", url="http://a")
+    before = view.revision
+    setattr(view, field, NEW_VALUES[field])
+    assert view.revision > before
+
+
+DICT_CHANGES = [  # (name, change(dict, a value of the right kind))
+    ("setitem", lambda d, v: d.__setitem__("k", v)),
+    ("delitem", lambda d, v: d.__delitem__("old")),
+    ("pop", lambda d, v: d.pop("old")),
+    ("popitem", lambda d, v: d.popitem()),
+    ("setdefault", lambda d, v: d.setdefault("k", v)),
+    ("update", lambda d, v: d.update({"k": v})),
+    ("update kwargs", lambda d, v: d.update(k=v)),
+    ("ior", lambda d, v: d.__ior__({"k": v})),
+    ("clear", lambda d, v: d.clear()),
+]
+DICT_FIELDS = [
+    "models",
+    "loaded",
+    "in_flight_by_model",
+    "learned_parallel",
+    "queued_by_model",
+    "loading",
+    "unloaded_at",
+    "service_models",
+]
+
+
+@pytest.mark.parametrize("field", DICT_FIELDS)
+@pytest.mark.parametrize("change", DICT_CHANGES, ids=[c[0] for c in DICT_CHANGES])
+def test_changing_a_views_dict_in_place_bumps_the_revision(field: str, change) -> None:
+    view = NodeView(name="a", url="http://a")
+    value = {} if field == "service_models" else 0
+    setattr(view, field, {"old": value})
+    alias = getattr(view, field)  # through any name the dict goes by
+    before = view.revision
+    change[1](alias, value)
+    assert view.revision > before
+
+
+def test_a_dict_assigned_to_a_view_is_copied_so_the_original_cannot_change_it_silently() -> None:
+    view = NodeView(name="a", url="http://a")
+    mine = {"m": 1}
+    view.in_flight_by_model = mine
+    before = view.revision
+    mine["m"] = 2
+    assert view.in_flight_by_model == {"m": 1} and view.revision == before
+
+
+def test_inner_service_model_dicts_bump_the_revision() -> None:
+    view = NodeView(name="a", url="http://a")
+    view.service_models = {"embed": {}}
+    before = view.revision
+    view.service_models["embed"]["m"] = ModelEntry(name="m", key="m")
+    assert view.revision > before
+    before = view.revision
+    view.service_models.setdefault("image", {})["x"] = ModelEntry(name="x", key="x")
+    assert view.revision > before
+
+
+LIST_CHANGES = [
+    ("append", lambda items: items.append(1)),
+    ("extend", lambda items: items.extend([1])),
+    ("insert", lambda items: items.insert(0, 1)),
+    ("pop", lambda items: items.pop()),
+    ("remove", lambda items: items.remove("old")),
+    ("clear", lambda items: items.clear()),
+    ("sort", lambda items: items.sort()),
+    ("reverse", lambda items: items.reverse()),
+    ("setitem", lambda items: items.__setitem__(0, 1)),
+    ("delitem", lambda items: items.__delitem__(0)),
+    ("iadd", lambda items: items.__iadd__([1])),
+    ("imul", lambda items: items.__imul__(2)),
+]
+
+
+@pytest.mark.parametrize("field", ["gpus", "tags"])
+@pytest.mark.parametrize("change", LIST_CHANGES, ids=[c[0] for c in LIST_CHANGES])
+def test_changing_a_views_list_in_place_bumps_the_revision(field: str, change) -> None:
+    view = NodeView(name="a", url="http://a")
+    setattr(view, field, ["old"])
+    before = view.revision
+    change[1](getattr(view, field))
+    assert view.revision > before
+
+
+def test_model_entries_cannot_change_in_place() -> None:
+    view = NodeView(name="a", url="http://a", loaded={"m": LoadedModel(name="m", key="m")})
+    with pytest.raises(AttributeError):
+        view.loaded["m"].size = 5  # type: ignore[misc]
+    before = view.revision
+    view.loaded["m"] = msgspec.structs.replace(view.loaded["m"], size=5)
+    assert view.revision > before
+
+
+def test_revisions_are_never_shared_between_views() -> None:
+    views = [NodeView(name=str(i), url="u") for i in range(20)]
+    for view in views[::2]:
+        view.in_flight += 1
+    assert len({view.revision for view in views}) == len(views)
+
+
+# --- signals that do not opt in -------------------------------------------------------
+
+
+class CountingSignal(Signal):
+    name = "counting"
+
+    def __init__(self, config: Signal.Config) -> None:
+        super().__init__(config)
+        self.calls = 0
+
+    def score(self, request: InferenceRequest, node: NodeView) -> float:
+        self.calls += 1
+        return 1.0 / (1 + node.in_flight)
+
+
+class CachedCountingSignal(CountingSignal):
+    name = "cached-counting"
+
+    def cache_key(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> str:
+        return request.model_key
+
+
+def _request(model: str = "m", **extra) -> InferenceRequest:
+    return InferenceRequest(
+        api="ollama",
+        endpoint="chat",
+        model=model,
+        model_key=model,
+        body={},
+        stream=True,
+        **{"kind": "text", **extra},
+    )
+
+
+def _plain_views(count: int) -> list[NodeView]:
+    views = []
+    for index in range(count):
+        view = NodeView(
+            name=f"n{index}", url="u", status="online", capabilities=frozenset({"text"})
+        )
+        view.models["m"] = ModelEntry(name="m", key="m")
+        views.append(view)
+    return views
+
+
+def test_a_signal_that_does_not_opt_in_is_asked_every_time() -> None:
+    plain = CountingSignal(Signal.Config())
+    views = _plain_views(5)
+    ranker = Ranker([plain])
+    for _ in range(3):
+        ranker.rank(_request(), views)
+    assert plain.calls == 15
+
+
+def test_an_opted_in_signal_is_asked_again_only_for_changed_or_invalidated_nodes() -> None:
+    cached = CachedCountingSignal(Signal.Config())
+    views = _plain_views(5)
+    ranker = Ranker([cached])
+    ranker.rank(_request(), views)
+    ranker.rank(_request(), views)
+    assert cached.calls == 5
+    views[2].in_flight += 1
+    decision = ranker.rank(_request(), views)
+    assert cached.calls == 6 and decision.scores["n2"]["cached-counting"] == 0.5
+    cached.invalidate("n4")
+    ranker.rank(_request(), views)
+    assert cached.calls == 7
+    cached.invalidate()
+    ranker.rank(_request(), views)
+    assert cached.calls == 12
+    ranker.rank(_request("other"), views)  # another key: no model there, no candidates
+    views[0].in_flight_by_model["m"] = 1  # in place, through the view's own dict
+    ranker.rank(_request(), views)
+    assert cached.calls == 13
+
+
+# --- the same decisions with and without the cache -------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1.7e9
+        self.mono = 5000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+def _fleet(rng: random.Random, clock: Clock) -> list[NodeView]:
+    views = []
+    for index in range(rng.choice((1, 3, 8, 20))):
+        view = NodeView(
+            name=f"n{index}",
+            url=f"http://node{index}",
+            status=rng.choice(["online"] * 5 + ["degraded", "offline"]),
+            capabilities=frozenset({"text", "embed"}),
+            num_parallel=rng.choice((0, 1, 2, 4)),
+            online_since=rng.choice((0.0, clock.now - 3600, clock.now - 30)),
+        )
+        kind = rng.choice(["vram", "ram", "seen", "none"])
+        if kind == "vram":
+            view.vram_total = rng.choice((8, 12, 24)) * GIB
+        elif kind == "ram":
+            view.ram_total = rng.choice((16, 32)) * GIB
+        elif kind == "seen":
+            view.vram_seen = rng.choice((4, 10)) * GIB
+        for name, size in MODELS:
+            if rng.random() < 0.8:
+                view.models[name] = ModelEntry(name=name, key=name, size=int(size * 1e9))
+            if rng.random() < 0.3:
+                _load(view, name, size, rng)
+        views.append(view)
+    return views
+
+
+def _load(view: NodeView, name: str, size: float, rng: random.Random) -> None:
+    resident = int(size * 1.1e9)
+    view.loaded[name] = LoadedModel(
+        name=name,
+        key=name,
+        size=resident,
+        size_vram=resident if rng.random() < 0.85 else resident // 2,
+        context_length=rng.choice((2048, 4096, 8192, 0)),
+    )
+
+
+def _mutate(view: NodeView, rng: random.Random, clock: Clock) -> None:
+    name, size = rng.choice(MODELS)
+    change = rng.randrange(14)
+    if change == 0:
+        view.status = rng.choice(["online", "online", "degraded", "offline"])
+    elif change == 1:
+        view.draining = not view.draining
+    elif change == 2:
+        view.in_flight_by_model[name] = view.in_flight_by_model.get(name, 0) + 1
+        view.in_flight += 1
+    elif change == 3:
+        by_model = view.in_flight_by_model  # an alias, changed in place
+        if by_model:
+            key = rng.choice(sorted(by_model))
+            view.in_flight = max(0, view.in_flight - by_model.pop(key))
+    elif change == 4:
+        view.queued_by_model[name] = rng.randint(0, 3)
+    elif change == 5:
+        view.loading[name] = rng.choice((0, 4096, 16384))
+    elif change == 6:
+        view.loading.pop(name, None)
+    elif change == 7:
+        if view.loaded.pop(name, None) is not None:
+            view.unloaded_at[name] = clock.now
+        else:
+            _load(view, name, size, rng)
+            view.unloaded_at.pop(name, None)
+    elif change == 8:
+        view.learned_parallel[name] = rng.randint(1, 3)
+    elif change == 9:
+        view.num_parallel = rng.choice((0, 1, 2, 4))
+    elif change == 10:
+        view.vram_used = rng.choice((0, 2 * GIB, 6 * GIB))
+        view.ram_available = rng.choice((0, 4 * GIB))
+    elif change == 11:
+        view.online_since = clock.now  # came back
+    elif change == 12:
+        if name in view.models:
+            del view.models[name]
+        else:
+            view.models[name] = ModelEntry(name=name, key=name, size=int(size * 1e9))
+    else:
+        view.capabilities = rng.choice((frozenset({"text", "embed"}), frozenset({"embed"})))
+
+
+def _trace(rng: random.Random, views: list[NodeView], index: int) -> RequestTrace:
+    model = rng.choice(MODELS)[0]
+    node = rng.choice(views).name
+    failed = rng.random() < 0.2
+    return RequestTrace(
+        request_id=str(index),
+        api="ollama",
+        endpoint="chat",
+        kind="text",
+        model=model,
+        served_model=model,
+        node=node,
+        ttft_ms=rng.uniform(80, 4000),
+        latency_ms=rng.uniform(2000, 9000),
+        load_ms=rng.choice((0.0, 0.0, 3000.0)),
+        session=f"chat:{rng.randint(0, 5)}",
+        status="failed" if failed else "completed",
+        http_status=200,
+        attempts=[AttemptRecord(node=node, started_at=0, ended_at=1, error="x" if failed else "")],
+    )
+
+
+def _ask(rng: random.Random) -> InferenceRequest:
+    model = rng.choice(MODELS)[0]
+    return _request(
+        model,
+        kind=rng.choice(["text", "text", "embed"]),
+        prompt_tokens=rng.choice((100, 900, 6000)),
+        session=f"chat:{rng.randint(0, 5)}",
+        follow_up=rng.random() < 0.7,
+        num_ctx=rng.choice((None, 2048, 8192)),
+        num_predict=rng.choice((None, 100)),
+    )
+
+
+def _shown(decision: Decision) -> tuple:
+    return (
+        [view.name for view in decision.ranked],
+        {node: repr(total) for node, total in decision.totals.items()},
+        {n: {s: repr(x) for s, x in row.items()} for n, row in decision.scores.items()},
+        list(decision.rejections.items()),
+    )
+
+
+def _gateway(config: dict) -> Gateway:
+    gateway = Gateway(load_settings(None, env={}), make_plugin_manager(None, env={}))
+    for signal in gateway.signals:
+        for field, value in config.get(signal.name, {}).items():
+            setattr(signal.config, field, value)
+    return gateway
+
+
+CONFIGS = [{}, {"role-affinity": {"mode": "best-fit"}}, {"wait-time": {"prefer_loaded": False}}]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_decisions_are_the_same_with_and_without_the_cache(seed: int) -> None:
+    rng = random.Random(seed)
+    clock = Clock()
+    with (
+        mock.patch("time.time", lambda: clock.now),
+        mock.patch("time.monotonic", lambda: clock.mono),
+    ):
+        config = CONFIGS[seed % len(CONFIGS)]
+        cached_gateway, plain_gateway = _gateway(config), _gateway(config)
+        cached = Ranker(cached_gateway.signals)
+        plain = Ranker(plain_gateway.signals, cache=False)
+        views = _fleet(rng, clock)
+        asked = _ask(rng)
+        for step in range(60):
+            action = rng.random()
+            if action < 0.45:
+                if rng.random() < 0.7:  # often the same request again, as a queue re-ranks
+                    asked = _ask(rng)
+                expected = _shown(plain.rank(asked, views, asked.kind))
+                assert _shown(cached.rank(asked, views, asked.kind)) == expected, step
+            elif action < 0.75:
+                for view in rng.sample(views, rng.randint(1, len(views))):
+                    _mutate(view, rng, clock)
+            elif action < 0.9:
+                trace = _trace(rng, views, step)
+                cached_gateway.finish(trace)
+                plain_gateway.finish(trace)
+            else:
+                clock.advance(rng.choice((0.5, 30.0, 200.0, 1000.0)))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import herd
 from _harness import table
 from herd import InferenceRequest, LoadedModel, ModelEntry, NodeView, RequestTrace
 from herd._engine.config import load_settings
@@ -133,11 +134,13 @@ def measure(count: int, changed: int, rounds: int) -> tuple[float, float, float]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--nodes", type=int, nargs="*", default=[3, 10, 50, 200])
     args = parser.parse_args()
+    print("herd from", herd.__file__)
     gateway = Gateway(load_settings(None, env={}), make_plugin_manager(None, env={}))
     print("signals:", ", ".join(f"{s.name} x{s.weight:g}" for s in gateway.signals))
     rows = []
-    for count in (3, 10, 50, 200):
+    for count in args.nodes:
         for changed in sorted({0, 1, 5 if count >= 10 else 0, count // 10}):
             best, p50, p90 = measure(count, changed, 15 if args.quick else 60)
             rows.append([count, changed, f"{best:.1f}", f"{p50:.1f}", f"{p90:.1f}"])

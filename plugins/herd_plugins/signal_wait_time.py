@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from itertools import compress, repeat
-from operator import is_, mul, not_
+from operator import is_, is_not, mul, not_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl, normalize_model_name
 
@@ -87,6 +87,7 @@ class WaitTimeSignal(Signal):
         self._prepared: tuple[str, bool, Sequence[NodeView], list[float], list[bool]] | None = None
         # the last settle's cached values (None: some were not), model and scores
         self._settled: tuple[list | None, str, list[float]] = (None, "", [])
+        self._columns: tuple[list, str, tuple[list, ...]] = ([], "", ())  # see _unzip
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
@@ -210,15 +211,13 @@ class WaitTimeSignal(Signal):
         if values is last[0] and key == last[1]:
             return last[2], None  # the same cached values as last time: the same scores
         steady = values
-        if any(
-            map(is_, values, repeat(None))
-        ):  # estimated afresh, in one pass (one reading of the clock)
+        if any(map(is_, values, repeat(None))):  # estimated afresh, reading the clock once
             moving = [index for index, value in enumerate(values) if value is None]
             values = list(values)
             now = self._values_now(key, [nodes[index] for index in moving])
             for index, value in zip(moving, now, strict=True):
                 values[index] = value
-        scores, waits, hot, hot_online = zip(*values, strict=True)
+        scores, waits, hot, hot_online = self._unzip(key, values)
         best_hot = min(compress(waits, hot_online), default=None)
         best_cold = min(compress(waits, map(not_, hot)), default=None)
         config = self.config
@@ -228,11 +227,28 @@ class WaitTimeSignal(Signal):
             and best_cold is not None
             and best_hot + config.prefer_margin_s <= best_cold
         )
-        self._prepared = (key, prefer, nodes, list(waits), list(hot))
+        self._prepared = (key, prefer, nodes, waits, hot)
         # a cold node scores 0 (x False) when loaded copies are preferred
-        out = list(map(mul, scores, hot)) if prefer else list(scores)
+        out = list(map(mul, scores, hot)) if prefer else scores
         self._settled = (steady if steady is values else None, key, out)
         return out, None
+
+    def _unzip(self, key: str, values: list) -> tuple[list, ...]:
+        """The values' four columns: the last ones, patched where a value changed."""
+        last, last_key, columns = self._columns
+        count = len(values)
+        if last_key == key and len(last) == count:
+            changed = list(compress(range(count), map(is_not, values, last)))
+            if len(changed) * 4 <= count:
+                columns = tuple(list(column) for column in columns)
+                scores, waits, hot, hot_online = columns
+                for index in changed:
+                    scores[index], waits[index], hot[index], hot_online[index] = values[index]
+                self._columns = (values, key, columns)
+                return columns
+        columns = tuple(map(list, zip(*values, strict=True)))
+        self._columns = (values, key, columns)
+        return columns
 
     def _values_now(self, key: str, nodes: Sequence[NodeView]) -> list:
         hot: list[bool] = []

@@ -161,8 +161,26 @@ def check_signal(cls: type[Signal], config: Any = None) -> None:
                     f"{cls.__name__} scored {node.name} {score!r}, outside [0, 1]"
                 )
             assert abs(one - value) < 1e-9, "scores() must agree with score()"
+        _check_cached(signal, request, nodes, batch)
     for status, node in (("completed", "node0"), ("failed", "node1"), ("rejected", "")):
         signal.observe(sample_trace(status, node))
+
+
+def _check_cached(
+    signal: Signal, request: InferenceRequest, nodes: list[NodeView], batch: list[float]
+) -> None:
+    """A signal that opts in to caching: one node's value depends on that node alone,
+    and ``settle`` over the values gives what ``prepare`` and ``scores`` give."""
+    if signal.cache_key(request, nodes) is None:
+        return
+    values = signal.node_values(request, nodes)
+    assert len(values) == len(nodes), "node_values returns one value per node"
+    alone = [signal.node_values(request, [node])[0] for node in nodes]
+    assert values == alone, "a node's value must depend on that node alone (and the key)"
+    scores, _ = signal.settle(request, nodes, values)
+    assert len(scores) == len(nodes), "settle returns one score per node"
+    for cached, fresh in zip(scores, batch, strict=True):
+        assert abs(cached - fresh) < 1e-9, "settle(node_values) must agree with scores()"
 
 
 def check_fallback_policy(cls: type[FallbackPolicy], config: Any = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from itertools import compress, repeat
-from operator import attrgetter, is_, ne
+from operator import attrgetter, is_, itemgetter, ne
 from typing import Any
 
 from herd.interfaces import InferenceRequest, NodeView
@@ -76,9 +76,10 @@ class CandidateMemo:
             revised = last.candidate_revisions
             return last.candidates, last.candidate_names, revised, last.rejected, unchanged
         verdicts = list(last.verdicts)
-        for index in compress(range(len(views)), map(ne, revisions, last.revisions)):
-            rejected: dict[str, str] = {}
-            self._picker(request, [views[index]], capability, rejected)
+        changed = list(compress(range(len(views)), map(ne, revisions, last.revisions)))
+        rejected: dict[str, str] = {}
+        self._picker(request, [views[index] for index in changed], capability, rejected)
+        for index in changed:
             verdicts[index] = rejected.get(names[index])
         picked = _Picked(names, revisions, verdicts)
         same = verdicts == last.verdicts
@@ -180,9 +181,14 @@ class TotalsMemo:
         if len(changed) * 4 > len(names):
             return self._weigh_all(key, names, columns)
         totals = list(last.totals)
-        row = self._row
-        for index in changed:
-            totals[index] = row(*[column[index] for column in columns])
+        if len(changed) == 1:
+            (index,) = changed
+            totals[index] = self._row(*[column[index] for column in columns])
+        else:  # the changed rows alone, through the same weigher: the same floats
+            rows = sorted(changed)
+            pick = itemgetter(*rows)
+            for index, total in zip(rows, self._weigh(*map(pick, columns)), strict=True):
+                totals[index] = total
         order = last.order if totals == last.totals else _order(totals)
         self._weighed[key] = _Weighed(names, columns, totals, order)
         return totals, order

@@ -227,24 +227,36 @@ def test_a_signal_that_does_not_opt_in_is_asked_every_time() -> None:
 
 def test_an_opted_in_signal_is_asked_again_only_for_changed_or_invalidated_nodes() -> None:
     cached = CachedCountingSignal(Signal.Config())
-    views = _plain_views(5)
+    views = _plain_views(30)  # a fleet big enough for the cache to pay with a node changed
     ranker = Ranker([cached])
     ranker.rank(_request(), views)
     ranker.rank(_request(), views)
-    assert cached.calls == 5
+    assert cached.calls == 30
     views[2].in_flight += 1
     decision = ranker.rank(_request(), views)
-    assert cached.calls == 6 and decision.scores["n2"]["cached-counting"] == 0.5
+    assert cached.calls == 31 and decision.scores["n2"]["cached-counting"] == 0.5
     cached.invalidate("n4")
     ranker.rank(_request(), views)
-    assert cached.calls == 7
+    assert cached.calls == 32
     cached.invalidate()
     ranker.rank(_request(), views)
-    assert cached.calls == 12
+    assert cached.calls == 62
     ranker.rank(_request("other"), views)  # another key: no model there, no candidates
     views[0].in_flight_by_model["m"] = 1  # in place, through the view's own dict
     ranker.rank(_request(), views)
-    assert cached.calls == 13
+    assert cached.calls == 63
+
+
+def test_a_small_fleet_with_many_changes_asks_every_signal_afresh() -> None:
+    cached = CachedCountingSignal(Signal.Config())
+    views = _plain_views(5)
+    ranker = Ranker([cached])
+    ranker.rank(_request(), views)
+    views[1].in_flight += 1
+    decision = ranker.rank(_request(), views)  # the bookkeeping would cost more
+    assert cached.calls == 10 and decision.scores["n1"]["cached-counting"] == 0.5
+    ranker.rank(_request(), views)  # nothing changed: from the cache, brought up to date
+    assert cached.calls == 11
 
 
 # --- the same decisions with and without the cache -------------------------------------

@@ -20,6 +20,12 @@ _SERVING_STATES = ("online", "degraded")
 _status = attrgetter("status")
 _name = attrgetter("name")
 _revision = attrgetter("revision")
+# the cache is skipped for a decision when its candidates number fewer than this many,
+# plus so many per candidate changed since the last decision for the model: measured,
+# asking the signals afresh costs about one unit a node, the cache's bookkeeping about
+# 16 units a decision and 6 a changed node (bench_scheduler.py)
+_CACHE_FIXED_ROWS = 16
+_CACHE_ROWS_PER_CHANGE = 6
 
 
 class Decision:
@@ -182,13 +188,22 @@ class Ranker:
             picked = self._picks.pick(request, views, capability)
             candidates, names, revisions, rejected, changes = picked
             rejections.update(rejected)
+            # many nodes changed in a small fleet: asking every signal afresh costs less
+            # than the cache's bookkeeping (the decision is the same either way)
+            cached = not (
+                changes is not None
+                and changes[1]
+                and len(candidates) < _CACHE_FIXED_ROWS + _CACHE_ROWS_PER_CHANGE * len(changes[1])
+            )
         else:
+            cached = False
             candidates = self.candidates(request, views, capability, rejections)
+            names = list(map(_name, candidates))
         if not candidates:
             return decision
         settled: dict[int, list[float]] = {}
         for index, signal, cache, prepares in self._first_pass:
-            key = None if cache is None else signal.cache_key(request, candidates)
+            key = None if cache is None or not cached else signal.cache_key(request, candidates)
             if key is not None:
                 values = cache.values(key, request, candidates, names, revisions, changes)
                 settled[index], verdicts = signal.settle(request, candidates, values)
@@ -217,8 +232,7 @@ class Ranker:
                 kept = None
             else:
                 candidates = [candidates[i] for i in kept]
-                if self._cached:
-                    names = [names[i] for i in kept]
+                names = [names[i] for i in kept]
         columns = []
         for index, signal in enumerate(self.signals):
             column = settled.get(index)
@@ -228,7 +242,7 @@ class Ranker:
                 column = [column[i] for i in kept]
             columns.append(column)
         weigh = self._weigh
-        if self._sums is not None:
+        if self._sums is not None and cached:
             totals, order = self._sums.totals((capability, request.model_key), names, columns)
         else:
             totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
@@ -240,7 +254,7 @@ class Ranker:
             ranked = [v for v in ranked if v.status == "online"] + [
                 v for v in ranked if v.status != "online"
             ]
-        node_names = names if self._cached else list(map(_name, candidates))
+        node_names = names
         decision.ranked = ranked
         decision._sums = totals
         decision._names = self._names

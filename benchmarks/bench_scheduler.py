@@ -13,9 +13,9 @@ docs/routing.md, "Cost and quality"), so each node count is timed three ways: no
 changed between two decisions, and 1 or 5 (and n/10) nodes changed in between: on each, a
 request started or finished, the finished one's trace learned by the signals (what a
 loaded router sees; the changes are not timed). Target (issue 16): at most 50
-microseconds at 50 nodes. Measured on the 2-core development machine at 50 nodes, p50
-medians of 5 runs paired with the code before the cache: about 31 (was 175) with nothing
-changed, 138 (was 195) with 1 node changed, about 185 (unchanged) with 5.
+microseconds at 50 nodes. Measured on the busy 2-core development machine at 50 nodes,
+p50 medians of 5 runs alternating with the code before the cache: about 35 (was 150)
+with nothing changed, 117 (was 154) with 1 node changed, 184 (was 186) with 5.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import is_
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -312,8 +314,16 @@ class Signal(ABC):
         """This decision's scores from the nodes' values (cached or fresh; do not change
         the list), and ``prepare``'s verdicts: ``{node name: reason}`` or None. Where the
         nodes are judged against each other (the best of them, the total load). Default:
-        the values are the scores."""
-        return values, None
+        the values are the scores, a None one asked of :meth:`scores` (in one call)."""
+        if not any(map(is_, values, repeat(None))):  # (identity: cheaper than None in)
+            return values, None
+        moving = [index for index, value in enumerate(values) if value is None]
+        scores = list(values)
+        for index, score in zip(
+            moving, self.scores(request, [nodes[i] for i in moving]), strict=True
+        ):
+            scores[index] = score
+        return scores, None
 
     def invalidate(self, node: str | None = None) -> None:
         """Say that learned state behind ``node``'s value (every node's when None)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from itertools import repeat
-from operator import is_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl
 
@@ -74,18 +72,6 @@ class AvailabilitySignal(Signal):
             else:
                 out.append(1.0 * degraded if node.status == "degraded" else 1.0)
         return out
-
-    def settle(
-        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
-    ) -> tuple[list, None]:
-        if not any(map(is_, values, repeat(None))):  # (identity: cheaper than None in)
-            return values, None
-        moving = [index for index, value in enumerate(values) if value is None]
-        values = list(values)
-        now = self.scores(request, [nodes[index] for index in moving])
-        for index, score in zip(moving, now, strict=True):
-            values[index] = score
-        return values, None
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from itertools import repeat
-from operator import is_
 
 from herd import InferenceRequest, NodeView, Signal, hookimpl
 
@@ -47,18 +45,6 @@ class ThermalSignal(Signal):
             else score
             for node, score in zip(nodes, self.scores(request, nodes), strict=True)
         ]
-
-    def settle(
-        self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
-    ) -> tuple[list, None]:
-        if not any(map(is_, values, repeat(None))):  # (identity: cheaper than None in)
-            return values, None
-        warm = [index for index, value in enumerate(values) if value is None]
-        values = list(values)
-        now = self.scores(request, [nodes[index] for index in warm])
-        for index, score in zip(warm, now, strict=True):
-            values[index] = score
-        return values, None
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]

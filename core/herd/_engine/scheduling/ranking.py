@@ -139,6 +139,7 @@ class Ranker:
         self._weigh = _weigher(self._shares) if signals else None
         # with a cached signal, decisions pick up where the last one for the model left off
         self._picks = CandidateMemo(self.candidates) if self._cached else None
+        self._seen: dict[tuple[str, str], list[int]] = {}  # small fleets: revisions, by model
         self._sums = (
             TotalsMemo(self._weigh, row_weigher(self._shares))
             if self._cached and self._weigh is not None
@@ -173,6 +174,17 @@ class Ranker:
                 rejections[view.name] = "model not on this node"
         return out
 
+    def _changed(self, request: InferenceRequest, views: list[NodeView], capability: str) -> bool:
+        """Whether any view changed since the last decision for this model."""
+        revisions = list(map(_revision, views))
+        key = (capability, request.model_key)
+        if self._seen.get(key) == revisions:
+            return False
+        if len(self._seen) >= 512:
+            self._seen.clear()
+        self._seen[key] = revisions
+        return True
+
     def rank(
         self, request: InferenceRequest, views: Iterable[NodeView], capability: str = "text"
     ) -> Decision:
@@ -183,8 +195,14 @@ class Ranker:
         """
         decision = Decision()
         rejections = decision.rejections
+        given = views
         if self._picks is not None:
             views = views if isinstance(views, list) else list(views)
+            if len(views) < _CACHE_FIXED_ROWS + _CACHE_ROWS_PER_CHANGE and self._changed(
+                request, views, capability
+            ):  # a small fleet that changed: even the candidates' bookkeeping costs more
+                views = None
+        if self._picks is not None and views is not None:
             picked = self._picks.pick(request, views, capability)
             candidates, names, revisions, rejected, changes = picked
             rejections.update(rejected)
@@ -197,7 +215,7 @@ class Ranker:
             )
         else:
             cached = False
-            candidates = self.candidates(request, views, capability, rejections)
+            candidates = self.candidates(request, views or given, capability, rejections)
             names = list(map(_name, candidates))
         if not candidates:
             return decision

@@ -50,7 +50,13 @@ class ContextFitSignal(Signal):
 
     def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list[int]:
         """The context each node runs (or is loading) the model with, 0 when neither."""
-        return [_context_of(node, request.model_key) for node in nodes]
+        key = request.model_key
+        out = []
+        for node in nodes:  # _context_of, inlined: the classic path runs it for every node
+            loaded = node.loaded.get(key)
+            context = loaded.context_length if loaded is not None else 0
+            out.append(context or node.loading.get(key, 0))
+        return out
 
     def settle(
         self, request: InferenceRequest, nodes: Sequence[NodeView], values: list[int]

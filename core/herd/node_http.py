@@ -110,8 +110,6 @@ class NodeHttpClient:
             NodeHttpError: no connection, or the node closed it or spoke no HTTP.
             TimeoutError: a timeout passed.
         """
-        if self._closed:
-            raise RuntimeError("the client is closed")
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # connections belong to the loop that opened them
             self._idle.clear()
@@ -134,7 +132,10 @@ class NodeHttpClient:
         return await self._head(conn.send(message, deadline))
 
     async def close(self) -> None:
-        """Close the idle connections; ones still receiving close when their reply ends."""
+        """Close the idle connections; ones still receiving close when their reply ends.
+
+        A request after this still works (a backend being replaced may have one in
+        flight), on a connection of its own that is not kept."""
         self._closed = True
         self._close_idle()
 

@@ -4,6 +4,7 @@ requests without an ``Origin`` (SDKs, curl) or from herd's own pages are untouch
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -109,8 +110,14 @@ def test_an_error_answer_to_an_allowed_page_is_readable_by_it(router: RouterHand
     ],
 )
 def test_a_page_on_another_site_is_refused_in_the_clients_protocol_before_any_node(
-    router: RouterHandle, sim: SimNode, path: str, body: dict[str, Any], message_of: Any
+    router: RouterHandle,
+    sim: SimNode,
+    path: str,
+    body: dict[str, Any],
+    message_of: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="herd.audit")
     before = _node_requests(sim)
     # text/plain: the "simple" request a browser sends without asking first
     reply = httpx.post(
@@ -127,6 +134,9 @@ def test_a_page_on_another_site_is_refused_in_the_clients_protocol_before_any_no
     )
     assert preflight.status_code == 403 and _cors(preflight) == {}
     assert _node_requests(sim) == before
+    # the page cannot read why: herd's log says it, once a minute per origin and path
+    refused = [r.getMessage() for r in caplog.records if "refused origin" in r.getMessage()]
+    assert any("https://evil.example" in line and path in line for line in refused), refused
 
 
 def test_a_configured_list_replaces_the_default(sim: SimNode) -> None:

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from herd._engine.audit import audit
 from herd._engine.render import error_body
 
 __all__ = ["CorsGate", "origin_matcher"]
@@ -119,6 +120,8 @@ async def _preflight(send: Any, origin: bytes, requested: bytes) -> None:
 
 
 async def _refuse(scope: Any, send: Any, origin: str) -> None:
+    # the page cannot read the answer, so herd's log is where the operator learns why
+    audit("refused origin", scope, level=30, origin=origin[:100], path=scope["path"])
     message = (
         f"requests from pages on {origin[:100]} are not allowed: add the origin to "
         "auth.allowed_origins to let its pages call herd"

@@ -5,8 +5,8 @@ Run by hand (not in CI):  .venv/bin/python benchmarks/bench_node_client.py [--pr
 Starts one unpaced herd-sim process on a free 127.0.0.1 port, then opens ``--count``
 sequential streamed chats through ``OllamaBackend.open`` and reads them with
 ``rest_blocks`` (what the router's relay does), in this process: the CPU time per request
-is the backend's and its HTTP client's alone. ``--profile`` prints the cProfile rows of
-the client's own functions, per request. Works with whichever herd the interpreter
+is the backend's and its HTTP client's alone. ``--profile`` prints the cProfile rows (CPU
+clock) of the client's and the backend's own functions. Works with whichever herd the interpreter
 imports, so two checkouts can be compared.
 """
 
@@ -65,13 +65,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-all", action="store_true", help="and the top rows overall")
     args = parser.parse_args()
     with sim_node("--num-parallel", "8", "--gen-tps", "0", "--reply-tokens", str(args.tokens)) as (
         url,
         _,
     ):
         if args.profile:
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.process_time)  # CPU, not time blocked in epoll
             profile.enable()
         spent = asyncio.run(streams(url, args.count))
         if args.profile:
@@ -80,6 +81,8 @@ def main() -> None:
     if args.profile:
         stats = pstats.Stats(profile)
         stats.sort_stats("tottime").print_stats(r"node_http|aiohttp|backend_ollama", 25)
+        if args.profile_all:
+            stats.sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class NodeResponse:
         "_chunks",
         "_conn",
         "_error",
+        "_loop",
         "_waiter",
         "close_delimited",
         "complete",
@@ -102,6 +103,7 @@ class NodeResponse:
 
     def __init__(self, conn: NodeConnection) -> None:
         self._conn: NodeConnection | None = conn
+        self._loop = conn.loop
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._error: BaseException | None = None
@@ -121,14 +123,18 @@ class NodeResponse:
                 chunks.clear()
                 conn = self._conn
                 if conn is not None and not conn.transport.is_reading():
-                    conn.transport.resume_reading()  # paused in on_body: caught up now
+                    conn.transport.resume_reading()  # paused in data_received: caught up now
                 self._buffered = 0
                 return data
             if self._error is not None:
                 raise self._error
             if self.complete:
                 return b""
-            await self._wait()
+            self._waiter = waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
 
     async def read_all(self) -> bytes:
         """The rest of the body, whole."""
@@ -152,7 +158,7 @@ class NodeResponse:
             conn.abandon()
 
     async def _wait(self) -> None:
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter = self._loop.create_future()
         try:
             await waiter
         finally:
@@ -183,6 +189,13 @@ class NodeConnection(asyncio.Protocol):
         self.read_timeout = read_timeout
         self.release = release  # called when a reply is complete: keep-alive or not
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        # llhttp calls these two C methods directly: no Python frame per header or per
+        # body chunk (a streamed reply is one chunk per token). httptools looks its
+        # callbacks up once, when the parser is made, so they are set before it.
+        self.body: list[bytes] = []
+        self.raw_headers: dict[bytes, bytes] = {}
+        self.on_body = self.body.append
+        self.on_header = self.raw_headers.__setitem__
         self.parser = httptools.HttpResponseParser(self)
         self.response: NodeResponse | None = None
         self.closed = False
@@ -263,13 +276,24 @@ class NodeConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            self._take_body(response)  # what came before the bad bytes is still read
             if self.response is response:
                 self._fail(ReplyInvalid(" ".join(str(exc).split()) or type(exc).__name__))
             else:  # bytes after a complete reply
                 self.closed = True
                 self.transport.close()
             return
+        if self.body:
+            self._take_body(response)
+            response._buffered += len(data)
+            over = response._buffered > READ_BUFFER_LIMIT
+            if over and self.response is response and self.transport.is_reading():
+                self.transport.pause_reading()  # until the reader catches up (read())
         response._wake()
+
+    def _take_body(self, response: NodeResponse) -> None:
+        response._chunks += self.body
+        self.body.clear()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -288,33 +312,24 @@ class NodeConnection(asyncio.Protocol):
 
     # --- llhttp's callbacks ---
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.response.headers[name.decode("latin-1").lower()] = value.decode("latin-1")  # type: ignore[union-attr]
-
     def on_headers_complete(self) -> None:
         response = self.response
         assert response is not None
+        raw = self.raw_headers
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw.items()}
+        raw.clear()
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # 103 Early Hints and the like: the real reply follows
             response.informational = True
-            response.headers = {}
             return
         response.status = status
+        response.headers = headers
         response.head_done = True
-        headers = response.headers
         response.close_delimited = (
             "content-length" not in headers
             and "chunked" not in headers.get("transfer-encoding", "").lower()
             and status not in (204, 304)
         )
-
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        assert response is not None
-        response._chunks.append(body)
-        response._buffered += len(body)
-        if response._buffered > READ_BUFFER_LIMIT and self.transport.is_reading():
-            self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
         response = self.response
@@ -322,6 +337,7 @@ class NodeConnection(asyncio.Protocol):
         if response.informational:
             response.informational = False
             return
+        self._take_body(response)
         response.complete = True
         response._conn = None
         self.response = None

@@ -7,7 +7,9 @@ import hashlib
 import socket
 import ssl
 import subprocess
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from herd.net import describe_network_error
@@ -21,11 +23,22 @@ from herd.node_http import (
 
 from tests.core.raw_node import RawNode, RawRequest, chunked, write_slowly
 
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
 LINES = b'{"n":1}\n{"n":2}\r\n{"n":3}\n'
 
 
-def run(coro):  # type: ignore[no-untyped-def]
-    return asyncio.run(asyncio.wait_for(coro, 60))
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Run:
+    """Runs a scenario on asyncio's loop and on uvloop's (the router's, under uvicorn)."""
+    factory = None
+    if request.param == "uvloop":
+        factory = pytest.importorskip("uvloop").new_event_loop
+
+    def run_on_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(asyncio.wait_for(coro, 60))
+
+    return run_on_loop
 
 
 async def ok(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -33,7 +46,7 @@ async def ok(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
     return True
 
 
-def test_chunked_with_extensions_and_trailers_split_everywhere() -> None:
+def test_chunked_with_extensions_and_trailers_split_everywhere(run: Run) -> None:
     answer = (
         b"HTTP/1.1 200 OK\r\ncOnTeNt-TyPe: application/x-ndjson\r\n"
         b"TRANSFER-ENCODING: chunked\r\n\r\n"
@@ -59,7 +72,7 @@ def test_chunked_with_extensions_and_trailers_split_everywhere() -> None:
     assert accepted == 1  # the trailer did not stop the connection being reused
 
 
-def test_content_length_close_delimited_http10_and_connection_close() -> None:
+def test_content_length_close_delimited_http10_and_connection_close(run: Run) -> None:
     answers = {
         "/length": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(LINES), LINES),
         "/eof": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + LINES,
@@ -89,7 +102,7 @@ def test_content_length_close_delimited_http10_and_connection_close() -> None:
     assert [count for _, _, count in seen] == [1, 1, 1, 2, 3, 4]
 
 
-def test_an_informational_answer_before_the_real_one_is_skipped() -> None:
+def test_an_informational_answer_before_the_real_one_is_skipped(run: Run) -> None:
     async def answer(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
         writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
@@ -105,7 +118,7 @@ def test_an_informational_answer_before_the_real_one_is_skipped() -> None:
     assert (status, body) == (201, b"ok") and "link" not in headers
 
 
-def test_the_request_is_one_well_formed_message() -> None:
+def test_the_request_is_one_well_formed_message(run: Run) -> None:
     port = 0
 
     async def scenario() -> list[RawRequest]:
@@ -129,7 +142,7 @@ def test_the_request_is_one_well_formed_message() -> None:
     assert get.header("content-length") is None
 
 
-def test_keep_alive_reuses_one_connection() -> None:
+def test_keep_alive_reuses_one_connection(run: Run) -> None:
     async def scenario() -> int:
         async with RawNode(ok) as node:
             client = NodeHttpClient(node.url)
@@ -141,7 +154,7 @@ def test_keep_alive_reuses_one_connection() -> None:
     assert run(scenario()) == 1
 
 
-def test_an_idle_connection_the_node_closed_is_replaced() -> None:
+def test_an_idle_connection_the_node_closed_is_replaced(run: Run) -> None:
     async def close_after_answer(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         return False  # the server hangs up once the client has its answer
@@ -157,7 +170,7 @@ def test_an_idle_connection_the_node_closed_is_replaced() -> None:
     assert run(scenario()) == (b"ok", 2)
 
 
-def test_a_node_closing_as_the_next_request_arrives_is_retried_once() -> None:
+def test_a_node_closing_as_the_next_request_arrives_is_retried_once(run: Run) -> None:
     async def first_only(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         if len([r for r in node_requests if r.connection == request.connection]) > 1:
             return False  # hang up without a byte of the answer, as an idle timeout would
@@ -177,7 +190,7 @@ def test_a_node_closing_as_the_next_request_arrives_is_retried_once() -> None:
     assert run(scenario()) == (b"ok", 2)
 
 
-def test_a_fresh_connection_closed_before_the_answer_is_not_retried() -> None:
+def test_a_fresh_connection_closed_before_the_answer_is_not_retried(run: Run) -> None:
     async def hang_up(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         return False
 
@@ -193,7 +206,7 @@ def test_a_fresh_connection_closed_before_the_answer_is_not_retried() -> None:
     assert accepted == 1
 
 
-def test_a_node_dying_mid_reply_is_said_plainly() -> None:
+def test_a_node_dying_mid_reply_is_said_plainly(run: Run) -> None:
     async def die(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
         return False
@@ -211,7 +224,7 @@ def test_a_node_dying_mid_reply_is_said_plainly() -> None:
     assert describe_network_error(exc) == "the connection closed before the reply was complete"
 
 
-def test_a_silent_node_times_out() -> None:
+def test_a_silent_node_times_out(run: Run) -> None:
     async def headers_then_silence(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         if request.request_line.startswith("GET /quiet"):
             return True  # says nothing at all
@@ -232,7 +245,7 @@ def test_a_silent_node_times_out() -> None:
     run(scenario())
 
 
-def test_a_refused_connection_names_the_address() -> None:
+def test_a_refused_connection_names_the_address(run: Run) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -246,7 +259,7 @@ def test_a_refused_connection_names_the_address() -> None:
     assert describe_network_error(exc) == f"cannot connect to 127.0.0.1:{port}: Connection refused"
 
 
-def test_a_large_body_is_read_under_flow_control() -> None:
+def test_a_large_body_is_read_under_flow_control(run: Run) -> None:
     body = bytes(range(256)) * (16 * 4096)  # 16 MiB
 
     async def big(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
@@ -294,7 +307,7 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_https_refuses_an_untrusted_certificate_and_accepts_a_trusted_one(
-    self_signed: tuple[Path, Path],
+    run: Run, self_signed: tuple[Path, Path]
 ) -> None:
     cert, key = self_signed
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

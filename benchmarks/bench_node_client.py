@@ -64,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--asyncio", action="store_true", help="asyncio's loop, not uvloop")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-all", action="store_true", help="and the top rows overall")
     args = parser.parse_args()
@@ -74,7 +75,13 @@ def main() -> None:
         if args.profile:
             profile = cProfile.Profile(time.process_time)  # CPU, not time blocked in epoll
             profile.enable()
-        spent = asyncio.run(streams(url, args.count))
+        factory = None
+        if not args.asyncio:  # uvicorn runs the router on uvloop when it is installed
+            import uvloop
+
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            spent = runner.run(streams(url, args.count))
         if args.profile:
             profile.disable()
     print(f"backend + client CPU per streamed request: {spent / args.count * 1e6:.0f} us")

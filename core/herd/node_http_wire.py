@@ -283,13 +283,17 @@ class NodeConnection(asyncio.Protocol):
                 self.closed = True
                 self.transport.close()
             return
-        if self.body:
-            self._take_body(response)
+        body = self.body  # inlined _take_body and _wake: this runs once per streamed token
+        if body:
+            response._chunks += body
+            body.clear()
             response._buffered += len(data)
             over = response._buffered > READ_BUFFER_LIMIT
             if over and self.response is response and self.transport.is_reading():
                 self.transport.pause_reading()  # until the reader catches up (read())
-        response._wake()
+        waiter = response._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _take_body(self, response: NodeResponse) -> None:
         response._chunks += self.body

@@ -154,8 +154,8 @@ class NodeResponse:
         node's work); a complete reply's connection is already back in the pool."""
         conn, self._conn = self._conn, None
         if conn is not None and not self.complete:
-            self._error = ReplyIncomplete()
             conn.abandon()
+            self._fail(ReplyIncomplete())  # a reader waiting in another task must wake
 
     async def _wait(self) -> None:
         self._waiter = waiter = self._loop.create_future()

@@ -224,6 +224,26 @@ def test_a_node_dying_mid_reply_is_said_plainly(run: Run) -> None:
     assert describe_network_error(exc) == "the connection closed before the reply was complete"
 
 
+def test_closing_a_reply_wakes_the_task_reading_it(run: Run) -> None:
+    async def endless(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n")
+        return True  # and nothing more: the reader waits
+
+    async def scenario() -> BaseException:
+        async with RawNode(endless) as node:
+            reply = await NodeHttpClient(node.url).request("GET", "/")
+            assert await reply.read() == b"hi"
+            reader = asyncio.create_task(reply.read())
+            await asyncio.sleep(0)  # the reader is waiting now
+            reply.close()  # as the zombie reaper does, from its own task
+            with pytest.raises(ReplyIncomplete) as caught:
+                await reader
+            await node.closed.wait()  # and the node saw its connection close
+            return caught.value
+
+    assert isinstance(run(scenario()), ReplyIncomplete)
+
+
 def test_a_silent_node_times_out(run: Run) -> None:
     async def headers_then_silence(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         if request.request_line.startswith("GET /quiet"):

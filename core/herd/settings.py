@@ -175,17 +175,18 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         _doc(
             "Web origins (besides herd's own) whose pages may call the client API from a "
             "browser (CORS), e.g. http://192.168.1.5:3000; * matches any run of characters "
-            "in a host or port, and a lone * allows every site."
+            "in a host or port, a lone * allows every site, and null allows sandboxed pages."
         ),
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_ALLOWED_ORIGINS))
 
     def __post_init__(self) -> None:
         for origin in self.allowed_origins:
-            if origin != "*" and not _ORIGIN_PATTERN.match(origin):
+            # "null": what browsers send for sandboxed frames and some file:// pages
+            if origin not in ("*", "null") and not _ORIGIN_PATTERN.match(origin):
                 raise ValueError(
                     f"auth.allowed_origins: {origin!r} is not an origin: write "
                     "scheme://host or scheme://host:port, with no path (e.g. "
-                    "http://192.168.1.5:3000, http://localhost:*), or a lone *"
+                    "http://192.168.1.5:3000, http://localhost:*), a lone * or null"
                 )
         names = [k.name for k in self.api_keys]
         keys = [k.key for k in self.api_keys]

@@ -184,5 +184,8 @@ def test_a_malformed_origin_is_a_config_error_naming_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(None, env=env)
     assert "allowed_origins" in str(info.value)
-    good = {"HERD_AUTH__ALLOWED_ORIGINS": '["http://192.168.1.5:3000"]'}
-    assert load_settings(None, env=good).auth.allowed_origins == ["http://192.168.1.5:3000"]
+    good = {"HERD_AUTH__ALLOWED_ORIGINS": '["http://192.168.1.5:3000", "null"]'}
+    allowed = load_settings(None, env=good).auth.allowed_origins
+    assert allowed == ["http://192.168.1.5:3000", "null"]
+    assert origin_matcher(allowed)("null")
+    assert not origin_matcher(load_settings(None, env={}).auth.allowed_origins)("null")

@@ -52,8 +52,12 @@ def describe_network_error(exc: BaseException) -> str:
     """
     import aiohttp  # the router's client library; imported here so agents need not load it
 
+    from herd.node_http import NodeHttpError
+
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, NodeHttpError):  # herd's own node client says it plainly already
+        return str(exc)
     if isinstance(exc, aiohttp.ClientSSLError):  # the certificate's story is in its text
         return " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError):

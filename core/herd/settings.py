@@ -14,6 +14,7 @@ line in the file and what the key means.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -131,6 +132,30 @@ class ApiKeySettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ]
 
 
+#: Pages that may call the client API from a browser unless told otherwise: this machine's
+#: own (any port) and desktop-app schemes, the same list Ollama allows by default.
+DEFAULT_ALLOWED_ORIGINS = (
+    "http://localhost",
+    "https://localhost",
+    "http://localhost:*",
+    "https://localhost:*",
+    "http://127.0.0.1",
+    "https://127.0.0.1",
+    "http://127.0.0.1:*",
+    "https://127.0.0.1:*",
+    "http://0.0.0.0",
+    "https://0.0.0.0",
+    "http://0.0.0.0:*",
+    "https://0.0.0.0:*",
+    "app://*",
+    "file://*",
+    "tauri://*",
+    "vscode-webview://*",
+    "vscode-file://*",
+)
+_ORIGIN_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$", re.IGNORECASE)
+
+
 class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Who may do what: node agents, administrators, API clients."""
 
@@ -145,8 +170,24 @@ class AuthSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         list[ApiKeySettings],
         _doc("Client API keys; when any is set, inference and admin routes need one."),
     ] = []
+    allowed_origins: Annotated[
+        list[str],
+        _doc(
+            "Web origins (besides herd's own) whose pages may call the client API from a "
+            "browser (CORS), e.g. http://192.168.1.5:3000; * matches any run of characters "
+            "in a host or port, a lone * allows every site, and null allows sandboxed pages."
+        ),
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_ALLOWED_ORIGINS))
 
     def __post_init__(self) -> None:
+        for origin in self.allowed_origins:
+            # "null": what browsers send for sandboxed frames and some file:// pages
+            if origin not in ("*", "null") and not _ORIGIN_PATTERN.match(origin):
+                raise ValueError(
+                    f"auth.allowed_origins: {origin!r} is not an origin: write "
+                    "scheme://host or scheme://host:port, with no path (e.g. "
+                    "http://192.168.1.5:3000, http://localhost:*), a lone * or null"
+                )
         names = [k.name for k in self.api_keys]
         keys = [k.key for k in self.api_keys]
         if len(set(names)) != len(names):

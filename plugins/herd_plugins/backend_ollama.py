@@ -1,4 +1,5 @@
-"""The Ollama backend: talks to a node's Ollama API over the router's shared aiohttp session."""
+"""The Ollama backend: talks to a node's Ollama API (replies through herd.node_http, polls
+through the router's shared aiohttp session)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from herd.interfaces import (
 )
 from herd.names import normalize_model_name
 from herd.net import describe_network_error
+from herd.node_http import NodeHttpClient, NodeHttpError, NodeResponse
 from herd.settings import NodeConfig
 
 _ENDPOINT_PATHS = {
@@ -38,26 +40,29 @@ _encode = msgspec.json.encode
 class OllamaReply(UpstreamReply):
     """An open Ollama response: the first line is read, the rest streams on demand."""
 
-    __slots__ = ("_buffer", "_closed", "_response")
+    __slots__ = ("_buffer", "_response")
 
     def __init__(
         self,
-        response: aiohttp.ClientResponse,
+        status: int,
+        content_type: str,
         first: bytes,
-        buffer: bytes,
-        streaming: bool,
+        buffer: bytes = b"",
+        response: NodeResponse | None = None,
     ) -> None:
-        self.status = response.status
-        self.content_type = response.headers.get("Content-Type", "application/json")
+        self.status = status
+        self.content_type = content_type
         self.first = first
-        self.streaming = streaming
+        self.streaming = response is not None
         self._response = response
         self._buffer = buffer
-        self._closed = False
 
     async def rest_blocks(self) -> AsyncIterator[bytes]:
         buffer = self._buffer
-        content = self._response.content
+        response = self._response
+        if response is None:
+            return
+        read = response.read  # silence between chunks is bounded by the client's read_timeout
         try:
             while True:
                 end = buffer.rfind(b"\n") + 1
@@ -67,23 +72,23 @@ class OllamaReply(UpstreamReply):
                         block = b"".join(line + b"\n" for line in block.split(b"\n") if line)
                     if block:
                         yield block
-                # No asyncio.timeout per read: it cost ~15 us a block, and the request's
-                # ClientTimeout(sock_read=read_timeout) already bounds silence between
-                # chunks (aiohttp raises a TimeoutError, described as "timed out").
-                chunk = await content.readany()
+                chunk = await read()
                 if not chunk:
                     break
                 buffer += chunk
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        except (NodeHttpError, TimeoutError, OSError) as exc:
             raise StreamBroken(_describe(exc)) from exc
         finally:
-            self._response.release()
+            response.close()  # an abandoned stream's connection closes; a whole one is pooled
         if buffer.strip():
             yield buffer + b"\n"
 
     async def rest(self) -> AsyncIterator[bytes]:
         buffer = self._buffer
-        content = self._response.content
+        response = self._response
+        if response is None:
+            return
+        read = response.read
         try:
             while True:
                 newline = buffer.find(b"\n")
@@ -93,20 +98,19 @@ class OllamaReply(UpstreamReply):
                     if len(line) > 1:
                         yield line
                     newline = buffer.find(b"\n")
-                chunk = await content.readany()  # sock_read bounds the silence (see above)
+                chunk = await read()
                 if not chunk:
                     break
                 buffer += chunk
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        except (NodeHttpError, TimeoutError, OSError) as exc:
             raise StreamBroken(_describe(exc)) from exc
         finally:
-            self._response.release()
+            response.close()
         if buffer.strip():
             yield buffer if buffer.endswith(b"\n") else buffer + b"\n"
 
     async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if self._response is not None:
             self._response.close()
 
 
@@ -136,28 +140,19 @@ class OllamaBackend(Backend):
         super().__init__(node, config, context)
         # What /api/show said a model can do, by digest (a model's capabilities never change)
         self._capabilities: dict[str, list[str]] = {}
+        # Requests that open a reply (inference, show, pull, ...) go through herd's lean
+        # client, with its own keep-alive pool to this node; polls use the shared session.
+        self._client = NodeHttpClient(
+            node.url,
+            connect_timeout=context.connect_timeout,
+            read_timeout=context.read_timeout,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
 
     def _url(self, path: str) -> str:
         return self.node.url.rstrip("/") + path
-
-    async def _send(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
-    ) -> aiohttp.ClientResponse:
-        try:
-            return await self.context.http.request(
-                method,
-                self._url(path),
-                data=body,
-                headers=headers or (_JSON if body is not None else None),
-                allow_redirects=False,  # a node must not send prompts elsewhere
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    sock_connect=self.context.connect_timeout,
-                    sock_read=self.context.read_timeout,
-                ),
-            )
-        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
-            raise NodeFailure(f"node {self.node.name} unreachable: {_describe(exc)}") from exc
 
     async def open(self, request: InferenceRequest) -> UpstreamReply:
         path = _ENDPOINT_PATHS.get(request.endpoint)
@@ -189,63 +184,74 @@ class OllamaBackend(Backend):
     async def _open(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None
     ) -> UpstreamReply:
-        response: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(self.context.first_byte_timeout):
-                response = await self._send(method, path, body, headers)
-                if 300 <= response.status < 400:
-                    raise NodeFailure(
-                        f"node {self.node.name} answered a redirect ({response.status}); "
-                        "herd does not follow redirects from nodes",
-                        status=response.status,
-                    )
-                if response.status >= 400:
-                    raw = await response.read()
-                    response.release()
-                    message = _error_message(raw, response.status)
-                    if response.status == 404 and path != "/api/pull":
-                        raise NodeFailure(message, status=404, not_found=True)
-                    if response.status >= 500:
-                        raise NodeFailure(
-                            f"node {self.node.name} answered {response.status}: {message}",
-                            status=response.status,
-                        )
-                    return OllamaReply(response, raw, b"", False)
-                ctype = response.headers.get("Content-Type", "")
-                if "ndjson" not in ctype:
-                    raw = await response.read()
-                    response.release()
-                    return OllamaReply(response, raw, b"", False)
-                buffer = b""
-                content = response.content
-                while True:
-                    newline = buffer.find(b"\n")
-                    if newline >= 0:
-                        first, buffer = buffer[: newline + 1], buffer[newline + 1 :]
-                        if len(first) > 1:
-                            break
-                        continue
-                    chunk = await content.readany()
-                    if not chunk:
-                        first, buffer = buffer, b""
-                        if not first.strip():
-                            raise NodeFailure(f"node {self.node.name} sent an empty stream")
-                        first += b"\n"
-                        break
-                    buffer += chunk
-                return OllamaReply(response, first, buffer, True)
+            response = await self._client.request(
+                method,
+                path,
+                body,
+                headers or (_JSON if body is not None else None),
+                first_byte_timeout=self.context.first_byte_timeout,
+            )
+        except TimeoutError as exc:
+            raise NodeFailure(f"node {self.node.name} timed out before answering") from exc
+        except (NodeHttpError, OSError) as exc:
+            raise NodeFailure(f"node {self.node.name} unreachable: {_describe(exc)}") from exc
+        try:
+            return await self._first(response, path)
         except NodeFailure:
-            if response is not None:
-                response.close()
+            response.close()
             raise
         except TimeoutError as exc:
-            if response is not None:
-                response.close()
+            response.close()
             raise NodeFailure(f"node {self.node.name} timed out before answering") from exc
-        except (aiohttp.ClientError, ConnectionError, OSError) as exc:
-            if response is not None:
-                response.close()
+        except (NodeHttpError, OSError) as exc:
+            response.close()
             raise NodeFailure(f"node {self.node.name} failed: {_describe(exc)}") from exc
+        except BaseException:  # cancelled: the connection must not go back half read
+            response.close()
+            raise
+
+    async def _first(self, response: NodeResponse, path: str) -> UpstreamReply:
+        """The reply up to its first NDJSON line (the whole body when it is not a stream)."""
+        status = response.status
+        if 300 <= status < 400:
+            raise NodeFailure(
+                f"node {self.node.name} answered a redirect ({status}); "
+                "herd does not follow redirects from nodes",
+                status=status,
+            )
+        ctype = response.headers.get("content-type", "application/json")
+        if status >= 400:
+            raw = await response.read_all()
+            message = _error_message(raw, status)
+            if status == 404 and path != "/api/pull":
+                raise NodeFailure(message, status=404, not_found=True)
+            if status >= 500:
+                raise NodeFailure(
+                    f"node {self.node.name} answered {status}: {message}", status=status
+                )
+            return OllamaReply(status, ctype, raw)
+        if "ndjson" not in ctype:
+            return OllamaReply(status, ctype, await response.read_all())
+        buffer = b""
+        read = response.read
+        while True:
+            newline = buffer.find(b"\n")
+            if newline >= 0:
+                first, buffer = buffer[: newline + 1], buffer[newline + 1 :]
+                if len(first) > 1:
+                    break
+                continue
+            chunk = await read()
+            if not chunk:
+                first, buffer = buffer, b""
+                if not first.strip():
+                    raise NodeFailure(f"node {self.node.name} sent an empty stream")
+                first += b"\n"
+                break
+            buffer += chunk
+        response.end_deadline()
+        return OllamaReply(status, ctype, first, buffer, response)
 
     async def poll(self) -> NodeReport:
         async with asyncio.timeout(self.context.poll_timeout):

@@ -23,6 +23,7 @@ PUBLIC_MODULES = {
     "herd.replies",
     "herd.names",
     "herd.net",  # loopback checks, and why an exchange with a node failed, in plain words
+    "herd.node_http",  # the lean HTTP/1.1 client a backend talks to its node with
     "herd.node_view",
     "herd.trace",
     "herd.protocol",

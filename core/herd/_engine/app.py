@@ -10,6 +10,7 @@ from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
 from herd._engine.auth import access_middleware
+from herd._engine.cors import CorsGate
 from herd._engine.gateway import Gateway
 from herd._engine.guard import guard_middleware
 from herd._engine.plugins import make_plugin_manager
@@ -157,6 +158,9 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    # where Litestar puts its own CORS middleware: in front of its exception handlers, so
+    # the headers reach error answers too
+    app.asgi_handler = CorsGate(app.asgi_handler, settings.auth.allowed_origins)
     app.state.startup_failures = startup_failures
     app.state.gateway = gateway
     app.state.router = gateway  # what plugins' routes use: the public herd.router.Router

@@ -46,8 +46,12 @@ async def benchmarks(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The run in progress (with its progress) and the history, newest first."""
     runner = request.app.state.dashboard_bench
     sink = store_of(router_of(request))
+    # The run first: one that finishes while the history is read then still shows as
+    # running (the page asks again), never as ended with the history read before it was
+    # saved (the page would stop asking and never show the run).
+    current = runner.progress()
     history = await asyncio.to_thread(runner.history, sink)
-    return json({"current": runner.progress(), "history": history})
+    return json({"current": current, "history": history})
 
 
 @post("/dashboard/api/benchmarks", opt=ADMIN, include_in_schema=False)

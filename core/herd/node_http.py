@@ -20,10 +20,11 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections import deque
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from herd.node_http_wire import (
     READ_BUFFER_LIMIT,
@@ -58,6 +59,7 @@ class NodeHttpClient:
     Args:
         base_url: The node's URL; ``https`` uses TLS with ``ssl_context`` or, by default,
             the system's trusted certificates (an untrusted certificate is refused).
+            ``user:password@`` in it is sent as HTTP basic auth, never in ``Host``.
         connect_timeout: Seconds to open a connection (TLS handshake included).
         read_timeout: Seconds of silence tolerated while a reply is received.
         max_idle: Idle connections kept for reuse.
@@ -88,6 +90,10 @@ class NodeHttpClient:
         self._prefix = parts.path.rstrip("/")
         host = parts.netloc.rpartition("@")[2]  # never the URL's credentials
         self._host_line = f"Host: {host}\r\n"
+        if parts.username is not None:  # a node behind a proxy with basic auth, as aiohttp did
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+            self._host_line += f"Authorization: Basic {token}\r\n"
         self._idle: deque[NodeConnection] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False

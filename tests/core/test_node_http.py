@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import socket
 import ssl
@@ -140,6 +141,25 @@ def test_the_request_is_one_well_formed_message(run: Run) -> None:
     assert post.header("traceparent") == "00-ab-cd-01"
     assert get.request_line == "GET /prefix/api/ps HTTP/1.1"
     assert get.header("content-length") is None
+
+
+def test_credentials_in_the_node_url_are_sent_as_basic_auth_not_in_host(run: Run) -> None:
+    """A node behind a reverse proxy with basic auth: ``http://user:pass@host`` (what the
+    router's aiohttp session also did for polls)."""
+
+    async def scenario() -> list[RawRequest]:
+        async with RawNode(ok) as node:
+            url = node.url.replace("http://", "http://herd:p%40ss%3Aword@")
+            client = NodeHttpClient(url)
+            await (await client.request("GET", "/api/ps")).read_all()
+            await (await NodeHttpClient(node.url).request("GET", "/api/ps")).read_all()
+            return node.requests
+
+    with_credentials, without = run(scenario())
+    expected = "Basic " + base64.b64encode(b"herd:p@ss:word").decode()
+    assert with_credentials.header("authorization") == expected
+    assert "@" not in (with_credentials.header("host") or "")
+    assert without.header("authorization") is None
 
 
 def test_keep_alive_reuses_one_connection(run: Run) -> None:

@@ -17,7 +17,12 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["describe_network_error", "is_loopback_client", "is_loopback_host"]
+__all__ = [
+    "describe_network_error",
+    "is_loopback_client",
+    "is_loopback_host",
+    "without_credentials",
+]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -32,6 +37,23 @@ def is_loopback_host(host: str) -> bool:
         return False
     mapped = getattr(address, "ipv4_mapped", None)
     return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def without_credentials(url: str) -> str:
+    """A node's URL as herd shows it (status, dashboard, logs, traces): a password in it
+    (``http://user:secret@proxy``) is masked; the URL itself is used to connect.
+
+    Example:
+        >>> without_credentials("http://herd:s3cret@10.0.0.5:11434")
+        'http://herd:***@10.0.0.5:11434'
+    """
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def is_loopback_client(scope: Mapping[str, Any]) -> bool:

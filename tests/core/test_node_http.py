@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from herd.net import describe_network_error
 from herd.node_http import (
@@ -160,6 +161,15 @@ def test_credentials_in_the_node_url_are_sent_as_basic_auth_not_in_host(run: Run
     assert with_credentials.header("authorization") == expected
     assert "@" not in (with_credentials.header("host") or "")
     assert without.header("authorization") is None
+
+
+def test_a_password_in_a_node_url_is_never_shown(make_router: Any) -> None:
+    """Status, the dashboard and logs show the node's URL with its password masked."""
+    url = "http://herd:s3cret-pass@127.0.0.1:9/"
+    router = make_router(nodes=[{"name": "proxied", "url": url}])
+    nodes = httpx.get(f"{router.url}/fleet/status", timeout=10).json()["nodes"]
+    shown = next(n for n in nodes if n["name"] == "proxied")["url"]
+    assert "s3cret-pass" not in shown and shown.startswith("http://herd:***@127.0.0.1:9")
 
 
 def test_keep_alive_reuses_one_connection(run: Run) -> None:

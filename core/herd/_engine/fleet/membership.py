@@ -33,7 +33,7 @@ import herd
 from herd._engine.audit import audit
 from herd._engine.fleet.reported import loaded_model, model_entry
 from herd.interfaces import NodeReport, NodeView
-from herd.net import is_loopback_host
+from herd.net import is_loopback_host, without_credentials
 from herd.protocol.heartbeat import Heartbeat, HeartbeatReply, MachineInfo
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
@@ -255,10 +255,11 @@ class Membership:
         return node
 
     def _move(self, node: FleetNode, url: str) -> None:
-        log.info("node %s: Ollama moved from %s to %s", node.name, node.config.url, url)
+        shown = without_credentials(node.config.url), without_credentials(url)
+        log.info("node %s: Ollama moved from %s to %s", node.name, *shown)
         node.config = msgspec.structs.replace(node.config, url=url)
         node.backend.node = node.config
-        node.view.url = url
+        node.view.url = without_credentials(url)
 
     def _apply(self, node: FleetNode, heartbeat: Heartbeat) -> None:
         view = node.view

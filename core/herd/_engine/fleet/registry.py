@@ -16,7 +16,7 @@ import msgspec
 from herd._engine.fleet.membership import Membership
 from herd._engine.fleet.services import NodeService, build_service, poll_services, refresh_view
 from herd.interfaces import Backend, BackendContext, LoadedModel, NodeReport, NodeView
-from herd.net import describe_network_error
+from herd.net import describe_network_error, without_credentials
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
 __all__ = ["LOCAL_OLLAMA_URL", "Fleet", "FleetNode", "note_memory_changes"]
@@ -86,7 +86,7 @@ class Fleet:
         backend = cls(node, config, self.context)
         view = NodeView(
             name=node.name,
-            url=node.url,
+            url=without_credentials(node.url),
             type=node.type,
             capabilities=cls.capabilities,
             num_parallel=node.num_parallel or 0,

@@ -23,6 +23,8 @@ def test_prints_each_value_with_where_it_came_from(tmp_path: Path) -> None:
         "port: 9000\n"
         "nodes:\n"
         "  - {name: studio, url: 'http://10.0.0.5:11434'}\n"
+        "  - {name: proxied, url: 'https://herd:url-secret-321@gpu.example.com'}\n"
+        "cluster: {redis_url: 'redis://:redis-secret-654@10.0.0.9:6379/0'}\n"
         "auth:\n"
         "  api_keys:\n"
         "    - {name: ci, key: 'file-secret-123'}\n"
@@ -44,9 +46,12 @@ def test_prints_each_value_with_where_it_came_from(tmp_path: Path) -> None:
     assert lines["host"] == ('"127.0.0.1"', "default")
     assert lines["auth.admin_key"] == ("<redacted>", "env HERD_AUTH__ADMIN_KEY")
     assert lines["auth.node_token"] == ("<redacted>", "env HERD_NODE_TOKEN")
-    assert lines["auth.api_keys[0].key"] == ("<redacted>", f"file {path}:6")
+    assert lines["auth.api_keys[0].key"] == ("<redacted>", f"file {path}:8")
+    assert lines["nodes[1].url"][0] == '"https://herd:***@gpu.example.com"'
+    assert lines["cluster.redis_url"][0] == '"redis://:***@10.0.0.9:6379/0"'
     assert lines["auth.api_keys[0].name"][0] == '"ci"'
-    for secret in ("file-secret-123", "env-secret-456", "node-secret-789"):
+    secrets = ("file-secret-123", "env-secret-456", "node-secret-789", "url-secret-321")
+    for secret in (*secrets, "redis-secret-654"):
         assert secret not in stdout and secret not in err
     assert "HERD_BIN" in err and "configuration is valid" in err
 

@@ -15,6 +15,7 @@ import msgspec
 
 from herd._engine.config import ConfigError, LoadedConfig, check_backends, load_config
 from herd._engine.plugins import PluginLoadError
+from herd.net import without_credentials
 
 __all__ = ["check_config", "describe"]
 
@@ -103,6 +104,8 @@ def _show(keys: list[str], value: Any) -> str:
     name = keys[-1] if keys else ""
     if value not in ("", None) and (name == "key" or any(w in name for w in _SECRET_WORDS)):
         return REDACTED
+    if name.endswith("url") and isinstance(value, str):  # a node behind a proxy's password
+        value = without_credentials(value)
     return _redact_tree(value) if isinstance(value, dict | list) else _scalar(value)
 
 

@@ -39,9 +39,10 @@ def is_loopback_host(host: str) -> bool:
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
-def without_credentials(url: str) -> str:
-    """A node's URL as herd shows it (status, dashboard, logs, traces): a password in it
-    (``http://user:secret@proxy``) is masked; the URL itself is used to connect.
+def without_credentials(url: str, mask: str = "***") -> str:
+    """A URL as herd shows it (status, dashboard, logs, traces, check-config): the password
+    in it (``http://user:secret@proxy``, ``redis://:secret@host``) replaced by ``mask``;
+    the URL itself is used to connect.
 
     Example:
         >>> without_credentials("http://herd:s3cret@10.0.0.5:11434")
@@ -49,11 +50,10 @@ def without_credentials(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     netloc, slash, path = rest.partition("/")
-    if not sep or "@" not in netloc:
+    userinfo, at, host = netloc.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
         return url
-    userinfo, _, host = netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+    return f"{scheme}://{userinfo.partition(':')[0]}:{mask}@{host}{slash}{path}"
 
 
 def is_loopback_client(scope: Mapping[str, Any]) -> bool:

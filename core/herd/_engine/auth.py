@@ -47,6 +47,9 @@ __all__ = [
     "access_middleware",
     "api_key_name",
     "check_admin",
+    "check_same_site",
+    "header",
+    "is_same_site",
     "route_kind",
 ]
 
@@ -82,15 +85,8 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-def _header(scope: Scope, wanted: bytes) -> bytes:
-    for name, value in scope["headers"]:
-        if name == wanted:
-            return value
-    return b""
-
-
 def _bearer(scope: Scope) -> str:
-    scheme, _, credential = _header(scope, b"authorization").decode("latin-1").partition(" ")
+    scheme, _, credential = header(scope, b"authorization").decode("latin-1").partition(" ")
     return credential.strip() if scheme.strip().lower() == "bearer" else ""
 
 
@@ -123,6 +119,25 @@ def check_admin(scope: Scope, admin_key: str) -> None:
         )
 
 
+def header(scope: Scope, wanted: bytes) -> bytes:
+    """A request header's value (``wanted`` in lower case; b"" when absent)."""
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return value
+    return b""
+
+
+def is_same_site(scope: Scope, origin: str) -> bool:
+    """The page sending ``origin`` (lower case) is herd's own: it names the host the request
+    was sent to, as this server or a proxy in front of it saw it (a page on another site
+    cannot set X-Forwarded-Host without a CORS preflight herd refuses)."""
+    hosts = {
+        header(scope, b"host").decode("latin-1").strip().lower(),
+        header(scope, b"x-forwarded-host").decode("latin-1").strip().lower(),
+    } - {""}
+    return origin.partition("://")[2] in hosts
+
+
 def check_same_site(scope: Scope) -> None:
     """Refuse what a web page on another site could make a browser send (CSRF).
 
@@ -131,20 +146,13 @@ def check_same_site(scope: Scope) -> None:
     """
     if scope["method"] in _SAFE_METHODS:
         return
-    origin = _header(scope, b"origin").decode("latin-1").strip().lower()
+    origin = header(scope, b"origin").decode("latin-1").strip().lower()
     if origin:
-        # the page's own host, as this server or a proxy in front of it saw it (a page on
-        # another site cannot set X-Forwarded-Host without a CORS preflight herd refuses)
-        hosts = {
-            _header(scope, b"host").decode("latin-1").strip().lower(),
-            _header(scope, b"x-forwarded-host").decode("latin-1").strip().lower(),
-        } - {""}
-        _, _, netloc = origin.partition("://")
-        if netloc not in hosts:
+        if not is_same_site(scope, origin):
             raise HerdError(403, f"cross-site request refused (Origin {origin[:100]})")
-    elif _header(scope, b"sec-fetch-site").strip().lower() == b"cross-site":
+    elif header(scope, b"sec-fetch-site").strip().lower() == b"cross-site":
         raise HerdError(403, "cross-site request refused (Sec-Fetch-Site: cross-site)")
-    media = _header(scope, b"content-type").split(b";", 1)[0].strip().lower()
+    media = header(scope, b"content-type").split(b";", 1)[0].strip().lower()
     if media and media != b"application/json":
         raise HerdError(415, "send the body as JSON (Content-Type: application/json)")
 
@@ -175,7 +183,7 @@ class AccessMiddleware:
 
     def _check(self, scope: Scope) -> str:
         # Anthropic's clients send the key as x-api-key instead of a bearer token.
-        credential = _bearer(scope) or _header(scope, b"x-api-key").decode("latin-1").strip()
+        credential = _bearer(scope) or header(scope, b"x-api-key").decode("latin-1").strip()
         if not credential:
             audit("refused key", scope, level=30, path=scope["path"], reason="no key")
             raise HerdError(

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from herd._engine.audit import audit
+from herd._engine.auth import header, is_same_site
 from herd._engine.render import error_body
 
 __all__ = ["CorsGate", "origin_matcher"]
@@ -49,13 +50,6 @@ def origin_matcher(patterns: Iterable[str]) -> Any:
     return re.compile(f"(?:{regex})").fullmatch
 
 
-def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> bytes:
-    for name, value in headers:
-        if name == wanted:
-            return value
-    return b""
-
-
 class CorsGate:
     """The ASGI gate described in the module docstring."""
 
@@ -69,17 +63,16 @@ class CorsGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = scope["headers"]
-        origin = _header(headers, b"origin")
-        if not origin or _same_site(origin, headers):
+        origin = header(scope, b"origin")
+        text = origin.decode("latin-1").strip().lower()
+        if not origin or is_same_site(scope, text):
             await self.app(scope, receive, send)
             return
-        text = origin.decode("latin-1").strip().lower()
         if not self._allowed(text):
             await _refuse(scope, send, text)
             return
-        if scope["method"] == "OPTIONS" and _header(headers, b"access-control-request-method"):
-            await _preflight(send, origin, _header(headers, b"access-control-request-headers"))
+        if scope["method"] == "OPTIONS" and header(scope, b"access-control-request-method"):
+            await _preflight(send, origin, header(scope, b"access-control-request-headers"))
             return
 
         async def send_with_cors(message: Any) -> None:
@@ -93,16 +86,6 @@ class CorsGate:
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
-
-
-def _same_site(origin: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-    """The page is herd's own: its origin names the host the request was sent to."""
-    _, _, netloc = origin.strip().lower().partition(b"://")
-    if not netloc:
-        return False
-    host = _header(headers, b"host").strip().lower()
-    forwarded = _header(headers, b"x-forwarded-host").strip().lower()
-    return netloc == host or (bool(forwarded) and netloc == forwarded)
 
 
 async def _preflight(send: Any, origin: bytes, requested: bytes) -> None:

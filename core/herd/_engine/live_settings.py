@@ -33,6 +33,7 @@ from herd._engine.scheduling.auto_pull import AutoPuller
 from herd._engine.scheduling.ranking import Ranker
 from herd.errors import HerdError
 from herd.interfaces import Signal
+from herd.net import without_credentials
 from herd.settings import Settings
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ WeightValue = Annotated[float, msgspec.Meta(ge=0, le=1000)]
 
 _SECRET_NAMES = re.compile(r"(^|_)(key|token|secret|password|authorization)$", re.IGNORECASE)
 REDACTED = "********"
-_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]*:).*@", re.IGNORECASE)
 
 
 def redact(value: Any, name: str = "") -> Any:
@@ -82,7 +82,7 @@ def redact(value: Any, name: str = "") -> Any:
     if isinstance(value, str) and value and _SECRET_NAMES.search(name):
         return REDACTED
     if isinstance(value, str) and "@" in value:  # a URL's password (cluster.redis_url, ...)
-        return _URL_PASSWORD.sub(r"\1" + REDACTED + "@", value)
+        return without_credentials(value, REDACTED)
     return value
 
 

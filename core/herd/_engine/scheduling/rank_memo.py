@@ -33,6 +33,7 @@ class _Picked:
         "names",
         "rejected",
         "revisions",
+        "slots",
         "verdicts",
     )
 
@@ -44,6 +45,7 @@ class _Picked:
         self.candidate_names: list[str] = []
         self.candidate_revisions: list[int] = []
         self.rejected: dict[str, str] = {}
+        self.slots: list[int] | None = None  # each view's candidate position (built if asked)
 
 
 class CandidateMemo:
@@ -65,18 +67,28 @@ class CandidateMemo:
 
         A revision is drawn for one view at one change, never shared: equal names and
         revisions mean the same view objects in the same state."""
-        names = list(map(_name, views))
         revisions = list(map(_revision, views))
         key = (capability, request.model_key)
         last = self._picked.get(key)
-        if last is None or last.names != names:
+        if last is None or len(last.revisions) != len(revisions):
+            names = list(map(_name, views))
             return self._pick_all(key, request, views, capability, names, revisions)
         if last.revisions == revisions:  # nothing changed
             unchanged = (last.candidate_revisions, (), ())
             revised = last.candidate_revisions
             return last.candidates, last.candidate_names, revised, last.rejected, unchanged
-        verdicts = list(last.verdicts)
+        # a view whose revision did not move is the same object in the same state, its
+        # name included: only the changed ones can be other views
         changed = list(compress(range(len(views)), map(ne, revisions, last.revisions)))
+        names = last.names
+        if any(views[index].name != names[index] for index in changed):
+            names = list(map(_name, views))
+            return self._pick_all(key, request, views, capability, names, revisions)
+        if len(changed) * 4 <= len(views):
+            quick = self._pick_few(key, request, views, capability, revisions, changed, last)
+            if quick is not None:
+                return quick
+        verdicts = list(last.verdicts)
         rejected: dict[str, str] = {}
         self._picker(request, [views[index] for index in changed], capability, rejected)
         for index in changed:
@@ -99,6 +111,58 @@ class CandidateMemo:
             order = list(compress(range(len(fresh)), map(ne, fresh, before)))
             changes = (before, order, [picked.candidates[i] for i in order])
         return picked.candidates, picked.candidate_names, fresh, picked.rejected, changes
+
+    def _pick_few(
+        self,
+        key: Hashable,
+        request: InferenceRequest,
+        views: list[NodeView],
+        capability: str,
+        revisions: list[int],
+        changed: list[int],
+        last: _Picked,
+    ) -> tuple[list[NodeView], list[str], list[int], dict[str, str], Changes] | None:
+        """A few views changed, each still a candidate (the common case: a request started
+        or finished there): the last candidates, with the changed ones' revisions. None
+        when one of them was or is no candidate, or is another view object."""
+        slots = last.slots
+        if slots is None:
+            slots = last.slots = self._slots(last.verdicts)
+        candidates = last.candidates
+        for index in changed:
+            slot = slots[index]
+            if slot < 0 or candidates[slot] is not views[index]:
+                return None
+        rejected: dict[str, str] = {}
+        moved = [views[index] for index in changed]
+        if self._picker(request, moved, capability, rejected) != moved:
+            return None  # (an unchanged candidate list keeps the changed ones)
+        before = last.candidate_revisions
+        fresh = list(before)
+        order = [slots[index] for index in changed]
+        for index, slot in zip(changed, order, strict=True):
+            fresh[slot] = revisions[index]
+        picked = _Picked(last.names, revisions, last.verdicts)
+        picked.candidates = candidates
+        picked.candidate_names = last.candidate_names
+        picked.rejected = last.rejected
+        picked.candidate_revisions = fresh
+        picked.slots = slots
+        self._picked[key] = picked
+        return candidates, last.candidate_names, fresh, last.rejected, (before, order, moved)
+
+    @staticmethod
+    def _slots(verdicts: list[str | None]) -> list[int]:
+        """Each view's position among the candidates, -1 for a view that is none."""
+        slots = []
+        position = 0
+        for verdict in verdicts:
+            if verdict is None:
+                slots.append(position)
+                position += 1
+            else:
+                slots.append(-1)
+        return slots
 
     def _pick_all(
         self,

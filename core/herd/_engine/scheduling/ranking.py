@@ -125,14 +125,21 @@ class Ranker:
         reference the cache is tested against)."""
         self.signals = signals
         self.weight_sum = sum(s.weight for s in signals) or 1.0
-        # (position, signal, its value cache or None, whether it has a prepare), in order
+        # (position, signal, its value cache or None, whether it has a prepare, whether
+        # its settle is the default one: the values are the scores unless one is None)
         cached = [cache and _overrides(s, "cache_key") for s in signals]
         self._first_pass = [
-            (i, s, ValueCache(s) if cached[i] else None, _overrides(s, "prepare"))
+            (
+                i,
+                s,
+                ValueCache(s) if cached[i] else None,
+                _overrides(s, "prepare"),
+                not _overrides(s, "settle"),
+            )
             for i, s in enumerate(signals)
             if cached[i] or _overrides(s, "prepare")
         ]
-        self._cached = any(cache is not None for _, _, cache, _ in self._first_pass)
+        self._cached = any(entry[2] is not None for entry in self._first_pass)
         self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
@@ -220,10 +227,13 @@ class Ranker:
         if not candidates:
             return decision
         settled: dict[int, list[float]] = {}
-        for index, signal, cache, prepares in self._first_pass:
+        for index, signal, cache, prepares, plain_settle in self._first_pass:
             key = None if cache is None or not cached else signal.cache_key(request, candidates)
             if key is not None:
                 values = cache.values(key, request, candidates, names, revisions, changes)
+                if plain_settle and cache.clean:
+                    settled[index] = values  # what Signal.settle returns: no None to ask
+                    continue
                 settled[index], verdicts = signal.settle(request, candidates, values)
             elif prepares:
                 verdicts = signal.prepare(request, candidates)

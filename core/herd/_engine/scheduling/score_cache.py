@@ -9,8 +9,9 @@ nothing changed, the last decision's list of values is reused as it is.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from itertools import compress
-from operator import ne
+from itertools import compress, repeat
+from math import copysign
+from operator import is_, ne
 from typing import Any
 
 from herd.interfaces import InferenceRequest, NodeView, Signal
@@ -24,7 +25,7 @@ _MAX_KEYS = 512  # keys (models, mostly) kept per signal before the cache starts
 class _Entry:
     """The values of one signal for one key, as of the last decision that used it."""
 
-    __slots__ = ("names", "revisions", "stamp", "values")
+    __slots__ = ("clean", "names", "revisions", "stamp", "values")
 
     def __init__(
         self, names: list[str], revisions: list[int], values: list[Any], stamp: int
@@ -33,15 +34,17 @@ class _Entry:
         self.revisions = revisions
         self.values = values
         self.stamp = stamp  # drawn before the values were computed: later changes are newer
+        self.clean = not any(map(is_, values, repeat(None)))  # no value to ask every time
 
 
 class ValueCache:
     """One signal's cached node values, by the signal's cache key."""
 
-    __slots__ = ("_entries", "signal")
+    __slots__ = ("_entries", "clean", "signal")
 
     def __init__(self, signal: Signal) -> None:
         self.signal = signal
+        self.clean = False  # whether the values last returned hold no None
         self._entries: dict[Hashable, _Entry] = {}
 
     def values(
@@ -67,18 +70,22 @@ class ValueCache:
         if changes is not None and entry.revisions is changes[0]:
             if not invalidated:
                 if not changes[1]:
+                    self.clean = entry.clean
                     return entry.values  # nothing changed: the common case when idle
                 stamp = next_revision()
-                values = list(entry.values)
                 fresh = signal.node_values(request, changes[2])
-                for index, value in zip(changes[1], fresh, strict=True):
-                    values[index] = value
-                entries[key] = _Entry(names, revisions, values, stamp)
+                values = _patched(entry.values, changes[1], fresh)
+                if values is not entry.values:  # (the same list when no value moved)
+                    entry.values = values
+                    entry.clean = entry.clean and not any(map(is_, fresh, repeat(None)))
+                entry.names, entry.revisions, entry.stamp = names, revisions, stamp
+                self.clean = entry.clean
                 return values
             stale = set(changes[1])
             values = list(entry.values)
         elif entry.names == names:
             if entry.revisions == revisions and not invalidated:
+                self.clean = entry.clean
                 return entry.values
             stale = set(compress(range(len(names)), map(ne, revisions, entry.revisions)))
             values = list(entry.values)
@@ -107,7 +114,8 @@ class ValueCache:
             fresh = signal.node_values(request, [nodes[index] for index in order])
             for index, value in zip(order, fresh, strict=True):
                 values[index] = value
-        entries[key] = _Entry(names, revisions, values, stamp)
+        entries[key] = entry = _Entry(names, revisions, values, stamp)
+        self.clean = entry.clean
         return values
 
     def _compute_all(
@@ -123,5 +131,37 @@ class ValueCache:
             entries.clear()
         stamp = next_revision()
         values = list(self.signal.node_values(request, nodes))
-        entries[key] = _Entry(names, revisions, values, stamp)
+        entries[key] = entry = _Entry(names, revisions, values, stamp)
+        self.clean = entry.clean
         return values
+
+
+def _same(new: Any, old: Any) -> bool:
+    """Whether a fresh value is the cached one for every purpose, repr included: the
+    same object, or an equal scalar of the same type (a float's sign too: 0.0 and -0.0
+    are equal but print apart), or a tuple of such. Anything else counts as moved."""
+    if new is old:
+        return True
+    kind = new.__class__
+    if kind is not old.__class__:
+        return False
+    if kind is float:
+        return new == old and (new != 0.0 or copysign(1.0, new) == copysign(1.0, old))
+    if kind is int or kind is str or kind is bool:
+        return new == old
+    if kind is tuple:
+        return len(new) == len(old) and all(map(_same, new, old))
+    return False
+
+
+def _patched(values: list[Any], indexes: Sequence[int], fresh: Sequence[Any]) -> list[Any]:
+    """``values`` with ``fresh`` at ``indexes``: a copy, or ``values`` itself when every
+    fresh value is the same as the one it replaces (see :func:`_same`), so that a signal's
+    ``settle`` and the ranker see at once, by identity, that nothing moved."""
+    patched = values
+    for index, value in zip(indexes, fresh, strict=True):
+        if not _same(value, values[index]):
+            if patched is values:
+                patched = list(values)
+            patched[index] = value
+    return patched

@@ -102,6 +102,9 @@ class SessionAffinitySignal(Signal):
             if load > mean * (1.0 + self.config.max_share_above_mean):
                 self._home = None
                 return [0.5] * len(nodes)
+        last = self._settled[4]  # the same home as last time: the same scores, by identity
+        if len(last) == len(nodes) and last[at] == 1.0 and last.count(1.0) == 1:
+            return last
         scores = [0.0] * len(nodes)
         scores[at] = 1.0
         return scores

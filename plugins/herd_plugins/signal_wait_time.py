@@ -88,6 +88,8 @@ class WaitTimeSignal(Signal):
         # the last settle's cached values (None: some were not), model and scores
         self._settled: tuple[list | None, str, list[float]] = (None, "", [])
         self._columns: tuple[list, str, tuple[list, ...]] = ([], "", ())  # see _unzip
+        # the last settle's columns, shortest waits (hot, cold), prefer, and scores
+        self._judged: tuple = _UNJUDGED
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
@@ -217,9 +219,22 @@ class WaitTimeSignal(Signal):
             now = self._values_now(key, [nodes[index] for index in moving])
             for index, value in zip(moving, now, strict=True):
                 values[index] = value
-        scores, waits, hot, hot_online = self._unzip(key, values)
-        best_hot = min(compress(waits, hot_online), default=None)
-        best_cold = min(compress(waits, map(not_, hot)), default=None)
+        before = self._columns[2]
+        (scores, waits, hot, hot_online), changed = self._unzip(key, values)
+        judged = self._judged
+        # a few rows changed since the last settle: its shortest waits, updated, when no
+        # changed row held one; else looked for again (a NaN makes them positional)
+        bests = None
+        if changed is not None and judged[0] is before:
+            bests = _bests_after(before, judged[1], judged[2], (waits, hot, hot_online), changed)
+        incremental = bests is not None
+        if bests is None:
+            bests = _bests_of(waits, hot, hot_online)
+            total = sum(waits)
+            trusted = total == total
+        else:
+            trusted = True
+        best_hot, best_cold = bests
         config = self.config
         prefer = (
             config.prefer_loaded
@@ -229,12 +244,22 @@ class WaitTimeSignal(Signal):
         )
         self._prepared = (key, prefer, nodes, waits, hot)
         # a cold node scores 0 (x False) when loaded copies are preferred
-        out = list(map(mul, scores, hot)) if prefer else scores
+        if not prefer:
+            out = scores
+        elif incremental and judged[3]:
+            out = list(judged[4])  # the last scores, the changed rows worked out again
+            for index in changed:
+                out[index] = scores[index] * hot[index]
+        else:
+            out = list(map(mul, scores, hot))
+        columns = self._columns[2]
+        self._judged = (columns, best_hot, best_cold, prefer, out) if trusted else _UNJUDGED
         self._settled = (steady if steady is values else None, key, out)
         return out, None
 
-    def _unzip(self, key: str, values: list) -> tuple[list, ...]:
-        """The values' four columns: the last ones, patched where a value changed."""
+    def _unzip(self, key: str, values: list) -> tuple[tuple[list, ...], list[int] | None]:
+        """The values' four columns: the last ones, patched where a value changed (whose
+        indexes come second; None when the columns were built afresh)."""
         last, last_key, columns = self._columns
         count = len(values)
         if last_key == key and len(last) == count:
@@ -245,10 +270,10 @@ class WaitTimeSignal(Signal):
                 for index in changed:
                     scores[index], waits[index], hot[index], hot_online[index] = values[index]
                 self._columns = (values, key, columns)
-                return columns
+                return columns, changed
         columns = tuple(map(list, zip(*values, strict=True)))
         self._columns = (values, key, columns)
-        return columns
+        return columns, None
 
     def _values_now(self, key: str, nodes: Sequence[NodeView]) -> list:
         hot: list[bool] = []
@@ -308,6 +333,44 @@ class WaitTimeSignal(Signal):
                 self._load_rate[trace.node] = _learn(
                     self._load_rate.get(trace.node), per_gb, q, rate
                 )
+
+
+_UNJUDGED = (None, None, None, False, [])
+
+
+def _bests_of(waits: list, hot: list, hot_online: list) -> tuple[float | None, float | None]:
+    return (
+        min(compress(waits, hot_online), default=None),
+        min(compress(waits, map(not_, hot)), default=None),
+    )
+
+
+def _bests_after(
+    before: tuple[list, ...],
+    best_hot: float | None,
+    best_cold: float | None,
+    after: tuple[list, list, list],
+    changed: list[int],
+) -> tuple[float | None, float | None] | None:
+    """The shortest waits (hot and online, cold) after a few rows changed, from the ones
+    before; None when a changed row may have held one (it must be looked for again)."""
+    _, old_waits, old_hot, old_hot_online = before
+    waits, hot, hot_online = after
+    for index in changed:  # a row that left may have been the shortest
+        wait = old_waits[index]
+        if old_hot_online[index] and best_hot is not None and not wait > best_hot:
+            return None
+        if not old_hot[index] and best_cold is not None and not wait > best_cold:
+            return None
+    for index in changed:
+        wait = waits[index]
+        if wait != wait:
+            return None  # NaN: not comparable
+        if hot_online[index] and (best_hot is None or wait < best_hot):
+            best_hot = wait
+        if not hot[index] and (best_cold is None or wait < best_cold):
+            best_cold = wait
+    return best_hot, best_cold
 
 
 def _learn(

@@ -8,6 +8,7 @@ that changed are worked out again; the rest is the last decision's, value for va
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, is_, itemgetter, ne
@@ -206,7 +207,7 @@ def row_weigher(shares: list[float]) -> Callable[..., float]:
 
 
 class _Weighed:
-    __slots__ = ("columns", "names", "order", "totals")
+    __slots__ = ("columns", "comparable", "names", "order", "totals")
 
     def __init__(
         self, names: list[str], columns: list[list[float]], totals: list[float], order: list[int]
@@ -215,6 +216,8 @@ class _Weighed:
         self.columns = columns
         self.totals = totals
         self.order = order
+        total = sum(totals)
+        self.comparable = total == total  # no NaN (nor both infinities) among them
 
 
 class TotalsMemo:
@@ -247,7 +250,11 @@ class TotalsMemo:
         totals = list(last.totals)
         if len(changed) == 1:
             (index,) = changed
-            totals[index] = self._row(*[column[index] for column in columns])
+            totals[index] = total = self._row(*[column[index] for column in columns])
+            if last.comparable and total == total:  # (not NaN: it sorts by position)
+                order = _moved(last.order, totals, index)
+                self._weighed[key] = _Weighed(names, columns, totals, order)
+                return totals, order
         else:  # the changed rows alone, through the same weigher: the same floats
             rows = sorted(changed)
             pick = itemgetter(*rows)
@@ -271,3 +278,26 @@ class TotalsMemo:
 def _order(totals: list[Any]) -> list[int]:
     # sorted() is stable, reverse included: ties keep configuration order
     return sorted(range(len(totals)), key=totals.__getitem__, reverse=True)
+
+
+def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
+    """The order after row ``index``'s total changed (no total NaN): ``order`` itself
+    when the row stays between its neighbours, else the row taken out and put back
+    where a sort puts it: after the higher totals and the equal ones of earlier rows."""
+    position = order.index(index)
+    total = totals[index]
+    if position:
+        ahead = order[position - 1]
+        stays = totals[ahead] > total or (totals[ahead] == total and ahead < index)
+    else:
+        stays = True
+    if stays and position + 1 < len(order):
+        behind = order[position + 1]
+        stays = total > totals[behind] or (total == totals[behind] and index < behind)
+    if stays:
+        return order
+    order = list(order)
+    del order[position]
+    # (-total, row) ascending is the sort's order: total descending, ties by row
+    order.insert(bisect_left(order, (-total, index), key=lambda row: (-totals[row], row)), index)
+    return order

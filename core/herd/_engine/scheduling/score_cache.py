@@ -74,7 +74,9 @@ class ValueCache:
                     return entry.values  # nothing changed: the common case when idle
                 stamp = next_revision()
                 fresh = signal.node_values(request, changes[2])
-                values = _patched(entry.values, changes[1], fresh)
+                values = entry.values
+                if len(fresh) != 1 or not _same(fresh[0], values[changes[1][0]]):
+                    values = _patched(values, changes[1], fresh)
                 if values is not entry.values:  # (the same list when no value moved)
                     entry.values = values
                     entry.clean = entry.clean and not any(map(is_, fresh, repeat(None)))
@@ -160,7 +162,15 @@ def _patched(values: list[Any], indexes: Sequence[int], fresh: Sequence[Any]) ->
     ``settle`` and the ranker see at once, by identity, that nothing moved."""
     patched = values
     for index, value in zip(indexes, fresh, strict=True):
-        if not _same(value, values[index]):
+        prior = values[index]
+        if value is prior or (
+            value.__class__ is float
+            and prior.__class__ is float
+            and value == prior
+            and value != 0.0  # (the common case inlined: a call costs more than the test)
+        ):
+            continue
+        if not _same(value, prior):
             if patched is values:
                 patched = list(values)
             patched[index] = value

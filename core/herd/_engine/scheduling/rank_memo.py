@@ -143,13 +143,8 @@ class CandidateMemo:
         order = [slots[index] for index in changed]
         for index, slot in zip(changed, order, strict=True):
             fresh[slot] = revisions[index]
-        picked = _Picked(last.names, revisions, last.verdicts)
-        picked.candidates = candidates
-        picked.candidate_names = last.candidate_names
-        picked.rejected = last.rejected
-        picked.candidate_revisions = fresh
-        picked.slots = slots
-        self._picked[key] = picked
+        last.revisions = revisions  # the rest stands
+        last.candidate_revisions = fresh
         return candidates, last.candidate_names, fresh, last.rejected, (before, order, moved)
 
     @staticmethod

@@ -147,6 +147,8 @@ class Ranker:
         # with a cached signal, decisions pick up where the last one for the model left off
         self._picks = CandidateMemo(self.candidates) if self._cached else None
         self._seen: dict[tuple[str, str], list[int]] = {}  # small fleets: revisions, by model
+        # by (capability, model): the last candidates, order, ranking, all of them online
+        self._last_ranked: dict[tuple[str, str], tuple] = {}
         self._sums = (
             TotalsMemo(self._weigh, row_weigher(self._shares))
             if self._cached and self._weigh is not None
@@ -192,6 +194,44 @@ class Ranker:
         self._seen[key] = revisions
         return True
 
+    def _ranked(
+        self,
+        key: tuple[str, str],
+        candidates: list[NodeView],
+        order: list[int],
+        changes: tuple | None,
+        revisions: list[int] | None,
+    ) -> list[NodeView]:
+        """The candidates in ``order``, degraded ones last. With ``changes`` (the same
+        candidates as the last decision for the model, ``changes[2]`` those that changed
+        since), the last decision's list is copied when neither it nor whether every
+        candidate is online can have moved."""
+        last = self._last_ranked.get(key) if changes is not None else None
+        if (
+            last is not None
+            and last[0] is candidates
+            and last[4] is changes[0]  # no decision for the model in between
+            and last[3]
+            and all(view.status == "online" for view in changes[2])
+        ):
+            if last[1] is not order:
+                last = (candidates, order, list(map(candidates.__getitem__, order)), True)
+            self._last_ranked[key] = (*last[:4], revisions)
+            return list(last[2])  # a copy: the caller may change its own
+        ranked = list(map(candidates.__getitem__, order))
+        statuses = list(map(_status, candidates))
+        online = statuses.count("online") == len(statuses)
+        if not online:  # degraded: last resort
+            ranked = [v for v in ranked if v.status == "online"] + [
+                v for v in ranked if v.status != "online"
+            ]
+        if self._picks is not None:
+            if len(self._last_ranked) >= 512:
+                self._last_ranked.clear()
+            self._last_ranked[key] = (candidates, order, ranked, online, revisions)
+            return list(ranked)
+        return ranked
+
     def rank(
         self, request: InferenceRequest, views: Iterable[NodeView], capability: str = "text"
     ) -> Decision:
@@ -222,6 +262,7 @@ class Ranker:
             )
         else:
             cached = False
+            revisions = None
             candidates = self.candidates(request, views or given, capability, rejections)
             names = list(map(_name, candidates))
         if not candidates:
@@ -276,12 +317,13 @@ class Ranker:
             totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
             # sorted() is stable, reverse included: ties keep configuration order
             order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
-        ranked = [candidates[i] for i in order]
-        statuses = list(map(_status, candidates))
-        if statuses.count("online") != len(statuses):  # degraded: last resort
-            ranked = [v for v in ranked if v.status == "online"] + [
-                v for v in ranked if v.status != "online"
-            ]
+        ranked = self._ranked(
+            (capability, request.model_key),
+            candidates,
+            order,
+            changes if cached else None,
+            revisions,
+        )
         node_names = names
         decision.ranked = ranked
         decision._sums = totals

@@ -77,21 +77,17 @@ class ValueCache:
                 values = entry.values
                 if len(fresh) != 1 or not _same(fresh[0], values[changes[1][0]]):
                     values = _patched(values, changes[1], fresh)
-                if values is not entry.values:  # (the same list when no value moved)
-                    entry.values = values
-                    entry.clean = entry.clean and not any(map(is_, fresh, repeat(None)))
-                entry.names, entry.revisions, entry.stamp = names, revisions, stamp
-                self.clean = entry.clean
-                return values
+                return self._keep(entry, names, revisions, values, fresh, stamp)
             stale = set(changes[1])
-            values = list(entry.values)
+            base = entry.values
         elif entry.names == names:
             if entry.revisions == revisions and not invalidated:
                 self.clean = entry.clean
                 return entry.values
             stale = set(compress(range(len(names)), map(ne, revisions, entry.revisions)))
-            values = list(entry.values)
+            base = entry.values
         else:  # the candidates changed: keep what is known by name
+            base = None
             pairs = zip(entry.revisions, entry.values, strict=True)
             known = dict(zip(entry.names, pairs, strict=True))
             stale = set()
@@ -111,12 +107,35 @@ class ValueCache:
                 if name in names:
                     stale.add(names.index(name))
         stamp = next_revision()
-        if stale:
-            order = sorted(stale)
-            fresh = signal.node_values(request, [nodes[index] for index in order])
-            for index, value in zip(order, fresh, strict=True):
-                values[index] = value
+        order = sorted(stale)
+        fresh = signal.node_values(request, [nodes[index] for index in order]) if order else ()
+        if base is not None:  # the same candidates: the entry's list, where a value moved
+            values = _patched(base, order, fresh)
+            return self._keep(entry, names, revisions, values, fresh, stamp)
+        for index, value in zip(order, fresh, strict=True):
+            values[index] = value
         entries[key] = entry = _Entry(names, revisions, values, stamp)
+        self.clean = entry.clean
+        return values
+
+    def _keep(
+        self,
+        entry: _Entry,
+        names: list[str],
+        revisions: list[int],
+        values: list,
+        fresh: Sequence[Any],
+        stamp: int,
+    ) -> list[Any]:
+        """The entry, now as of ``revisions``, with ``values`` (its own list when none
+        moved)."""
+        if values is not entry.values:
+            entry.values = values
+            if entry.clean:  # only a fresh value can be None
+                entry.clean = not any(map(is_, fresh, repeat(None)))
+            else:
+                entry.clean = not any(map(is_, values, repeat(None)))
+        entry.names, entry.revisions, entry.stamp = names, revisions, stamp
         self.clean = entry.clean
         return values
 

@@ -14,6 +14,7 @@ from herd import InferenceRequest, LoadedModel, ModelEntry, NodeView, RequestTra
 from herd._engine.config import load_settings
 from herd._engine.gateway import Gateway
 from herd._engine.plugins import make_plugin_manager
+from herd._engine.scheduling.rank_memo import _moved, _order
 from herd._engine.scheduling.ranking import Decision, Ranker
 from herd.trace import AttemptRecord
 from hypothesis import HealthCheck, given, settings
@@ -273,9 +274,17 @@ class Clock:
         self.mono += seconds
 
 
-def _fleet(rng: random.Random, clock: Clock) -> list[NodeView]:
+def _fleet(
+    rng: random.Random,
+    clock: Clock,
+    sizes: tuple[int, ...] = (1, 3, 8, 20),
+    loaded: float = 0.3,
+    calm: bool = False,
+) -> list[NodeView]:
+    """Random nodes; ``calm``: all online, with room and context for every model (no
+    rejections: the same candidates decision after decision, as in a healthy fleet)."""
     views = []
-    for index in range(rng.choice((1, 3, 8, 20))):
+    for index in range(rng.choice(sizes)):
         view = NodeView(
             name=f"n{index}",
             url=f"http://node{index}",
@@ -294,8 +303,14 @@ def _fleet(rng: random.Random, clock: Clock) -> list[NodeView]:
         for name, size in MODELS:
             if rng.random() < 0.8:
                 view.models[name] = ModelEntry(name=name, key=name, size=int(size * 1e9))
-            if rng.random() < 0.3:
+            if rng.random() < loaded:
                 _load(view, name, size, rng)
+        if calm:
+            view.status, view.vram_total, view.ram_total = "online", 96 * GIB, 0
+            view.models.update({n: ModelEntry(name=n, key=n, size=int(z * 1e9)) for n, z in MODELS})
+            view.loaded.update(
+                {n: msgspec.structs.replace(m, context_length=0) for n, m in view.loaded.items()}
+            )
         views.append(view)
     return views
 
@@ -411,6 +426,33 @@ def _gateway(config: dict) -> Gateway:
 CONFIGS = [{}, {"role-affinity": {"mode": "best-fit"}}, {"wait-time": {"prefer_loaded": False}}]
 
 
+def _change_a_few(views: list[NodeView], model: str, rng: random.Random, clock: Clock) -> None:
+    """One to five nodes change, most often a request starting or finishing there, often
+    on a node with the model loaded (where the shortest wait is), sometimes its status."""
+    hot = [view for view in views if model in view.loaded]
+    for _ in range(rng.choice((1, 1, 1, 2, 5))):
+        view = rng.choice(hot if hot and rng.random() < 0.5 else views)
+        change = rng.random()
+        if change < 0.6:
+            _busier(view, rng, model)
+        elif change < 0.75:
+            view.status = "degraded" if view.status == "online" else "online"
+        else:
+            _mutate(view, rng, clock)
+
+
+def _busier(view: NodeView, rng: random.Random, model: str) -> None:
+    """A request starts or finishes there: what changes most often under load."""
+    name = model if rng.random() < 0.7 else rng.choice(MODELS)[0]
+    busy = view.in_flight_by_model.get(name, 0)
+    if busy and rng.random() < 0.5:
+        view.in_flight_by_model[name] = busy - 1
+        view.in_flight = max(0, view.in_flight - 1)
+    else:
+        view.in_flight_by_model[name] = busy + 1
+        view.in_flight += 1
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1))
 def test_decisions_are_the_same_with_and_without_the_cache(seed: int) -> None:
@@ -425,20 +467,131 @@ def test_decisions_are_the_same_with_and_without_the_cache(seed: int) -> None:
         cached = Ranker(cached_gateway.signals)
         plain = Ranker(plain_gateway.signals, cache=False)
         views = _fleet(rng, clock)
-        asked = _ask(rng)
-        for step in range(60):
-            action = rng.random()
-            if action < 0.45:
-                if rng.random() < 0.7:  # often the same request again, as a queue re-ranks
-                    asked = _ask(rng)
-                expected = _shown(plain.rank(asked, views, asked.kind))
-                assert _shown(cached.rank(asked, views, asked.kind)) == expected, step
-            elif action < 0.75:
+        _compare(rng, clock, cached_gateway, plain_gateway, cached, plain, views, 60)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_decisions_are_the_same_with_and_without_the_cache_when_few_nodes_change(
+    seed: int,
+) -> None:
+    """Fleets big enough for the cache to run with a few nodes changed between decisions:
+    its incremental paths (one row patched, settled, re-weighed and moved in the order)."""
+    rng = random.Random(seed)
+    clock = Clock()
+    with (
+        mock.patch("time.time", lambda: clock.now),
+        mock.patch("time.monotonic", lambda: clock.mono),
+    ):
+        config = CONFIGS[seed % len(CONFIGS)]
+        cached_gateway, plain_gateway = _gateway(config), _gateway(config)
+        cached = Ranker(cached_gateway.signals)
+        plain = Ranker(plain_gateway.signals, cache=False)
+        loaded = rng.choice((0.03, 0.1, 0.3))
+        views = _fleet(rng, clock, sizes=(30, 50), loaded=loaded, calm=rng.random() < 0.5)
+        _compare(rng, clock, cached_gateway, plain_gateway, cached, plain, views, 80, few=True)
+
+
+def _compare(
+    rng: random.Random,
+    clock: Clock,
+    cached_gateway: Gateway,
+    plain_gateway: Gateway,
+    cached: Ranker,
+    plain: Ranker,
+    views: list[NodeView],
+    steps: int,
+    few: bool = False,
+) -> None:
+    asked = _ask(rng)
+    for step in range(steps):
+        action = rng.random()
+        if action < 0.45:
+            # often the same request again, as a queue re-ranks (more often with few changes:
+            # the incremental paths work from the last decision for the same model)
+            if rng.random() < (0.3 if few else 0.7):
+                asked = _ask(rng)
+            expected = _shown(plain.rank(asked, views, asked.kind))
+            assert _shown(cached.rank(asked, views, asked.kind)) == expected, step
+        elif action < 0.75:
+            if few:
+                _change_a_few(views, asked.model_key, rng, clock)
+            else:
                 for view in rng.sample(views, rng.randint(1, len(views))):
                     _mutate(view, rng, clock)
-            elif action < 0.9:
-                trace = _trace(rng, views, step)
-                cached_gateway.finish(trace)
-                plain_gateway.finish(trace)
-            else:
-                clock.advance(rng.choice((0.5, 30.0, 200.0, 1000.0)))
+        elif action < 0.9:
+            trace = _trace(rng, views, step)
+            cached_gateway.finish(trace)
+            plain_gateway.finish(trace)
+        else:
+            clock.advance(rng.choice((0.5, 30.0, 200.0, 1000.0)))
+
+
+# --- one changed total moves its row: the order a sort gives --------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([0.0, -0.0, 0.25, 0.5, 0.75, 1.0]), min_size=1, max_size=12),
+    st.data(),
+)
+def test_one_row_moved_in_the_order_is_where_a_sort_puts_it(totals: list, data) -> None:
+    order = _order(totals)
+    index = data.draw(st.integers(0, len(totals) - 1))
+    after = list(totals)
+    after[index] = data.draw(st.sampled_from([0.0, 0.25, 0.5, 0.6, 0.75, 1.0]))
+    assert _moved(order, after, index) == _order(after)
+
+
+# --- wait-time's shortest waits, a few rows at a time ----------------------------------
+
+_WAITS = st.sampled_from([0.5, 1.0, 2.0, 2.0, 5.0, 9.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(_WAITS, st.booleans(), st.booleans()), min_size=1, max_size=10),
+    st.data(),
+)
+def test_shortest_waits_after_a_few_rows_changed_are_the_ones_looked_for(rows, data) -> None:
+    from herd_plugins.signal_wait_time import _bests_after, _bests_of
+
+    def columns(rows: list) -> tuple[list, ...]:
+        waits = [wait for wait, _, _ in rows]
+        hot = [is_hot for _, is_hot, _ in rows]
+        hot_online = [is_hot and online for _, is_hot, online in rows]
+        return [1.0] * len(rows), waits, hot, hot_online
+
+    before = columns(rows)
+    best_hot, best_cold = _bests_of(*before[1:])
+    changed = sorted(data.draw(st.sets(st.integers(0, len(rows) - 1), min_size=1, max_size=3)))
+    after_rows = list(rows)
+    for index in changed:
+        after_rows[index] = data.draw(st.tuples(_WAITS, st.booleans(), st.booleans()))
+    after = columns(after_rows)
+    bests = _bests_after(before, best_hot, best_cold, after[1:], changed)
+    if bests is not None:  # None: looked for again over every row
+        assert bests == _bests_of(*after[1:])
+
+
+# --- the last ranking is taken over only from the last decision for the model ----------
+
+
+class RejectingSignal(CountingSignal):
+    name = "rejecting"
+    rejecting = False
+
+    def reject(self, request: InferenceRequest, node: NodeView) -> str | None:
+        return "not now" if self.rejecting else None
+
+
+def test_a_status_change_seen_by_a_decision_that_ranked_nothing_still_counts() -> None:
+    rejecting = RejectingSignal(Signal.Config())
+    ranker = Ranker([CachedCountingSignal(Signal.Config()), rejecting])
+    views = _plain_views(30)
+    assert ranker.rank(_request(), views).ranked[-1].name == "n29"
+    views[0].status = "degraded"
+    rejecting.rejecting = True  # this decision ranks nothing, yet sees the change
+    assert ranker.rank(_request(), views).ranked == []
+    rejecting.rejecting = False
+    assert ranker.rank(_request(), views).ranked[-1].name == "n0"  # degraded: last

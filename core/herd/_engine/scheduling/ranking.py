@@ -225,7 +225,7 @@ class Ranker:
             ranked = [v for v in ranked if v.status == "online"] + [
                 v for v in ranked if v.status != "online"
             ]
-        if self._picks is not None:
+        if revisions is not None:  # (the candidates' bookkeeping ran: a next time may use it)
             if len(self._last_ranked) >= 512:
                 self._last_ranked.clear()
             self._last_ranked[key] = (candidates, order, ranked, online, revisions)

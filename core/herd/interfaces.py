@@ -314,7 +314,10 @@ class Signal(ABC):
         """This decision's scores from the nodes' values (cached or fresh; do not change
         the list), and ``prepare``'s verdicts: ``{node name: reason}`` or None. Where the
         nodes are judged against each other (the best of them, the total load). Default:
-        the values are the scores, a None one asked of :meth:`scores` (in one call)."""
+        the values are the scores, a None one asked of :meth:`scores` (in one call).
+
+        When no value moved since the last decision for the key, ``values`` is the same
+        list object as then: ``values is`` the list last seen says the judgement stands."""
         if not any(map(is_, values, repeat(None))):  # (identity: cheaper than None in)
             return values, None
         moving = [index for index, value in enumerate(values) if value is None]

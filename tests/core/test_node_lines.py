@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from herd._engine.node_lines import NodeLines, model_renamer, split_lines
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_any_valid_json_ends_the_answer_with_its_statistics() -> None:
@@ -49,3 +51,38 @@ def test_the_renamer_handles_compact_and_spaced_spellings() -> None:
     assert rename(b'{"model" : "llama3.2:3b"}') == b'{"model":"tiny"}'
     untouched = b'{"model":"other"}'
     assert rename(untouched) is untouched
+
+
+_PIECES = [
+    b'{"done": false}',
+    b'{"done":true,"eval_count":7}',
+    b'{"error": "oom"}',
+    b'{"error": {"message": "gone"}}',
+    b'{"message": {"content": "a\\nb"}}',
+    b"[1, 2]",
+    b"<html>",
+    b'{"a":',
+    b"1}",
+    b'{"a": 1}, {"b": 2}',
+    b'{"a": 1}{"b": 2}',
+    b'{"a": 1} {"b": 2}',
+    b"",
+    b"   ",
+    b"\r",
+    b"null",
+    b'"text"',
+]
+
+
+@given(
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=6),
+    st.sampled_from([b"\n", b"\r\n"]),
+    st.booleans(),
+)
+def test_reading_a_block_at_once_agrees_with_reading_it_line_by_line(
+    pieces: list[bytes], end: bytes, last_end: bool
+) -> None:
+    block = end.join(pieces) + (end if last_end else b"")
+    at_once, each = NodeLines(), NodeLines()
+    assert at_once.check(block) == each.check_each_line(block), block
+    assert (at_once.final, at_once.error, at_once.bad) == (each.final, each.error, each.bad)

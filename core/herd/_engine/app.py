@@ -9,10 +9,11 @@ import pluggy
 from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
-from herd._engine.auth import access_middleware
+from herd._engine.auth import access_middleware, access_rules
 from herd._engine.cors import CorsGate
+from herd._engine.direct import direct_routes
 from herd._engine.gateway import Gateway
-from herd._engine.guard import guard_middleware
+from herd._engine.guard import RequestGuard, guard_middleware
 from herd._engine.plugins import make_plugin_manager
 from herd._engine.render import is_openai_path, render_error
 from herd._engine.routes import (
@@ -160,7 +161,10 @@ def create_app(
     )
     # where Litestar puts its own CORS middleware: in front of its exception handlers, so
     # the headers reach error answers too
-    app.asgi_handler = CorsGate(app.asgi_handler, settings.auth.allowed_origins)
+    limits = settings.limits
+    guard = RequestGuard(None, limits.max_body_bytes, limits.body_timeout_s)  # type: ignore[arg-type]
+    handler = direct_routes(app, access_rules(settings), guard)
+    app.asgi_handler = CorsGate(handler, settings.auth.allowed_origins)
     app.state.startup_failures = startup_failures
     app.state.gateway = gateway
     app.state.router = gateway  # what plugins' routes use: the public herd.router.Router

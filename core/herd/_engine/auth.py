@@ -45,6 +45,7 @@ __all__ = [
     "AccessMiddleware",
     "ClientKeys",
     "access_middleware",
+    "access_rules",
     "api_key_name",
     "check_admin",
     "check_same_site",
@@ -177,9 +178,14 @@ class AccessMiddleware:
                     scope[SCOPE_KEY] = "admin"  # type: ignore[literal-required]
             elif kind == "node":
                 check_same_site(scope)
-            elif kind == "client" and self._keys is not None:
-                scope[SCOPE_KEY] = self._check(scope)  # type: ignore[literal-required]
+            elif kind == "client":
+                self.admit_client(scope)
         await self.app(scope, receive, send)
+
+    def admit_client(self, scope: Scope) -> None:
+        """A client route's rule: one of the API keys when keys are set (its name kept)."""
+        if self._keys is not None:
+            scope[SCOPE_KEY] = self._check(scope)  # type: ignore[literal-required]
 
     def _check(self, scope: Scope) -> str:
         # Anthropic's clients send the key as x-api-key instead of a bearer token.
@@ -198,22 +204,28 @@ class AccessMiddleware:
         return name
 
 
-def access_middleware(settings: Settings) -> list[DefineMiddleware]:
-    """The middleware for ``create_app`` (always one: admin routes need it even with no keys)."""
+def access_rules(settings: Settings) -> AccessMiddleware:
+    """The access rules for ``settings``, as a middleware around no app yet."""
     keys = settings.auth.api_keys
     admin_key = settings.auth.admin_key
-    if not keys and not is_loopback_host(settings.host):
-        log.warning(
-            "herd listens on %s with no auth.api_keys: anyone who can reach it can use it",
-            settings.host or "all addresses",
-        )
     client_keys = None
     if keys:
         named = [(k.name, k.key) for k in keys]
         if admin_key:  # the operator's key reads what any client may (the dashboard, /api/tags)
             named.append(("admin", admin_key))
         client_keys = ClientKeys(named)
-    return [DefineMiddleware(AccessMiddleware, keys=client_keys, admin_key=admin_key)]
+    return AccessMiddleware(None, client_keys, admin_key)  # type: ignore[arg-type]
+
+
+def access_middleware(settings: Settings) -> list[DefineMiddleware]:
+    """The middleware for ``create_app`` (always one: admin routes need it even with no keys)."""
+    if not settings.auth.api_keys and not is_loopback_host(settings.host):
+        log.warning(
+            "herd listens on %s with no auth.api_keys: anyone who can reach it can use it",
+            settings.host or "all addresses",
+        )
+    rules = access_rules(settings)
+    return [DefineMiddleware(AccessMiddleware, keys=rules._keys, admin_key=rules._admin_key)]
 
 
 def api_key_name(request: Any) -> str:

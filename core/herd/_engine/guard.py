@@ -61,15 +61,25 @@ class RequestGuard:
         if scope["method"] in _NO_BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        body = await self._read_body(scope, receive, send)
+        body = await self.read(scope, receive, send)
         if body is None:
             return  # answered (408) or the client left
-        start = body.lstrip()[:1]
-        if start and start[0] in _JSON_START:
-            problem = json_problem(body)
-            if problem is not None:
-                raise HerdError(400, f"invalid JSON: {problem}")
         await self.app(scope, _replay(body, receive), send)
+
+    async def read(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, within the bounds; None when answered (408) or the client left.
+
+        Raises:
+            HerdError: 413 over the size limit; 400 for JSON no decoder should meet.
+        """
+        body = await self._read_body(scope, receive, send)
+        if body is not None:
+            start = body.lstrip()[:1]
+            if start and start[0] in _JSON_START:
+                problem = json_problem(body)
+                if problem is not None:
+                    raise HerdError(400, f"invalid JSON: {problem}")
+        return body
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         for name, value in scope["headers"]:

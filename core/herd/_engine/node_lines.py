@@ -46,6 +46,7 @@ class LineFields(msgspec.Struct):
 
 
 _decode = msgspec.json.Decoder(LineFields).decode
+_decode_array = msgspec.json.Decoder(list[LineFields]).decode
 #: Endpoints whose answers end with a final object (``done: true``).
 STREAMING = frozenset({"chat", "generate"})
 #: Endpoints whose answers are JSON objects, checked before their first byte goes out.
@@ -88,10 +89,33 @@ class NodeLines:
     def check(self, block: bytes) -> int:
         """Read every line of ``block``.
 
+        Several lines are decoded in one call, as the JSON array they make when each line end
+        becomes a comma. That array holds one element per line exactly when every line is
+        one JSON value (a blank line, a value split over two lines or two values on one
+        line make it invalid or longer), so any other block is read line by line, which
+        also finds where the first bad line starts.
+
         Returns:
             ``len(block)`` when every line is a JSON object, else the offset where the
             first bad line starts (what comes before it may still be relayed).
         """
+        body = block.rstrip()
+        if b"\n" in body:  # several lines (one is read faster on its own)
+            try:
+                lines = _decode_array(b"[" + body.replace(b"\n", b",") + b"]")
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                lines = None
+            if lines is not None and len(lines) == body.count(b"\n") + 1:
+                for fields in lines:
+                    if fields.error is not None:
+                        self.error = error_text(fields.error)
+                    elif fields.done:
+                        self.final = fields
+                return len(block)
+        return self.check_each_line(block)
+
+    def check_each_line(self, block: bytes) -> int:
+        """:meth:`check`, one line at a time (what it falls back to)."""
         size = len(block)
         start = 0
         while start < size:

@@ -455,18 +455,7 @@ def _busier(view: NodeView, rng: random.Random, model: str) -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1))
 def test_decisions_are_the_same_with_and_without_the_cache(seed: int) -> None:
-    rng = random.Random(seed)
-    clock = Clock()
-    with (
-        mock.patch("time.time", lambda: clock.now),
-        mock.patch("time.monotonic", lambda: clock.mono),
-    ):
-        config = CONFIGS[seed % len(CONFIGS)]
-        cached_gateway, plain_gateway = _gateway(config), _gateway(config)
-        cached = Ranker(cached_gateway.signals)
-        plain = Ranker(plain_gateway.signals, cache=False)
-        views = _fleet(rng, clock)
-        _compare(rng, clock, cached_gateway, plain_gateway, cached, plain, views, 60)
+    _cached_against_plain(seed, 60)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -476,6 +465,12 @@ def test_decisions_are_the_same_with_and_without_the_cache_when_few_nodes_change
 ) -> None:
     """Fleets big enough for the cache to run with a few nodes changed between decisions:
     its incremental paths (one row patched, settled, re-weighed and moved in the order)."""
+    _cached_against_plain(seed, 80, few=True)
+
+
+def _cached_against_plain(seed: int, decisions: int, few: bool = False) -> None:
+    """Two gateways with the same config, one ranker with the cache and one without, over
+    the same fleet: a random one, or (``few``) one of 30-50 where few nodes change."""
     rng = random.Random(seed)
     clock = Clock()
     with (
@@ -486,9 +481,14 @@ def test_decisions_are_the_same_with_and_without_the_cache_when_few_nodes_change
         cached_gateway, plain_gateway = _gateway(config), _gateway(config)
         cached = Ranker(cached_gateway.signals)
         plain = Ranker(plain_gateway.signals, cache=False)
-        loaded = rng.choice((0.03, 0.1, 0.3))
-        views = _fleet(rng, clock, sizes=(30, 50), loaded=loaded, calm=rng.random() < 0.5)
-        _compare(rng, clock, cached_gateway, plain_gateway, cached, plain, views, 80, few=True)
+        if few:
+            loaded = rng.choice((0.03, 0.1, 0.3))
+            views = _fleet(rng, clock, sizes=(30, 50), loaded=loaded, calm=rng.random() < 0.5)
+        else:
+            views = _fleet(rng, clock)
+        _compare(
+            rng, clock, cached_gateway, plain_gateway, cached, plain, views, decisions, few=few
+        )
 
 
 def _compare(

@@ -39,8 +39,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--tokens", type=int, default=32, help="tokens per reply")
     parser.add_argument("--gen-tps", type=float, default=50.0, help="node pacing per stream")
+    parser.add_argument("--sequential", type=int, default=0, help="sequential chats (300)")
     args = parser.parse_args()
-    seq_count = 100 if args.quick else 300
+    seq_count = args.sequential or (100 if args.quick else 300)
     per_level = 128 if args.quick else 384
 
     sim_args = ["--num-parallel", "256", "--gen-tps", "0", "--reply-tokens", str(args.tokens)]
@@ -54,11 +55,12 @@ def main() -> None:
     ]
 
     rows: list[list[object]] = []
-    with sim_node(*sim_args) as (node_url, _), router([node_url], SLOTS) as (router_url, proc):
+    with sim_node(*sim_args) as (node_url, node), router([node_url], SLOTS) as (router_url, proc):
         direct = asyncio.run(sequential(node_url, MODEL, seq_count))
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, node0 = cpu_seconds(proc.pid), cpu_seconds(node.pid)
         routed = asyncio.run(sequential(router_url, MODEL, seq_count))
         cpu_per_request_ms = (cpu_seconds(proc.pid) - cpu0) / (seq_count + 5) * 1000
+        node_per_request_ms = (cpu_seconds(node.pid) - node0) / (seq_count + 5) * 1000
         for q in (0.5, 0.99):
             d, r = percentile(direct, q) * 1000, percentile(routed, q) * 1000
             rows.append(
@@ -67,6 +69,8 @@ def main() -> None:
     print(f"\nUnpaced node, {args.tokens} tokens per reply, {seq_count} sequential streamed chats")
     print(table(["measure", "direct", "router", "added"], rows))
     print(f"router CPU per streamed request: {cpu_per_request_ms:.2f} ms")
+    # the node's CPU for the same requests: a control for the VM's speed during the run
+    print(f"node CPU per streamed request (control): {node_per_request_ms:.2f} ms")
 
     rows = []
     with sim_node(*paced_args) as (node_url, _), router([node_url], SLOTS) as (router_url, proc):

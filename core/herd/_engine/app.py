@@ -9,11 +9,11 @@ import pluggy
 from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 
-from herd._engine.auth import access_middleware, access_rules
+from herd._engine.auth import access_middleware
 from herd._engine.cors import CorsGate
 from herd._engine.direct import direct_routes
 from herd._engine.gateway import Gateway
-from herd._engine.guard import RequestGuard, guard_middleware
+from herd._engine.guard import guard_middleware
 from herd._engine.plugins import make_plugin_manager
 from herd._engine.render import is_openai_path, render_error
 from herd._engine.routes import (
@@ -128,6 +128,7 @@ def create_app(
         for batch in pm.hook.herd_register_litestar_plugins(settings=settings)
         for p in batch or []
     ]
+    own_middleware = [*access_middleware(settings), *guard_middleware(settings)]
     app = Litestar(
         route_handlers=[
             *health.ROUTES,
@@ -142,7 +143,7 @@ def create_app(
             *workload_transcribe.ROUTES,
             *workload_images.ROUTES,
         ],
-        middleware=[*access_middleware(settings), *guard_middleware(settings)],
+        middleware=own_middleware,
         plugins=extra_plugins,
         on_startup=[_remembering_failure(gateway.start, startup_failures)],
         on_shutdown=[gateway.stop],
@@ -161,9 +162,7 @@ def create_app(
     )
     # where Litestar puts its own CORS middleware: in front of its exception handlers, so
     # the headers reach error answers too
-    limits = settings.limits
-    guard = RequestGuard(None, limits.max_body_bytes, limits.body_timeout_s)  # type: ignore[arg-type]
-    handler = direct_routes(app, access_rules(settings), guard)
+    handler = direct_routes(app, own_middleware)
     app.asgi_handler = CorsGate(handler, settings.auth.allowed_origins)
     app.state.startup_failures = startup_failures
     app.state.gateway = gateway

@@ -45,7 +45,6 @@ __all__ = [
     "AccessMiddleware",
     "ClientKeys",
     "access_middleware",
-    "access_rules",
     "api_key_name",
     "check_admin",
     "check_same_site",
@@ -204,28 +203,22 @@ class AccessMiddleware:
         return name
 
 
-def access_rules(settings: Settings) -> AccessMiddleware:
-    """The access rules for ``settings``, as a middleware around no app yet."""
+def access_middleware(settings: Settings) -> list[DefineMiddleware]:
+    """The middleware for ``create_app`` (always one: admin routes need it even with no keys)."""
     keys = settings.auth.api_keys
     admin_key = settings.auth.admin_key
+    if not keys and not is_loopback_host(settings.host):
+        log.warning(
+            "herd listens on %s with no auth.api_keys: anyone who can reach it can use it",
+            settings.host or "all addresses",
+        )
     client_keys = None
     if keys:
         named = [(k.name, k.key) for k in keys]
         if admin_key:  # the operator's key reads what any client may (the dashboard, /api/tags)
             named.append(("admin", admin_key))
         client_keys = ClientKeys(named)
-    return AccessMiddleware(None, client_keys, admin_key)  # type: ignore[arg-type]
-
-
-def access_middleware(settings: Settings) -> list[DefineMiddleware]:
-    """The middleware for ``create_app`` (always one: admin routes need it even with no keys)."""
-    if not settings.auth.api_keys and not is_loopback_host(settings.host):
-        log.warning(
-            "herd listens on %s with no auth.api_keys: anyone who can reach it can use it",
-            settings.host or "all addresses",
-        )
-    rules = access_rules(settings)
-    return [DefineMiddleware(AccessMiddleware, keys=rules._keys, admin_key=rules._admin_key)]
+    return [DefineMiddleware(AccessMiddleware, keys=client_keys, admin_key=admin_key)]
 
 
 def api_key_name(request: Any) -> str:

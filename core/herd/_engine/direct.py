@@ -140,11 +140,17 @@ class DirectRoutes:
         raise exc  # pragma: no cover - the app handles Exception
 
 
-def direct_routes(app: Any, access: AccessMiddleware, guard: RequestGuard) -> Any:
+def direct_routes(app: Any, own_middleware: list[Any]) -> Any:
     """``app``'s handler with :class:`DirectRoutes` in front, or as it is when a plugin
-    added layers the direct path would skip (then Litestar serves every request)."""
+    added layers the direct path would skip (then Litestar serves every request).
+
+    Args:
+        app: The built Litestar app.
+        own_middleware: herd's own middleware definitions, as given to Litestar (the
+            access rules and the request guard): the direct path runs the same ones.
+    """
     layered = (
-        len(app.middleware) != 2  # herd's access rules and request guard
+        list(app.middleware) != own_middleware
         or app.guards
         or app.before_request
         or app.after_request
@@ -160,11 +166,12 @@ def direct_routes(app: Any, access: AccessMiddleware, guard: RequestGuard) -> An
         if handler.middleware or handler.guards or handler.before_request:
             continue
         routes[path] = handler.fn
-    if layered or not routes:
-        log.debug("inference routes served through Litestar (a plugin adds layers)")
-        return app.asgi_handler
     handlers = app.exception_handlers
     errors = {kind: handlers[kind] for kind in handlers if isinstance(kind, type)}
-    if HerdError not in errors or Exception not in errors:
+    if layered or not routes or HerdError not in errors or Exception not in errors:
+        log.debug("inference routes served through Litestar (a plugin adds layers)")
         return app.asgi_handler
+    layers = [define(None) for define in own_middleware]  # each around no app: called piecewise
+    access = next(layer for layer in layers if isinstance(layer, AccessMiddleware))
+    guard = next(layer for layer in layers if isinstance(layer, RequestGuard))
     return DirectRoutes(app.asgi_handler, app, routes, access, guard, errors)

@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from herd._engine.write_batching import BatchedWrites
 from herd.settings import Settings
 
 __all__ = ["server_config"]
@@ -54,7 +55,7 @@ if HttpToolsProtocol is not None:
             self._header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(BatchedWrites(transport, self.loop))  # type: ignore[arg-type]
             self._start_header_clock()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -88,6 +89,10 @@ if HttpToolsProtocol is not None:
                 self._in_headers = True
                 self._header_bytes = 0
                 self._start_header_clock()
+
+        def on_response_complete(self) -> None:
+            self.transport.flush()  # a response's end goes out now, before any bookkeeping
+            super().on_response_complete()
 
         def on_headers_complete(self) -> None:
             self._in_headers = False

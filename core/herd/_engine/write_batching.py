@@ -1,0 +1,72 @@
+"""One socket write per loop turn for each client connection.
+
+uvicorn writes every ASGI message at once: the status line and headers, each body chunk,
+then the chunked terminator, each its own ``write`` system call and TCP segment. A
+streamed reply whose node answered in one read went out as four writes (headers, the
+first line, which the relay checks on its own, the rest, ``0\\r\\n\\r\\n``). On loopback a
+write also runs the receiver's side of TCP, so each costs the router tens of microseconds.
+
+:class:`BatchedWrites` stands in front of the connection's transport and joins whatever is
+written during one turn of the event loop into one write, made at the start of the next
+turn (a ``call_soon``), the way event-driven proxies flush a connection's output once per
+event rather than once per call. A token stream, whose writes are a turn or more apart,
+still goes out chunk by chunk with no added wait; only writes made back to back are
+joined. Everything but ``write``, ``writelines``, ``close`` and ``abort`` is the real
+transport's own (flow control, extra info, reading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = ["BatchedWrites"]
+
+
+class BatchedWrites:
+    """A transport whose writes within one loop turn leave as one write."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)  # a caller's buffer may change before the flush
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            pending.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Write what this turn gathered (nothing when it was already flushed)."""
+        pending = self._pending
+        if pending is None:
+            return
+        self._pending = None
+        transport = self._transport
+        if transport.is_closing():
+            return  # the connection went: nobody is left to read it
+        transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -89,6 +89,8 @@ class Exchange:
         self.attempt: Attempt | None = None
         self.lines = NodeLines()
         self.first_byte_at = 0.0
+        self.finish_after_send = False  # set by the response that writes stream() (see sent)
+        self._held: tuple[str, str] | None = None
         self._finished = False
 
     # -- resolve and take ----------------------------------------------------------------
@@ -295,6 +297,26 @@ class Exchange:
     def done(self, status: str = "completed", error: str = "") -> None:
         """Finish a request whose answer the route rendered itself (images, speech)."""
         self._finish(status, error)
+
+    def stream_ended(self, status: str, error: str) -> None:
+        """The relay ran to its end: finish now, or once its last bytes are written.
+
+        The response writing :meth:`stream` sets ``finish_after_send`` and calls :meth:`sent`
+        after its final write, so the client has the end of its answer before the trace,
+        the signals and the sinks are fed (a few hundred microseconds of bookkeeping that
+        would otherwise sit between the last token and the end of the response).
+        """
+        if self.finish_after_send:
+            self._held = (status, error)
+        else:
+            self._finish(status, error)
+
+    def sent(self) -> None:
+        """The response's last bytes are written: finish a stream that ended (see above)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._finish(*held)
 
     def stream(
         self,

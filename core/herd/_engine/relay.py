@@ -33,6 +33,7 @@ async def relay(
     assert attempt is not None
     reply, slot, lines, rename = attempt.reply, attempt.slot, exchange.lines, exchange.rename
     status, error = "completed", ""
+    ended = False  # ran to its end: the response's last write comes next
     try:
         first = rename(reply.first) if rename is not None else reply.first
         out = translate(first) if translate is not None else first
@@ -60,13 +61,18 @@ async def relay(
             elif lines.final is None and exchange.endpoint in STREAMING:
                 status, error = "failed", f"node {attempt.node.name} ended the stream early"
                 yield error_frame(error)
+        ended = True
     except StreamBroken as exc:
         status, error = "failed", f"node {attempt.node.name} failed mid-stream: {exc}"
         yield error_frame(error)
+        ended = True
     except BaseException as exc:  # the client went away (or herd broke): never the node
         status = "failed" if isinstance(exc, Exception) else "client_disconnected"
         error = f"internal error: {exc!r}" if isinstance(exc, Exception) else "client disconnected"
         raise
     finally:
         await reply.aclose()
-        exchange.done(status, error)
+        if ended:
+            exchange.stream_ended(status, error)
+        else:
+            exchange.done(status, error)

@@ -15,18 +15,29 @@ and background merging) cost about 40 us a request. Anything else takes that pat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.utils.helpers import get_enum_string_value
 
+if TYPE_CHECKING:
+    from herd._engine.exchange import Exchange
+
 __all__ = ["RelayStream"]
 
 
-async def _send_body(iterator: AsyncIterator[bytes], send: Any, receive: Any) -> None:
-    """Write every chunk; stop quietly (cancelling the writer) when the client leaves."""
+async def _send_body(
+    iterator: AsyncIterator[bytes],
+    send: Any,
+    receive: Any,
+    after_send: Callable[[], None] | None = None,
+) -> None:
+    """Write every chunk; stop quietly (cancelling the writer) when the client leaves.
+
+    ``after_send`` runs once the last write is made (or the writing stopped).
+    """
     task = asyncio.current_task()
     assert task is not None
     writing, left = True, False
@@ -52,6 +63,17 @@ async def _send_body(iterator: AsyncIterator[bytes], send: Any, receive: Any) ->
     finally:
         writing = False
         listener.cancel()
+        if after_send is not None:
+            after_send()
+
+
+async def _then(iterator: AsyncIterator[bytes], after: Callable[[], None]) -> AsyncIterator[bytes]:
+    """The chunks, then ``after`` (for Litestar's own response, which takes no callback)."""
+    try:
+        async for chunk in iterator:
+            yield chunk
+    finally:
+        after()
 
 
 class _RelayASGIResponse(ASGIStreamingResponse):
@@ -66,22 +88,31 @@ class _RelayASGIResponse(ASGIStreamingResponse):
 class _PlainRelayResponse:
     """The ASGI app for a relay response with ready-encoded headers (the hot path)."""
 
-    __slots__ = ("headers", "iterator", "status")
+    __slots__ = ("after_send", "headers", "iterator", "status")
 
     def __init__(
-        self, status: int, headers: list[tuple[bytes, bytes]], iterator: AsyncIterator[bytes]
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        iterator: AsyncIterator[bytes],
+        after_send: Callable[[], None] | None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.iterator = iterator
+        self.after_send = after_send
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await _send_body(self.iterator, send, receive)
+        await _send_body(self.iterator, send, receive, self.after_send)
 
 
 class RelayStream(Stream):
-    """``Stream`` for the relay's byte iterators, written without a task group."""
+    """``Stream`` for the relay's byte iterators, written without a task group.
+
+    Given the ``exchange`` whose :meth:`~herd._engine.exchange.Exchange.stream` it writes,
+    it finishes that exchange after the response's last write, not before it.
+    """
 
     def __init__(
         self,
@@ -90,6 +121,7 @@ class RelayStream(Stream):
         media_type: str,
         headers: dict[str, str] | None = None,
         status_code: int | None = None,
+        exchange: Exchange | None = None,
     ) -> None:
         # Response.__init__'s cookie and header normalising (ABC checks) for a plain dict
         self.content = b""
@@ -101,6 +133,10 @@ class RelayStream(Stream):
         self.status_code = status_code
         self.response_type_encoders = dict(self.type_encoders or {})
         self.iterator = content
+        self.after_send: Callable[[], None] | None = None
+        if exchange is not None:
+            exchange.finish_after_send = True
+            self.after_send = exchange.sent
 
     def to_asgi_response(
         self,
@@ -131,7 +167,9 @@ class RelayStream(Stream):
             if not any(name == b"content-type" for name, _ in encoded):
                 encoded.append((b"content-type", media.encode(latin)))
             status = self.status_code or status_code or 200
-            return _PlainRelayResponse(status, encoded, self.iterator)
+            return _PlainRelayResponse(status, encoded, self.iterator, self.after_send)
+        if self.after_send is not None:
+            self.iterator = _then(self.iterator, self.after_send)
         response = super().to_asgi_response(
             app,
             request,

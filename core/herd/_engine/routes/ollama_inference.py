@@ -45,7 +45,12 @@ async def _serve(
     await exchange.open()
     if not exchange.streaming:
         return render_whole(exchange)
-    return Stream(exchange.stream(blocks=True), media_type=NDJSON, headers=exchange.headers())
+    return Stream(
+        exchange.stream(blocks=True),
+        media_type=NDJSON,
+        headers=exchange.headers(),
+        exchange=exchange,
+    )
 
 
 @post("/api/chat", status_code=200)

@@ -1,0 +1,262 @@
+"""Client writes: joined per loop turn (``herd._engine.write_batching``), a response's end
+written at once, and a streamed request's bookkeeping done after its last write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from herd._engine.app import create_app
+from herd._engine.config import load_settings
+from herd._engine.direct import DirectRoutes
+from herd._engine.plugins import make_plugin_manager
+from herd._engine.write_batching import BatchedWrites
+from herd.hookspecs import hookimpl
+from herd.testing import SimConfig, SimNode
+from litestar.testing import TestClient
+
+from tests.conftest import emulated
+
+LLAMA = "llama3.2:3b"
+
+
+class _Counting:
+    """The real transport, with its write calls counted (the joining is what is tested)."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+async def _connected() -> tuple[BatchedWrites, _Counting, asyncio.StreamReader, Any]:
+    """A real loopback connection: the server side's transport, batched; the client's reader."""
+    made: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            made.set_result(transport)  # type: ignore[arg-type]
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    counting = _Counting(await made)
+    return BatchedWrites(counting, loop), counting, reader, (server, writer)  # type: ignore[arg-type]
+
+
+async def _close(parts: Any) -> None:
+    server, writer = parts
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+def test_writes_in_one_turn_leave_as_one_and_later_turns_on_their_own() -> None:
+    async def scenario() -> None:
+        batched, counting, reader, parts = await _connected()
+        batched.write(b"head ")
+        batched.write(bytearray(b"first "))
+        batched.writelines([b"second ", memoryview(b"third")])
+        assert counting.writes == []  # nothing written within the turn
+        await asyncio.sleep(0)
+        assert counting.writes == [b"head first second third"]
+        batched.write(b"!")
+        await asyncio.sleep(0)
+        assert counting.writes[1:] == [b"!"]
+        assert await reader.readexactly(24) == b"head first second third!"
+        await _close(parts)
+
+    asyncio.run(scenario())
+
+
+def test_flush_writes_at_once_close_flushes_first_and_abort_drops() -> None:
+    async def scenario() -> None:
+        batched, counting, reader, parts = await _connected()
+        batched.write(b"end of a response")
+        batched.flush()
+        assert counting.writes == [b"end of a response"]
+        batched.flush()  # nothing gathered: no empty write
+        await asyncio.sleep(0)  # the turn's own flush finds nothing either
+        assert counting.writes == [b"end of a response"]
+        batched.write(b" and a goodbye")
+        batched.close()
+        assert await reader.read() == b"end of a response and a goodbye"
+        await _close(parts)
+
+        batched, counting, reader, parts = await _connected()
+        batched.write(b"never sent")
+        batched.abort()
+        await asyncio.sleep(0)
+        assert counting.writes == []
+        assert await reader.read() == b""
+        await _close(parts)
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_closed_before_the_turn_ends_gets_nothing_more() -> None:
+    async def scenario() -> None:
+        batched, counting, _reader, parts = await _connected()
+        batched.write(b"late")
+        counting.transport.close()  # the connection went (uvicorn closed it)
+        await asyncio.sleep(0)
+        assert counting.writes == []
+        assert batched.is_closing()  # everything else is the real transport's
+        await _close(parts)
+
+    asyncio.run(scenario())
+
+
+class _Log:
+    """One list for the client's writes and the router's bookkeeping, in the order they ran."""
+
+    events: list[str] = []
+
+    @hookimpl
+    def herd_request_finished(self, trace: Any) -> None:
+        _Log.events.append(f"finished {trace.status}")
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimNode]:
+    with SimNode(SimConfig(name="solo", port=0, models=[emulated(LLAMA)], reply_tokens=6)) as node:
+        yield node
+
+
+def _app(sim: SimNode) -> Any:
+    overrides = {
+        "data_dir": "",
+        "fleet": {"discover_local": False},
+        "nodes": [{"name": "solo", "url": sim.url}],
+    }
+    settings = load_settings(None, env={}, overrides=overrides)
+    pm = make_plugin_manager(settings)
+    pm.register(_Log(), name="test-order-log")
+    return create_app(settings, pm=pm)
+
+
+async def _call(app: Any, path: str, body: dict[str, Any]) -> bytes:
+    """One request through the app as a server would make it, logging each message sent."""
+    raw = json.dumps(body).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 11435),
+        "state": {},
+    }
+    messages = [{"type": "http.request", "body": raw, "more_body": False}]
+    gone = asyncio.Event()
+    body_out = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            body_out.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                _Log.events.append("last write")
+
+    await app(scope, receive, send)
+    gone.set()
+    return b"".join(body_out)
+
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/chat", {"model": LLAMA, "messages": HI}),
+        ("/v1/chat/completions", {"model": LLAMA, "stream": True, "messages": HI}),
+    ],
+    ids=["ollama", "openai"],
+)
+def test_a_stream_is_finished_after_its_last_write_on_the_direct_path(
+    sim: SimNode, path: str, body: dict[str, Any]
+) -> None:
+    app = _app(sim)
+    assert isinstance(app.asgi_handler.app, DirectRoutes)
+    with TestClient(app) as client:
+        _Log.events.clear()
+        answer = client.blocking_portal.call(_call, app, path, body)
+    assert answer.count(b"\n") >= 6, answer
+    assert _Log.events == ["last write", "finished completed"]
+
+
+def test_litestars_path_finishes_the_stream_too(sim: SimNode) -> None:
+    app = _app(sim)
+    gate = app.asgi_handler
+    gate.app = gate.app.app  # the direct routes' inner app: Litestar's own path
+    body = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}
+    with TestClient(app) as client:
+        _Log.events.clear()
+        answer = client.blocking_portal.call(_call, app, "/api/chat", body)
+    assert answer.count(b"\n") >= 6, answer
+    assert sorted(_Log.events) == ["finished completed", "last write"]
+
+
+def test_a_client_that_leaves_mid_stream_is_finished_once_as_disconnected(sim: SimNode) -> None:
+    app = _app(sim)
+    body = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}
+
+    async def leave_after_first_chunk() -> None:
+        raw = json.dumps(body).encode()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/chat",
+            "raw_path": b"/api/chat",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 11435),
+            "state": {},
+        }
+        first = [{"type": "http.request", "body": raw, "more_body": False}]
+        gone = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            if first:
+                return first.pop(0)
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                gone.set()  # the client goes once the first chunk is out
+                await asyncio.sleep(0.05)
+
+        await app(scope, receive, send)
+
+    with TestClient(app) as client:
+        _Log.events.clear()
+        client.blocking_portal.call(leave_after_first_chunk)
+    assert _Log.events == ["finished client_disconnected"]

@@ -20,6 +20,7 @@ class AvailabilitySignal(Signal):
     """
 
     name = "availability"
+    reads = frozenset({"name", "online_since", "status"})  # what node_values reads
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.0

@@ -21,6 +21,7 @@ class ContextFitSignal(Signal):
     """
 
     name = "context-fit"
+    reads = frozenset({"loaded", "loading"})  # what node_values reads
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.5

@@ -37,6 +37,10 @@ class MemoryFitSignal(Signal):
     """
 
     name = "memory-fit"
+    reads = frozenset(  # what node_values reads (memory_of too)
+        {"loaded", "loading", "vram_total", "vram_used", "ram_total", "ram_available"}
+        | {"vram_seen", "in_flight_by_model"}
+    )
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.0

@@ -20,6 +20,7 @@ class RoleAffinitySignal(Signal):
     """
 
     name = "role-affinity"
+    reads = frozenset({"vram_total", "ram_total"})  # what node_values reads
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 0.5

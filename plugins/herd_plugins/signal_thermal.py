@@ -21,6 +21,7 @@ class ThermalSignal(Signal):
     """
 
     name = "thermal"
+    reads = frozenset({"loaded", "loading", "models", "unloaded_at"})  # node_values
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 3.0

@@ -64,6 +64,11 @@ class WaitTimeSignal(Signal):
     """
 
     name = "wait-time"
+    reads = frozenset(  # what node_values reads (_estimates)
+        {"name", "status", "loaded", "loading", "models", "unloaded_at"}
+        | {"in_flight_by_model", "queued_by_model"}
+        | {"num_parallel", "learned_parallel", "assumed_parallel"}
+    )
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 2.0

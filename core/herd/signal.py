@@ -93,6 +93,16 @@ class Signal(ABC):
     #: ``num_parallel``, ``learned_parallel`` and ``assumed_parallel``); ``check_signal``
     #: tests it.
     reads: ClassVar[frozenset[str] | None] = None
+    #: The :class:`InferenceRequest` fields (``model_key``, ``prompt_tokens``, ...) a
+    #: cached signal's ``cache_key`` and ``settle`` read. Declaring them promises that
+    #: both depend on nothing else but the values, the candidates' fields in
+    #: :attr:`reads` (or any, when that is None) and state :meth:`invalidate` guards: no
+    #: clock, no state learned without ``invalidate``. A decision for the same model over
+    #: the same candidates then reuses the signal's last scores and verdicts, without
+    #: calling it, when none of those request fields differ from the last decision's, no
+    #: candidate changed a field it reads, nothing was invalidated and no value was None.
+    #: None (the default): ``cache_key`` and ``settle`` are called every decision.
+    request_reads: ClassVar[frozenset[str] | None] = None
     _invalidated_at: int = 0  # the latest invalidate() (0: never)
     _invalidated_all: int = 0  # the latest invalidate() of every node
 

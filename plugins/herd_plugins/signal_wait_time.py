@@ -69,6 +69,8 @@ class WaitTimeSignal(Signal):
         | {"in_flight_by_model", "queued_by_model"}
         | {"num_parallel", "learned_parallel", "assumed_parallel"}
     )
+    # (what the clock or the times learned on other nodes move is None: asked each time)
+    request_reads = frozenset({"model_key"})
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 2.0

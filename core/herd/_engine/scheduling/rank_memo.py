@@ -15,6 +15,7 @@ from operator import attrgetter, is_, itemgetter, ne
 from typing import Any
 
 from herd.interfaces import InferenceRequest, NodeView
+from herd.node_view import changes_since, latest_change
 
 __all__ = ["CandidateMemo", "TotalsMemo", "row_weigher"]
 
@@ -22,7 +23,9 @@ _MAX_KEYS = 512
 _name = attrgetter("name")
 _revision = attrgetter("revision")
 
-Changes = tuple[list[int], Sequence[int], Sequence[NodeView]]
+# (the last decision's candidate revisions, indexes of the candidates changed since, those
+# candidates, and each one's changed fields: None when not known, so every field counts)
+Changes = tuple[list[int], Sequence[int], Sequence[NodeView], Sequence[set[str]] | None]
 Picker = Callable[[InferenceRequest, list[NodeView], str, dict[str, str]], list[NodeView]]
 
 
@@ -31,14 +34,20 @@ class _Picked:
         "candidate_names",
         "candidate_revisions",
         "candidates",
+        "mark",
         "names",
+        "positions",
         "rejected",
         "revisions",
         "slots",
         "verdicts",
+        "views",
     )
 
     def __init__(self, names: list[str], revisions: list[int], verdicts: list[str | None]):
+        self.views: list[NodeView] = []  # as given (the same objects, in order)
+        self.mark = latest_change()  # what the view journal held when these were read
+        self.positions: dict[int, int] | None = None  # view's id -> index (built if asked)
         self.names = names
         self.revisions = revisions
         self.verdicts = verdicts  # per view: None (a candidate) or why not
@@ -52,10 +61,11 @@ class _Picked:
 class CandidateMemo:
     """The candidates per (capability, model), kept with the views' revisions."""
 
-    __slots__ = ("_picked", "_picker")
+    __slots__ = ("_picked", "_picker", "_picker_reads")
 
-    def __init__(self, picker: Picker) -> None:
+    def __init__(self, picker: Picker, picker_reads: frozenset[str]) -> None:
         self._picker = picker  # Ranker.candidates: views -> candidates, rejections filled
+        self._picker_reads = picker_reads  # the view fields it reads
         self._picked: dict[Hashable, _Picked] = {}
 
     def pick(
@@ -67,15 +77,23 @@ class CandidateMemo:
         candidates)``.
 
         A revision is drawn for one view at one change, never shared: equal names and
-        revisions mean the same view objects in the same state."""
-        revisions = list(map(_revision, views))
+        revisions mean the same view objects in the same state. The same view objects as
+        last time are not read at all: the view journal says which changed, and which of
+        their fields (``changes[3]``)."""
         key = (capability, request.model_key)
         last = self._picked.get(key)
+        if last is not None and len(views) == len(last.views) and all(map(is_, views, last.views)):
+            journaled = self._journaled(request, views, capability, last)
+            if journaled is not None:
+                return journaled
+        revisions = list(map(_revision, views))
         if last is None or len(last.revisions) != len(revisions):
             names = list(map(_name, views))
             return self._pick_all(key, request, views, capability, names, revisions)
         if last.revisions == revisions:  # nothing changed
-            unchanged = (last.candidate_revisions, (), ())
+            last.views = list(views)
+            last.mark = latest_change()
+            unchanged = (last.candidate_revisions, (), (), ())
             revised = last.candidate_revisions
             return last.candidates, last.candidate_names, revised, last.rejected, unchanged
         # a view whose revision did not move is the same object in the same state, its
@@ -95,6 +113,7 @@ class CandidateMemo:
         for index in changed:
             verdicts[index] = rejected.get(names[index])
         picked = _Picked(names, revisions, verdicts)
+        picked.views = list(views)
         same = verdicts == last.verdicts
         if same:
             picked.candidate_names = last.candidate_names
@@ -110,7 +129,7 @@ class CandidateMemo:
         if same:
             before = last.candidate_revisions
             order = list(compress(range(len(fresh)), map(ne, fresh, before)))
-            changes = (before, order, [picked.candidates[i] for i in order])
+            changes = (before, order, [picked.candidates[i] for i in order], None)
         return picked.candidates, picked.candidate_names, fresh, picked.rejected, changes
 
     def _pick_few(
@@ -145,7 +164,78 @@ class CandidateMemo:
             fresh[slot] = revisions[index]
         last.revisions = revisions  # the rest stands
         last.candidate_revisions = fresh
-        return candidates, last.candidate_names, fresh, last.rejected, (before, order, moved)
+        last.views = list(views)
+        last.mark = latest_change()
+        changes = (before, order, moved, None)
+        return candidates, last.candidate_names, fresh, last.rejected, changes
+
+    def _journaled(
+        self,
+        request: InferenceRequest,
+        views: list[NodeView],
+        capability: str,
+        last: _Picked,
+    ) -> tuple[list[NodeView], list[str], list[int], dict[str, str], Changes] | None:
+        """The same view objects as last time: what changed since, from the view journal
+        (only those views are read). None when the journal does not reach back, or a
+        change may have moved which views are candidates and how they are named."""
+        entries = changes_since(last.mark)
+        if entries is None:
+            return None
+        candidates = last.candidates
+        if entries:
+            positions = last.positions
+            if positions is None:
+                positions = last.positions = {id(view): i for i, view in enumerate(views)}
+            if len(positions) != len(views):
+                return None  # a view listed twice: its changes belong to two rows
+            fields: dict[int, set[str]] = {}
+            for _, view, name in entries:
+                index = positions.get(id(view))  # (a listed view is alive: ids are unique)
+                if index is not None:
+                    seen = fields.get(index)
+                    if seen is None:
+                        fields[index] = {name}
+                    else:
+                        seen.add(name)
+            last.mark = entries[-1][0]
+        else:
+            fields = {}
+        if not fields:
+            unchanged = (last.candidate_revisions, (), (), ())
+            revised = last.candidate_revisions
+            return candidates, last.candidate_names, revised, last.rejected, unchanged
+        slots = last.slots
+        if slots is None:
+            slots = last.slots = self._slots(last.verdicts)
+        picker_reads = self._picker_reads
+        changed = sorted(fields)
+        revisions = list(last.revisions)
+        order = []
+        moved = []
+        moved_fields = []
+        for index in changed:
+            view = views[index]
+            revisions[index] = view.revision
+            touched = fields[index]
+            if not picker_reads.isdisjoint(touched):
+                return None  # (its candidacy or its name may have moved)
+            slot = slots[index]
+            if slot >= 0:  # a candidate (a change to another one matters to no signal)
+                order.append(slot)
+                moved.append(view)
+                moved_fields.append(touched)
+        last.revisions = revisions
+        before = last.candidate_revisions
+        if not order:
+            unchanged = (before, (), (), ())
+            return candidates, last.candidate_names, before, last.rejected, unchanged
+        fresh = list(before)
+        for slot, view in zip(order, moved, strict=True):
+            fresh[slot] = view.revision
+        last.candidate_revisions = fresh
+        changes = (before, order, moved, moved_fields)
+        return candidates, last.candidate_names, fresh, last.rejected, changes
 
     @staticmethod
     def _slots(verdicts: list[str | None]) -> list[int]:
@@ -172,6 +262,7 @@ class CandidateMemo:
         rejected: dict[str, str] = {}
         candidates = self._picker(request, views, capability, rejected)
         picked = _Picked(names, revisions, [rejected.get(name) for name in names])
+        picked.views = list(views)
         picked.candidates = candidates
         self._fill_names(picked)
         mask = map(is_, picked.verdicts, repeat(None))

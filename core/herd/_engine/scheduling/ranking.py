@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from operator import attrgetter
 
 from herd._engine.scheduling.rank_memo import CandidateMemo, TotalsMemo, row_weigher
-from herd._engine.scheduling.score_cache import ValueCache
+from herd._engine.scheduling.signal_pass import SignalPass, overrides
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
 __all__ = ["Decision", "Ranker"]
@@ -20,6 +20,12 @@ _SERVING_STATES = ("online", "degraded")
 _status = attrgetter("status")
 _name = attrgetter("name")
 _revision = attrgetter("revision")
+# the view fields Ranker.candidates reads (a change to any other leaves a view's verdict),
+# and the name the verdicts are kept by
+_CANDIDATE_READS = frozenset(
+    {"status", "draining", "capabilities", "models", "loaded", "primary_capabilities"}
+    | {"service_models", "name"}
+)
 # the cache is skipped for a decision when its candidates number fewer than this many,
 # plus so many per candidate changed since the last decision for the model: measured,
 # asking the signals afresh costs about one unit a node, the cache's bookkeeping about
@@ -88,10 +94,6 @@ class Decision:
         return self._scores
 
 
-def _overrides(signal: Signal, method: str) -> bool:
-    return getattr(type(signal), method) is not getattr(Signal, method)
-
-
 def _weigher(shares: list[float]) -> Callable[..., list[float]]:
     """A function of the signals' score columns giving each row's weighted total.
 
@@ -125,27 +127,14 @@ class Ranker:
         reference the cache is tested against)."""
         self.signals = signals
         self.weight_sum = sum(s.weight for s in signals) or 1.0
-        # (position, signal, its value cache or None, whether it has a prepare, whether
-        # its settle is the default one: the values are the scores unless one is None)
-        cached = [cache and _overrides(s, "cache_key") for s in signals]
-        self._first_pass = [
-            (
-                i,
-                s,
-                ValueCache(s) if cached[i] else None,
-                _overrides(s, "prepare"),
-                not _overrides(s, "settle"),
-            )
-            for i, s in enumerate(signals)
-            if cached[i] or _overrides(s, "prepare")
-        ]
-        self._cached = any(entry[2] is not None for entry in self._first_pass)
-        self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]
+        self._first_pass = SignalPass(signals, cache)
+        self._cached = self._first_pass.cached
+        self._rejecters = [(s.name, s.reject) for s in signals if overrides(s, "reject")]
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
         self._weigh = _weigher(self._shares) if signals else None
         # with a cached signal, decisions pick up where the last one for the model left off
-        self._picks = CandidateMemo(self.candidates) if self._cached else None
+        self._picks = CandidateMemo(self.candidates, _CANDIDATE_READS) if self._cached else None
         self._seen: dict[tuple[str, str], list[int]] = {}  # small fleets: revisions, by model
         # by (capability, model): the last candidates, order, ranking, all of them online
         self._last_ranked: dict[tuple[str, str], tuple] = {}
@@ -262,27 +251,15 @@ class Ranker:
             )
         else:
             cached = False
-            revisions = None
+            revisions = changes = None
             candidates = self.candidates(request, views or given, capability, rejections)
             names = list(map(_name, candidates))
         if not candidates:
             return decision
-        settled: dict[int, list[float]] = {}
-        for index, signal, cache, prepares, plain_settle in self._first_pass:
-            key = None if cache is None or not cached else signal.cache_key(request, candidates)
-            if key is not None:
-                values = cache.values(key, request, candidates, names, revisions, changes)
-                if plain_settle and cache.clean:
-                    settled[index] = values  # what Signal.settle returns: no None to ask
-                    continue
-                settled[index], verdicts = signal.settle(request, candidates, values)
-            elif prepares:
-                verdicts = signal.prepare(request, candidates)
-            else:
-                continue
-            if verdicts:
-                for name, reason in verdicts.items():
-                    rejections.setdefault(name, f"{signal.name}: {reason}")
+        memo_key = (capability, request.model_key) if cached else None
+        settled = self._first_pass.run(
+            request, candidates, names, revisions, changes, memo_key, rejections
+        )
         if self._rejecters:
             for view in candidates:
                 if view.name in rejections:

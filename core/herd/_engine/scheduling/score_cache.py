@@ -40,11 +40,13 @@ class _Entry:
 class ValueCache:
     """One signal's cached node values, by the signal's cache key."""
 
-    __slots__ = ("_entries", "clean", "signal")
+    __slots__ = ("_entries", "entry", "signal")
 
     def __init__(self, signal: Signal) -> None:
         self.signal = signal
-        self.clean = False  # whether the values last returned hold no None
+        # the entry of the values last returned: its clean says they hold no None, its
+        # stamp that no invalidate() since then is missed
+        self.entry: _Entry | None = None
         self._entries: dict[Hashable, _Entry] = {}
 
     def values(
@@ -69,9 +71,10 @@ class ValueCache:
         invalidated = signal._invalidated_at > entry.stamp
         if changes is not None and entry.revisions is changes[0]:
             if not invalidated:
-                if not changes[1]:
-                    self.clean = entry.clean
-                    return entry.values  # nothing changed: the common case when idle
+                if not changes[1]:  # nothing changed, or nothing the signal reads
+                    entry.revisions = revisions
+                    self.entry = entry
+                    return entry.values  # the common case when idle
                 stamp = next_revision()
                 fresh = signal.node_values(request, changes[2])
                 values = entry.values
@@ -82,7 +85,7 @@ class ValueCache:
             base = entry.values
         elif entry.names == names:
             if entry.revisions == revisions and not invalidated:
-                self.clean = entry.clean
+                self.entry = entry
                 return entry.values
             stale = set(compress(range(len(names)), map(ne, revisions, entry.revisions)))
             base = entry.values
@@ -115,7 +118,7 @@ class ValueCache:
         for index, value in zip(order, fresh, strict=True):
             values[index] = value
         entries[key] = entry = _Entry(names, revisions, values, stamp)
-        self.clean = entry.clean
+        self.entry = entry
         return values
 
     def _keep(
@@ -136,7 +139,7 @@ class ValueCache:
             else:
                 entry.clean = not any(map(is_, values, repeat(None)))
         entry.names, entry.revisions, entry.stamp = names, revisions, stamp
-        self.clean = entry.clean
+        self.entry = entry
         return values
 
     def _compute_all(
@@ -153,7 +156,7 @@ class ValueCache:
         stamp = next_revision()
         values = list(self.signal.node_values(request, nodes))
         entries[key] = entry = _Entry(names, revisions, values, stamp)
-        self.clean = entry.clean
+        self.entry = entry
         return values
 
 

@@ -296,14 +296,21 @@ class _Weighed:
     __slots__ = ("columns", "comparable", "names", "order", "totals")
 
     def __init__(
-        self, names: list[str], columns: list[list[float]], totals: list[float], order: list[int]
+        self,
+        names: list[str],
+        columns: list[list[float]],
+        totals: list[float],
+        order: list[int],
+        comparable: bool | None = None,
     ) -> None:
         self.names = names
         self.columns = columns
         self.totals = totals
         self.order = order
-        total = sum(totals)
-        self.comparable = total == total  # no NaN (nor both infinities) among them
+        if comparable is None:
+            total = sum(totals)
+            comparable = total == total  # no NaN (nor both infinities) among them
+        self.comparable = comparable
 
 
 class TotalsMemo:
@@ -321,7 +328,7 @@ class TotalsMemo:
     ) -> tuple[list[float], list[int]]:
         """Each row's total, and the rows best first (ties in row order)."""
         last = self._weighed.get(key)
-        if last is None or last.names != names:
+        if last is None or (last.names is not names and last.names != names):
             return self._weigh_all(key, names, columns)
         changed: set[int] = set()
         rows = range(len(names))
@@ -339,7 +346,7 @@ class TotalsMemo:
             totals[index] = total = self._row(*[column[index] for column in columns])
             if last.comparable and total == total:  # (not NaN: it sorts by position)
                 order = _moved(last.order, totals, index)
-                self._weighed[key] = _Weighed(names, columns, totals, order)
+                self._weighed[key] = _Weighed(names, columns, totals, order, True)
                 return totals, order
         else:  # the changed rows alone, through the same weigher: the same floats
             rows = sorted(changed)

@@ -94,6 +94,10 @@ class Decision:
         return self._scores
 
 
+def _all_online(views: list[NodeView]) -> bool:
+    return list(map(_status, views)).count("online") == len(views)
+
+
 def _weigher(shares: list[float]) -> Callable[..., list[float]]:
     """A function of the signals' score columns giving each row's weighted total.
 
@@ -136,8 +140,9 @@ class Ranker:
         # with a cached signal, decisions pick up where the last one for the model left off
         self._picks = CandidateMemo(self.candidates, _CANDIDATE_READS) if self._cached else None
         self._seen: dict[tuple[str, str], list[int]] = {}  # small fleets: revisions, by model
-        # by (capability, model): the last candidates, order, ranking, all of them online
-        self._last_ranked: dict[tuple[str, str], tuple] = {}
+        # by (capability, model): the last candidates, order, ranking, all of them online,
+        # candidate revisions
+        self._last_ranked: dict[tuple[str, str], list] = {}
         self._sums = (
             TotalsMemo(self._weigh, row_weigher(self._shares))
             if self._cached and self._weigh is not None
@@ -201,11 +206,12 @@ class Ranker:
             and last[0] is candidates
             and last[4] is changes[0]  # no decision for the model in between
             and last[3]
-            and all(view.status == "online" for view in changes[2])
+            and (not changes[2] or _all_online(changes[2]))
         ):
             if last[1] is not order:
-                last = (candidates, order, list(map(candidates.__getitem__, order)), True)
-            self._last_ranked[key] = (*last[:4], revisions)
+                last[1] = order
+                last[2] = list(map(candidates.__getitem__, order))
+            last[4] = revisions
             return list(last[2])  # a copy: the caller may change its own
         ranked = list(map(candidates.__getitem__, order))
         statuses = list(map(_status, candidates))
@@ -217,7 +223,7 @@ class Ranker:
         if revisions is not None:  # (the candidates' bookkeeping ran: a next time may use it)
             if len(self._last_ranked) >= 512:
                 self._last_ranked.clear()
-            self._last_ranked[key] = (candidates, order, ranked, online, revisions)
+            self._last_ranked[key] = [candidates, order, ranked, online, revisions]
             return list(ranked)
         return ranked
 

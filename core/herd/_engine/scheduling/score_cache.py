@@ -76,11 +76,25 @@ class ValueCache:
                     self.entry = entry
                     return entry.values  # the common case when idle
                 stamp = next_revision()
+                rows = changes[1]
                 fresh = signal.node_values(request, changes[2])
                 values = entry.values
-                if len(fresh) != 1 or not _same(fresh[0], values[changes[1][0]]):
-                    values = _patched(values, changes[1], fresh)
-                return self._keep(entry, names, revisions, values, fresh, stamp)
+                if len(rows) != 1:
+                    values = _patched(values, rows, fresh)
+                    return self._keep(entry, names, revisions, values, fresh, stamp)
+                value = fresh[0]  # one node (a request started or finished there): inlined
+                old = values[rows[0]]
+                if value is not old and (value != old or not _same(value, old)):
+                    values = list(values)
+                    values[rows[0]] = value
+                    entry.values = values
+                    if value is None:
+                        entry.clean = False
+                    elif not entry.clean:
+                        entry.clean = not any(map(is_, values, repeat(None)))
+                entry.names, entry.revisions, entry.stamp = names, revisions, stamp
+                self.entry = entry
+                return values
             stale = set(changes[1])
             base = entry.values
         elif entry.names == names:

@@ -101,8 +101,8 @@ class SignalPass:
         self._entries = entries
         self.cached = any(entry[2] is not None for entry in entries)
         # by (capability, model): each signal's last answer, where it may stand next time:
-        # (its request fields, its entry's stamp, the entry, scores, verdicts, revisions)
-        self._kept: dict[Hashable, list[tuple | None]] = {}
+        # [its request fields, its entry's stamp, the entry, scores, verdicts, revisions]
+        self._kept: dict[Hashable, list[list | None]] = {}
 
     def run(
         self,
@@ -119,7 +119,8 @@ class SignalPass:
         settled: dict[int, list[Any]] = {}
         kept = None
         before = None
-        fielded = False
+        touched = None  # every field changed on a candidate, when known and any
+        unchanged = changes
         if memo_key is not None:
             kept = self._kept.get(memo_key)
             if kept is None:
@@ -128,12 +129,18 @@ class SignalPass:
                 kept = self._kept[memo_key] = [None] * (self._entries[-1][0] + 1)
             if changes is not None:
                 before = changes[0]
-                fielded = bool(changes[1]) and changes[3] is not None
+                fields = changes[3]
+                if changes[1] and fields is not None:
+                    touched = fields[0] if len(fields) == 1 else set().union(*fields)
+                    unchanged = (before, (), (), ())
         for index, signal, cache, prepares, plain_settle, reads, asks in self._entries:
             if cache is not None and memo_key is not None:
                 share = changes  # what changed, as far as this signal reads
-                if fielded and reads is not None:
-                    share = _share(changes, reads)
+                if touched is not None and reads is not None:
+                    if reads.isdisjoint(touched):
+                        share = unchanged
+                    elif len(changes[1]) > 1:
+                        share = _share(changes, reads)
                 asked = None
                 if asks is not None:
                     asked = asks(request)
@@ -148,7 +155,7 @@ class SignalPass:
                         entry = last[2]
                         if entry.revisions is before:  # (still as of then: keep it so)
                             entry.revisions = revisions
-                        kept[index] = (*last[:5], revisions)
+                        last[5] = revisions
                         settled[index] = last[3]
                         verdicts = last[4]
                         if verdicts:
@@ -170,7 +177,7 @@ class SignalPass:
                         scores, verdicts = signal.settle(request, candidates, values)
                     settled[index] = scores
                     kept[index] = (
-                        (asked, entry.stamp, entry, scores, verdicts, revisions)
+                        [asked, entry.stamp, entry, scores, verdicts, revisions]
                         if asks is not None and entry.clean
                         else None
                     )

@@ -272,7 +272,7 @@ class WaitTimeSignal(Signal):
         if last_key == key and len(last) == count:
             changed = list(compress(range(count), map(is_not, values, last)))
             if len(changed) * 4 <= count:
-                columns = tuple(list(column) for column in columns)
+                columns = tuple(map(list, columns))  # copies
                 scores, waits, hot, hot_online = columns
                 for index in changed:
                     scores[index], waits[index], hot[index], hot_online[index] = values[index]

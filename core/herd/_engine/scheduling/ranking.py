@@ -227,6 +227,25 @@ class Ranker:
             return list(ranked)
         return ranked
 
+    def _columns(
+        self,
+        request: InferenceRequest,
+        candidates: list[NodeView],
+        settled: dict[int, list[float]],
+        kept: list[int] | None,
+    ) -> list[list[float]]:
+        """Every signal's scores: settled ones (of the candidates ``kept``), the others
+        asked now."""
+        columns = []
+        for index, signal in enumerate(self.signals):
+            column = settled.get(index)
+            if column is None:
+                column = signal.scores(request, candidates)
+            elif kept is not None:
+                column = [column[i] for i in kept]
+            columns.append(column)
+        return columns
+
     def rank(
         self, request: InferenceRequest, views: Iterable[NodeView], capability: str = "text"
     ) -> Decision:
@@ -262,6 +281,7 @@ class Ranker:
             names = list(map(_name, candidates))
         if not candidates:
             return decision
+        before_signals = len(rejections)  # (the views that are no candidates)
         memo_key = (capability, request.model_key) if cached else None
         settled = self._first_pass.run(
             request, candidates, names, revisions, changes, memo_key, rejections
@@ -276,7 +296,7 @@ class Ranker:
                         rejections[view.name] = f"{signal_name}: {reason}"
                         break
         kept = None
-        if rejections:
+        if len(rejections) > before_signals:  # a signal turned a candidate away
             kept = [i for i, view in enumerate(candidates) if view.name not in rejections]
             if not kept:
                 return decision
@@ -285,14 +305,10 @@ class Ranker:
             else:
                 candidates = [candidates[i] for i in kept]
                 names = [names[i] for i in kept]
-        columns = []
-        for index, signal in enumerate(self.signals):
-            column = settled.get(index)
-            if column is None:
-                column = signal.scores(request, candidates)
-            elif kept is not None:
-                column = [column[i] for i in kept]
-            columns.append(column)
+        if kept is None and len(settled) == len(self.signals):
+            columns = list(settled.values())  # (filled in signal order)
+        else:
+            columns = self._columns(request, candidates, settled, kept)
         weigh = self._weigh
         if self._sums is not None and cached:
             totals, order = self._sums.totals((capability, request.model_key), names, columns)

@@ -79,22 +79,10 @@ class ValueCache:
                 rows = changes[1]
                 fresh = signal.node_values(request, changes[2])
                 values = entry.values
-                if len(rows) != 1:
-                    values = _patched(values, rows, fresh)
-                    return self._keep(entry, names, revisions, values, fresh, stamp)
-                value = fresh[0]  # one node (a request started or finished there): inlined
-                old = values[rows[0]]
-                if value is not old and (value != old or not _same(value, old)):
-                    values = list(values)
-                    values[rows[0]] = value
-                    entry.values = values
-                    if value is None:
-                        entry.clean = False
-                    elif not entry.clean:
-                        entry.clean = not any(map(is_, values, repeat(None)))
-                entry.names, entry.revisions, entry.stamp = names, revisions, stamp
-                self.entry = entry
-                return values
+                if len(rows) == 1:  # one node (a request started or finished there)
+                    return self._one(entry, names, revisions, rows[0], fresh[0], stamp)
+                values = _patched(values, rows, fresh)
+                return self._keep(entry, names, revisions, values, fresh, stamp)
             stale = set(changes[1])
             base = entry.values
         elif entry.names == names:
@@ -127,11 +115,38 @@ class ValueCache:
         order = sorted(stale)
         fresh = signal.node_values(request, [nodes[index] for index in order]) if order else ()
         if base is not None:  # the same candidates: the entry's list, where a value moved
+            if len(order) == 1:
+                return self._one(entry, names, revisions, order[0], fresh[0], stamp)
             values = _patched(base, order, fresh)
             return self._keep(entry, names, revisions, values, fresh, stamp)
         for index, value in zip(order, fresh, strict=True):
             values[index] = value
         entries[key] = entry = _Entry(names, revisions, values, stamp)
+        self.entry = entry
+        return values
+
+    def _one(
+        self,
+        entry: _Entry,
+        names: list[str],
+        revisions: list[int],
+        row: int,
+        value: Any,
+        stamp: int,
+    ) -> list[Any]:
+        """The entry, now as of ``revisions``, with one node's fresh ``value`` at ``row``
+        (its own list when that value did not move: see :func:`_same`)."""
+        values = entry.values
+        old = values[row]
+        if value is not old and (value != old or not _same(value, old)):
+            values = list(values)
+            values[row] = value
+            entry.values = values
+            if value is None:
+                entry.clean = False
+            elif not entry.clean:
+                entry.clean = not any(map(is_, values, repeat(None)))
+        entry.names, entry.revisions, entry.stamp = names, revisions, stamp
         self.entry = entry
         return values
 

@@ -134,6 +134,7 @@ class Ranker:
         self._first_pass = SignalPass(signals, cache)
         self._cached = self._first_pass.cached
         self._rejecters = [(s.name, s.reject) for s in signals if overrides(s, "reject")]
+        self._preparers = [s for s in signals if overrides(s, "prepare")]
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
         self._weigh = _weigher(self._shares) if signals else None
@@ -227,25 +228,6 @@ class Ranker:
             return list(ranked)
         return ranked
 
-    def _columns(
-        self,
-        request: InferenceRequest,
-        candidates: list[NodeView],
-        settled: dict[int, list[float]],
-        kept: list[int] | None,
-    ) -> list[list[float]]:
-        """Every signal's scores: settled ones (of the candidates ``kept``), the others
-        asked now."""
-        columns = []
-        for index, signal in enumerate(self.signals):
-            column = settled.get(index)
-            if column is None:
-                column = signal.scores(request, candidates)
-            elif kept is not None:
-                column = [column[i] for i in kept]
-            columns.append(column)
-        return columns
-
     def rank(
         self, request: InferenceRequest, views: Iterable[NodeView], capability: str = "text"
     ) -> Decision:
@@ -282,10 +264,18 @@ class Ranker:
         if not candidates:
             return decision
         before_signals = len(rejections)  # (the views that are no candidates)
-        memo_key = (capability, request.model_key) if cached else None
-        settled = self._first_pass.run(
-            request, candidates, names, revisions, changes, memo_key, rejections
-        )
+        if cached:
+            memo_key = (capability, request.model_key)
+            settled = self._first_pass.run(
+                request, candidates, names, revisions, changes, memo_key, rejections
+            )
+        else:  # every signal asked the usual way
+            settled = {}
+            for signal in self._preparers:
+                verdicts = signal.prepare(request, candidates)
+                if verdicts:
+                    for name, reason in verdicts.items():
+                        rejections.setdefault(name, f"{signal.name}: {reason}")
         if self._rejecters:
             for view in candidates:
                 if view.name in rejections:
@@ -308,7 +298,14 @@ class Ranker:
         if kept is None and len(settled) == len(self.signals):
             columns = list(settled.values())  # (filled in signal order)
         else:
-            columns = self._columns(request, candidates, settled, kept)
+            columns = []
+            for index, signal in enumerate(self.signals):
+                column = settled.get(index)
+                if column is None:
+                    column = signal.scores(request, candidates)
+                elif kept is not None:
+                    column = [column[i] for i in kept]
+                columns.append(column)
         weigh = self._weigh
         if self._sums is not None and cached:
             totals, order = self._sums.totals((capability, request.model_key), names, columns)

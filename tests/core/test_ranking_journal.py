@@ -136,6 +136,11 @@ def test_a_signal_is_asked_again_only_for_nodes_where_a_field_it_reads_changed()
     views[9].ram_total = 8
     _same(cached, plain, views)
     assert signal.asked == ["n7", "n2"]
+    views[3].ram_total = 8
+    views[5].in_flight = 2
+    views[6].in_flight = 1
+    _same(cached, plain, views)
+    assert signal.asked == ["n7", "n2", "n5", "n6"]
 
 
 def test_a_signal_that_declares_nothing_is_asked_for_any_change() -> None:
@@ -271,3 +276,35 @@ def test_after_a_signal_was_not_called_it_is_asked_only_where_a_read_field_chang
     views[7].in_flight = 3
     _same(cached, plain, views)
     assert signal.asked == ["n7"]
+
+
+# --- one changed node's value, patched in place of the list ----------------------------
+
+
+def test_one_changed_value_equal_but_of_another_sign_is_taken() -> None:
+    class Signed(InFlightSignal):
+        def score(self, request: InferenceRequest, node: NodeView) -> float:
+            return -0.0 if node.in_flight % 2 else 0.0  # equal, printed apart
+
+    cached, plain, _ = _pair(Signed)
+    views = _plain_views(30)
+    _same(cached, plain, views)
+    views[3].in_flight = 1
+    _same(cached, plain, views)
+    assert repr(cached.rank(_request(), views).scores["n3"]["in-flight"]) == "-0.0"
+
+
+def test_one_changed_value_that_moves_by_itself_is_asked_each_time() -> None:
+    class Moving(InFlightSignal):
+        def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list:
+            return [None if node.in_flight else 1.0 for node in nodes]  # None: not kept
+
+    cached, plain, _ = _pair(Moving)
+    views = _plain_views(30)
+    _same(cached, plain, views)
+    views[3].in_flight = 1
+    _same(cached, plain, views)
+    views[3].in_flight = 0
+    _same(cached, plain, views)
+    views[5].in_flight = 3
+    _same(cached, plain, views)

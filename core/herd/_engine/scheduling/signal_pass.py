@@ -54,11 +54,9 @@ def _asker(fields: frozenset[str] | None) -> Callable[[InferenceRequest], Any] |
 
 def _share(changes: tuple, reads: frozenset[str]) -> tuple:
     """The part of ``changes`` (see CandidateMemo.pick, with each changed candidate's
-    fields) that touches a field in ``reads``: the rest leaves a signal's values as
-    they were."""
+    fields, several of them) that touches a field in ``reads``: the rest leaves a
+    signal's values as they were."""
     fields = changes[3]
-    if len(fields) == 1:  # (the common case: one node changed)
-        return changes if not reads.isdisjoint(fields[0]) else (changes[0], (), (), ())
     keep = [k for k, touched in enumerate(fields) if not reads.isdisjoint(touched)]
     if len(keep) == len(fields):
         return changes

@@ -12,7 +12,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from itertools import compress, repeat
-from operator import attrgetter, is_, itemgetter, ne
+from operator import attrgetter, is_, is_not, itemgetter, ne
 from typing import Any
 
 from herd.interfaces import InferenceRequest, NodeView
@@ -337,9 +337,23 @@ class TotalsMemo:
             return self._weigh_all(key, names, columns)
         changed: set[int] = set()
         rows = range(len(names))
+        few = len(names) // 4
         for column, old in zip(columns, last.columns, strict=True):
             if column is not old and column != old:
-                changed.update(compress(rows, map(ne, column, old)))
+                # the rows holding another object first (without reading the scores: most
+                # are not in the CPU's cache), then which of those moved; a row that holds
+                # the same object holds the same score (a NaN's too: its total, and the
+                # order a sort gives, stand)
+                moved = list(compress(rows, map(is_not, column, old)))
+                if len(moved) <= few:
+                    changed.update(
+                        compress(
+                            moved,
+                            map(ne, map(column.__getitem__, moved), map(old.__getitem__, moved)),
+                        )
+                    )
+                else:
+                    changed.update(compress(rows, map(ne, column, old)))
         if not changed:
             last.columns = columns
             return last.totals, last.order

@@ -9,7 +9,6 @@ that changed are worked out again; the rest is the last decision's, value for va
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Hashable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, is_, is_not, itemgetter, ne
@@ -410,6 +409,17 @@ def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
         return order
     order = list(order)
     del order[position]
-    # (-total, row) ascending is the sort's order: total descending, ties by row
-    order.insert(bisect_left(order, (-total, index), key=lambda row: (-totals[row], row)), index)
+    # where (-total, row) goes among the others' in ascending order (the sort's order:
+    # total descending, ties by row), by bisection: the first place whose row does not
+    # come before it (a loop, not bisect with a key: no call per step)
+    low, high = 0, len(order)
+    while low < high:
+        middle = (low + high) // 2
+        row = order[middle]
+        other = totals[row]
+        if other > total or (other == total and row < index):
+            low = middle + 1
+        else:
+            high = middle
+    order.insert(low, index)
     return order

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 
-from herd._engine.scheduling.rank_memo import CandidateMemo, TotalsMemo, row_weigher
+from herd._engine.scheduling.rank_memo import CandidateMemo
 from herd._engine.scheduling.signal_pass import SignalPass, overrides
+from herd._engine.scheduling.totals_memo import TotalsMemo, row_weigher
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
 __all__ = ["Decision", "Ranker"]

@@ -61,9 +61,12 @@ def changes_since(revision: int) -> list[tuple[int, NodeView, str]] | None:
     if revision < _horizon[0]:
         return None
     journal = _JOURNAL
-    if not journal or journal[-1][0] <= revision:
-        return []
-    return journal[bisect_right(journal, revision, key=_revision_of) :]
+    index = len(journal)
+    for _ in range(8):  # most readers are a few changes behind: read only those
+        if not index or journal[index - 1][0] <= revision:
+            return journal[index:]
+        index -= 1
+    return journal[bisect_right(journal, revision, 0, index, key=_revision_of) :]
 
 
 class _TrackedDict(dict):  # type: ignore[type-arg]

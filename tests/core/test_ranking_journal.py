@@ -40,6 +40,18 @@ def test_the_journal_lists_every_write_with_its_field_in_order() -> None:
     assert changes_since(latest_change()) == []
 
 
+@pytest.mark.parametrize("writes", [0, 1, 7, 8, 9, 40])
+def test_the_journal_lists_exactly_the_changes_after_a_revision(writes: int) -> None:
+    view = NodeView(name="a", url="u")
+    mark = latest_change()
+    for count in range(writes):
+        view.in_flight = count
+    entries = changes_since(mark)
+    assert len(entries) == writes and all(revision > mark for revision, _, _ in entries)
+    if writes:
+        assert entries[0][0] == mark + 1 and entries[-1][0] == view.revision
+
+
 def test_a_container_given_to_another_field_reports_that_field() -> None:
     view = NodeView(name="a", url="u")
     view.loading = view.loaded  # the same dict, now under another field: a copy

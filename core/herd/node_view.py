@@ -31,7 +31,8 @@ next_revision = count(1).__next__
 # The change journal: (revision, view, field) for the latest changes to any view, oldest
 # first. It lets a reader that remembers the revision it last looked at find what changed
 # since without reading every view (see changes_since); it is trimmed to the latest
-# _JOURNAL_KEPT entries whenever it grows past twice that.
+# _JOURNAL_KEPT entries whenever it grows past twice that (until then it holds the views
+# it names: a view dropped from the fleet is freed a few thousand changes later).
 _JOURNAL: list[tuple[int, NodeView, str]] = []
 _JOURNAL_KEPT = 2048
 _horizon = [0]  # changes at or before this revision may be missing from the journal

@@ -1,8 +1,9 @@
 """Per-node values of the signals that opt in to caching (``Signal.cache_key``).
 
 A value is kept with the revision of the node's view it was computed from; a decision asks
-the signal again only for nodes whose view changed since (``NodeView.revision``), that the
-signal invalidated (``Signal.invalidate``), or that were not candidates last time. When
+the signal again only for nodes whose view changed since (``NodeView.revision``; only in
+a field the signal reads, when it says which: ``Signal.reads``), that the signal
+invalidated (``Signal.invalidate``), or that were not candidates last time. When
 nothing changed, the last decision's list of values is reused as it is.
 """
 
@@ -60,9 +61,10 @@ class ValueCache:
     ) -> list[Any]:
         """The signal's value for each of ``nodes`` (whose names and revisions are given).
 
-        ``changes``: ``(revisions, indexes, nodes)``: which nodes changed (indexes in
-        order, and the nodes) since the decision that saw ``revisions`` (the same nodes),
-        worked out once for every signal."""
+        ``changes``: ``(revisions, indexes, nodes, fields)``: which nodes changed
+        (indexes in order, and the nodes) since the decision that saw ``revisions`` (the
+        same nodes), worked out once for every decision and narrowed to those where a
+        field the signal reads changed (``Signal.reads``)."""
         signal = self.signal
         entries = self._entries
         entry = entries.get(key)

@@ -19,6 +19,12 @@ with nothing changed, 117 (was 154) with 1 node changed, 184 (was 186) with 5. W
 incremental paths (docs/routing.md, "A few nodes changed"), per-decision percentiles over
 1,500 decisions alternating three times with the code before them: p50 about 14 (was 23)
 with nothing changed, 80-85 (was 113-162) with 1 changed, 130-135 (was 136-212) with 5.
+With the view journal and the signals' declarations (docs/routing.md, "What changed, and
+what reads it"), p50 medians of eight pairs alternating with the code before (each run a
+fresh process, --quick; the machine's speed swings by half between runs, so compare
+within a pair): 50 nodes 11 (was 18) with nothing changed, 64 (was 88; 60-65 against
+74-85 when quiet) with 1 changed, 185 (was 207) with 5; 200 nodes 67 (was 83), 164 (was
+218) and 291 (was 336); 4 and 8 nodes with 1 changed 46 and 57 (were 48 and 64).
 """
 
 from __future__ import annotations

@@ -5,38 +5,91 @@ Signals and the scheduler read :class:`NodeView`; backends fill :class:`NodeRepo
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import count
+from operator import itemgetter
 from typing import Any
 
 import msgspec
 
-__all__ = ["LoadedModel", "ModelEntry", "NodeReport", "NodeView", "next_revision"]
+__all__ = [
+    "VIEW_FIELDS",
+    "LoadedModel",
+    "ModelEntry",
+    "NodeReport",
+    "NodeView",
+    "changes_since",
+    "latest_change",
+    "next_revision",
+]
 
 next_revision = count(1).__next__
 """The next number of the one counter behind every :attr:`NodeView.revision` (and
 :meth:`herd.Signal.invalidate`): a larger number is a later change, whichever view."""
 
+# The change journal: (revision, view, field) for the latest changes to any view, oldest
+# first. It lets a reader that remembers the revision it last looked at find what changed
+# since without reading every view (see changes_since); it is trimmed to the latest
+# _JOURNAL_KEPT entries whenever it grows past twice that (until then it holds the views
+# it names: a view dropped from the fleet is freed a few thousand changes later).
+_JOURNAL: list[tuple[int, NodeView, str]] = []
+_JOURNAL_KEPT = 2048
+_horizon = [0]  # changes at or before this revision may be missing from the journal
+_revision_of = itemgetter(0)
+
+
+def _trim_journal() -> None:
+    _horizon[0] = _JOURNAL[-_JOURNAL_KEPT - 1][0]
+    del _JOURNAL[:-_JOURNAL_KEPT]
+
+
+def latest_change() -> int:
+    """The revision of the latest change to any view (0 before the first): what to hand
+    :func:`changes_since` next time to learn what changed in between."""
+    return _JOURNAL[-1][0] if _JOURNAL else 0
+
+
+def changes_since(revision: int) -> list[tuple[int, NodeView, str]] | None:
+    """Every change to any view after ``revision`` (from :func:`latest_change`), oldest
+    first: ``(revision, view, field)``, one entry per write (a field written twice is
+    listed twice; a change to one of a view's dicts or lists names that field). None when
+    the journal no longer reaches back that far (it keeps the latest couple of thousand
+    changes): compare the views' revisions instead.
+
+    Only views of this process count, and only their own writes: a view the caller did
+    not hold at ``revision`` may have changed before it, unlisted."""
+    if revision < _horizon[0]:
+        return None
+    journal = _JOURNAL
+    index = len(journal)
+    for _ in range(8):  # most readers are a few changes behind: read only those
+        if not index or journal[index - 1][0] <= revision:
+            return journal[index:]
+        index -= 1
+    return journal[bisect_right(journal, revision, 0, index, key=_revision_of) :]
+
 
 class _TrackedDict(dict):  # type: ignore[type-arg]
     """A view's dict: every change to it bumps the view's revision, through any alias."""
 
-    __slots__ = ("_view",)
+    __slots__ = ("_field", "_view")
 
-    def __init__(self, items: Any, view: NodeView) -> None:
+    def __init__(self, items: Any, view: NodeView, name: str) -> None:
         dict.__init__(self, items)
         self._view = view
+        self._field = name
 
     def __reduce__(self) -> Any:  # copies and pickles are plain dicts
         return (dict, (dict(self),))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         dict.__setitem__(self, key, value)
-        self._view._bump()
+        self._view._bump(self._field)
 
     def __delitem__(self, key: Any) -> None:
         dict.__delitem__(self, key)
-        self._view._bump()
+        self._view._bump(self._field)
 
     def __ior__(self, other: Any) -> Any:
         self.update(other)
@@ -44,12 +97,12 @@ class _TrackedDict(dict):  # type: ignore[type-arg]
 
     def pop(self, *args: Any) -> Any:
         if args and args[0] in self:
-            self._view._bump()
+            self._view._bump(self._field)
         return dict.pop(self, *args)
 
     def popitem(self) -> Any:
         item = dict.popitem(self)
-        self._view._bump()
+        self._view._bump(self._field)
         return item
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
@@ -63,7 +116,7 @@ class _TrackedDict(dict):  # type: ignore[type-arg]
 
     def clear(self) -> None:
         dict.clear(self)
-        self._view._bump()
+        self._view._bump(self._field)
 
 
 class _TrackedMapOfMaps(_TrackedDict):
@@ -71,22 +124,24 @@ class _TrackedMapOfMaps(_TrackedDict):
 
     __slots__ = ()
 
-    def __init__(self, items: Any, view: NodeView) -> None:
-        dict.__init__(self, {k: _TrackedDict(v, view) for k, v in dict(items).items()})
+    def __init__(self, items: Any, view: NodeView, name: str) -> None:
+        dict.__init__(self, {k: _TrackedDict(v, view, name) for k, v in dict(items).items()})
         self._view = view
+        self._field = name
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        _TrackedDict.__setitem__(self, key, _TrackedDict(value, self._view))
+        _TrackedDict.__setitem__(self, key, _TrackedDict(value, self._view, self._field))
 
 
 class _TrackedList(list):  # type: ignore[type-arg]
     """A view's list (``gpus``, ``tags``): every change bumps the view's revision."""
 
-    __slots__ = ("_view",)
+    __slots__ = ("_field", "_view")
 
-    def __init__(self, items: Any, view: NodeView) -> None:
+    def __init__(self, items: Any, view: NodeView, name: str) -> None:
         list.__init__(self, items)
         self._view = view
+        self._field = name
 
     def __reduce__(self) -> Any:
         return (list, (list(self),))
@@ -94,7 +149,7 @@ class _TrackedList(list):  # type: ignore[type-arg]
     def _changed(method: Any) -> Any:
         def changed(self: _TrackedList, *args: Any) -> Any:
             out = method(self, *args)
-            self._view._bump()
+            self._view._bump(self._field)
             return out
 
         return changed
@@ -200,7 +255,8 @@ class NodeView:
             one of its dicts or lists (they are tracking copies of what was assigned;
             model entries are frozen). The ranker recomputes a cached score only for a
             node whose revision passed the one it was computed at (see
-            ``docs/extension-api.md``, "Caching scores"). Read-only.
+            ``docs/extension-api.md``, "Caching scores"). Read-only. Every change is
+            also journaled with the field it wrote (:func:`changes_since`).
     """
 
     name: str
@@ -244,14 +300,25 @@ class NodeView:
     def __setattr__(self, name: str, value: Any) -> None:
         # every write counts as a change (an equal value too: comparing would cost more);
         # containers are copied into tracking ones, so changes made in place count too
+        # (a container already this view's, for this field, is kept as it is)
         kind = _CONTAINERS.get(name)
-        if kind is not None and (value.__class__ is not kind or value._view is not self):
-            value = kind(value, self)
+        if kind is not None and (
+            value.__class__ is not kind or value._view is not self or value._field != name
+        ):
+            value = kind(value, self, name)
         object.__setattr__(self, name, value)
-        object.__setattr__(self, "revision", next_revision())
+        revision = next_revision()
+        object.__setattr__(self, "revision", revision)
+        _JOURNAL.append((revision, self, name))
+        if len(_JOURNAL) > 2 * _JOURNAL_KEPT:
+            _trim_journal()
 
-    def _bump(self) -> None:
-        object.__setattr__(self, "revision", next_revision())
+    def _bump(self, name: str) -> None:
+        revision = next_revision()
+        object.__setattr__(self, "revision", revision)
+        _JOURNAL.append((revision, self, name))
+        if len(_JOURNAL) > 2 * _JOURNAL_KEPT:
+            _trim_journal()
 
     @property
     def online(self) -> bool:
@@ -303,3 +370,7 @@ class NodeView:
             return True
         own = self.capabilities if self.primary_capabilities is None else self.primary_capabilities
         return capability in own and self.has_model(key)
+
+
+VIEW_FIELDS: frozenset[str] = frozenset(NodeView.__dataclass_fields__) - {"revision"}
+"""The names of :class:`NodeView`'s fields, as :func:`changes_since` reports them."""

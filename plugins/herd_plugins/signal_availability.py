@@ -20,6 +20,8 @@ class AvailabilitySignal(Signal):
     """
 
     name = "availability"
+    reads = frozenset({"name", "online_since", "status"})  # what node_values reads
+    request_reads = frozenset()  # its key and settle read no request field
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.0

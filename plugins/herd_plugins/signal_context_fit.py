@@ -21,6 +21,8 @@ class ContextFitSignal(Signal):
     """
 
     name = "context-fit"
+    reads = frozenset({"loaded", "loading"})  # what node_values reads
+    request_reads = frozenset({"model_key", "prompt_tokens", "num_predict", "num_ctx"})
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import is_
 
 from herd import InferenceRequest, NodeView, Signal, hookimpl
 
@@ -37,6 +39,11 @@ class MemoryFitSignal(Signal):
     """
 
     name = "memory-fit"
+    reads = frozenset(  # what node_values (memory_of too) and cache_key read
+        {"loaded", "loading", "vram_total", "vram_used", "ram_total", "ram_available"}
+        | {"vram_seen", "models"}
+    )
+    request_reads = frozenset({"model_key", "num_ctx"})  # (the model's size)
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.0
@@ -62,7 +69,9 @@ class MemoryFitSignal(Signal):
         for node in reversed(nodes):  # the last node with it loaded says how big it is
             loaded = node.loaded.get(key) if node.loaded else None
             if loaded is not None and loaded.size:
-                self._resident[key] = loaded.size
+                if self._resident.get(key) != loaded.size:
+                    self._resident[key] = loaded.size
+                    self.invalidate()  # what another decision's nodes size it by moved
                 return loaded.size
         resident = self._resident.get(key)
         if resident is not None:
@@ -80,11 +89,12 @@ class MemoryFitSignal(Signal):
         return request.model_key, self._needed
 
     def node_values(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> list:
-        """Each node's score, or (score 0) the reason it is too small: the key's size."""
+        """Each node's score, or (score 0) the reason it is too small: the key's size; None
+        where it fits only once idle models leave (settle works that out each time)."""
         key = request.model_key
         needed = self._needed  # as cache_key found it over every candidate
         config = self.config
-        values: list[float | str] = []
+        values: list[float | str | None] = []
         for node in nodes:
             loaded_models = node.loaded
             loaded = loaded_models.get(key) if loaded_models else None
@@ -113,24 +123,34 @@ class MemoryFitSignal(Signal):
                 values.append(config.unknown)  # a learned lower bound: it may fit
             elif needed > capacity:
                 values.append(f"needs {needed / GB:.1f} GB, node has {capacity / GB:.1f} GB in all")
-            else:
-                idle = node.in_flight_by_model
-                evictable = sum(
-                    m.size_vram or m.size for k, m in loaded_models.items() if not idle.get(k)
-                )
-                fits = needed <= capacity - used + evictable
-                values.append(config.eviction if fits else config.busy)
+            else:  # fits once idle models leave: which are idle moves with every request
+                values.append(None)  # (settle asks each time)
         return values
+
+    def _evicting(self, node: NodeView) -> float:
+        """A node the model fits only once others leave it: ``eviction`` when the idle
+        ones make room, else ``busy``."""
+        capacity, used = memory_of(node)
+        idle = node.in_flight_by_model
+        evictable = sum(m.size_vram or m.size for k, m in node.loaded.items() if not idle.get(k))
+        config = self.config
+        return config.eviction if self._needed <= capacity - used + evictable else config.busy
 
     def settle(
         self, request: InferenceRequest, nodes: Sequence[NodeView], values: list
     ) -> tuple[list[float], dict[str, str] | None]:
         last = self._settled
-        if values is last[0] or values == last[0]:
+        evicting = any(map(is_, values, repeat(None)))
+        if not evicting and (values is last[0] or values == last[0]):
             self._prepared = (nodes, last[1])
             self._scores = None
             return last[1], last[2]  # the same cached values: the same verdicts
-        cached = values
+        cached = None if evicting else values
+        if evicting:
+            values = [
+                self._evicting(node) if value is None else value
+                for node, value in zip(nodes, values, strict=True)
+            ]
         too_small: dict[str, str] = {}
         if str in set(map(type, values)):  # a node too small for the model
             too_small = {

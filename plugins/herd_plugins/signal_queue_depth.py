@@ -17,6 +17,11 @@ class QueueDepthSignal(Signal):
     """
 
     name = "queue-depth"
+    reads = frozenset(  # what scores (its node_values) reads
+        {"in_flight", "in_flight_by_model", "queued_by_model"}
+        | {"num_parallel", "learned_parallel", "assumed_parallel"}
+    )
+    request_reads = frozenset({"model_key"})
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 4.0

@@ -20,6 +20,8 @@ class RoleAffinitySignal(Signal):
     """
 
     name = "role-affinity"
+    reads = frozenset({"vram_total", "ram_total"})  # what node_values reads
+    request_reads = frozenset()  # its key and settle read no request field
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 0.5

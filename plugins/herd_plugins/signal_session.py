@@ -27,6 +27,7 @@ class SessionAffinitySignal(Signal):
     """
 
     name = "session-affinity"
+    reads = frozenset({"in_flight", "queued_by_model"})  # what node_values reads
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 1.5

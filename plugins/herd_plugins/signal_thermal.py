@@ -21,6 +21,8 @@ class ThermalSignal(Signal):
     """
 
     name = "thermal"
+    reads = frozenset({"loaded", "loading", "models", "unloaded_at"})  # node_values
+    request_reads = frozenset({"model_key"})  # (warm values are None: the clock)
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 3.0

@@ -64,6 +64,13 @@ class WaitTimeSignal(Signal):
     """
 
     name = "wait-time"
+    reads = frozenset(  # what node_values reads (_estimates)
+        {"name", "status", "loaded", "loading", "models", "unloaded_at"}
+        | {"in_flight_by_model", "queued_by_model"}
+        | {"num_parallel", "learned_parallel", "assumed_parallel"}
+    )
+    # (what the clock or the times learned on other nodes move is None: asked each time)
+    request_reads = frozenset({"model_key"})
 
     class Config(Signal.Config, forbid_unknown_fields=True):
         weight: float = 2.0
@@ -265,7 +272,7 @@ class WaitTimeSignal(Signal):
         if last_key == key and len(last) == count:
             changed = list(compress(range(count), map(is_not, values, last)))
             if len(changed) * 4 <= count:
-                columns = tuple(list(column) for column in columns)
+                columns = tuple(map(list, columns))  # copies
                 scores, waits, hot, hot_online = columns
                 for index in changed:
                     scores[index], waits[index], hot[index], hot_online[index] = values[index]

@@ -96,3 +96,29 @@ def test_a_signal_that_breaks_the_contract_is_told_so() -> None:
 
     with pytest.raises(AssertionError, match="outside"):
         check_signal(Overeager)
+
+
+def test_a_signal_that_reads_more_than_it_declares_is_told_so() -> None:
+    from herd_plugins.signal_context_fit import ContextFitSignal
+    from herd_plugins.signal_queue_depth import QueueDepthSignal
+
+    class Forgetful(QueueDepthSignal):
+        name = "forgetful"
+        reads = QueueDepthSignal.reads - {"in_flight_by_model"}
+
+    with pytest.raises(AssertionError, match="reads 'in_flight_by_model'"):
+        check_signal(Forgetful)
+
+    class Hasty(ContextFitSignal):
+        name = "hasty"
+        request_reads = frozenset({"model_key"})  # its settle reads the prompt's length too
+
+    with pytest.raises(AssertionError, match=r"request's 'num_ctx'"):
+        check_signal(Hasty)
+
+    class Misspelt(QueueDepthSignal):
+        name = "misspelt"
+        reads = frozenset({"inflight"})
+
+    with pytest.raises(AssertionError, match="names no NodeView field"):
+        check_signal(Misspelt)

@@ -6,8 +6,8 @@ whole, cached against uncached, are in test_ranking_cache.py.)"""
 from __future__ import annotations
 
 from herd import InferenceRequest, NodeView, Signal
-from herd._engine.scheduling.rank_memo import _moved, _order
 from herd._engine.scheduling.ranking import Ranker
+from herd._engine.scheduling.totals_memo import _moved, _order
 from herd_plugins.signal_wait_time import _bests_after, _bests_of
 from hypothesis import given, settings
 from hypothesis import strategies as st

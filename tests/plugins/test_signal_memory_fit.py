@@ -74,3 +74,37 @@ def test_agentless_memory_is_learned_from_ps_and_a_partly_offloaded_copy_scores_
     assert view.vram_seen == 8 * GB and view.memory() == (8 * GB, False)
     signal = make_signal(MemoryFitSignal)
     assert score_all(signal, make_request("big:18b"), [view]) == [0.2]  # offloaded
+
+
+def test_a_node_that_fits_by_evicting_follows_its_other_models_requests_through_the_cache():
+    """Whether the other model is idle moves with every request there: not a cached value
+    (memory-fit does not read in-flight counts for its cache), worked out each decision."""
+    from herd._engine.scheduling.ranking import Ranker
+
+    def fleet() -> list:
+        nodes = [make_node(f"n{i}", vram_gb=24) for i in range(29)]
+        crowded = make_node(
+            "crowded", disk={MODEL: 4.7, "other:8b": 5.0}, loaded={"other:8b": 4096}, vram_gb=8
+        )
+        return [*nodes, crowded]
+
+    cached = Ranker([make_signal(MemoryFitSignal)])
+    views = fleet()
+    scores = []
+    for busy in (0, 1, 0):
+        views[-1].in_flight_by_model["other:8b"] = busy
+        scores.append(cached.rank(make_request(), views).scores["crowded"]["memory-fit"])
+    assert scores == [0.4, 0.2, 0.4]
+
+
+def test_a_changed_resident_size_invalidates_what_was_sized_by_the_old_one() -> None:
+    signal = make_signal(MemoryFitSignal)
+    nodes = [make_node(loaded={MODEL: 4096}, vram_gb=24)]
+    signal.needed_bytes(make_request(), nodes)
+    before = signal._invalidated_at
+    signal.needed_bytes(make_request(), nodes)
+    assert signal._invalidated_at == before  # the same size: nothing to ask again
+    entry = nodes[0].loaded[MODEL]
+    nodes[0].loaded[MODEL] = msgspec.structs.replace(entry, size=entry.size * 2)
+    signal.needed_bytes(make_request(), nodes)
+    assert signal._invalidated_at > before  # a decision skipping memory-fit would miss it

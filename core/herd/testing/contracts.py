@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import inspect
 import time
 from collections.abc import Mapping
@@ -30,7 +32,7 @@ from herd.interfaces import (
     TraceSink,
     UpstreamReply,
 )
-from herd.node_view import LoadedModel, ModelEntry, NodeReport, NodeView
+from herd.node_view import VIEW_FIELDS, LoadedModel, ModelEntry, NodeReport, NodeView
 from herd.settings import NodeConfig
 from herd.trace import AttemptRecord, RequestTrace
 
@@ -177,10 +179,96 @@ def _check_cached(
     assert len(values) == len(nodes), "node_values returns one value per node"
     alone = [signal.node_values(request, [node])[0] for node in nodes]
     assert values == alone, "a node's value must depend on that node alone (and the key)"
-    scores, _ = signal.settle(request, nodes, values)
+    scores, verdicts = signal.settle(request, nodes, values)
     assert len(scores) == len(nodes), "settle returns one score per node"
     for cached, fresh in zip(scores, batch, strict=True):
         assert abs(cached - fresh) < 1e-9, "settle(node_values) must agree with scores()"
+    if signal.reads is not None:
+        _check_reads(signal, request, nodes, values)
+    if signal.request_reads is not None:
+        _check_request_reads(signal, request, nodes, (scores, verdicts))
+
+
+def _check_reads(
+    signal: Signal, request: InferenceRequest, nodes: list[NodeView], values: list
+) -> None:
+    """``Signal.reads`` names every view field ``node_values`` reads: a node whose other
+    fields change keeps its value."""
+    name = type(signal).__name__
+    unknown = set(signal.reads or ()) - VIEW_FIELDS
+    assert not unknown, f"{name}.reads names no NodeView field: {sorted(unknown)}"
+    for node, value in zip(nodes, values, strict=True):
+        for field in sorted(VIEW_FIELDS - signal.reads - {"name"}):
+            changed = copy.copy(node)
+            setattr(changed, field, _other(field, getattr(node, field), request.model_key))
+            signal.cache_key(request, [changed])  # (a key may note what node_values uses)
+            after = signal.node_values(request, [changed])[0]
+            signal.cache_key(request, nodes)
+            assert after == value or (after != after and value != value), (
+                f"{name}.node_values reads {field!r} (it changed {node.name}'s value from "
+                f"{value!r} to {after!r}): name it in {name}.reads"
+            )
+
+
+def _check_request_reads(
+    signal: Signal, request: InferenceRequest, nodes: list[NodeView], settled: tuple
+) -> None:
+    """``Signal.request_reads`` names every request field ``cache_key`` and ``settle``
+    read: a request that differs in another one gets the same key, scores and verdicts."""
+    name = type(signal).__name__
+    known = {f.name for f in dataclasses.fields(InferenceRequest)}
+    unknown = set(signal.request_reads or ()) - known
+    assert not unknown, f"{name}.request_reads names no InferenceRequest field: {unknown}"
+    key = signal.cache_key(request, nodes)
+    values = signal.node_values(request, nodes)
+    for field in sorted(known - signal.request_reads):
+        other = copy.copy(request)
+        setattr(other, field, _other(field, getattr(request, field), request.model_key))
+        assert signal.cache_key(other, nodes) == key and (
+            signal.settle(other, nodes, values) == settled
+        ), f"{name}'s cache_key or settle reads the request's {field!r}: name it in request_reads"
+        signal.cache_key(request, nodes)
+
+
+def _other(field: str, value: Any, key: str) -> Any:
+    """Another value of the same kind for a view's or a request's ``field``."""
+    if field == "status":
+        return "degraded" if value == "online" else "online"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value * 2 + 30000  # (big enough to move what depends on it)
+    if isinstance(value, float):
+        return value + 7.5 if value else time.time() - 30.0
+    if isinstance(value, str):
+        return value + "-other"
+    if isinstance(value, bytes):
+        return b'{"other": 1}'
+    if isinstance(value, frozenset) or field == "primary_capabilities":
+        return (value or frozenset()) ^ {"embed"}
+    if value is None:  # (num_ctx, num_predict)
+        return 30000
+    if isinstance(value, list):
+        return [*value, {"temperature": 95}] if field == "gpus" else [*value, "other"]
+    if isinstance(value, dict):
+        if key in value:
+            return {k: v for k, v in value.items() if k != key}
+        return {**value, key: _entry(field, key)}
+    return value
+
+
+def _entry(field: str, key: str) -> Any:
+    if field == "models":
+        return ModelEntry(name=key, key=key, size=GB)
+    if field == "loaded":
+        return LoadedModel(name=key, key=key, size=GB, size_vram=GB, context_length=2048)
+    if field == "service_models":
+        return {key: ModelEntry(name=key, key=key, size=GB)}
+    if field in ("unloaded_at",):
+        return time.time() - 60.0
+    if field == "loading":
+        return 8192
+    return 2
 
 
 def check_fallback_policy(cls: type[FallbackPolicy], config: Any = None) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from operator import attrgetter
 
-from herd._engine.scheduling.rank_memo import CandidateMemo, TotalsMemo, row_weigher
-from herd._engine.scheduling.score_cache import ValueCache
+from herd._engine.scheduling.rank_memo import CandidateMemo
+from herd._engine.scheduling.signal_pass import SignalPass, overrides
+from herd._engine.scheduling.totals_memo import TotalsMemo, row_weigher
 from herd.interfaces import InferenceRequest, NodeView, Signal
 
 __all__ = ["Decision", "Ranker"]
@@ -20,6 +21,12 @@ _SERVING_STATES = ("online", "degraded")
 _status = attrgetter("status")
 _name = attrgetter("name")
 _revision = attrgetter("revision")
+# the view fields Ranker.candidates reads (a change to any other leaves a view's verdict),
+# and the name the verdicts are kept by
+_CANDIDATE_READS = frozenset(
+    {"status", "draining", "capabilities", "models", "loaded", "primary_capabilities"}
+    | {"service_models", "name"}
+)
 # the cache is skipped for a decision when its candidates number fewer than this many,
 # plus so many per candidate changed since the last decision for the model: measured,
 # asking the signals afresh costs about one unit a node, the cache's bookkeeping about
@@ -88,8 +95,8 @@ class Decision:
         return self._scores
 
 
-def _overrides(signal: Signal, method: str) -> bool:
-    return getattr(type(signal), method) is not getattr(Signal, method)
+def _all_online(views: list[NodeView]) -> bool:
+    return list(map(_status, views)).count("online") == len(views)
 
 
 def _weigher(shares: list[float]) -> Callable[..., list[float]]:
@@ -125,30 +132,19 @@ class Ranker:
         reference the cache is tested against)."""
         self.signals = signals
         self.weight_sum = sum(s.weight for s in signals) or 1.0
-        # (position, signal, its value cache or None, whether it has a prepare, whether
-        # its settle is the default one: the values are the scores unless one is None)
-        cached = [cache and _overrides(s, "cache_key") for s in signals]
-        self._first_pass = [
-            (
-                i,
-                s,
-                ValueCache(s) if cached[i] else None,
-                _overrides(s, "prepare"),
-                not _overrides(s, "settle"),
-            )
-            for i, s in enumerate(signals)
-            if cached[i] or _overrides(s, "prepare")
-        ]
-        self._cached = any(entry[2] is not None for entry in self._first_pass)
-        self._rejecters = [(s.name, s.reject) for s in signals if _overrides(s, "reject")]
+        self._first_pass = SignalPass(signals, cache)
+        self._cached = self._first_pass.cached
+        self._rejecters = [(s.name, s.reject) for s in signals if overrides(s, "reject")]
+        self._preparers = [s for s in signals if overrides(s, "prepare")]
         self._names = [s.name for s in signals]
         self._shares = [s.weight / self.weight_sum for s in signals]
         self._weigh = _weigher(self._shares) if signals else None
         # with a cached signal, decisions pick up where the last one for the model left off
-        self._picks = CandidateMemo(self.candidates) if self._cached else None
+        self._picks = CandidateMemo(self.candidates, _CANDIDATE_READS) if self._cached else None
         self._seen: dict[tuple[str, str], list[int]] = {}  # small fleets: revisions, by model
-        # by (capability, model): the last candidates, order, ranking, all of them online
-        self._last_ranked: dict[tuple[str, str], tuple] = {}
+        # by (capability, model): the last candidates, order, ranking, all of them online,
+        # candidate revisions
+        self._last_ranked: dict[tuple[str, str], list] = {}
         self._sums = (
             TotalsMemo(self._weigh, row_weigher(self._shares))
             if self._cached and self._weigh is not None
@@ -212,11 +208,12 @@ class Ranker:
             and last[0] is candidates
             and last[4] is changes[0]  # no decision for the model in between
             and last[3]
-            and all(view.status == "online" for view in changes[2])
+            and (not changes[2] or _all_online(changes[2]))
         ):
             if last[1] is not order:
-                last = (candidates, order, list(map(candidates.__getitem__, order)), True)
-            self._last_ranked[key] = (*last[:4], revisions)
+                last[1] = order
+                last[2] = list(map(candidates.__getitem__, order))
+            last[4] = revisions
             return list(last[2])  # a copy: the caller may change its own
         ranked = list(map(candidates.__getitem__, order))
         statuses = list(map(_status, candidates))
@@ -228,7 +225,7 @@ class Ranker:
         if revisions is not None:  # (the candidates' bookkeeping ran: a next time may use it)
             if len(self._last_ranked) >= 512:
                 self._last_ranked.clear()
-            self._last_ranked[key] = (candidates, order, ranked, online, revisions)
+            self._last_ranked[key] = [candidates, order, ranked, online, revisions]
             return list(ranked)
         return ranked
 
@@ -262,27 +259,24 @@ class Ranker:
             )
         else:
             cached = False
-            revisions = None
+            revisions = changes = None
             candidates = self.candidates(request, views or given, capability, rejections)
             names = list(map(_name, candidates))
         if not candidates:
             return decision
-        settled: dict[int, list[float]] = {}
-        for index, signal, cache, prepares, plain_settle in self._first_pass:
-            key = None if cache is None or not cached else signal.cache_key(request, candidates)
-            if key is not None:
-                values = cache.values(key, request, candidates, names, revisions, changes)
-                if plain_settle and cache.clean:
-                    settled[index] = values  # what Signal.settle returns: no None to ask
-                    continue
-                settled[index], verdicts = signal.settle(request, candidates, values)
-            elif prepares:
+        before_signals = len(rejections)  # (the views that are no candidates)
+        if cached:
+            memo_key = (capability, request.model_key)
+            settled = self._first_pass.run(
+                request, candidates, names, revisions, changes, memo_key, rejections
+            )
+        else:  # every signal asked the usual way
+            settled = {}
+            for signal in self._preparers:
                 verdicts = signal.prepare(request, candidates)
-            else:
-                continue
-            if verdicts:
-                for name, reason in verdicts.items():
-                    rejections.setdefault(name, f"{signal.name}: {reason}")
+                if verdicts:
+                    for name, reason in verdicts.items():
+                        rejections.setdefault(name, f"{signal.name}: {reason}")
         if self._rejecters:
             for view in candidates:
                 if view.name in rejections:
@@ -293,7 +287,7 @@ class Ranker:
                         rejections[view.name] = f"{signal_name}: {reason}"
                         break
         kept = None
-        if rejections:
+        if len(rejections) > before_signals:  # a signal turned a candidate away
             kept = [i for i, view in enumerate(candidates) if view.name not in rejections]
             if not kept:
                 return decision
@@ -302,14 +296,17 @@ class Ranker:
             else:
                 candidates = [candidates[i] for i in kept]
                 names = [names[i] for i in kept]
-        columns = []
-        for index, signal in enumerate(self.signals):
-            column = settled.get(index)
-            if column is None:
-                column = signal.scores(request, candidates)
-            elif kept is not None:
-                column = [column[i] for i in kept]
-            columns.append(column)
+        if kept is None and len(settled) == len(self.signals):
+            columns = list(settled.values())  # (filled in signal order)
+        else:
+            columns = []
+            for index, signal in enumerate(self.signals):
+                column = settled.get(index)
+                if column is None:
+                    column = signal.scores(request, candidates)
+                elif kept is not None:
+                    column = [column[i] for i in kept]
+                columns.append(column)
         weigh = self._weigh
         if self._sums is not None and cached:
             totals, order = self._sums.totals((capability, request.model_key), names, columns)

@@ -1,8 +1,9 @@
 """Per-node values of the signals that opt in to caching (``Signal.cache_key``).
 
 A value is kept with the revision of the node's view it was computed from; a decision asks
-the signal again only for nodes whose view changed since (``NodeView.revision``), that the
-signal invalidated (``Signal.invalidate``), or that were not candidates last time. When
+the signal again only for nodes whose view changed since (``NodeView.revision``; only in
+a field the signal reads, when it says which: ``Signal.reads``), that the signal
+invalidated (``Signal.invalidate``), or that were not candidates last time. When
 nothing changed, the last decision's list of values is reused as it is.
 """
 
@@ -40,11 +41,13 @@ class _Entry:
 class ValueCache:
     """One signal's cached node values, by the signal's cache key."""
 
-    __slots__ = ("_entries", "clean", "signal")
+    __slots__ = ("_entries", "entry", "signal")
 
     def __init__(self, signal: Signal) -> None:
         self.signal = signal
-        self.clean = False  # whether the values last returned hold no None
+        # the entry of the values last returned: its clean says they hold no None, its
+        # stamp that no invalidate() since then is missed
+        self.entry: _Entry | None = None
         self._entries: dict[Hashable, _Entry] = {}
 
     def values(
@@ -58,9 +61,10 @@ class ValueCache:
     ) -> list[Any]:
         """The signal's value for each of ``nodes`` (whose names and revisions are given).
 
-        ``changes``: ``(revisions, indexes, nodes)``: which nodes changed (indexes in
-        order, and the nodes) since the decision that saw ``revisions`` (the same nodes),
-        worked out once for every signal."""
+        ``changes``: ``(revisions, indexes, nodes, fields)``: which nodes changed
+        (indexes in order, and the nodes) since the decision that saw ``revisions`` (the
+        same nodes), worked out once for every decision and narrowed to those where a
+        field the signal reads changed (``Signal.reads``)."""
         signal = self.signal
         entries = self._entries
         entry = entries.get(key)
@@ -69,20 +73,23 @@ class ValueCache:
         invalidated = signal._invalidated_at > entry.stamp
         if changes is not None and entry.revisions is changes[0]:
             if not invalidated:
-                if not changes[1]:
-                    self.clean = entry.clean
-                    return entry.values  # nothing changed: the common case when idle
+                if not changes[1]:  # nothing changed, or nothing the signal reads
+                    entry.revisions = revisions
+                    self.entry = entry
+                    return entry.values  # the common case when idle
                 stamp = next_revision()
+                rows = changes[1]
                 fresh = signal.node_values(request, changes[2])
                 values = entry.values
-                if len(fresh) != 1 or not _same(fresh[0], values[changes[1][0]]):
-                    values = _patched(values, changes[1], fresh)
+                if len(rows) == 1:  # one node (a request started or finished there)
+                    return self._one(entry, names, revisions, rows[0], fresh[0], stamp)
+                values = _patched(values, rows, fresh)
                 return self._keep(entry, names, revisions, values, fresh, stamp)
             stale = set(changes[1])
             base = entry.values
         elif entry.names == names:
             if entry.revisions == revisions and not invalidated:
-                self.clean = entry.clean
+                self.entry = entry
                 return entry.values
             stale = set(compress(range(len(names)), map(ne, revisions, entry.revisions)))
             base = entry.values
@@ -110,12 +117,39 @@ class ValueCache:
         order = sorted(stale)
         fresh = signal.node_values(request, [nodes[index] for index in order]) if order else ()
         if base is not None:  # the same candidates: the entry's list, where a value moved
+            if len(order) == 1:
+                return self._one(entry, names, revisions, order[0], fresh[0], stamp)
             values = _patched(base, order, fresh)
             return self._keep(entry, names, revisions, values, fresh, stamp)
         for index, value in zip(order, fresh, strict=True):
             values[index] = value
         entries[key] = entry = _Entry(names, revisions, values, stamp)
-        self.clean = entry.clean
+        self.entry = entry
+        return values
+
+    def _one(
+        self,
+        entry: _Entry,
+        names: list[str],
+        revisions: list[int],
+        row: int,
+        value: Any,
+        stamp: int,
+    ) -> list[Any]:
+        """The entry, now as of ``revisions``, with one node's fresh ``value`` at ``row``
+        (its own list when that value did not move: see :func:`_same`)."""
+        values = entry.values
+        old = values[row]
+        if value is not old and (value != old or not _same(value, old)):
+            values = list(values)
+            values[row] = value
+            entry.values = values
+            if value is None:
+                entry.clean = False
+            elif not entry.clean:
+                entry.clean = not any(map(is_, values, repeat(None)))
+        entry.names, entry.revisions, entry.stamp = names, revisions, stamp
+        self.entry = entry
         return values
 
     def _keep(
@@ -136,7 +170,7 @@ class ValueCache:
             else:
                 entry.clean = not any(map(is_, values, repeat(None)))
         entry.names, entry.revisions, entry.stamp = names, revisions, stamp
-        self.clean = entry.clean
+        self.entry = entry
         return values
 
     def _compute_all(
@@ -153,7 +187,7 @@ class ValueCache:
         stamp = next_revision()
         values = list(self.signal.node_values(request, nodes))
         entries[key] = entry = _Entry(names, revisions, values, stamp)
-        self.clean = entry.clean
+        self.entry = entry
         return values
 
 

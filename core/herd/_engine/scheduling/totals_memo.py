@@ -1,0 +1,155 @@
+"""What one decision can take over from the last one for the same model: the weighed
+totals and their order (the candidates are in rank_memo.py).
+
+A pure function of the score columns: only rows that changed are weighed again; the
+rest is the last decision's, value for value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from itertools import compress
+from operator import is_not, itemgetter, ne
+from typing import Any
+
+__all__ = ["TotalsMemo", "row_weigher"]
+
+_MAX_KEYS = 512
+
+
+def row_weigher(shares: list[float]) -> Callable[..., float]:
+    """One row's weighted total: the same expression, term for term, as the columns'
+    weigher in ranking.py, so a row worked out alone adds up to the same float."""
+    count = len(shares)
+    columns = ", ".join(f"c{i}" for i in range(count))
+    terms = " + ".join(f"c{i} * s{i}" for i in range(count))
+    return eval(f"lambda {columns}: {terms}", {f"s{i}": share for i, share in enumerate(shares)})
+
+
+class _Weighed:
+    __slots__ = ("columns", "comparable", "names", "order", "totals")
+
+    def __init__(
+        self,
+        names: list[str],
+        columns: list[list[float]],
+        totals: list[float],
+        order: list[int],
+        comparable: bool | None = None,
+    ) -> None:
+        self.names = names
+        self.columns = columns
+        self.totals = totals
+        self.order = order
+        if comparable is None:
+            total = sum(totals)
+            comparable = total == total  # no NaN (nor both infinities) among them
+        self.comparable = comparable
+
+
+class TotalsMemo:
+    """Weighed totals and their order per (capability, model), by score columns."""
+
+    __slots__ = ("_row", "_weigh", "_weighed")
+
+    def __init__(self, weigh: Callable[..., list[float]], row: Callable[..., float]) -> None:
+        self._weigh = weigh
+        self._row = row
+        self._weighed: dict[Hashable, _Weighed] = {}
+
+    def totals(
+        self, key: Hashable, names: list[str], columns: list[list[float]]
+    ) -> tuple[list[float], list[int]]:
+        """Each row's total, and the rows best first (ties in row order)."""
+        last = self._weighed.get(key)
+        if last is None or (last.names is not names and last.names != names):
+            return self._weigh_all(key, names, columns)
+        changed: set[int] = set()
+        rows = range(len(names))
+        few = len(names) // 4
+        for column, old in zip(columns, last.columns, strict=True):
+            if column is not old and column != old:
+                # the rows holding another object first (without reading the scores: most
+                # are not in the CPU's cache), then which of those moved; a row that holds
+                # the same object holds the same score (a NaN's too: its total, and the
+                # order a sort gives, stand)
+                moved = list(compress(rows, map(is_not, column, old)))
+                if len(moved) <= few:
+                    changed.update(
+                        compress(
+                            moved,
+                            map(ne, map(column.__getitem__, moved), map(old.__getitem__, moved)),
+                        )
+                    )
+                else:
+                    changed.update(compress(rows, map(ne, column, old)))
+        if not changed:
+            last.columns = columns
+            return last.totals, last.order
+        if len(changed) * 4 > len(names):
+            return self._weigh_all(key, names, columns)
+        totals = list(last.totals)
+        if len(changed) == 1:
+            (index,) = changed
+            totals[index] = total = self._row(*[column[index] for column in columns])
+            if last.comparable and total == total:  # (not NaN: it sorts by position)
+                order = _moved(last.order, totals, index)
+                self._weighed[key] = _Weighed(names, columns, totals, order, True)
+                return totals, order
+        else:  # the changed rows alone, through the same weigher: the same floats
+            rows = sorted(changed)
+            pick = itemgetter(*rows)
+            for index, total in zip(rows, self._weigh(*map(pick, columns)), strict=True):
+                totals[index] = total
+        order = last.order if totals == last.totals else _order(totals)
+        self._weighed[key] = _Weighed(names, columns, totals, order)
+        return totals, order
+
+    def _weigh_all(
+        self, key: Hashable, names: list[str], columns: list[list[float]]
+    ) -> tuple[list[float], list[int]]:
+        totals = self._weigh(*columns)
+        order = _order(totals)
+        if len(self._weighed) >= _MAX_KEYS:
+            self._weighed.clear()
+        self._weighed[key] = _Weighed(names, columns, totals, order)
+        return totals, order
+
+
+def _order(totals: list[Any]) -> list[int]:
+    # sorted() is stable, reverse included: ties keep configuration order
+    return sorted(range(len(totals)), key=totals.__getitem__, reverse=True)
+
+
+def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
+    """The order after row ``index``'s total changed (no total NaN): ``order`` itself
+    when the row stays between its neighbours, else the row taken out and put back
+    where a sort puts it: after the higher totals and the equal ones of earlier rows."""
+    position = order.index(index)
+    total = totals[index]
+    if position:
+        ahead = order[position - 1]
+        stays = totals[ahead] > total or (totals[ahead] == total and ahead < index)
+    else:
+        stays = True
+    if stays and position + 1 < len(order):
+        behind = order[position + 1]
+        stays = total > totals[behind] or (total == totals[behind] and index < behind)
+    if stays:
+        return order
+    order = list(order)
+    del order[position]
+    # where (-total, row) goes among the others' in ascending order (the sort's order:
+    # total descending, ties by row), by bisection: the first place whose row does not
+    # come before it (a loop, not bisect with a key: no call per step)
+    low, high = 0, len(order)
+    while low < high:
+        middle = (low + high) // 2
+        row = order[middle]
+        other = totals[row]
+        if other > total or (other == total and row < index):
+            low = middle + 1
+        else:
+            high = middle
+    order.insert(low, index)
+    return order

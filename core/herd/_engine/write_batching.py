@@ -26,12 +26,25 @@ __all__ = ["BatchedWrites"]
 class BatchedWrites:
     """A transport whose writes within one loop turn leave as one write."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = (
+        "_loop",
+        "_pending",
+        "_transport",
+        "get_extra_info",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+    )
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] | None = None
+        # the server's calls on every request, bound once (not looked up through __getattr__)
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+        self.get_extra_info = transport.get_extra_info
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:

@@ -260,3 +260,58 @@ def test_a_client_that_leaves_mid_stream_is_finished_once_as_disconnected(sim: S
         _Log.events.clear()
         client.blocking_portal.call(leave_after_first_chunk)
     assert _Log.events == ["finished client_disconnected"]
+
+
+def test_a_websocket_route_still_works_behind_herds_server_protocol() -> None:
+    """A plugin's WebSocket gets the connection's own transport (its frames and half-close
+    are written in its own order), and the plain requests before it still work."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+    from herd._engine.server import server_config
+    from litestar import Litestar, get, websocket
+    from litestar.connection import WebSocket
+    from websockets.sync.client import connect
+
+    @websocket("/echo")
+    async def echo(socket: WebSocket[Any, Any, Any]) -> None:
+        await socket.accept()
+        while True:
+            text = await socket.receive_text()
+            if text == "bye":
+                await socket.send_text("bye")
+                await socket.close()
+                return
+            await socket.send_text(text.upper())
+
+    @get("/plain")
+    async def plain() -> str:
+        return "plain"
+
+    app = Litestar([echo, plain])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = load_settings(None, env={}, overrides={"data_dir": ""})
+    server = uvicorn.Server(server_config(app, settings, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.02)
+        assert httpx.get(f"http://127.0.0.1:{port}/plain", timeout=10).text == "plain"
+        with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=10) as ws:
+            ws.send("hello")
+            ws.send("again")
+            assert ws.recv(timeout=10) == "HELLO"
+            assert ws.recv(timeout=10) == "AGAIN"
+            ws.send("bye")
+            assert ws.recv(timeout=10) == "bye"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

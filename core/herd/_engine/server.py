@@ -90,6 +90,15 @@ if HttpToolsProtocol is not None:
                 self._header_bytes = 0
                 self._start_header_clock()
 
+        def handle_websocket_upgrade(self) -> None:
+            # a WebSocket (a plugin's route) gets the connection's own transport: its
+            # protocol writes frames and half-closes with write_eof, in its own order
+            batched = self.transport
+            if isinstance(batched, BatchedWrites):
+                batched.flush()
+                self.transport = batched.transport
+            super().handle_websocket_upgrade()
+
         def on_response_complete(self) -> None:
             self.transport.flush()  # a response's end goes out now, before any bookkeeping
             super().on_response_complete()

@@ -11,8 +11,9 @@ written during one turn of the event loop into one write, made at the start of t
 turn (a ``call_soon``), the way event-driven proxies flush a connection's output once per
 event rather than once per call. A token stream, whose writes are a turn or more apart,
 still goes out chunk by chunk with no added wait; only writes made back to back are
-joined. Everything but ``write``, ``writelines``, ``close`` and ``abort`` is the real
-transport's own (flow control, extra info, reading).
+joined. Everything but ``write``, ``writelines``, ``write_eof``, ``close`` and ``abort`` is
+the real transport's own (flow control, extra info, reading). A connection upgraded to a
+WebSocket gets its own transport back (``server.py``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ class BatchedWrites:
         if transport.is_closing():
             return  # the connection went: nobody is left to read it
         transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The connection's own transport (writes made through it are not joined)."""
+        return self._transport
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def close(self) -> None:
         self.flush()

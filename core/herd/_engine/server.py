@@ -12,10 +12,12 @@ when some had arrived). The body's own time bound is :mod:`herd._engine.guard`'s
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
+from herd._engine.streaming import DISCONNECT_CALLBACKS
 from herd._engine.write_batching import BatchedWrites
 from herd.settings import Settings
 
@@ -53,6 +55,7 @@ if HttpToolsProtocol is not None:
             self._in_headers = True
             self._header_bytes = 0
             self._header_timer: asyncio.TimerHandle | None = None
+            self._on_lost: set[Callable[[], None]] = set()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(BatchedWrites(transport, self.loop))  # type: ignore[arg-type]
@@ -61,6 +64,8 @@ if HttpToolsProtocol is not None:
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_header_clock()
             super().connection_lost(exc)
+            for callback in tuple(self._on_lost):
+                callback()
 
         def data_received(self, data: bytes) -> None:
             if self._in_headers:
@@ -85,6 +90,8 @@ if HttpToolsProtocol is not None:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            # the app's way to hear of a client leaving without a task waiting on receive()
+            self.scope["extensions"] = {DISCONNECT_CALLBACKS: self._on_lost}  # type: ignore[typeddict-unknown-key]
             if not self._in_headers:  # the next request on a kept-alive connection
                 self._in_headers = True
                 self._header_bytes = 0

@@ -2,9 +2,11 @@
 
 Litestar's ``Stream`` runs every response in a task group (one task writes, the handler
 waits for a disconnect), which costs the router CPU on every streamed request. Here the
-writer is the request's own task; a single future waits for ``http.disconnect`` and, when
-the client goes, cancels the writer, so the Exchange sees the abort at once (it closes
-the node's stream, which stops generation there) exactly as with ``Stream``.
+writer is the request's own task. When the client goes, the writer is cancelled, so the
+Exchange sees the abort at once (it closes the node's stream, which stops generation
+there) exactly as with ``Stream``. Behind herd's own server the connection's loss calls
+back (``DISCONNECT_CALLBACKS``); behind any other server a future waits on ``receive()``
+for ``http.disconnect`` (a task per response: about 3% of a streamed chat's instructions).
 
 The relay's responses carry a few plain headers and no cookies or background task, so
 they are encoded here in one pass (the same bytes Litestar sends: lower-case names, a
@@ -25,7 +27,12 @@ from litestar.utils.helpers import get_enum_string_value
 if TYPE_CHECKING:
     from herd._engine.exchange import Exchange
 
-__all__ = ["RelayStream"]
+__all__ = ["DISCONNECT_CALLBACKS", "RelayStream"]
+
+#: The scope extension herd's server (``server.py``) gives every request: a set the app may
+#: add a callable to, called when the client's connection is lost. A relay response uses it
+#: instead of a task per response waiting on ``receive()`` for ``http.disconnect``.
+DISCONNECT_CALLBACKS = "herd.disconnect_callbacks"
 
 
 async def _send_body(
@@ -33,25 +40,36 @@ async def _send_body(
     send: Any,
     receive: Any,
     after_send: Callable[[], None] | None = None,
+    on_lost: set[Callable[[], None]] | None = None,
 ) -> None:
     """Write every chunk; stop quietly (cancelling the writer) when the client leaves.
 
-    ``after_send`` runs once the last write is made (or the writing stopped).
+    ``after_send`` runs once the last write is made (or the writing stopped). ``on_lost``
+    is herd's server's set of callbacks for a lost connection (see ``DISCONNECT_CALLBACKS``);
+    without it a task waits on ``receive()`` for ``http.disconnect``.
     """
     task = asyncio.current_task()
     assert task is not None
     writing, left = True, False
 
-    def on_message(listener: asyncio.Future[Any]) -> None:
+    def on_left() -> None:
         nonlocal left
-        if not writing or listener.cancelled() or listener.exception() is not None:
-            return
-        if listener.result().get("type") == "http.disconnect":
+        if writing and not left:
             left = True
             task.cancel()
 
-    listener = asyncio.ensure_future(receive())
-    listener.add_done_callback(on_message)
+    def on_message(listener: asyncio.Future[Any]) -> None:
+        if listener.cancelled() or listener.exception() is not None:
+            return
+        if listener.result().get("type") == "http.disconnect":
+            on_left()
+
+    listener: asyncio.Future[Any] | None = None
+    if on_lost is not None:
+        on_lost.add(on_left)
+    else:
+        listener = asyncio.ensure_future(receive())
+        listener.add_done_callback(on_message)
     try:
         async for chunk in iterator:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -62,7 +80,10 @@ async def _send_body(
         task.uncancel()  # the client left: the response simply ends here
     finally:
         writing = False
-        listener.cancel()
+        if listener is not None:
+            listener.cancel()
+        else:
+            on_lost.discard(on_left)  # type: ignore[union-attr]
         if after_send is not None:
             after_send()
 
@@ -104,7 +125,9 @@ class _PlainRelayResponse:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
-        await _send_body(self.iterator, send, receive, self.after_send)
+        extensions = scope.get("extensions")
+        on_lost = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
+        await _send_body(self.iterator, send, receive, self.after_send, on_lost)
 
 
 class RelayStream(Stream):

@@ -204,6 +204,11 @@ class WaitTimeSignal(Signal):
         moving: list[bool] = []
         waits = self._estimates(request.model_key, nodes, hot, moving)[0]
         half = self.config.half_score_s
+        if len(waits) == 1:  # the common call: one node changed (no comprehension to set up)
+            if moving[0]:
+                return [None]
+            wait, is_hot = waits[0], hot[0]
+            return [(half / (half + wait), wait, is_hot, is_hot and nodes[0].status == "online")]
         return [
             None
             if shifts

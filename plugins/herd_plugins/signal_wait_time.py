@@ -228,7 +228,10 @@ class WaitTimeSignal(Signal):
         changed = self._changed(key, values)
         # the last columns' values hold no None: one can only be in a changed row
         rows = range(len(values)) if changed is None else changed
-        moving = [index for index in rows if values[index] is None]
+        moving = []  # (a loop: most often over one row, cheaper than a comprehension's setup)
+        for index in rows:
+            if values[index] is None:
+                moving.append(index)
         if moving:  # estimated afresh, reading the clock once
             values = list(values)
             now = self._values_now(key, [nodes[index] for index in moving])

@@ -29,7 +29,7 @@ With wait-time's settle finding changed rows and None in one scan, its one-node
 node_values and session affinity's one-hot scores known by identity: instructions per
 decision at 50 nodes under callgrind (400 decisions after this benchmark's setup, the
 churn counted apart; time swung by half between runs), 73.7k (the same) with nothing
-changed, 249.6k (was 269.2k) with 1 changed, 523.6k (was 538.7k) with 5.
+changed, 248.2k (was 269.2k) with 1 changed, 522.4k (was 538.7k) with 5.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class SessionAffinitySignal(Signal):
         self._home: str | None = None
         self._at = 0
         self._settled: tuple = (None, None, "", None, [])  # values, home, model, _home, scores
+        self._one_hot: tuple[list[float] | None, int] = (None, -1)  # the last built, its 1.0
 
     def home_of(self, session: str) -> str | None:
         entry = self._homes.get(session) if session else None
@@ -104,10 +105,12 @@ class SessionAffinitySignal(Signal):
                 self._home = None
                 return [0.5] * len(nodes)
         last = self._settled[4]  # the same home as last time: the same scores, by identity
-        if len(last) == len(nodes) and last[at] == 1.0 and last.count(1.0) == 1:
+        one_hot, row = self._one_hot  # (only here are such lists built: no scan needed)
+        if last is one_hot and row == at and len(last) == len(nodes):
             return last
         scores = [0.0] * len(nodes)
         scores[at] = 1.0
+        self._one_hot = (scores, at)
         return scores
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:

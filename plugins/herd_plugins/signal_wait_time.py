@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from itertools import compress, repeat
-from operator import is_, is_not, mul, not_
+from itertools import compress
+from operator import is_not, mul, not_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl, normalize_model_name
 
@@ -204,11 +204,16 @@ class WaitTimeSignal(Signal):
         moving: list[bool] = []
         waits = self._estimates(request.model_key, nodes, hot, moving)[0]
         half = self.config.half_score_s
+        if len(waits) == 1:  # the common call: one node changed (no comprehension to set up)
+            if moving[0]:
+                return [None]
+            wait, is_hot = waits[0], hot[0]
+            return [(half / (half + wait), wait, is_hot, is_hot and nodes[0].status == "online")]
         return [
-            None if shifts else (half / (half + wait), wait, is_hot, is_hot and online)
-            for wait, is_hot, shifts, online in zip(
-                waits, hot, moving, [node.status == "online" for node in nodes], strict=True
-            )
+            None
+            if shifts
+            else (half / (half + wait), wait, is_hot, is_hot and node.status == "online")
+            for wait, is_hot, shifts, node in zip(waits, hot, moving, nodes, strict=True)
         ]
 
     def settle(
@@ -220,14 +225,20 @@ class WaitTimeSignal(Signal):
         if values is last[0] and key == last[1]:
             return last[2], None  # the same cached values as last time: the same scores
         steady = values
-        if any(map(is_, values, repeat(None))):  # estimated afresh, reading the clock once
-            moving = [index for index, value in enumerate(values) if value is None]
+        changed = self._changed(key, values)
+        # the last columns' values hold no None: one can only be in a changed row
+        rows = range(len(values)) if changed is None else changed
+        moving = []  # (a loop: most often over one row, cheaper than a comprehension's setup)
+        for index in rows:
+            if values[index] is None:
+                moving.append(index)
+        if moving:  # estimated afresh, reading the clock once
             values = list(values)
             now = self._values_now(key, [nodes[index] for index in moving])
             for index, value in zip(moving, now, strict=True):
                 values[index] = value
         before = self._columns[2]
-        (scores, waits, hot, hot_online), changed = self._unzip(key, values)
+        (scores, waits, hot, hot_online), changed = self._unzip(key, values, changed)
         judged = self._judged
         # a few rows changed since the last settle: its shortest waits, updated, when no
         # changed row held one; else looked for again (a NaN makes them positional)
@@ -264,20 +275,29 @@ class WaitTimeSignal(Signal):
         self._settled = (steady if steady is values else None, key, out)
         return out, None
 
-    def _unzip(self, key: str, values: list) -> tuple[tuple[list, ...], list[int] | None]:
-        """The values' four columns: the last ones, patched where a value changed (whose
-        indexes come second; None when the columns were built afresh)."""
-        last, last_key, columns = self._columns
+    def _changed(self, key: str, values: list) -> list[int] | None:
+        """The rows where ``values`` are not the last columns' values (None: not the same
+        model or node count, every row counts)."""
+        last, last_key, _ = self._columns
         count = len(values)
         if last_key == key and len(last) == count:
-            changed = list(compress(range(count), map(is_not, values, last)))
-            if len(changed) * 4 <= count:
-                columns = tuple(map(list, columns))  # copies
-                scores, waits, hot, hot_online = columns
-                for index in changed:
-                    scores[index], waits[index], hot[index], hot_online[index] = values[index]
-                self._columns = (values, key, columns)
-                return columns, changed
+            return list(compress(range(count), map(is_not, values, last)))
+        return None
+
+    def _unzip(
+        self, key: str, values: list, changed: list[int] | None
+    ) -> tuple[tuple[list, ...], list[int] | None]:
+        """The values' four columns: the last ones, patched at the ``changed`` rows (see
+        ``_changed``; given back second, None when the columns were built afresh)."""
+        columns = self._columns[2]
+        count = len(values)
+        if changed is not None and len(changed) * 4 <= count:
+            columns = tuple(map(list, columns))  # copies
+            scores, waits, hot, hot_online = columns
+            for index in changed:
+                scores[index], waits[index], hot[index], hot_online[index] = values[index]
+            self._columns = (values, key, columns)
+            return columns, changed
         columns = tuple(map(list, zip(*values, strict=True)))
         self._columns = (values, key, columns)
         return columns, None

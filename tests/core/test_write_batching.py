@@ -4,8 +4,9 @@ written at once, and a streamed request's bookkeeping done after its last write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from litestar.testing import TestClient
 from tests.conftest import emulated
 
 LLAMA = "llama3.2:3b"
+HI = [{"role": "user", "content": "hi"}]
 
 
 class _Counting:
@@ -38,81 +40,76 @@ class _Counting:
         return getattr(self.transport, name)
 
 
-async def _connected() -> tuple[BatchedWrites, _Counting, asyncio.StreamReader, Any]:
+@contextlib.asynccontextmanager
+async def _connection() -> AsyncIterator[tuple[BatchedWrites, _Counting, asyncio.StreamReader]]:
     """A real loopback connection: the server side's transport, batched; the client's reader."""
-    made: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    made: asyncio.Future[asyncio.Transport] = loop.create_future()
 
     class Server(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             made.set_result(transport)  # type: ignore[arg-type]
 
-    loop = asyncio.get_running_loop()
     server = await loop.create_server(Server, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     counting = _Counting(await made)
-    return BatchedWrites(counting, loop), counting, reader, (server, writer)  # type: ignore[arg-type]
-
-
-async def _close(parts: Any) -> None:
-    server, writer = parts
-    writer.close()
-    server.close()
-    await server.wait_closed()
+    try:
+        yield BatchedWrites(counting, loop), counting, reader  # type: ignore[arg-type]
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 def test_writes_in_one_turn_leave_as_one_and_later_turns_on_their_own() -> None:
     async def scenario() -> None:
-        batched, counting, reader, parts = await _connected()
-        batched.write(b"head ")
-        batched.write(bytearray(b"first "))
-        batched.writelines([b"second ", memoryview(b"third")])
-        assert counting.writes == []  # nothing written within the turn
-        await asyncio.sleep(0)
-        assert counting.writes == [b"head first second third"]
-        batched.write(b"!")
-        await asyncio.sleep(0)
-        assert counting.writes[1:] == [b"!"]
-        assert await reader.readexactly(24) == b"head first second third!"
-        await _close(parts)
+        async with _connection() as (batched, counting, reader):
+            batched.write(b"head ")
+            batched.write(bytearray(b"first "))
+            batched.writelines([b"second ", memoryview(b"third")])
+            assert counting.writes == []  # nothing written within the turn
+            await asyncio.sleep(0)
+            assert counting.writes == [b"head first second third"]
+            batched.write(b"!")
+            await asyncio.sleep(0)
+            assert counting.writes[1:] == [b"!"]
+            assert await reader.readexactly(24) == b"head first second third!"
 
     asyncio.run(scenario())
 
 
 def test_flush_writes_at_once_close_flushes_first_and_abort_drops() -> None:
     async def scenario() -> None:
-        batched, counting, reader, parts = await _connected()
-        batched.write(b"end of a response")
-        batched.flush()
-        assert counting.writes == [b"end of a response"]
-        batched.flush()  # nothing gathered: no empty write
-        await asyncio.sleep(0)  # the turn's own flush finds nothing either
-        assert counting.writes == [b"end of a response"]
-        batched.write(b" and a goodbye")
-        batched.close()
-        assert await reader.read() == b"end of a response and a goodbye"
-        await _close(parts)
+        async with _connection() as (batched, counting, reader):
+            batched.write(b"end of a response")
+            batched.flush()
+            assert counting.writes == [b"end of a response"]
+            batched.flush()  # nothing gathered: no empty write
+            await asyncio.sleep(0)  # the turn's own flush finds nothing either
+            assert counting.writes == [b"end of a response"]
+            batched.write(b" and a goodbye")
+            batched.close()
+            assert await reader.read() == b"end of a response and a goodbye"
 
-        batched, counting, reader, parts = await _connected()
-        batched.write(b"never sent")
-        batched.abort()
-        await asyncio.sleep(0)
-        assert counting.writes == []
-        assert await reader.read() == b""
-        await _close(parts)
+        async with _connection() as (batched, counting, reader):
+            batched.write(b"never sent")
+            batched.abort()
+            await asyncio.sleep(0)
+            assert counting.writes == []
+            assert await reader.read() == b""
 
     asyncio.run(scenario())
 
 
 def test_a_connection_closed_before_the_turn_ends_gets_nothing_more() -> None:
     async def scenario() -> None:
-        batched, counting, _reader, parts = await _connected()
-        batched.write(b"late")
-        counting.transport.close()  # the connection went (uvicorn closed it)
-        await asyncio.sleep(0)
-        assert counting.writes == []
-        assert batched.is_closing()  # everything else is the real transport's
-        await _close(parts)
+        async with _connection() as (batched, counting, _reader):
+            batched.write(b"late")
+            counting.transport.close()  # the connection went (uvicorn closed it)
+            await asyncio.sleep(0)
+            assert counting.writes == []
+            assert batched.is_closing()  # everything else is the real transport's
 
     asyncio.run(scenario())
 
@@ -145,9 +142,16 @@ def _app(sim: SimNode) -> Any:
     return create_app(settings, pm=pm)
 
 
-async def _call(app: Any, path: str, body: dict[str, Any]) -> bytes:
-    """One request through the app as a server would make it, logging each message sent."""
-    raw = json.dumps(body).encode()
+async def _request(
+    app: Any,
+    path: str,
+    body: dict[str, Any],
+    sent: Callable[[dict[str, Any]], Awaitable[None]],
+    gone: asyncio.Event | None = None,
+) -> None:
+    """One request through the app as a server would make it: ``sent`` sees each body
+    message; once ``gone`` is set, ``receive`` says the client left."""
+    gone = gone or asyncio.Event()
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -163,9 +167,7 @@ async def _call(app: Any, path: str, body: dict[str, Any]) -> bytes:
         "server": ("127.0.0.1", 11435),
         "state": {},
     }
-    messages = [{"type": "http.request", "body": raw, "more_body": False}]
-    gone = asyncio.Event()
-    body_out = []
+    messages = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
 
     async def receive() -> dict[str, Any]:
         if messages:
@@ -175,16 +177,25 @@ async def _call(app: Any, path: str, body: dict[str, Any]) -> bytes:
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
-            body_out.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                _Log.events.append("last write")
+            await sent(message)
 
-    await app(scope, receive, send)
-    gone.set()
+    try:
+        await app(scope, receive, send)
+    finally:
+        gone.set()
+
+
+async def _call(app: Any, path: str, body: dict[str, Any]) -> bytes:
+    """The answer's bytes, logging its last write."""
+    body_out = []
+
+    async def sent(message: dict[str, Any]) -> None:
+        body_out.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            _Log.events.append("last write")
+
+    await _request(app, path, body, sent)
     return b"".join(body_out)
-
-
-HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.mark.parametrize(
@@ -211,7 +222,7 @@ def test_litestars_path_finishes_the_stream_too(sim: SimNode) -> None:
     app = _app(sim)
     gate = app.asgi_handler
     gate.app = gate.app.app  # the direct routes' inner app: Litestar's own path
-    body = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": LLAMA, "messages": HI}
     with TestClient(app) as client:
         _Log.events.clear()
         answer = client.blocking_portal.call(_call, app, "/api/chat", body)
@@ -221,40 +232,17 @@ def test_litestars_path_finishes_the_stream_too(sim: SimNode) -> None:
 
 def test_a_client_that_leaves_mid_stream_is_finished_once_as_disconnected(sim: SimNode) -> None:
     app = _app(sim)
-    body = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}
+    body = {"model": LLAMA, "messages": HI}
 
     async def leave_after_first_chunk() -> None:
-        raw = json.dumps(body).encode()
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/api/chat",
-            "raw_path": b"/api/chat",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"content-type", b"application/json")],
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 11435),
-            "state": {},
-        }
-        first = [{"type": "http.request", "body": raw, "more_body": False}]
-        gone = asyncio.Event()
+        left = asyncio.Event()
 
-        async def receive() -> dict[str, Any]:
-            if first:
-                return first.pop(0)
-            await gone.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body" and message.get("body"):
-                gone.set()  # the client goes once the first chunk is out
+        async def sent(message: dict[str, Any]) -> None:
+            if message.get("body"):
+                left.set()  # the client goes once the first chunk is out
                 await asyncio.sleep(0.05)
 
-        await app(scope, receive, send)
+        await _request(app, "/api/chat", body, sent, left)
 
     with TestClient(app) as client:
         _Log.events.clear()
@@ -299,10 +287,11 @@ def test_a_websocket_route_still_works_behind_herds_server_protocol() -> None:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        for _ in range(500):
+        for _ in range(3000):  # a busy 2-core host starts slowly
             if server.started:
                 break
             threading.Event().wait(0.02)
+        assert server.started
         assert httpx.get(f"http://127.0.0.1:{port}/plain", timeout=10).text == "plain"
         with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=10) as ws:
             ws.send("hello")

@@ -38,7 +38,10 @@ def wait_http(url: str, timeout: float = 120.0) -> None:  # a busy shared host s
 
 @contextlib.contextmanager
 def process(
-    args: list[str], ready_url: str, env: dict[str, str] | None = None
+    args: list[str],
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 120.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server process until the block ends; stop it whatever happens."""
     proc = subprocess.Popen(
@@ -49,7 +52,7 @@ def process(
     )
     try:
         try:
-            wait_http(ready_url)
+            wait_http(ready_url, ready_timeout)
         except TimeoutError:
             proc.terminate()
             if proc.stderr is not None:  # say why it did not come up

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import free_port, sequential, sim_node, table, wait_http
+from _harness import free_port, process, sequential, sim_node, table
 
 MODEL = "llama3.2:3b"
 SLOTS = "routing: {default_num_parallel: 256, adaptive_concurrency: false}"
@@ -69,29 +69,24 @@ def count(venv: Path, node_url: str, extra_yaml: str, requests: int) -> dict[str
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         out = Path(data) / "callgrind.out"
-        log = (Path(data) / "valgrind.log").open("w")
-        proc = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                "--separate-threads=yes",
-                str(venv / "bin" / "python"),
-                str(venv / "bin" / "herd"),
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            "--separate-threads=yes",
+            str(venv / "bin" / "python"),
+            str(venv / "bin" / "herd"),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ]
+        # imports under valgrind take a while
+        with process(command, url + "/healthz", ready_timeout=600) as proc:
 
-        def control(flag: str) -> None:
-            subprocess.run(["callgrind_control", flag, str(proc.pid)], capture_output=True)
+            def control(flag: str) -> None:
+                subprocess.run(["callgrind_control", flag, str(proc.pid)], capture_output=True)
 
-        try:
-            wait_http(url + "/healthz", timeout=600)  # imports under valgrind take a while
             asyncio.run(sequential(url, MODEL, 30))
             control("-z")
             time.sleep(IDLE_S)
@@ -105,13 +100,6 @@ def count(venv: Path, node_url: str, extra_yaml: str, requests: int) -> dict[str
             while len(_dumps(out, 2)) == 0 and time.monotonic() < deadline:
                 time.sleep(0.5)
             idle, busy = _dumps(out, 1), _dumps(out, 2)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
     done = requests + 5  # sequential() warms up with 5 more
     idle_rate = idle.get(1, 0) / IDLE_S
     main = (busy.get(1, 0) - idle_rate * seconds) / done

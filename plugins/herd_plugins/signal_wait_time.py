@@ -9,38 +9,9 @@ from operator import is_not, mul, not_
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl, normalize_model_name
 
+from herd_plugins.running_times import NodeModelTimes, RunningQuantile, learn
+
 GB = 1e9
-
-
-class RunningQuantile:
-    """An exponentially weighted estimate of one quantile of a stream of durations.
-
-    Each sample moves the estimate up by ``rate * q * scale`` when above it and down by
-    ``rate * (1 - q) * scale`` when not, ``scale`` being the running mean: it settles where
-    a fraction ``q`` of recent samples lie below it, and old samples fade geometrically.
-    """
-
-    __slots__ = ("mean", "value")
-
-    def __init__(self, first: float) -> None:
-        self.mean = first
-        self.value = first
-
-    def add(self, sample: float, q: float, rate: float) -> None:
-        self.mean += rate * (sample - self.mean)
-        step = rate * max(self.mean, 1e-3)
-        self.value = max(0.0, self.value + step * (q - (1.0 if sample <= self.value else 0.0)))
-
-
-class NodeModelTimes:
-    """What one node has shown for one model: service, first-token and load times."""
-
-    __slots__ = ("first_token", "load", "service")
-
-    def __init__(self) -> None:
-        self.service: RunningQuantile | None = None
-        self.first_token: RunningQuantile | None = None
-        self.load: RunningQuantile | None = None
 
 
 class WaitTimeSignal(Signal):
@@ -349,15 +320,15 @@ class WaitTimeSignal(Signal):
         load_s = trace.load_ms / 1000.0
         service_s = max(0.0, (trace.latency_ms - trace.queue_ms) / 1000.0 - load_s)
         first_s = max(0.0, (trace.ttft_ms - trace.queue_ms) / 1000.0 - load_s)
-        times.service = _learn(times.service, service_s, q, rate)
-        times.first_token = _learn(times.first_token, first_s, q, rate)
-        self._model_service[key] = _learn(self._model_service.get(key), service_s, q, rate)
+        times.service = learn(times.service, service_s, q, rate)
+        times.first_token = learn(times.first_token, first_s, q, rate)
+        self._model_service[key] = learn(self._model_service.get(key), service_s, q, rate)
         if load_s >= 0.05:  # a real load, not the runner's bookkeeping
-            times.load = _learn(times.load, load_s, q, rate)
+            times.load = learn(times.load, load_s, q, rate)
             size = self._sizes.get(key)
             if size:
                 per_gb = load_s / (size / GB)
-                self._load_rate[trace.node] = _learn(
+                self._load_rate[trace.node] = learn(
                     self._load_rate.get(trace.node), per_gb, q, rate
                 )
 
@@ -398,15 +369,6 @@ def _bests_after(
         if not hot[index] and (best_cold is None or wait < best_cold):
             best_cold = wait
     return best_hot, best_cold
-
-
-def _learn(
-    running: RunningQuantile | None, sample: float, q: float, rate: float
-) -> RunningQuantile:
-    if running is None:
-        return RunningQuantile(sample)
-    running.add(sample, q, rate)
-    return running
 
 
 @hookimpl

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
-from herd_plugins.signal_wait_time import RunningQuantile, WaitTimeSignal
+from herd_plugins.running_times import RunningQuantile
+from herd_plugins.signal_wait_time import WaitTimeSignal
 
 from tests.plugins.node_factory import MODEL, make_node, make_request, make_signal, score_all
 from tests.plugins.trace_factory import make_trace

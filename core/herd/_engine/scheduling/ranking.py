@@ -309,7 +309,9 @@ class Ranker:
                 columns.append(column)
         weigh = self._weigh
         if self._sums is not None and cached:
-            totals, order = self._sums.totals((capability, request.model_key), names, columns)
+            # (the candidates that changed, when the columns hold every candidate's row)
+            hint = changes[1] if changes is not None and kept is None else ()
+            totals, order = self._sums.totals((capability, request.model_key), names, columns, hint)
         else:
             totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
             # sorted() is stable, reverse included: ties keep configuration order

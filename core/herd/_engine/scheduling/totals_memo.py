@@ -7,7 +7,7 @@ rest is the last decision's, value for value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from itertools import compress
 from operator import is_not, itemgetter, ne
 from typing import Any
@@ -58,9 +58,14 @@ class TotalsMemo:
         self._weighed: dict[Hashable, _Weighed] = {}
 
     def totals(
-        self, key: Hashable, names: list[str], columns: list[list[float]]
+        self,
+        key: Hashable,
+        names: list[str],
+        columns: list[list[float]],
+        hint: Sequence[int] = (),
     ) -> tuple[list[float], list[int]]:
-        """Each row's total, and the rows best first (ties in row order)."""
+        """Each row's total, and the rows best first (ties in row order). ``hint``: the
+        rows most likely to have moved (the candidates that changed): a guess, checked."""
         last = self._weighed.get(key)
         if last is None or (last.names is not names and last.names != names):
             return self._weigh_all(key, names, columns)
@@ -68,7 +73,22 @@ class TotalsMemo:
         rows = range(len(names))
         few = len(names) // 4
         for column, old in zip(columns, last.columns, strict=True):
-            if column is not old and column != old:
+            if column is old:
+                continue
+            if hint and len(column) == len(old):
+                # the last column with the hinted rows' new scores: equal to this one (a
+                # list compare, no call per row), every other row holds the same or an
+                # equal score, which the scan below would not count either
+                patched = list(old)
+                for index in hint:
+                    patched[index] = column[index]
+                if patched == column:
+                    for index in hint:
+                        score, prior = column[index], old[index]
+                        if score is not prior and score != prior:
+                            changed.add(index)
+                    continue
+            if column != old:
                 # the rows holding another object first (without reading the scores: most
                 # are not in the CPU's cache), then which of those moved; a row that holds
                 # the same object holds the same score (a NaN's too: its total, and the

@@ -211,8 +211,14 @@ class Ranker:
             and (not changes[2] or _all_online(changes[2]))
         ):
             if last[1] is not order:
+                move = self._sums.move if self._sums is not None else None
+                if move is not None and move[0] is last[1] and move[1] is order:
+                    ranked = list(last[2])  # one row moved: the node moves the same way
+                    ranked.insert(move[3], ranked.pop(move[2]))
+                else:
+                    ranked = list(map(candidates.__getitem__, order))
                 last[1] = order
-                last[2] = list(map(candidates.__getitem__, order))
+                last[2] = ranked
             last[4] = revisions
             return list(last[2])  # a copy: the caller may change its own
         ranked = list(map(candidates.__getitem__, order))

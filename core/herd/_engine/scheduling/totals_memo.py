@@ -50,12 +50,16 @@ class _Weighed:
 class TotalsMemo:
     """Weighed totals and their order per (capability, model), by score columns."""
 
-    __slots__ = ("_row", "_weigh", "_weighed")
+    __slots__ = ("_row", "_weigh", "_weighed", "move")
 
     def __init__(self, weigh: Callable[..., list[float]], row: Callable[..., float]) -> None:
         self._weigh = weigh
         self._row = row
         self._weighed: dict[Hashable, _Weighed] = {}
+        # the last order that is another one with one row moved: (that one, this one, the
+        # row's position in that one, its position in this one), so the ranked nodes can
+        # be moved the same way instead of listed again
+        self.move: tuple[list[int], list[int], int, int] | None = None
 
     def totals(
         self,
@@ -113,7 +117,9 @@ class TotalsMemo:
             (index,) = changed
             totals[index] = total = self._row(*[column[index] for column in columns])
             if last.comparable and total == total:  # (not NaN: it sorts by position)
-                order = _moved(last.order, totals, index)
+                order, before, after = _move(last.order, totals, index)
+                if order is not last.order:
+                    self.move = (last.order, order, before, after)
                 self._weighed[key] = _Weighed(names, columns, totals, order, True)
                 return totals, order
         else:  # the changed rows alone, through the same weigher: the same floats
@@ -145,6 +151,11 @@ def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
     """The order after row ``index``'s total changed (no total NaN): ``order`` itself
     when the row stays between its neighbours, else the row taken out and put back
     where a sort puts it: after the higher totals and the equal ones of earlier rows."""
+    return _move(order, totals, index)[0]
+
+
+def _move(order: list[int], totals: list[Any], index: int) -> tuple[list[int], int, int]:
+    """:func:`_moved`, with where the row was in ``order`` and where it is now."""
     position = order.index(index)
     total = totals[index]
     if position:
@@ -156,7 +167,7 @@ def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
         behind = order[position + 1]
         stays = total > totals[behind] or (total == totals[behind] and index < behind)
     if stays:
-        return order
+        return order, position, position
     order = list(order)
     del order[position]
     # where (-total, row) goes among the others' in ascending order (the sort's order:
@@ -172,4 +183,4 @@ def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
         else:
             high = middle
     order.insert(low, index)
-    return order
+    return order, position, low

@@ -41,7 +41,7 @@ class _Entry:
 class ValueCache:
     """One signal's cached node values, by the signal's cache key."""
 
-    __slots__ = ("_entries", "entry", "signal")
+    __slots__ = ("_entries", "_where", "entry", "signal")
 
     def __init__(self, signal: Signal) -> None:
         self.signal = signal
@@ -49,6 +49,8 @@ class ValueCache:
         # stamp that no invalidate() since then is missed
         self.entry: _Entry | None = None
         self._entries: dict[Hashable, _Entry] = {}
+        # a list of node names and each one's position in it (the last one asked about)
+        self._where: tuple[list[str] | None, dict[str, int]] = (None, {})
 
     def values(
         self,
@@ -108,11 +110,13 @@ class ValueCache:
                     values.append(old[1])
         if invalidated:
             since = entry.stamp
+            where = self._where[1] if self._where[0] is names else self._positions(names)
             for name, stamp in reversed(signal._invalidated.items()):  # newest first
                 if stamp <= since:
                     break
-                if name in names:
-                    stale.add(names.index(name))
+                index = where.get(name)
+                if index is not None:
+                    stale.add(index)
         stamp = next_revision()
         order = sorted(stale)
         fresh = signal.node_values(request, [nodes[index] for index in order]) if order else ()
@@ -172,6 +176,15 @@ class ValueCache:
         entry.names, entry.revisions, entry.stamp = names, revisions, stamp
         self.entry = entry
         return values
+
+    def _positions(self, names: list[str]) -> dict[str, int]:
+        """Each name's position in ``names`` (the first, for a name listed twice), kept
+        for the next decision over the same list (the candidates' names, most often)."""
+        where: dict[str, int] = {}
+        for index, name in enumerate(names):
+            where.setdefault(name, index)
+        self._where = (names, where)
+        return where
 
     def _compute_all(
         self,

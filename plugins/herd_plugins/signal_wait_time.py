@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from itertools import compress
-from operator import is_not, mul, not_
+from operator import is_not, mul
 
 from herd import InferenceRequest, NodeView, RequestTrace, Signal, hookimpl, normalize_model_name
 
 from herd_plugins.running_times import NodeModelTimes, RunningQuantile, learn
+from herd_plugins.wait_time_rows import AskedRows
+from herd_plugins.wait_time_rows import bests_after as _bests_after
+from herd_plugins.wait_time_rows import bests_of as _bests_of
 
 GB = 1e9
 
@@ -68,6 +71,7 @@ class WaitTimeSignal(Signal):
         self._columns: tuple[list, str, tuple[list, ...]] = ([], "", ())  # see _unzip
         # the last settle's columns, shortest waits (hot, cold), prefer, and scores
         self._judged: tuple = _UNJUDGED
+        self._asked = AskedRows()  # the nodes node_values computed since the last settle
 
     def prepare(self, request: InferenceRequest, nodes: Sequence[NodeView]) -> None:
         key = request.model_key
@@ -174,6 +178,7 @@ class WaitTimeSignal(Signal):
         hot: list[bool] = []
         moving: list[bool] = []
         waits = self._estimates(request.model_key, nodes, hot, moving)[0]
+        self._asked.add(nodes)
         half = self.config.half_score_s
         if len(waits) == 1:  # the common call: one node changed (no comprehension to set up)
             if moving[0]:
@@ -194,9 +199,10 @@ class WaitTimeSignal(Signal):
         key = request.model_key
         last = self._settled
         if values is last[0] and key == last[1]:
+            self._asked.clear()
             return last[2], None  # the same cached values as last time: the same scores
         steady = values
-        changed = self._changed(key, values)
+        changed = self._changed(key, values, nodes)
         # the last columns' values hold no None: one can only be in a changed row
         rows = range(len(values)) if changed is None else changed
         moving = []  # (a loop: most often over one row, cheaper than a comprehension's setup)
@@ -246,13 +252,18 @@ class WaitTimeSignal(Signal):
         self._settled = (steady if steady is values else None, key, out)
         return out, None
 
-    def _changed(self, key: str, values: list) -> list[int] | None:
+    def _changed(self, key: str, values: list, nodes: Sequence[NodeView]) -> list[int] | None:
         """The rows where ``values`` are not the last columns' values (None: not the same
-        model or node count, every row counts)."""
+        model or node count, every row counts): those of the nodes asked about since,
+        when the others are as they were (see AskedRows.changed), else every row's."""
         last, last_key, _ = self._columns
         count = len(values)
         if last_key == key and len(last) == count:
+            rows = self._asked.changed(nodes, values, last)
+            if rows is not None:
+                return rows
             return list(compress(range(count), map(is_not, values, last)))
+        self._asked.clear()
         return None
 
     def _unzip(
@@ -334,41 +345,6 @@ class WaitTimeSignal(Signal):
 
 
 _UNJUDGED = (None, None, None, False, [])
-
-
-def _bests_of(waits: list, hot: list, hot_online: list) -> tuple[float | None, float | None]:
-    return (
-        min(compress(waits, hot_online), default=None),
-        min(compress(waits, map(not_, hot)), default=None),
-    )
-
-
-def _bests_after(
-    before: tuple[list, ...],
-    best_hot: float | None,
-    best_cold: float | None,
-    after: tuple[list, list, list],
-    changed: list[int],
-) -> tuple[float | None, float | None] | None:
-    """The shortest waits (hot and online, cold) after a few rows changed, from the ones
-    before; None when a changed row may have held one (it must be looked for again)."""
-    _, old_waits, old_hot, old_hot_online = before
-    waits, hot, hot_online = after
-    for index in changed:  # a row that left may have been the shortest
-        wait = old_waits[index]
-        if old_hot_online[index] and best_hot is not None and not wait > best_hot:
-            return None
-        if not old_hot[index] and best_cold is not None and not wait > best_cold:
-            return None
-    for index in changed:
-        wait = waits[index]
-        if wait != wait:
-            return None  # NaN: not comparable
-        if hot_online[index] and (best_hot is None or wait < best_hot):
-            best_hot = wait
-        if not hot[index] and (best_cold is None or wait < best_cold):
-            best_cold = wait
-    return best_hot, best_cold
 
 
 @hookimpl

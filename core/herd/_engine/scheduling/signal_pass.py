@@ -132,57 +132,56 @@ class SignalPass:
                     touched = fields[0] if len(fields) == 1 else set().union(*fields)
                     unchanged = (before, (), (), ())
         for index, signal, cache, prepares, plain_settle, reads, asks in self._entries:
-            if cache is not None and memo_key is not None:
-                share = changes  # what changed, as far as this signal reads
-                if touched is not None and reads is not None:
-                    if reads.isdisjoint(touched):
-                        share = unchanged
-                    elif len(changes[1]) > 1:
-                        share = _share(changes, reads)
-                asked = None
-                if asks is not None:
-                    asked = asks(request)
-                    last = kept[index]
-                    if (
-                        last is not None
-                        and last[5] is before
-                        and not share[1]
-                        and last[0] == asked
-                        and signal._invalidated_at <= last[1]
-                    ):  # nothing it reads moved: its last answer stands
-                        entry = last[2]
-                        if entry.revisions is before:  # (still as of then: keep it so)
-                            entry.revisions = revisions
-                        last[5] = revisions
-                        settled[index] = last[3]
-                        verdicts = last[4]
-                        if verdicts:
-                            for name, reason in verdicts.items():
-                                rejections.setdefault(name, f"{signal.name}: {reason}")
-                        continue
-                key = signal.cache_key(request, candidates)
-                if key is None:
-                    kept[index] = None
-                    if not prepares:
-                        continue
-                    verdicts = signal.prepare(request, candidates)
-                else:
-                    values = cache.values(key, request, candidates, names, revisions, share)
-                    entry = cache.entry
-                    if plain_settle and entry.clean:
-                        scores, verdicts = values, None  # what Signal.settle returns
-                    else:
-                        scores, verdicts = signal.settle(request, candidates, values)
-                    settled[index] = scores
-                    kept[index] = (
-                        [asked, entry.stamp, entry, scores, verdicts, revisions]
-                        if asks is not None and entry.clean
-                        else None
-                    )
-            elif prepares:
+            if cache is None or memo_key is None:
+                if not prepares:
+                    continue
+                verdicts = signal.prepare(request, candidates)
+                if verdicts:
+                    for name, reason in verdicts.items():
+                        rejections.setdefault(name, f"{signal.name}: {reason}")
+                continue
+            share = changes  # what changed, as far as this signal reads
+            if touched is not None and reads is not None:
+                if reads.isdisjoint(touched):
+                    share = unchanged
+                elif len(changes[1]) > 1:
+                    share = _share(changes, reads)
+            last = kept[index]  # (a list only for a signal that declares request_reads)
+            if (
+                last is not None
+                and last[5] is before
+                and not share[1]
+                and signal._invalidated_at <= last[1]
+                and last[0] == asks(request)
+            ):  # nothing it reads moved: its last answer stands
+                entry = last[2]
+                if entry.revisions is before:  # (still as of then: keep it so)
+                    entry.revisions = revisions
+                last[5] = revisions
+                settled[index] = last[3]
+                if last[4]:
+                    for name, reason in last[4].items():
+                        rejections.setdefault(name, f"{signal.name}: {reason}")
+                continue
+            key = signal.cache_key(request, candidates)
+            if key is None:
+                kept[index] = None
+                if not prepares:
+                    continue
                 verdicts = signal.prepare(request, candidates)
             else:
-                continue
+                values = cache.values(key, request, candidates, names, revisions, share)
+                entry = cache.entry
+                if plain_settle and entry.clean:
+                    scores, verdicts = values, None  # what Signal.settle returns
+                else:
+                    scores, verdicts = signal.settle(request, candidates, values)
+                settled[index] = scores
+                kept[index] = (
+                    [asks(request), entry.stamp, entry, scores, verdicts, revisions]
+                    if asks is not None and entry.clean
+                    else None
+                )
             if verdicts:
                 for name, reason in verdicts.items():
                     rejections.setdefault(name, f"{signal.name}: {reason}")

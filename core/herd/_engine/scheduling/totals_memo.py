@@ -17,13 +17,12 @@ __all__ = ["TotalsMemo", "row_weigher"]
 _MAX_KEYS = 512
 
 
-def row_weigher(shares: list[float]) -> Callable[..., float]:
-    """One row's weighted total: the same expression, term for term, as the columns'
-    weigher in ranking.py, so a row worked out alone adds up to the same float."""
-    count = len(shares)
-    columns = ", ".join(f"c{i}" for i in range(count))
-    terms = " + ".join(f"c{i} * s{i}" for i in range(count))
-    return eval(f"lambda {columns}: {terms}", {f"s{i}": share for i, share in enumerate(shares)})
+def row_weigher(shares: list[float]) -> Callable[[list[list[float]], int], float]:
+    """One row's weighted total, given the columns and the row: the same expression, term
+    for term, as the columns' weigher in ranking.py, so a row worked out alone adds up to
+    the same float (read straight from the columns: no list of the row's scores built)."""
+    terms = " + ".join(f"c[{i}][row] * s{i}" for i in range(len(shares)))
+    return eval(f"lambda c, row: {terms}", {f"s{i}": share for i, share in enumerate(shares)})
 
 
 class _Weighed:
@@ -52,7 +51,9 @@ class TotalsMemo:
 
     __slots__ = ("_row", "_weigh", "_weighed", "move")
 
-    def __init__(self, weigh: Callable[..., list[float]], row: Callable[..., float]) -> None:
+    def __init__(
+        self, weigh: Callable[..., list[float]], row: Callable[[list[list[float]], int], float]
+    ) -> None:
         self._weigh = weigh
         self._row = row
         self._weighed: dict[Hashable, _Weighed] = {}
@@ -115,7 +116,7 @@ class TotalsMemo:
         totals = list(last.totals)
         if len(changed) == 1:
             (index,) = changed
-            totals[index] = total = self._row(*[column[index] for column in columns])
+            totals[index] = total = self._row(columns, index)
             if last.comparable and total == total:  # (not NaN: it sorts by position)
                 order, before, after = _move(last.order, totals, index)
                 if order is not last.order:

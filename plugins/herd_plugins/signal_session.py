@@ -42,6 +42,7 @@ class SessionAffinitySignal(Signal):
         self._at = 0
         self._settled: tuple = (None, None, "", None, [])  # values, home, model, _home, scores
         self._one_hot: tuple[list[float] | None, int] = (None, -1)  # the last built, its 1.0
+        self._halves: list[float] = []  # the last "no home" scores given (no one changes them)
 
     def home_of(self, session: str) -> str | None:
         entry = self._homes.get(session) if session else None
@@ -78,7 +79,7 @@ class SessionAffinitySignal(Signal):
         """``prepare`` and ``scores`` over the nodes' loads (see :meth:`node_values`)."""
         self._home = home = self.home_of(session_of(request))
         if home is None:
-            return [0.5] * len(nodes), None
+            return self._no_home(len(nodes)), None
         last = self._settled
         if values is last[0] and home == last[1] and request.model_key == last[2]:
             self._home = last[3]
@@ -97,13 +98,13 @@ class SessionAffinitySignal(Signal):
                 self._at = at
         if at is None:
             self._home = None
-            return [0.5] * len(nodes)
+            return self._no_home(len(nodes))
         load = values[at]
         if load >= nodes[at].slots_for(request.model_key):  # saturated: crowded?
             mean = sum(values) / len(nodes)
             if load > mean * (1.0 + self.config.max_share_above_mean):
                 self._home = None
-                return [0.5] * len(nodes)
+                return self._no_home(len(nodes))
         last = self._settled[4]  # the same home as last time: the same scores, by identity
         one_hot, row = self._one_hot  # (only here are such lists built: no scan needed)
         if last is one_hot and row == at and len(last) == len(nodes):
@@ -112,6 +113,14 @@ class SessionAffinitySignal(Signal):
         scores[at] = 1.0
         self._one_hot = (scores, at)
         return scores
+
+    def _no_home(self, count: int) -> list[float]:
+        """0.5 for each of ``count`` nodes: the same list as last time when as long, so the
+        ranker sees by identity that the column did not move."""
+        halves = self._halves
+        if len(halves) != count:
+            halves = self._halves = [0.5] * count
+        return halves
 
     def score(self, request: InferenceRequest, node: NodeView) -> float:
         return self.scores(request, [node])[0]

@@ -95,6 +95,15 @@ class Decision:
         return self._scores
 
 
+_new_decision = object.__new__
+
+
+def _nothing_ranked(rejections: dict[str, str]) -> Decision:
+    decision = Decision()
+    decision.rejections = rejections
+    return decision
+
+
 def _all_online(views: list[NodeView]) -> bool:
     return list(map(_status, views)).count("online") == len(views)
 
@@ -243,8 +252,7 @@ class Ranker:
         Ties keep configuration order, so an idle fleet fills its first node's free slots
         only until the queue-depth signal tips the balance.
         """
-        decision = Decision()
-        rejections = decision.rejections
+        rejections: dict[str, str] = {}
         given = views
         if self._picks is not None:
             views = views if isinstance(views, list) else list(views)
@@ -269,7 +277,7 @@ class Ranker:
             candidates = self.candidates(request, views or given, capability, rejections)
             names = list(map(_name, candidates))
         if not candidates:
-            return decision
+            return _nothing_ranked(rejections)
         before_signals = len(rejections)  # (the views that are no candidates)
         if cached:
             memo_key = (capability, request.model_key)
@@ -296,7 +304,7 @@ class Ranker:
         if len(rejections) > before_signals:  # a signal turned a candidate away
             kept = [i for i, view in enumerate(candidates) if view.name not in rejections]
             if not kept:
-                return decision
+                return _nothing_ranked(rejections)
             if len(kept) == len(candidates):
                 kept = None
             else:
@@ -329,10 +337,12 @@ class Ranker:
             changes if cached else None,
             revisions,
         )
-        node_names = names
+        decision = _new_decision(Decision)  # (every field set here: no empty ones made first)
         decision.ranked = ranked
+        decision.rejections = rejections
         decision._sums = totals
         decision._names = self._names
-        decision._nodes = node_names
+        decision._nodes = names
         decision._columns = columns
+        decision._totals = decision._scores = None
         return decision

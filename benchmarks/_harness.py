@@ -78,8 +78,9 @@ def sim_node(*extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 
 @contextlib.contextmanager
 def router(
-    node_urls: list[str], extra_yaml: str = ""
+    node_urls: list[str], extra_yaml: str = "", bin_dir: Path = BIN
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A router in front of ``node_urls``; ``bin_dir`` picks another checkout's ``herd``."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
         nodes = "\n".join(f"  - {{name: n{i}, url: '{u}'}}" for i, u in enumerate(node_urls))
@@ -87,7 +88,7 @@ def router(
         config.write_text(f"data_dir: '{data}'\nlog_level: warning\nnodes:\n{nodes}\n{extra_yaml}")
         url = f"http://127.0.0.1:{port}"
         with process(
-            [str(BIN / "herd"), "--config", str(config), "--port", str(port)], url + "/healthz"
+            [str(bin_dir / "herd"), "--config", str(config), "--port", str(port)], url + "/healthz"
         ) as proc:
             yield url, proc
 

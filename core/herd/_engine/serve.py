@@ -10,6 +10,7 @@ one line per node found and the plugins loaded.
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 import herd
 from herd.settings import Settings
 
-__all__ = ["StartupError", "explain", "lock_data_dir", "run_router"]
+__all__ = ["StartupError", "explain", "freeze_startup_objects", "lock_data_dir", "run_router"]
 
 log = logging.getLogger("herd")
 
@@ -120,6 +121,7 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
             finally:
                 uvicorn_log.removeFilter(quiet)
             _announce(app, settings)
+            log.debug("start-up objects kept out of the cyclic GC: %d", freeze_startup_objects())
 
     from herd._engine.server import server_config
 
@@ -147,6 +149,26 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
         print(f"herd: cannot start: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def freeze_startup_objects() -> int:
+    """Keep what start-up made (modules, plugins, the app) out of the cyclic GC's scans.
+
+    A started router holds about 90,000 objects that live as long as it does. Python's full
+    collection walks every one of them: measured on a 2-core VM, it held the event loop
+    for 50-80 ms once every 2,000-4,000 sequential streamed chats, a stall for every
+    stream in flight. Frozen (``gc.freeze``), they are never scanned again, and a
+    collection walks only the few thousand objects that requests keep alive. Garbage left
+    by start-up is collected first, so nothing already dead is kept. (A start-up object
+    dropped later is still freed by reference counting; only one caught in a reference
+    cycle would stay, which start-up's long-lived objects are not expected to be.)
+
+    Returns:
+        How many objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class _DropErrors(logging.Filter):

@@ -175,7 +175,9 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=0, help="sequential chats (300)")
     parser.add_argument("--batch", type=int, default=50, help="sequential chats per round")
     parser.add_argument("--gap-ms", type=float, default=0.0, help="think time between chats")
-    parser.add_argument("--against", action="append", default=[], metavar="DIR")
+    parser.add_argument(
+        "--against", action="append", default=[], metavar="DIR", help="another checkout's router"
+    )
     parser.add_argument("--against-yaml", default=SLOTS, help="YAML for --against routers")
     parser.add_argument("--no-paced", action="store_true", help="sequential chats only")
     args = parser.parse_args()

@@ -3,47 +3,25 @@
 Run by hand (not in CI):  .venv/bin/python benchmarks/bench_scheduler.py [--quick]
 [--nodes 50 ...] [--count [--against DIR ...]]
 
-``--count`` counts instructions instead of timing (needs valgrind, its headers and a C
-compiler): each case runs in a child process under callgrind, with collection switched on
-only around ``Ranker.rank`` (a ten-line C helper, compiled into a temporary directory, makes
-callgrind's client requests), so the churn between decisions is not counted. Two runs of
-the same code agree to within a fraction of a percent, where timed p50s on this VM swing by
-half. ``--against DIR`` counts another checkout too (run with ``DIR/.venv``; it must have
-this layout: ``herd._engine.scheduling.ranking``).
-
 Builds node snapshots (every node has the model on disk; a third have it loaded, some are
 busy, memory is reported) and the signals from the built-in plugins with their default
 weights, teaches the learning signals a few hundred traces, then times ``Ranker.rank``
 (candidates -> prepare -> reject -> score -> order) for a chat request that belongs to a
 known conversation, as this thread's CPU time per decision (other busy processes on the
-machine do not count). The signals cache per-node values by node view revision (see
-docs/routing.md, "Cost and quality"), so each node count is timed three ways: nothing
-changed between two decisions, and 1 or 5 (and n/10) nodes changed in between: on each, a
-request started or finished, the finished one's trace learned by the signals (what a
-loaded router sees; the changes are not timed). Target (issue 16): at most 50
-microseconds at 50 nodes. Measured on the busy 2-core development machine at 50 nodes,
-p50 medians of 5 runs alternating with the code before the cache: about 35 (was 150)
-with nothing changed, 117 (was 154) with 1 node changed, 184 (was 186) with 5. With the
-incremental paths (docs/routing.md, "A few nodes changed"), per-decision percentiles over
-1,500 decisions alternating three times with the code before them: p50 about 14 (was 23)
-with nothing changed, 80-85 (was 113-162) with 1 changed, 130-135 (was 136-212) with 5.
-With the view journal and the signals' declarations (docs/routing.md, "What changed, and
-what reads it"), p50 medians of eight pairs alternating with the code before (each run a
-fresh process, --quick; the machine's speed swings by half between runs, so compare
-within a pair): 50 nodes 11 (was 18) with nothing changed, 64 (was 88; 60-65 against
-74-85 when quiet) with 1 changed, 185 (was 207) with 5; 200 nodes 67 (was 83), 164 (was
-218) and 291 (was 336); 4 and 8 nodes with 1 changed 46 and 57 (were 48 and 64).
-With wait-time's settle finding changed rows and None in one scan, its one-node
-node_values and session affinity's one-hot scores known by identity: instructions per
-decision at 50 nodes under callgrind (400 decisions after this benchmark's setup, the
-churn counted apart; time swung by half between runs), 73.7k (the same) with nothing
-changed, 248.2k (was 269.2k) with 1 changed, 522.4k (was 538.7k) with 5.
-With changed rows looked for where the changed candidates are (one list compare, not a
-scan calling a function per row), the ranked nodes moved like their row, and fewer
-calls and lists per decision: instructions in rank() alone under callgrind (collected
-only inside it; 400 decisions at 50 nodes, 100 at 200), 50 nodes 72.8k (was 75.2k) with
-nothing changed, 203.0k (was 240.7k) with 1 changed, 480.3k (was 519.4k) with 5; 200
-nodes 230.4k (230.8k), 434.0k (513.1k), 847.5k (942.8k).
+machine do not count). The signals cache per-node values by node view revision, so each
+node count is timed with nothing changed between two decisions and with 1 or 5 (and n/10)
+nodes changed in between: on each, a request started or finished, the finished one's
+trace learned by the signals (what a loaded router sees; the changes are not timed).
+Target (issue 16): at most 50 microseconds at 50 nodes. How the caches work, and the
+figures each step reached: docs/routing.md ("Cost and quality") and the stops' notes.
+
+``--count`` counts instructions instead of timing (needs valgrind, its headers and a C
+compiler): each case runs in a child process under callgrind, with collection switched on
+only around ``Ranker.rank`` (a ten-line C helper, compiled into a temporary directory, makes
+callgrind's client requests), so the churn between decisions is not counted. Two runs of
+the same code agree within 1%, where timed p50s on this VM swing by half. ``--against DIR``
+counts another checkout too (run with ``DIR/.venv``; it must have this layout:
+``herd._engine.scheduling.ranking``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from herd import InferenceRequest, NodeView, Signal
 from herd._engine.scheduling.ranking import Ranker
-from herd._engine.scheduling.totals_memo import _moved, _order
+from herd._engine.scheduling.totals_memo import _move, _order
 from herd_plugins.signal_wait_time import _bests_after, _bests_of
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -32,7 +32,12 @@ def test_one_row_moved_in_the_order_is_where_a_sort_puts_it(totals: list, data) 
     index = data.draw(st.integers(0, len(totals) - 1))
     after = list(totals)
     after[index] = data.draw(st.sampled_from([0.0, 0.25, 0.5, 0.6, 0.75, 1.0]))
-    assert _moved(order, after, index) == _order(after)
+    moved, was, now = _move(order, after, index)
+    assert moved == _order(after)
+    # the positions the ranker moves its ranked nodes by (pop, insert) give the same order
+    again = list(order)
+    again.insert(now, again.pop(was))
+    assert again == moved
 
 
 # --- wait-time's shortest waits, a few rows at a time ----------------------------------

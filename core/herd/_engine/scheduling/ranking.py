@@ -35,6 +35,9 @@ _CACHE_FIXED_ROWS = 16
 _CACHE_ROWS_PER_CHANGE = 6
 
 
+_new = object.__new__
+
+
 class Decision:
     """A ranking of the nodes for one request, with the reasons behind it.
 
@@ -65,6 +68,28 @@ class Decision:
         self._totals: dict[str, float] | None = None
         self._scores: dict[str, dict[str, float]] | None = None
 
+    @classmethod
+    def made(
+        cls,
+        ranked: list[NodeView],
+        rejections: dict[str, str],
+        signal_names: list[str],
+        nodes: list[str],
+        sums: list[float],
+        columns: list[list[float]],
+    ) -> Decision:
+        """A decision with every field given (no empty ones made first, as ``__init__``
+        does): the ranker's way, once per request. Keep it in step with ``__init__``."""
+        decision = _new(cls)
+        decision.ranked = ranked
+        decision.rejections = rejections
+        decision._names = signal_names
+        decision._nodes = nodes
+        decision._sums = sums
+        decision._columns = columns
+        decision._totals = decision._scores = None
+        return decision
+
     @property
     def totals(self) -> dict[str, float]:
         """Each ranked node's weighted mean score, in [0, 1] (built when first read)."""
@@ -93,9 +118,6 @@ class Decision:
                 for node, row in zip(self._nodes, rows, strict=True)
             }
         return self._scores
-
-
-_new_decision = object.__new__
 
 
 def _nothing_ranked(rejections: dict[str, str]) -> Decision:
@@ -337,12 +359,4 @@ class Ranker:
             changes if cached else None,
             revisions,
         )
-        decision = _new_decision(Decision)  # (every field set here: no empty ones made first)
-        decision.ranked = ranked
-        decision.rejections = rejections
-        decision._sums = totals
-        decision._names = self._names
-        decision._nodes = names
-        decision._columns = columns
-        decision._totals = decision._scores = None
-        return decision
+        return Decision.made(ranked, rejections, self._names, names, totals, columns)

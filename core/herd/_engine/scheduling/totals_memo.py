@@ -148,15 +148,11 @@ def _order(totals: list[Any]) -> list[int]:
     return sorted(range(len(totals)), key=totals.__getitem__, reverse=True)
 
 
-def _moved(order: list[int], totals: list[Any], index: int) -> list[int]:
+def _move(order: list[int], totals: list[Any], index: int) -> tuple[list[int], int, int]:
     """The order after row ``index``'s total changed (no total NaN): ``order`` itself
     when the row stays between its neighbours, else the row taken out and put back
-    where a sort puts it: after the higher totals and the equal ones of earlier rows."""
-    return _move(order, totals, index)[0]
-
-
-def _move(order: list[int], totals: list[Any], index: int) -> tuple[list[int], int, int]:
-    """:func:`_moved`, with where the row was in ``order`` and where it is now."""
+    where a sort puts it: after the higher totals and the equal ones of earlier rows.
+    With it, where the row was in ``order`` and where it is now."""
     position = order.index(index)
     total = totals[index]
     if position:

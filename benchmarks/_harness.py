@@ -18,6 +18,15 @@ import aiohttp
 BIN = Path(sys.executable).parent
 
 
+def checkout_bin(checkout: str) -> Path:
+    """Another checkout's ``.venv/bin`` (for ``--against DIR``); exits with one clear line
+    when that checkout has no venv with herd installed in it."""
+    bin_dir = Path(checkout).resolve() / ".venv" / "bin"
+    if not (bin_dir / "herd").exists():
+        sys.exit(f"{checkout}: no .venv/bin/herd (create that checkout's venv first)")
+    return bin_dir
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

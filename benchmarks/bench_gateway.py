@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import (
     BIN,
+    checkout_bin,
     concurrent,
     cpu_seconds,
     percentile,
@@ -187,10 +188,7 @@ def main() -> None:
     def targets() -> list[Target]:
         found = [Target("direct", None), Target("this checkout", BIN, SLOTS)]
         for checkout in args.against:
-            bin_dir = Path(checkout).resolve() / ".venv" / "bin"
-            if not (bin_dir / "herd").exists():
-                sys.exit(f"{checkout}: no .venv/bin/herd (create its venv first)")
-            found.append(Target(checkout, bin_dir, args.against_yaml))
+            found.append(Target(checkout, checkout_bin(checkout), args.against_yaml))
         return found
 
     started = time.monotonic()

@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import free_port, process, sequential, sim_node, table
+from _harness import checkout_bin, free_port, process, sequential, sim_node, table
 
 MODEL = "llama3.2:3b"
 SLOTS = "routing: {default_num_parallel: 256, adaptive_concurrency: false}"
@@ -117,7 +117,7 @@ def main() -> None:
         sys.exit("valgrind is not installed (Debian: apt install valgrind)")
     here = Path(__file__).resolve().parent.parent
     routers = [("this checkout", here / ".venv", SLOTS)]
-    routers += [(a, Path(a).resolve() / ".venv", args.against_yaml) for a in args.against]
+    routers += [(a, checkout_bin(a).parent, args.against_yaml) for a in args.against]
     node_args = ["--num-parallel", "256", "--gen-tps", "0", "--reply-tokens", "32"]
     rows: list[list[object]] = []
     with sim_node(*node_args) as (url, _):

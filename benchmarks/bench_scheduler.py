@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import herd
-from _harness import table
+from _harness import checkout_bin, table
 from herd import InferenceRequest, LoadedModel, ModelEntry, NodeView, RequestTrace
 from herd._engine.config import load_settings
 from herd._engine.gateway import Gateway
@@ -195,7 +195,7 @@ def count_main(nodes: list[int], against: list[str]) -> None:
         sys.exit("--count needs valgrind and a C compiler (Debian: apt install valgrind gcc)")
     here = Path(sys.executable)
     pythons = [("this checkout", here)]
-    pythons += [(d, Path(d).resolve() / ".venv" / "bin" / "python") for d in against]
+    pythons += [(d, checkout_bin(d) / "python") for d in against]
     with tempfile.TemporaryDirectory() as work:
         source, library = Path(work) / "toggle.c", Path(work) / "libtoggle.so"
         source.write_text(_TOGGLE_C)

@@ -253,12 +253,7 @@ def test_a_client_that_leaves_mid_stream_is_finished_once_as_disconnected(sim: S
 def test_a_websocket_route_still_works_behind_herds_server_protocol() -> None:
     """A plugin's WebSocket gets the connection's own transport (its frames and half-close
     are written in its own order), and the plain requests before it still work."""
-    import socket
-    import threading
-
     import httpx
-    import uvicorn
-    from herd._engine.server import server_config
     from litestar import Litestar, get, websocket
     from litestar.connection import WebSocket
     from websockets.sync.client import connect
@@ -278,7 +273,26 @@ def test_a_websocket_route_still_works_behind_herds_server_protocol() -> None:
     async def plain() -> str:
         return "plain"
 
-    app = Litestar([echo, plain])
+    with _herd_server(Litestar([echo, plain])) as port:
+        assert httpx.get(f"http://127.0.0.1:{port}/plain", timeout=10).text == "plain"
+        with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=10) as ws:
+            ws.send("hello")
+            ws.send("again")
+            assert ws.recv(timeout=10) == "HELLO"
+            assert ws.recv(timeout=10) == "AGAIN"
+            ws.send("bye")
+            assert ws.recv(timeout=10) == "bye"
+
+
+@contextlib.contextmanager
+def _herd_server(app: Any) -> Iterator[int]:
+    """``app`` behind herd's server protocol on a free 127.0.0.1 port, until the block ends."""
+    import socket
+    import threading
+
+    import uvicorn
+    from herd._engine.server import server_config
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -292,15 +306,61 @@ def test_a_websocket_route_still_works_behind_herds_server_protocol() -> None:
                 break
             threading.Event().wait(0.02)
         assert server.started
-        assert httpx.get(f"http://127.0.0.1:{port}/plain", timeout=10).text == "plain"
-        with connect(f"ws://127.0.0.1:{port}/echo", open_timeout=10) as ws:
-            ws.send("hello")
-            ws.send("again")
-            assert ws.recv(timeout=10) == "HELLO"
-            assert ws.recv(timeout=10) == "AGAIN"
-            ws.send("bye")
-            assert ws.recv(timeout=10) == "bye"
+        yield port
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def test_herds_server_calls_back_when_a_client_leaves_through_an_asgi_extension() -> None:
+    """The extension's value is a dict, as ASGI has every extension's, holding the set of
+    callbacks; a callback added to it runs when the client's connection is lost."""
+    import socket
+    import threading
+
+    from herd._engine.streaming import DISCONNECT_CALLBACKS
+
+    seen: list[Any] = []
+    lost = threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        extension = scope["extensions"][DISCONNECT_CALLBACKS]
+        seen.append(extension)
+        extension["on_lost"].add(lost.set)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"first\n", "more_body": True})
+        await asyncio.sleep(60)  # the client leaves meanwhile
+
+    with _herd_server(app) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: herd\r\n\r\n")
+            assert b"first" in client.recv(4096) or b"first" in client.recv(4096)
+        assert lost.wait(30)
+    assert isinstance(seen[0], dict) and isinstance(seen[0]["on_lost"], set)
+
+
+def test_a_relay_response_uses_the_extension_rather_than_waiting_on_receive() -> None:
+    from herd._engine.streaming import DISCONNECT_CALLBACKS, RelayStream
+
+    on_lost: set[Any] = set()
+    registered: list[int] = []
+    sent: list[dict[str, Any]] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        registered.append(len(on_lost))  # (while the body is written)
+        yield b"one\n"
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("receive() awaited: the extension was not used")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "extensions": {DISCONNECT_CALLBACKS: {"on_lost": on_lost}}}
+    response = RelayStream(chunks(), media_type="application/x-ndjson")
+    asyncio.run(response.to_asgi_response(None, None)(scope, receive, send))  # type: ignore[arg-type]
+    assert registered == [1] and not on_lost  # registered while writing, gone after
+    assert [m.get("body") for m in sent[1:]] == [b"one\n", b""]

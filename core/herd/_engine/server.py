@@ -56,6 +56,7 @@ if HttpToolsProtocol is not None:
             self._header_bytes = 0
             self._header_timer: asyncio.TimerHandle | None = None
             self._on_lost: set[Callable[[], None]] = set()
+            self._disconnect = {"on_lost": self._on_lost}  # (its extension: one per connection)
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(BatchedWrites(transport, self.loop))  # type: ignore[arg-type]
@@ -91,7 +92,7 @@ if HttpToolsProtocol is not None:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             # the app's way to hear of a client leaving without a task waiting on receive()
-            self.scope["extensions"] = {DISCONNECT_CALLBACKS: self._on_lost}  # type: ignore[typeddict-unknown-key]
+            self.scope["extensions"] = {DISCONNECT_CALLBACKS: self._disconnect}  # type: ignore[typeddict-unknown-key]
             if not self._in_headers:  # the next request on a kept-alive connection
                 self._in_headers = True
                 self._header_bytes = 0

@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DISCONNECT_CALLBACKS", "RelayStream"]
 
-#: The scope extension herd's server (``server.py``) gives every request: a set the app may
-#: add a callable to, called when the client's connection is lost. A relay response uses it
-#: instead of a task per response waiting on ``receive()`` for ``http.disconnect``.
+#: The scope extension herd's server (``server.py``) gives every request. As ASGI has every
+#: extension, its value is a dict: ``{"on_lost": set}``, a set the app may add a callable
+#: to, called when the client's connection is lost. A relay response uses it instead of a
+#: task per response waiting on ``receive()`` for ``http.disconnect``.
 DISCONNECT_CALLBACKS = "herd.disconnect_callbacks"
 
 
@@ -126,7 +127,8 @@ class _PlainRelayResponse:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         extensions = scope.get("extensions")
-        on_lost = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
+        extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
+        on_lost = extension.get("on_lost") if extension else None
         await _send_body(self.iterator, send, receive, self.after_send, on_lost)
 
 

@@ -33,7 +33,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 120.0) -> None:  # a busy shared host starts slowly
+def wait_http(
+    url: str, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:  # a busy shared host starts slowly
+    """Wait until ``url`` answers; give up at once when ``proc`` (its server) has exited."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -41,6 +44,8 @@ def wait_http(url: str, timeout: float = 120.0) -> None:  # a busy shared host s
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=1).status_code < 500:
                 return
+        if proc is not None and proc.poll() is not None:
+            raise TimeoutError(f"{url} did not come up: its process exited ({proc.returncode})")
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not come up")
 
@@ -61,7 +66,7 @@ def process(
     )
     try:
         try:
-            wait_http(ready_url, ready_timeout)
+            wait_http(ready_url, ready_timeout, proc)
         except TimeoutError:
             proc.terminate()
             if proc.stderr is not None:  # say why it did not come up

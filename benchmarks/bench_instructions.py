@@ -112,13 +112,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--against", action="append", default=[], help="another checkout")
     parser.add_argument("--against-yaml", default=SLOTS, help="YAML for --against routers")
+    parser.add_argument("--tokens", type=int, default=32, help="tokens per reply")
+    parser.add_argument(
+        "--gen-tps", type=float, default=0.0, help="node pacing per stream (0: unpaced)"
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (Debian: apt install valgrind)")
     here = Path(__file__).resolve().parent.parent
     routers = [("this checkout", here / ".venv", SLOTS)]
     routers += [(a, checkout_bin(a).parent, args.against_yaml) for a in args.against]
-    node_args = ["--num-parallel", "256", "--gen-tps", "0", "--reply-tokens", "32"]
+    node_args = ["--num-parallel", "256", "--gen-tps", str(args.gen_tps)]
+    node_args += ["--reply-tokens", str(args.tokens)]
     rows: list[list[object]] = []
     with sim_node(*node_args) as (url, _):
         results = [(name, count(venv, url, yaml, args.requests)) for name, venv, yaml in routers]
@@ -133,7 +138,11 @@ def main() -> None:
                 f"{r['others'] / 1e6:.3f} M",
             ]
         )
-    print(f"\n{args.requests} sequential streamed chats, 32 tokens each, one emulated node")
+    pacing = f"paced at {args.gen_tps:g} tokens/s" if args.gen_tps else "unpaced"
+    print(
+        f"\n{args.requests} sequential streamed chats, {args.tokens} tokens each, "
+        f"one emulated node, {pacing}"
+    )
     print(table(["router", "loop instructions/request", "ratio", "idle taken off", "others"], rows))
 
 

@@ -111,7 +111,7 @@ def split_metadata(body: bytes) -> tuple[dict[str, Any] | None, Any]:
     Returns ``(None, None)`` when the body has no top-level ``metadata`` key, so a caller
     can keep forwarding the client's own bytes (the check is one substring search).
     """
-    if b'"metadata"' not in body:
+    if body.find(b'"metadata"') < 0:
         return None, None
     try:
         data = _decode_dict(body)

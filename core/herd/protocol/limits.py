@@ -51,9 +51,9 @@ _CHUNK = 1 << 20
 def _outside_strings(body: bytes) -> bytes:
     """The JSON text with every string's content removed (escapes first, so an escaped
     quote does not end a string); byte-level operations only, a window at a time."""
-    if b'"' not in body:
+    if body.find(b'"') < 0:
         return body
-    if b"\\" in body:
+    if body.find(b"\\") >= 0:
         body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     kept: list[bytes] = []
     inside = False
@@ -96,7 +96,7 @@ def json_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     path) only when brackets or numbers inside them could be what looked wrong. Malformed
     JSON is not reported here: the decoder says what is wrong with it.
     """
-    if len(body) < 300 and b"e" not in body and b"E" not in body:
+    if len(body) < 300 and body.find(b"e") < 0 and body.find(b"E") < 0:
         deep_candidate = body.count(b"[") + body.count(b"{") > max_depth
         if not deep_candidate:
             return None

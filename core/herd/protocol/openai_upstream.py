@@ -243,7 +243,7 @@ class NdjsonFromSse:
             if end < 0:
                 break
             line, self._buffer = self._buffer[:end].rstrip(b"\r"), self._buffer[end + 1 :]
-            for part in line.split(b"\r") if b"\r" in line else (line,):
+            for part in line.split(b"\r") if line.find(b"\r") >= 0 else (line,):
                 out += self._field(part)
         return out
 

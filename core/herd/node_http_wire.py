@@ -98,6 +98,7 @@ class NodeResponse:
         "head_done",
         "headers",
         "informational",
+        "listener",
         "status",
     )
 
@@ -112,24 +113,34 @@ class NodeResponse:
         self.headers: dict[str, str] = {}
         self.head_done = self.complete = self.got_bytes = False
         self.close_delimited = self.informational = False
+        # Called (instead of waking a reader) when body bytes, the end or an error arrive:
+        # a caller that takes the body as it comes (see take) sets it.
+        self.listener: Callable[[], None] | None = None
+
+    def take(self) -> bytes:
+        """The body bytes that arrived since the last call, without waiting (``b""`` when
+        none did: see ``complete`` for whether more will). Raises :class:`NodeHttpError` or
+        ``TimeoutError`` once the bytes that came before the failure are taken."""
+        chunks = self._chunks
+        if chunks:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            conn = self._conn
+            if conn is not None and not conn.transport.is_reading():
+                conn.transport.resume_reading()  # paused in data_received: caught up now
+            self._buffered = 0
+            return data
+        if self._error is not None:
+            raise self._error
+        return b""
 
     async def read(self) -> bytes:
         """The body bytes that arrived since the last call (waiting for some); ``b""`` once
         the reply is complete. Raises :class:`NodeHttpError` or ``TimeoutError``."""
         while True:
-            chunks = self._chunks
-            if chunks:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                conn = self._conn
-                if conn is not None and not conn.transport.is_reading():
-                    conn.transport.resume_reading()  # paused in data_received: caught up now
-                self._buffered = 0
+            data = self.take()
+            if data or self.complete:
                 return data
-            if self._error is not None:
-                raise self._error
-            if self.complete:
-                return b""
             self._waiter = waiter = self._loop.create_future()
             try:
                 await waiter
@@ -165,6 +176,9 @@ class NodeResponse:
             self._waiter = None
 
     def _wake(self) -> None:
+        if self.listener is not None:
+            self.listener()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -279,9 +293,10 @@ class NodeConnection(asyncio.Protocol):
             self._take_body(response)  # what came before the bad bytes is still read
             if self.response is response:
                 self._fail(ReplyInvalid(" ".join(str(exc).split()) or type(exc).__name__))
-            else:  # bytes after a complete reply
+            else:  # bytes after a complete reply: not trusted with another request
                 self.closed = True
                 self.transport.close()
+                response._wake()  # its reader still has the reply's end to see
             return
         body = self.body  # inlined _take_body and _wake: this runs once per streamed token
         if body:
@@ -291,6 +306,9 @@ class NodeConnection(asyncio.Protocol):
             over = response._buffered > READ_BUFFER_LIMIT
             if over and self.response is response and self.transport.is_reading():
                 self.transport.pause_reading()  # until the reader catches up (read())
+        if response.listener is not None:
+            response.listener()
+            return
         waiter = response._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

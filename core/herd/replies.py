@@ -6,7 +6,7 @@ Re-exported by :mod:`herd.interfaces`, where plugin authors find them beside ``B
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -69,6 +69,25 @@ class UpstreamReply(ABC):
         """
         async for line in self.rest():
             yield line
+
+    def watch(self, on_ready: Callable[[], None] | None) -> bool:
+        """Have ``on_ready`` called whenever :meth:`take_blocks` has something new.
+
+        The optional fast way to relay a stream: ``on_ready`` runs in the node
+        connection's own callback (no task woken per token), takes what came with
+        :meth:`take_blocks` and writes it. ``None`` stops the calls. A reply that cannot
+        returns False (the default), and the relay reads :meth:`rest_blocks` instead.
+        """
+        return False
+
+    def take_blocks(self) -> bytes | None:
+        """What :meth:`rest_blocks` would yield next, without waiting.
+
+        Whole lines as they arrived (``b""`` when no line is complete yet), ``None`` once
+        the stream ended and everything was taken. Raises :class:`StreamBroken` (after the
+        lines that came before the break). Only for a reply whose :meth:`watch` said yes.
+        """
+        raise NotImplementedError
 
     @abstractmethod
     async def aclose(self) -> None:

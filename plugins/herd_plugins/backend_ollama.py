@@ -4,7 +4,7 @@ through the router's shared aiohttp session)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -65,13 +65,9 @@ class OllamaReply(UpstreamReply):
         read = response.read  # silence between chunks is bounded by the client's read_timeout
         try:
             while True:
-                end = buffer.rfind(b"\n") + 1
-                if end:
-                    block, buffer = buffer[:end], buffer[end:]
-                    if b"\n\n" in block or block.startswith(b"\n"):
-                        block = b"".join(line + b"\n" for line in block.split(b"\n") if line)
-                    if block:
-                        yield block
+                block, buffer = _whole_lines(buffer)
+                if block:
+                    yield block
                 chunk = await read()
                 if not chunk:
                     break
@@ -82,6 +78,35 @@ class OllamaReply(UpstreamReply):
             response.close()  # an abandoned stream's connection closes; a whole one is pooled
         if buffer.strip():
             yield buffer + b"\n"
+
+    def watch(self, on_ready: Callable[[], None] | None) -> bool:
+        if self._response is None:
+            return False
+        self._response.listener = on_ready
+        return True
+
+    def take_blocks(self) -> bytes | None:
+        response = self._response
+        if response is None:
+            return None  # ended, and its last lines were taken
+        try:
+            chunk = response.take()
+        except (NodeHttpError, TimeoutError, OSError) as exc:
+            self._response = None
+            response.listener = None
+            response.close()
+            raise StreamBroken(_describe(exc)) from exc
+        buffer = self._buffer + chunk if chunk else self._buffer
+        if response.complete:  # take() took everything: the rest is in the buffer
+            self._response = None  # its connection is back in the pool already
+            response.listener = None
+            self._buffer = b""
+            block, tail = _whole_lines(buffer)
+            if tail.strip():
+                block += tail + b"\n"
+            return block or None
+        block, self._buffer = _whole_lines(buffer)
+        return block
 
     async def rest(self) -> AsyncIterator[bytes]:
         buffer = self._buffer
@@ -112,6 +137,18 @@ class OllamaReply(UpstreamReply):
     async def aclose(self) -> None:
         if self._response is not None:
             self._response.close()
+
+
+def _whole_lines(buffer: bytes) -> tuple[bytes, bytes]:
+    """The whole lines at the start of ``buffer`` (blank ones dropped), and the rest."""
+    end = buffer.rfind(b"\n") + 1
+    if not end:
+        return b"", buffer
+    block, rest = buffer[:end], buffer[end:]
+    # (find, not `in`: `bytes in bytes` raises and clears a TypeError on its way)
+    if block.find(b"\n\n") >= 0 or block.startswith(b"\n"):
+        block = b"".join(line + b"\n" for line in block.split(b"\n") if line)
+    return block, rest
 
 
 def _describe(exc: BaseException) -> str:

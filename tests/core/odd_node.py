@@ -4,7 +4,7 @@ It answers on 127.0.0.1 (a free port) with ``json.dumps`` at its default separat
 space after every colon and comma), keys in its own order, ``\\u`` escapes for non-ASCII
 text, CRLF line ends and no newline after the last line. ``mode`` makes it misbehave the
 way broken nodes do: an empty 200, non-JSON lines, a stream with no final object, a 400,
-a stream that goes silent half way.
+a stream that goes silent half way; or floods its reader with a long, fast stream.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from aiohttp import web
 MODEL = "odd:1b"
 WORDS = ["Grüße", " from", " the", " odd", " node", " ✓"]
 PROMPT_TOKENS = 7
+FLOOD_LINES = 8_000  # "flood": about 33 MB, far more than the sockets between can hold
 
 
 def final_object(count: int) -> dict[str, Any]:
@@ -51,6 +52,7 @@ class OddNode:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
         self.port = 0
+        self.written = 0  # bytes of "flood" lines written
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -94,6 +96,8 @@ class OddNode:
             return web.Response(text=json.dumps(whole), content_type="application/json")
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
+        if mode == "flood":
+            return await self._flood(response, endpoint)
         lines = [json.dumps(chunk(word, endpoint)) for word in WORDS]
         if mode == "garbage_first":
             lines[0] = "this is not json"
@@ -106,6 +110,18 @@ class OddNode:
             await response.write((line if last else line + "\r\n").encode())
             if mode == "stall_mid" and index == 1:
                 await self._stall()
+        await response.write_eof()
+        return response
+
+    async def _flood(self, response: web.StreamResponse, endpoint: str) -> web.StreamResponse:
+        """FLOOD_LINES lines of 4 KB as fast as the reader takes them (``written`` counts)."""
+        line = (json.dumps(chunk("x" * 4096, endpoint)) + "\n").encode()
+        for _ in range(FLOOD_LINES):
+            if self._stopping:
+                break
+            await response.write(line)  # waits while the router holds the node back
+            self.written += len(line)
+        await response.write(json.dumps(final_object(FLOOD_LINES)).encode())
         await response.write_eof()
         return response
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -33,7 +33,7 @@ from herd._engine.node_lines import (
     model_renamer,
     split_lines,
 )
-from herd._engine.relay import relay
+from herd._engine.relay import RelayBody
 from herd._engine.scheduling.scheduler import Attempt, substituted_note
 from herd._engine.shaping import INFERENCE_ENDPOINTS
 from herd._engine.tracing import build_trace
@@ -324,7 +324,7 @@ class Exchange:
         error_frame: Callable[[str], bytes] = error_line,
         *,
         blocks: bool = False,
-    ) -> AsyncIterator[bytes]:
+    ) -> RelayBody:
         """The node's lines for the client; a break after the first byte becomes an error frame.
 
         Args:
@@ -332,7 +332,7 @@ class Exchange:
             error_frame: Renders an in-band error in the client's protocol.
             blocks: Relay lines that arrived together as one write (pass-through only).
         """
-        return relay(self, translate, error_frame, blocks)
+        return RelayBody(self, translate, error_frame, blocks)
 
     # -- the trace -------------------------------------------------------------------------
 

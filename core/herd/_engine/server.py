@@ -42,6 +42,36 @@ def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
     )
 
 
+class _ChunkWriter:
+    """Writes one chunked response's body past uvicorn's ``send`` (a
+    :class:`~herd._engine.streaming.BodyWriter`): the same chunk framing, and the same
+    checks of the cycle; the response's end still goes through ``send``."""
+
+    __slots__ = ("cycle", "flow", "transport")
+
+    def __init__(self, cycle: Any, transport: BatchedWrites, flow: Any) -> None:
+        self.cycle = cycle
+        self.transport = transport
+        self.flow = flow
+
+    def write(self, data: bytes, now: bool) -> bool:
+        cycle = self.cycle
+        if cycle.disconnected or cycle.response_complete or self.transport.is_closing():
+            return False
+        frame = b"%x\r\n%b\r\n" % (len(data), data)
+        if now:
+            self.transport.write_now(frame)
+        else:
+            self.transport.write(frame)
+        return True
+
+    def paused(self) -> bool:
+        return bool(self.flow.write_paused)
+
+    async def drain(self) -> None:
+        await self.flow.drain()
+
+
 if HttpToolsProtocol is not None:
 
     class BoundedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
@@ -56,7 +86,8 @@ if HttpToolsProtocol is not None:
             self._header_bytes = 0
             self._header_timer: asyncio.TimerHandle | None = None
             self._on_lost: set[Callable[[], None]] = set()
-            self._disconnect = {"on_lost": self._on_lost}  # (its extension: one per connection)
+            # its extension (one per connection): see streaming.DISCONNECT_CALLBACKS
+            self._disconnect = {"on_lost": self._on_lost, "body_writer": self._body_writer}
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(BatchedWrites(transport, self.loop))  # type: ignore[arg-type]
@@ -115,6 +146,21 @@ if HttpToolsProtocol is not None:
             self._in_headers = False
             self._stop_header_clock()
             super().on_headers_complete()
+
+        def _body_writer(self) -> _ChunkWriter | None:
+            """The response's body writer, once its headers went out chunked (else None)."""
+            cycle = self.cycle
+            transport = self.transport
+            if (
+                cycle is None
+                or not cycle.response_started
+                or cycle.response_complete
+                or cycle.disconnected
+                or not cycle.chunked_encoding
+                or not isinstance(transport, BatchedWrites)
+            ):
+                return None
+            return _ChunkWriter(cycle, transport, self.flow)
 
         def _start_header_clock(self) -> None:
             self._stop_header_clock()

@@ -8,6 +8,10 @@ there) exactly as with ``Stream``. Behind herd's own server the connection's los
 back (``DISCONNECT_CALLBACKS``); behind any other server a future waits on ``receive()``
 for ``http.disconnect`` (a task per response: about 3% of a streamed chat's instructions).
 
+Behind herd's own server a relay whose reply can be watched is not written by the task at
+all: the task hands the stream to a :class:`~herd._engine.relay.RelayPump` (through the
+extension's ``body_writer``) and waits for its end (``_pump_body``).
+
 The relay's responses carry a few plain headers and no cookies or background task, so
 they are encoded here in one pass (the same bytes Litestar sends: lower-case names, a
 ``charset`` on ``text/`` types); Litestar's general path (``MutableScopeHeaders``, cookie
@@ -18,22 +22,76 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.utils.helpers import get_enum_string_value
 
+from herd._engine.relay import ENDED, FAILED, PAUSED, RelayBody
+
 if TYPE_CHECKING:
     from herd._engine.exchange import Exchange
+    from herd._engine.relay import RelayPump
 
-__all__ = ["DISCONNECT_CALLBACKS", "RelayStream"]
+__all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream"]
 
 #: The scope extension herd's server (``server.py``) gives every request. As ASGI has every
-#: extension, its value is a dict: ``{"on_lost": set}``, a set the app may add a callable
-#: to, called when the client's connection is lost. A relay response uses it instead of a
-#: task per response waiting on ``receive()`` for ``http.disconnect``.
+#: extension, its value is a dict:
+#:
+#: - ``"on_lost"``: a set the app may add a callable to, called when the client's
+#:   connection is lost. A relay response uses it instead of a task per response waiting
+#:   on ``receive()`` for ``http.disconnect``.
+#: - ``"body_writer"``: a callable giving, once ``http.response.start`` was sent, a
+#:   :class:`BodyWriter` for the response, or None when its body cannot be written past
+#:   ``send`` (not chunked, or the client left). A relay then writes each node block from
+#:   the node connection's callback (:class:`~herd._engine.relay.RelayPump`).
 DISCONNECT_CALLBACKS = "herd.disconnect_callbacks"
+
+
+class BodyWriter(Protocol):
+    """Writes a chunked response's body bytes without ``send`` (see ``DISCONNECT_CALLBACKS``)."""
+
+    def write(self, data: bytes, now: bool) -> bool:
+        """Write ``data`` as one chunk: at once (``now``) or with the rest of this loop
+        turn's writes. False when the client is gone or the response is complete."""
+
+    def paused(self) -> bool:
+        """The client's connection asked to stop writing (its buffer is full)."""
+
+    async def drain(self) -> None:
+        """Until the client's connection can be written to again (or was lost)."""
+
+
+async def _pump_body(
+    pump: RelayPump,
+    writer: BodyWriter,
+    send: Any,
+    after_send: Callable[[], None] | None,
+    on_lost: set[Callable[[], None]],
+) -> None:
+    """Wait while ``pump`` writes the body from callbacks; then write the response's end."""
+    on_lost.add(pump.lost)
+    stopped: BaseException | None = None
+    try:
+        state = await pump.wait()
+        while state == PAUSED:
+            await writer.drain()
+            pump.resume()
+            state = await pump.wait()
+        if state == ENDED:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif state == FAILED:
+            assert pump.error is not None
+            raise pump.error
+    except BaseException as exc:
+        stopped = exc
+        raise
+    finally:
+        on_lost.discard(pump.lost)
+        await pump.close(stopped)
+        if after_send is not None:
+            after_send()
 
 
 async def _send_body(
@@ -129,7 +187,16 @@ class _PlainRelayResponse:
         extensions = scope.get("extensions")
         extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
         on_lost = extension.get("on_lost") if extension else None
-        await _send_body(self.iterator, send, receive, self.after_send, on_lost)
+        iterator = self.iterator
+        if on_lost is not None and isinstance(iterator, RelayBody):
+            body_writer = extension.get("body_writer")
+            writer = body_writer() if body_writer is not None else None
+            if writer is not None:
+                pump = iterator.pump(writer.write, writer.paused)
+                if pump is not None:
+                    await _pump_body(pump, writer, send, self.after_send, on_lost)
+                    return
+        await _send_body(iterator, send, receive, self.after_send, on_lost)
 
 
 class RelayStream(Stream):

@@ -59,6 +59,15 @@ class BatchedWrites:
         else:
             pending.append(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` at once, after (and with) what this turn gathered so far."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            pending.append(data)
+            data = b"".join(pending)
+        self._transport.write(data)
+
     def writelines(self, lines: Any) -> None:
         for data in lines:
             self.write(data)

@@ -1,0 +1,145 @@
+"""Behind herd's own server an Ollama stream is written from the node connection's callback
+(``relay.RelayPump``): a client that stops reading holds the node back, one that leaves is
+noticed while the node is silent, and the bytes are the same as the task-driven relay's.
+
+The node is a real aiohttp server (tests/core/odd_node.py); the router is herd's real
+server on a free 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+import httpx
+import pytest
+from herd._engine.relay import RelayBody, RelayPump
+
+from tests.core.odd_node import FLOOD_LINES, WORDS
+from tests.core.test_exchange_streams import CHAT, collector, odd, router
+from tests.core.trace_collector import wait_traces
+
+__all__ = ["collector", "odd", "router"]  # fixtures shared with the stream tests
+
+
+@pytest.fixture
+def pumps(monkeypatch: pytest.MonkeyPatch) -> list[RelayPump]:
+    """The pumps the router starts (so a test knows the stream took that path)."""
+    started: list[RelayPump] = []
+    original = RelayBody.pump
+
+    def pump(self: RelayBody, *args: Any) -> RelayPump | None:
+        made = original(self, *args)
+        if made is not None:
+            started.append(made)
+        return made
+
+    monkeypatch.setattr(RelayBody, "pump", pump)
+    return started
+
+
+def _settled(read: Any, quiet_s: float = 1.0, timeout_s: float = 30.0) -> int:
+    """``read()`` once it stopped changing for ``quiet_s`` (bounded by ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    value, since = read(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return value
+    return value
+
+
+def test_a_stream_is_pumped_and_arrives_whole(router, odd, pumps) -> None:
+    with httpx.stream("POST", router.url + "/api/chat", json=CHAT, timeout=30) as reply:
+        assert reply.status_code == 200
+        lines = [json.loads(line) for line in reply.iter_lines() if line.strip()]
+    assert len(pumps) == 1
+    assert "".join(line["message"]["content"] for line in lines) == "".join(WORDS)
+    assert lines[-1]["done"] is True
+    (trace,) = wait_traces(1)
+    assert trace.status == "completed", trace.error
+
+
+def test_a_client_that_stops_reading_holds_the_node_back(router, odd, pumps) -> None:
+    odd.mode = "flood"
+    total = FLOOD_LINES * len((json.dumps({"x": "x" * 4096})).encode())
+    with httpx.stream("POST", router.url + "/api/chat", json=CHAT, timeout=60) as reply:
+        assert reply.status_code == 200
+        held = _settled(lambda: odd.written)
+        # What the node got out is what the sockets, the router's 1 MB of reply buffer and
+        # the client connection's buffer hold: a small part of the stream.
+        assert held < total / 2, f"the node wrote {held} of {total} bytes with nobody reading"
+        lines = [json.loads(line) for line in reply.iter_lines() if line.strip()]
+    assert len(pumps) == 1
+    assert len(lines) == FLOOD_LINES + 1 and lines[-1]["done"] is True
+    assert all(len(line["message"]["content"]) == 4096 for line in lines[:-1])
+    (trace,) = wait_traces(1)
+    assert trace.status == "completed", trace.error
+
+
+def test_a_client_that_leaves_while_the_node_is_silent_is_noticed_at_once(
+    router, odd, pumps
+) -> None:
+    odd.mode = "stall_mid"  # two lines, then silence (30 s at most)
+    host, port = router.url.removeprefix("http://").split(":")
+    body = json.dumps(CHAT).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(
+            b"POST /api/chat HTTP/1.1\r\nHost: herd\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        seen = b""
+        while seen.count(b"\n{") < 1:  # the headers and the first two lines
+            seen += client.recv(65536)
+        left = time.monotonic()
+    (trace,) = wait_traces(1, timeout=20)
+    assert len(pumps) == 1
+    assert trace.status == "client_disconnected"
+    assert time.monotonic() - left < 10  # not when the node speaks again, 30 s later
+
+
+def test_the_pumped_bytes_are_the_relays_bytes(odd, make_router, collector) -> None:
+    """The same request, pumped and through the task-driven relay: the same bytes."""
+    pumped = make_router(nodes=[odd.entry()], plugins={"load": [collector]})
+    pumped.poll_now()
+
+    def body() -> bytes:
+        reply = httpx.post(pumped.url + "/api/chat", json=CHAT, timeout=30)
+        assert reply.status_code == 200
+        return reply.content
+
+    first = body()
+    original = RelayBody.pump
+    try:
+        RelayBody.pump = lambda self, *args: None  # type: ignore[method-assign]
+        second = body()
+    finally:
+        RelayBody.pump = original  # type: ignore[method-assign]
+    assert first == second
+    assert first.count(b"\n") == len(WORDS) + 1  # every word's line, then the final one
+
+
+def test_a_fault_inside_the_pump_ends_the_response_and_is_traced(
+    router, odd, pumps, monkeypatch
+) -> None:
+    """A bug in a callback must not leave the response waiting forever."""
+    from herd._engine.relay import RelayRun
+
+    def broken(self: RelayRun, block: bytes) -> bytes:
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(RelayRun, "block", broken)
+    url = router.url + "/api/chat"
+    # the response ends without its chunked end
+    with pytest.raises(httpx.HTTPError), httpx.stream("POST", url, json=CHAT, timeout=30) as reply:
+        reply.read()
+    (trace,) = wait_traces(1)
+    assert len(pumps) == 1
+    assert trace.status == "failed" and "planted" in trace.error
+    monkeypatch.undo()
+    assert httpx.post(router.url + "/api/chat", json=CHAT, timeout=30).status_code == 200

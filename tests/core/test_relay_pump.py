@@ -14,10 +14,11 @@ import time
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from herd._engine.relay import RelayBody, RelayPump
 
-from tests.core.odd_node import FLOOD_LINES, WORDS
+from tests.core.odd_node import FLOOD_LINES, MODEL, WORDS
 from tests.core.test_exchange_streams import CHAT, collector, odd, router
 from tests.core.trace_collector import wait_traces
 
@@ -143,3 +144,21 @@ def test_a_fault_inside_the_pump_ends_the_response_and_is_traced(
     assert trace.status == "failed" and "planted" in trace.error
     monkeypatch.undo()
     assert httpx.post(router.url + "/api/chat", json=CHAT, timeout=30).status_code == 200
+
+
+def test_an_openai_stream_is_pumped_line_by_line_through_its_translator(router, odd, pumps) -> None:
+    odd.mode = "flood"  # many lines to a read: each must reach the translator on its own
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    text, finish = [], None
+    for event in stream:
+        for choice in event.choices:
+            text.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert len(pumps) == 1
+    assert "".join(text) == "x" * 4096 * FLOOD_LINES
+    assert finish == "stop"
+    (trace,) = wait_traces(1)
+    assert trace.status == "completed", trace.error

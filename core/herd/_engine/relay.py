@@ -184,11 +184,11 @@ class RelayBody:
         self, write: Callable[[bytes, bool], bool], client_paused: Callable[[], bool]
     ) -> RelayPump | None:
         """A started :class:`RelayPump`; None when the reply cannot be watched (iterate
-        this instead) or blocks are not relayed as they came."""
-        if self.started or not self.blocks:
+        this instead)."""
+        if self.started:
             return None
         run = RelayRun(self.exchange, self.translate, self.error_frame)
-        pump = RelayPump(run, write, client_paused)
+        pump = RelayPump(run, write, client_paused, by_line=not self.blocks)
         if not pump.start():
             return None
         self.started = True
@@ -209,6 +209,7 @@ class RelayPump:
             written in this turn of the event loop); returns False when the client is gone.
         client_paused: Whether the client's connection asked to stop writing (its buffer
             is full); the pump then stops taking until :meth:`resume`.
+        by_line: Hand the rules one line at a time (a translator's way), not whole blocks.
 
     The response's task starts it, then waits (:meth:`wait`) for the stream's end, a
     full client buffer (it drains it and calls :meth:`resume`) or the client leaving
@@ -216,15 +217,28 @@ class RelayPump:
     finishes the exchange (:meth:`close`).
     """
 
-    __slots__ = ("_waiter", "client_paused", "ended", "error", "reply", "run", "state", "write")
+    __slots__ = (
+        "_waiter",
+        "by_line",
+        "client_paused",
+        "ended",
+        "error",
+        "reply",
+        "run",
+        "state",
+        "write",
+    )
 
     def __init__(
         self,
         run: RelayRun,
         write: Callable[[bytes, bool], bool],
         client_paused: Callable[[], bool],
+        *,
+        by_line: bool = False,
     ) -> None:
         self.run = run
+        self.by_line = by_line
         self.reply: UpstreamReply = run.attempt.reply
         self.write = write
         self.client_paused = client_paused
@@ -292,7 +306,13 @@ class RelayPump:
                         out += run.end()
                         self.ended = True
                     break
-                out += run.block(block)
+                if self.by_line:  # a translator takes one line at a time
+                    for line in block.split(b"\n")[:-1]:  # whole lines: the last piece is b""
+                        out += run.block(line + b"\n")
+                        if run.failed:
+                            break
+                else:
+                    out += run.block(block)
                 if run.failed:
                     self.ended = True
                     break

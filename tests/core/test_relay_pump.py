@@ -9,7 +9,9 @@ server on a free 127.0.0.1 port.
 from __future__ import annotations
 
 import json
+import re
 import socket
+import threading
 import time
 from typing import Any
 
@@ -18,7 +20,7 @@ import openai
 import pytest
 from herd._engine.relay import RelayBody, RelayPump
 
-from tests.core.odd_node import FLOOD_LINES, MODEL, WORDS
+from tests.core.odd_node import FLOOD_LINES, MODEL, WORDS, chunk, final_object
 from tests.core.test_exchange_streams import CHAT, collector, odd, router
 from tests.core.trace_collector import wait_traces
 
@@ -160,5 +162,64 @@ def test_an_openai_stream_is_pumped_line_by_line_through_its_translator(router, 
     assert len(pumps) == 1
     assert "".join(text) == "x" * 4096 * FLOOD_LINES
     assert finish == "stop"
+    (trace,) = wait_traces(1)
+    assert trace.status == "completed", trace.error
+
+
+class _CloseDelimitedNode:
+    """A node whose streamed reply has neither Content-Length nor chunking: its end is the
+    connection's close (valid HTTP/1.1, and what some servers and proxies send)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed: the test is over
+            with conn:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                found = re.search(rb"(?i)content-length: *(\d+)", head)  # GETs have none
+                length = int(found.group(1)) if found else 0
+                while len(body) < length:
+                    body += conn.recv(65536)
+                conn.sendall(self._answer(head.split(b" ")[1].decode()))
+
+    def _answer(self, path: str) -> bytes:
+        if path == "/api/chat":
+            lines = [json.dumps(chunk(word, "chat")) + "\n" for word in WORDS]
+            lines.append(json.dumps(final_object(len(WORDS))))  # no newline after the last
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+            return head + b"Connection: close\r\n\r\n" + "".join(lines).encode()
+        body = {"/api/tags": {"models": [{"name": MODEL, "model": MODEL, "size": 1}]}}
+        data = json.dumps(body.get(path, {"models": [], "version": "0.9.0"})).encode()
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(data), data)
+        )
+
+
+def test_a_close_delimited_stream_is_pumped_to_its_end(make_router, collector, pumps) -> None:
+    node = _CloseDelimitedNode()
+    try:
+        router = make_router(
+            nodes=[{"name": "plain", "url": node.url}], plugins={"load": [collector]}
+        )
+        router.poll_now()
+        reply = httpx.post(router.url + "/api/chat", json=CHAT, timeout=30)
+    finally:
+        node.server.close()
+    lines = [json.loads(line) for line in reply.text.splitlines() if line.strip()]
+    assert len(pumps) == 1
+    assert "".join(line["message"]["content"] for line in lines) == "".join(WORDS)
+    assert lines[-1]["done"] is True
     (trace,) = wait_traces(1)
     assert trace.status == "completed", trace.error

@@ -20,7 +20,7 @@ from aiohttp import web
 MODEL = "odd:1b"
 WORDS = ["Grüße", " from", " the", " odd", " node", " ✓"]
 PROMPT_TOKENS = 7
-FLOOD_LINES = 8_000  # "flood": about 33 MB, far more than the sockets between can hold
+FLOOD_LINES = 16_000  # "flood": about 66 MB, far more than the sockets between can hold
 
 
 def final_object(count: int) -> dict[str, Any]:

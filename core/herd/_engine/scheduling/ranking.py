@@ -35,9 +35,6 @@ _CACHE_FIXED_ROWS = 16
 _CACHE_ROWS_PER_CHANGE = 6
 
 
-_new = object.__new__
-
-
 class Decision:
     """A ranking of the nodes for one request, with the reasons behind it.
 
@@ -58,37 +55,23 @@ class Decision:
         "rejections",
     )
 
-    def __init__(self) -> None:
-        self.ranked: list[NodeView] = []
-        self.rejections: dict[str, str] = {}
-        self._names: list[str] = []
-        self._nodes: list[str] = []
-        self._sums: list[float] = []
-        self._columns: list[list[float]] = []
-        self._totals: dict[str, float] | None = None
-        self._scores: dict[str, dict[str, float]] | None = None
-
-    @classmethod
-    def made(
-        cls,
+    def __init__(
+        self,
         ranked: list[NodeView],
         rejections: dict[str, str],
         signal_names: list[str],
         nodes: list[str],
         sums: list[float],
         columns: list[list[float]],
-    ) -> Decision:
-        """A decision with every field given (no empty ones made first, as ``__init__``
-        does): the ranker's way, once per request. Keep it in step with ``__init__``."""
-        decision = _new(cls)
-        decision.ranked = ranked
-        decision.rejections = rejections
-        decision._names = signal_names
-        decision._nodes = nodes
-        decision._sums = sums
-        decision._columns = columns
-        decision._totals = decision._scores = None
-        return decision
+    ) -> None:
+        self.ranked = ranked
+        self.rejections = rejections
+        self._names = signal_names
+        self._nodes = nodes
+        self._sums = sums
+        self._columns = columns
+        self._totals: dict[str, float] | None = None
+        self._scores: dict[str, dict[str, float]] | None = None
 
     @property
     def totals(self) -> dict[str, float]:
@@ -121,9 +104,7 @@ class Decision:
 
 
 def _nothing_ranked(rejections: dict[str, str]) -> Decision:
-    decision = Decision()
-    decision.rejections = rejections
-    return decision
+    return Decision([], rejections, [], [], [], [])
 
 
 def _all_online(views: list[NodeView]) -> bool:
@@ -359,4 +340,4 @@ class Ranker:
             changes if cached else None,
             revisions,
         )
-        return Decision.made(ranked, rejections, self._names, names, totals, columns)
+        return Decision(ranked, rejections, self._names, names, totals, columns)

@@ -175,11 +175,6 @@ class RelayBody:
     def __anext__(self) -> Awaitable[bytes]:
         return self.__aiter__().__anext__()
 
-    async def aclose(self) -> None:
-        """Close the relay (finishing the exchange) if it was iterated."""
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
-
     def pump(
         self, write: Callable[[bytes, bool], bool], client_paused: Callable[[], bool]
     ) -> RelayPump | None:
@@ -242,7 +237,7 @@ class RelayPump:
         self.reply: UpstreamReply = run.attempt.reply
         self.write = write
         self.client_paused = client_paused
-        self.state = ""  # ENDED, PAUSED or LOST once the pump stopped taking
+        self.state = ""  # ENDED, PAUSED, LOST or FAILED once the pump stopped taking
         self.ended = False  # the stream ran to its end (normally, broken or refused)
         self.error: Exception | None = None  # what broke the pump (state FAILED)
         self._waiter: asyncio.Future[str] | None = None

@@ -96,8 +96,19 @@ class OllamaReply(UpstreamReply):
             response.listener = None
             response.close()
             raise StreamBroken(_describe(exc)) from exc
-        buffer = self._buffer + chunk if chunk else self._buffer
-        if response.complete:  # take() took everything: the rest is in the buffer
+        # This runs twice per streamed token (the second call finds nothing), so the usual
+        # cases are settled here, without _whole_lines: nothing at all, and one whole line.
+        # (The buffer may hold whole lines: those that came with the first.)
+        complete, buffer = response.complete, self._buffer
+        if not chunk:
+            if not buffer and not complete:
+                return b""
+        else:
+            buffer = buffer + chunk if buffer else chunk
+            if not complete and buffer.find(b"\n") == len(buffer) - 1 and len(buffer) > 1:
+                self._buffer = b""
+                return buffer  # one whole line, not blank
+        if complete:  # take() took everything: the rest is in the buffer
             self._response = None  # its connection is back in the pool already
             response.listener = None
             self._buffer = b""

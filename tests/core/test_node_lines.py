@@ -69,6 +69,8 @@ _PIECES = [
     b"",
     b"   ",
     b"\r",
+    b"\x0c",  # whitespace to Python, not to JSON
+    b'{"done": false}\x0c',
     b"null",
     b'"text"',
 ]

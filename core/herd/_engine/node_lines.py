@@ -114,6 +114,16 @@ class NodeLines:
                     elif fields.done:
                         self.final = fields
                 return len(block)
+        elif body:  # one line (a token, most often): read here, as check_each_line would
+            try:
+                fields = _decode(block)  # (JSON's whitespace around it is allowed)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return self.check_each_line(block)  # (says why, and where the bad line starts)
+            if fields.error is not None:
+                self.error = error_text(fields.error)
+            elif fields.done:
+                self.final = fields
+            return len(block)
         return self.check_each_line(block)
 
     def check_each_line(self, block: bytes) -> int:

@@ -55,14 +55,14 @@ class _ChunkWriter:
         self.flow = flow
 
     def write(self, data: bytes, now: bool) -> bool:
-        cycle = self.cycle
-        if cycle.disconnected or cycle.response_complete or self.transport.is_closing():
+        cycle, transport = self.cycle, self.transport
+        if cycle.disconnected or cycle.response_complete or transport.is_closing():
             return False
         frame = b"%x\r\n%b\r\n" % (len(data), data)
         if now:
-            self.transport.write_now(frame)
+            transport.write_now(frame)
         else:
-            self.transport.write(frame)
+            transport.write(frame)
         return True
 
     def paused(self) -> bool:

@@ -160,3 +160,50 @@ def test_a_section_check_names_the_variable_inside_it() -> None:
     message = str(info.value)
     assert "environment variable HERD_AUTH__API_KEYS" in message and "same name" in message
     assert "<defaults>" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "nodes"),
+    [
+        ("http://10.0.0.5:11434", [("10.0.0.5", "http://10.0.0.5:11434")]),
+        (
+            "http://10.0.0.5:11434,https://big.example",
+            [("10.0.0.5", "http://10.0.0.5:11434"), ("big.example", "https://big.example")],
+        ),
+        # written as for OLLAMA_HOST: http, and Ollama's port when none is given
+        (
+            "studio gpu:11500",
+            [("studio", "http://studio:11434"), ("gpu:11500", "http://gpu:11500")],
+        ),
+        ("[::1]:11434", [("::1", "http://[::1]:11434")]),
+        ('{name: a, url: "http://h:1"}', [("a", "http://h:1")]),  # one node map
+        ('[{name: a, url: "http://h:1"}]', [("a", "http://h:1")]),
+        ("", []),
+    ],
+)
+def test_nodes_from_the_environment_may_be_urls(value: str, nodes: list[tuple[str, str]]) -> None:
+    settings = load_settings(None, env={"HERD_NODES": value})
+    assert [(node.name, node.url) for node in settings.nodes] == nodes
+
+
+def test_node_urls_in_a_file_may_stand_for_nodes(tmp_path: Path) -> None:
+    path = tmp_path / "herd.yaml"
+    path.write_text('nodes:\n  - http://10.0.0.5:11434\n  - {name: big, url: "http://b:1"}\n')
+    settings = load_settings(path, env={})
+    assert [(n.name, n.url) for n in settings.nodes] == [
+        ("10.0.0.5", "http://10.0.0.5:11434"),
+        ("big", "http://b:1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("http://[::1", r"nodes\[0\]\.url: 'http://\[::1' is not a URL"),
+        ("http://a:1,http://a:1", "two nodes are named 'a:1'"),
+        ("[{name: a, url: x", "not valid YAML"),  # a broken map is YAML's error, not a URL's
+    ],
+)
+def test_a_bad_node_url_in_the_environment_is_named(value: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"environment variable HERD_NODES: .*{why}"):
+        load_settings(None, env={"HERD_NODES": value})

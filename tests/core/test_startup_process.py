@@ -237,3 +237,21 @@ def test_start_up_objects_are_frozen_out_of_the_cyclic_gc(
     frozen = int(re.search(r"kept out of the cyclic GC: (\d+)", router.text()).group(1))
     assert frozen > 10_000  # the modules, plugins and app: tens of thousands of objects
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+
+
+def test_a_node_given_as_a_url_in_herd_nodes_is_served(
+    make_sim, routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    """The way a newcomer writes it first (as for OLLAMA_HOST): HERD_NODES=http://HOST:PORT."""
+    sim = make_sim(name="a")
+    port = free_port()
+    args = ["--port", str(port), "--data-dir", str(tmp_path / "d")]
+    router = start(routers, tmp_path, args, HERD_NODES=sim.url.removeprefix("http://"))
+    router.wait_ready(f"http://127.0.0.1:{port}")
+    reply = httpx.post(
+        f"http://127.0.0.1:{port}/api/chat",
+        json={"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert reply.status_code == 200
+    assert reply.headers["x-herd-node"] == sim.url.removeprefix("http://")  # host:port

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from herd._engine.config_errors import (
     field_type_at,
     line_of,
 )
+from herd._engine.config_shorthand import expand_nodes, nodes_env_value
 from herd.settings import Settings
 
 __all__ = ["ConfigError", "LoadedConfig", "check_backends", "load_config", "load_settings"]
@@ -153,6 +155,8 @@ def load_config(
             loaded.flag_paths[(key,)] = f"flag --{key.replace('_', '-')}"
     if isinstance(raw.get("log_level"), str):
         raw["log_level"] = raw["log_level"].strip().lower()
+    if "nodes" in raw:
+        raw["nodes"] = expand_nodes(raw["nodes"])  # URLs for node maps
     try:
         loaded.settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -207,7 +211,10 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], loaded: LoadedConfig
             continue
         # A string setting takes the value as written (a key may start with `*` or `!`);
         # anything else is YAML, so lists and maps work and a typo is an error, not a string.
-        parsed = value if target is str else _parse_env_value(key, value)
+        if dotted == ["nodes"]:
+            parsed: Any = nodes_env_value(value, partial(_parse_env_value, key))
+        else:
+            parsed = value if target is str else _parse_env_value(key, value)
         _set_path(raw, dotted, parsed)
         loaded.env_paths[tuple(dotted)] = f"env {key}"
 
@@ -277,7 +284,10 @@ def check_backends(loaded: LoadedConfig, backends: Mapping[str, Any]) -> None:
 
 def url_problem(url: str) -> str:
     """Why ``url`` is not an ``http(s)://host[:port]`` base URL, or "" when it is."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 address
+        return f"{url!r} is not a URL: {exc}"
     if not parts.scheme or not parts.netloc:
         example = url.strip() if url.strip() and "://" not in url else "HOST:11434"
         return f"{url!r} is not a URL: it needs a scheme and a host, e.g. http://{example}"

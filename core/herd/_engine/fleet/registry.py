@@ -141,7 +141,8 @@ class Fleet:
                 log.warning(
                     "no nodes configured and no Ollama answers at %s. Add nodes to a config "
                     "file (herd --config herd.yaml, with `nodes: [{name: gpu1, url: "
-                    "http://HOST:11434}]`), set HERD_NODES, or start an emulated node with "
+                    "http://HOST:11434}]`), set HERD_NODES=http://HOST:11434 (commas between "
+                    "several), or start an emulated node with "
                     "`herd-sim --port 11434`; herd keeps looking for it.",
                     LOCAL_OLLAMA_URL,
                 )

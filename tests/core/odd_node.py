@@ -53,6 +53,8 @@ class OddNode:
         self.mode = mode
         self.port = 0
         self.written = 0  # bytes of "flood" lines written
+        self.requests = 0  # inference requests heard
+        self.last_body = b""  # the last one's body, as it came
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -78,7 +80,9 @@ class OddNode:
 
     async def _infer(self, request: web.Request) -> web.StreamResponse:
         endpoint = request.path.rsplit("/", 1)[-1]
-        body = json.loads(await request.read())
+        self.last_body = await request.read()
+        self.requests += 1
+        body = json.loads(self.last_body)
         mode = self.mode
         if mode == "refuse":
             text = json.dumps({"error": f'"{MODEL}" does not support {endpoint}'})

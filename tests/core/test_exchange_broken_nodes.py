@@ -151,3 +151,29 @@ def test_the_node_still_serves_after_broken_answers(router, odd) -> None:
 
 
 __all__ += ["OddNode"]
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"temperature": "hot"}, "options.temperature"), ({"stop": "###"}, "options.stop")],
+)
+def test_an_option_of_the_wrong_type_is_the_clients_400_before_any_node(
+    router, odd, options, field
+) -> None:
+    """Ollama answers a wrong option type with a 500, which would read as a failing node:
+    herd refuses it first, and the node never hears of it."""
+    asked = odd.requests
+    reply = httpx.post(router.url + "/api/chat", json={**CHAT, "options": options}, timeout=30)
+    assert reply.status_code == 400 and field in reply.json()["error"]
+    assert odd.requests == asked
+    trace = one_trace()
+    assert trace.status == "rejected" and trace.node == ""
+
+
+def test_integer_options_written_as_floats_are_read_as_ollama_reads_them(router, odd) -> None:
+    """JSON has one kind of number: Ollama takes 2048.0 for num_ctx (truncating), so does herd."""
+    body = {**CHAT, "options": {"num_ctx": 2048.0, "num_predict": 64.0, "temperature": 1}}
+    reply = httpx.post(router.url + "/api/chat", json=body, timeout=30)
+    assert reply.status_code == 200
+    assert json.loads(odd.last_body)["options"]["num_ctx"] == 2048.0  # passed on as written
+    assert one_trace().status == "completed"

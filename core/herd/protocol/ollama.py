@@ -52,11 +52,46 @@ class Message(msgspec.Struct, omit_defaults=True):
 KeepAlive = float | str | None
 
 
-class Options(msgspec.Struct, omit_defaults=True):
-    """The options the router reads; every other option passes through untouched."""
+#: A JSON number, as Ollama reads an option: 2048.0 is a fine ``num_ctx`` (Go reads every
+#: JSON number as a float64 and truncates it for an integer option).
+Number = int | float | None
 
-    num_ctx: int | None = None
-    num_predict: int | None = None
+
+class Options(msgspec.Struct, omit_defaults=True):
+    """Ollama's documented options, typed as Ollama checks them.
+
+    Ollama answers a wrong type (``"temperature": "hot"``, ``"stop": "x"``) with HTTP 500,
+    which a router would take for a failing node: herd refuses it first, as the client's
+    400. ``null`` is allowed (Ollama skips it); unknown keys pass through untouched (Ollama
+    logs and ignores them). The router reads ``num_ctx`` and ``num_predict``
+    (:meth:`whole`); the body goes to the node as the client wrote it.
+    """
+
+    num_ctx: Number = None
+    num_predict: Number = None
+    top_k: Number = None
+    seed: Number = None
+    repeat_last_n: Number = None
+    num_keep: Number = None
+    num_batch: Number = None
+    num_gpu: Number = None
+    main_gpu: Number = None
+    num_thread: Number = None
+    draft_num_predict: Number = None
+    temperature: Number = None
+    top_p: Number = None
+    min_p: Number = None
+    typical_p: Number = None
+    repeat_penalty: Number = None
+    presence_penalty: Number = None
+    frequency_penalty: Number = None
+    stop: list[str] | None = None
+    use_mmap: bool | None = None
+
+    @staticmethod
+    def whole(value: int | float | None) -> int | None:
+        """An integer option as Ollama reads it (truncated), or None."""
+        return None if value is None else int(value)
 
 
 class _Inference(msgspec.Struct, omit_defaults=True):

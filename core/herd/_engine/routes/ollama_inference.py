@@ -10,7 +10,13 @@ from herd._engine.intake import split_metadata
 from herd._engine.routes.common import decode, exchange_for, read_body, render_whole
 from herd._engine.streaming import RelayStream as Stream
 from herd.errors import HerdError
-from herd.protocol.ollama import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
+from herd.protocol.ollama import (
+    ChatRequest,
+    EmbeddingsRequest,
+    EmbedRequest,
+    GenerateRequest,
+    Options,
+)
 
 NDJSON = "application/x-ndjson"
 
@@ -37,7 +43,7 @@ async def _serve(
             raw=body,
             hints=parsed,
             stream=streams and parsed.stream is not False,
-            num_ctx=options.num_ctx if options is not None else None,
+            num_ctx=Options.whole(options.num_ctx) if options is not None else None,
             metadata=metadata,
         )
     except HerdError as error:  # the client's mistake: traced as rejected

@@ -150,6 +150,40 @@ def test_bad_requests_are_400_naming_the_field(client: openai.OpenAI, router: Ro
     assert bad_json.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_token_limits_below_openais_minimum_are_400_not_unlimited(client: openai.OpenAI) -> None:
+    """Ollama reads num_predict -1 as 'no limit': a client's -1 is refused, not served long."""
+    hi = [{"role": "user", "content": "x"}]
+    for field in ("max_tokens", "max_completion_tokens"):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(model=LLAMA, messages=hi, **{field: -1})
+        assert info.value.param == field and "at least 1" in info.value.message
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=LLAMA, prompt="x", max_tokens=-1)
+    assert info.value.param == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=LLAMA, input="x", max_output_tokens=-1)
+    assert info.value.param == "max_output_tokens"
+
+
+def test_ollama_options_of_the_wrong_type_are_400_before_any_node(client: openai.OpenAI) -> None:
+    """Through extra_body, as the OpenAI SDK passes Ollama's options: Ollama would answer
+    a wrong type with a 500 (a 'failing node'); herd says whose mistake it is."""
+    hi = [{"role": "user", "content": "x"}]
+    bad = {"options": {"temperature": "hot"}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=LLAMA, messages=hi, extra_body=bad)
+    assert info.value.param == "options.temperature"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=MINILM, input="x", extra_body={"options": {"stop": "x"}})
+    assert info.value.param == "options.stop"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=LLAMA, input="x", extra_body=bad)
+    assert info.value.param == "options.temperature"
+    fine = {"options": {"num_ctx": 4096.0, "mirostat": 2}}  # a JSON number; unknown keys pass
+    reply = client.chat.completions.create(model=LLAMA, messages=hi, extra_body=fine)
+    assert reply.choices[0].message.content
+
+
 def test_body_over_the_limit_is_413(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(

@@ -94,6 +94,18 @@ class Options(msgspec.Struct, omit_defaults=True):
         return None if value is None else int(value)
 
 
+def options_problem(options: Any) -> tuple[str, str] | None:
+    """Why Ollama would refuse ``options`` (as a 500, though the client is at fault): the
+    message and the key (``temperature``), or None when it would take them."""
+    try:
+        msgspec.convert(options, Options)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        key = message.rpartition("- at `$.")[2].rstrip("`").split("[")[0].split(".")[0]
+        return f"options: {message}", key
+    return None
+
+
 class _Inference(msgspec.Struct, omit_defaults=True):
     model: ModelName = ""
     stream: bool | None = None

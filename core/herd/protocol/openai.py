@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from herd.protocol.limits import ModelName
+from herd.protocol.ollama import options_problem
 from herd.protocol.openai_objects import (
     AssistantMessage,
     ChatChoice,
@@ -296,6 +297,16 @@ class OpenAIRequestError(ValueError):
         super().__init__(message)
         self.message = message
         self.param = param
+
+
+def checked_options(options: Any) -> Any:
+    """Ollama ``options`` passed through ``extra_body``, refused here when their types are
+    wrong (Ollama would answer a 500, which reads as a failing node)."""
+    problem = options_problem(options)
+    if problem is not None:
+        message, key = problem
+        raise OpenAIRequestError(message, f"options.{key}" if key else "options")
+    return options
 
 
 T = TypeVar("T")

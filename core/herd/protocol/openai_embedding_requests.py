@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from herd.protocol.openai import EmbeddingRequest, OpenAIRequestError
+from herd.protocol.openai import EmbeddingRequest, OpenAIRequestError, checked_options
 
 __all__ = ["embedding_format", "embedding_to_ollama"]
 
@@ -52,7 +52,7 @@ def embedding_to_ollama(request: EmbeddingRequest, model: str) -> dict[str, Any]
     if request.truncate is not None:
         body["truncate"] = request.truncate
     if request.options:
-        body["options"] = request.options
+        body["options"] = checked_options(request.options)
     if request.keep_alive is not None:
         body["keep_alive"] = request.keep_alive
     return body

@@ -35,6 +35,7 @@ from herd.protocol.openai import (
     ResponseFormat,
     TextPart,
     Tool,
+    checked_options,
 )
 from herd.protocol.openai_embedding_requests import embedding_format, embedding_to_ollama
 
@@ -309,6 +310,7 @@ def _options(
     """Sampling options: defaults, then ``extra_body`` options, then the OpenAI fields."""
     options: dict[str, Any] = {"temperature": 1.0, "top_p": 1.0}
     if request.options:
+        checked_options(request.options)
         options.update(request.options)
     for name in ("num_ctx", "top_k", "min_p", "repeat_penalty"):
         value = getattr(request, name)
@@ -319,6 +321,14 @@ def _options(
     if request.top_p is not None:
         options["top_p"] = request.top_p
     if limit is not None:
+        # OpenAI's own minimum (a legacy completion may ask for none); Ollama would take
+        # -1 for 'no limit' and serve the client's mistake at length
+        least = 0 if isinstance(request, CompletionRequest) else 1
+        if limit < least:
+            name = "max_tokens"
+            if getattr(request, "max_completion_tokens", None) is not None:
+                name = "max_completion_tokens"
+            raise OpenAIRequestError(f"{name} must be at least {least}, not {limit}", name)
         options["num_predict"] = limit
     stop = request.stop
     if stop is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from herd.protocol.openai import OpenAIRequestError, decode_openai
+from herd.protocol.openai import OpenAIRequestError, checked_options, decode_openai
 from herd.protocol.openai_requests import think_value
 
 __all__ = [
@@ -132,12 +132,17 @@ def responses_to_ollama(
     think = think_value(effort, request.think)
     if think is not None:
         body["think"] = think
-    options: dict[str, Any] = dict(request.options or {})
+    options: dict[str, Any] = dict(checked_options(request.options) if request.options else {})
     if request.temperature is not None:
         options["temperature"] = request.temperature
     if request.top_p is not None:
         options["top_p"] = request.top_p
     if request.max_output_tokens is not None:
+        if request.max_output_tokens < 1:  # (Ollama would read -1 as 'no limit')
+            raise OpenAIRequestError(
+                f"max_output_tokens must be at least 1, not {request.max_output_tokens}",
+                "max_output_tokens",
+            )
         options["num_predict"] = request.max_output_tokens
     if options:
         body["options"] = options

@@ -34,7 +34,7 @@ function card(node) {
     : '<li class="muted">no model loaded</li>';
   const drain = node.state === "draining" ? "Undrain" : "Drain";
   return `<article class="card ${esc(node.state)}" data-node="${esc(node.name)}">
-    <header><b title="${esc(node.url)}">${esc(node.name)}</b><span class="pill ${esc(node.state)}">${esc(node.state)}</span>
+    <header><b title="${esc(node.url)}">${esc(node.name).replaceAll(":", ":<wbr>")}</b><span class="pill ${esc(node.state)}">${esc(node.state)}</span>
       <span class="spacer"></span><button class="small" data-action="${drain.toLowerCase()}" data-name="${esc(node.name)}">${drain}</button></header>
     <div class="muted small">${esc(node.url)}${node.version ? ` · Ollama ${esc(node.version)}` : ""} · ${node.agent ? "agent" : "polled"}</div>
     ${node.error ? `<div class="small err">${esc(node.error)}</div>` : ""}

@@ -101,7 +101,8 @@ def options_problem(options: Any) -> tuple[str, str] | None:
         msgspec.convert(options, Options)
     except msgspec.ValidationError as exc:
         message = str(exc)
-        key = message.rpartition("- at `$.")[2].rstrip("`").split("[")[0].split(".")[0]
+        _, found, where = message.rpartition("- at `$.")
+        key = where.rstrip("`").split("[")[0].split(".")[0] if found else ""
         return f"options: {message}", key
     return None
 

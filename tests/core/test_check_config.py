@@ -56,6 +56,23 @@ def test_prints_each_value_with_where_it_came_from(tmp_path: Path) -> None:
     assert "HERD_BIN" in err and "configuration is valid" in err
 
 
+def test_nodes_given_as_urls_come_from_their_line_and_keep_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "herd.yaml"
+    path.write_text(
+        "nodes:\n  - http://10.0.0.5:11434\n  - https://u:url-secret-1@gpu.example.com\n"
+    )
+    done = herd_run(["check-config", str(path)], clean_env())
+    assert done.returncode == 0, done.stderr
+    lines = settings_lines(done.stdout)
+    assert lines["nodes[0].name"] == ('"10.0.0.5"', f"file {path}:2")
+    assert lines["nodes[1].name"] == ('"gpu.example.com"', f"file {path}:3")
+    assert lines["nodes[1].url"][0] == '"https://u:***@gpu.example.com"'
+    assert "url-secret-1" not in done.stdout + done.stderr
+    # the sources line up, but a long value (the allowed origins) does not push them all out
+    assert max(line.index("  # ") for line in done.stdout.splitlines() if "  # " in line) > 60
+    assert done.stdout.splitlines()[0].index("  # ") <= 60
+
+
 def test_an_invalid_configuration_is_one_line_and_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "herd.yaml"
     path.write_text("routing:\n  signals: {no_such_signal: {weight: 1}}\n")

@@ -63,11 +63,15 @@ def _load_plugins(loaded: LoadedConfig) -> None:
             raise PluginLoadError(f"plugins.options.{name}: {exc}") from None
 
 
+_ALIGN_AT = 60
+
+
 def describe(loaded: LoadedConfig) -> list[str]:
     """``key: value  # source`` for every setting, secrets redacted."""
     rows: list[tuple[str, str, str]] = []
     _flatten(msgspec.to_builtins(loaded.settings), [], rows, loaded)
-    width = max((len(f"{k}: {v}") for k, v, _ in rows), default=0)
+    # sources line up; a value too long for that (a list of origins) just comes first
+    width = min(max((len(f"{k}: {v}") for k, v, _ in rows), default=0), _ALIGN_AT)
     return [f"{f'{k}: {v}':<{width}}  # {source}" for k, v, source in rows]
 
 

@@ -147,6 +147,8 @@ def load_config(
         loaded.path = str(path)
         loaded.text = _read(loaded.path)
         raw = _parse_file(loaded.path, loaded.text)
+        if "nodes" in raw:  # (so a node given as a URL is known to come from the file)
+            raw["nodes"] = expand_nodes(raw["nodes"])
         loaded.file_raw = _copy_tree(raw)
     _apply_env(raw, env, loaded)
     for key, value in (overrides or {}).items():

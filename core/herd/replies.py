@@ -56,6 +56,9 @@ class UpstreamReply(ABC):
     first: bytes
     streaming: bool
     decoded: Any = None
+    #: Set by the :meth:`take_blocks` call that took the stream's last bytes (its next
+    #: call returns None), for a pump that asks again only then.
+    taken_all: bool = False
 
     @abstractmethod
     def rest(self) -> AsyncIterator[bytes]:
@@ -83,9 +86,12 @@ class UpstreamReply(ABC):
     def take_blocks(self) -> bytes | None:
         """What :meth:`rest_blocks` would yield next, without waiting.
 
-        Whole lines as they arrived (``b""`` when no line is complete yet), ``None`` once
-        the stream ended and everything was taken. Raises :class:`StreamBroken` (after the
-        lines that came before the break). Only for a reply whose :meth:`watch` said yes.
+        Every whole line that arrived since the last call, in one block (``b""`` when no
+        line is complete yet); ``None`` once the stream ended and everything was taken.
+        The call that takes the last bytes sets :attr:`taken_all`: until then, a caller
+        that got a block asks again only when ``on_ready`` is called (nothing more can
+        have come). Raises :class:`StreamBroken` (after the lines that came before the
+        break). Only for a reply whose :meth:`watch` said yes.
         """
         raise NotImplementedError
 

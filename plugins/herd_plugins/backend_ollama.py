@@ -40,7 +40,7 @@ _encode = msgspec.json.encode
 class OllamaReply(UpstreamReply):
     """An open Ollama response: the first line is read, the rest streams on demand."""
 
-    __slots__ = ("_buffer", "_response")
+    __slots__ = ("_buffer", "_response", "taken_all")
 
     def __init__(
         self,
@@ -56,6 +56,7 @@ class OllamaReply(UpstreamReply):
         self.streaming = response is not None
         self._response = response
         self._buffer = buffer
+        self.taken_all = False
 
     async def rest_blocks(self) -> AsyncIterator[bytes]:
         buffer = self._buffer
@@ -93,12 +94,13 @@ class OllamaReply(UpstreamReply):
             chunk = response.take()
         except (NodeHttpError, TimeoutError, OSError) as exc:
             self._response = None
+            self.taken_all = True
             response.listener = None
             response.close()
             raise StreamBroken(_describe(exc)) from exc
-        # This runs twice per streamed token (the second call finds nothing), so the usual
-        # cases are settled here, without _whole_lines: nothing at all, and one whole line.
-        # (The buffer may hold whole lines: those that came with the first.)
+        # This runs once per streamed token, so the usual cases are settled here, without
+        # _whole_lines: nothing at all, and one whole line. (The buffer may hold whole
+        # lines: those that came with the first.)
         complete, buffer = response.complete, self._buffer
         if not chunk:
             if not buffer and not complete:
@@ -110,6 +112,7 @@ class OllamaReply(UpstreamReply):
                 return buffer  # one whole line, not blank
         if complete:  # take() took everything: the rest is in the buffer
             self._response = None  # its connection is back in the pool already
+            self.taken_all = True
             response.listener = None
             self._buffer = b""
             block, tail = _whole_lines(buffer)

@@ -44,14 +44,17 @@ def _whole(data: bytes) -> bytes:
 
 def _taken(first_buffer: bytes, chunks: list[bytes]) -> bytes:
     """What the pump relays: everything take_blocks gives, after each arrival; each
-    whole line is taken as soon as it is there, not when more bytes come."""
+    whole line is taken as soon as it is there, not when more bytes come, and the end
+    as soon as the last bytes are taken (no arrival announces it)."""
     response = _Arrivals(chunks)
     reply = OllamaReply(200, "application/x-ndjson", b"{}\n", first_buffer, response)  # type: ignore[arg-type]
     out: list[bytes] = []
     arrived = first_buffer
-    while True:
-        while (block := reply.take_blocks()) is not None and block:
+    while True:  # as the pump takes: once per arrival, and again only when taken_all says
+        block = reply.take_blocks()
+        while block:
             out.append(block)
+            block = reply.take_blocks() if reply.taken_all else b""
         if block is None:
             return b"".join(out)
         assert b"".join(out) == _whole(arrived)
@@ -97,5 +100,8 @@ def test_taking_blocks_gives_what_reading_gives(lines: list[bytes], data: st.Dat
 def test_lines_that_came_with_the_first_are_taken_before_more_arrives() -> None:
     response = _Arrivals([b'{"done":true}\n'])
     reply = OllamaReply(200, "application/x-ndjson", b"{}\n", b'{"n":2}\n', response)  # type: ignore[arg-type]
-    assert reply.take_blocks() == b'{"n":2}\n'
+    assert reply.take_blocks() == b'{"n":2}\n' and not reply.taken_all
     assert reply.take_blocks() == b""
+    response.arrive()
+    assert reply.take_blocks() == b'{"done":true}\n' and reply.taken_all
+    assert reply.take_blocks() is None

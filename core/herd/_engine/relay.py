@@ -291,16 +291,11 @@ class RelayPump:
     def _ready(self) -> None:
         if self.state:
             return
-        run, take = self.run, self.reply.take_blocks
+        run, reply = self.run, self.reply
         out = b""
         try:
-            while True:
-                block = take()
-                if not block:
-                    if block is None:
-                        out += run.end()
-                        self.ended = True
-                    break
+            block = reply.take_blocks()
+            while block:
                 if self.by_line:  # a translator takes one line at a time
                     for line in block.split(b"\n")[:-1]:  # whole lines: the last piece is b""
                         out += run.block(line + b"\n")
@@ -311,6 +306,12 @@ class RelayPump:
                 if run.failed:
                     self.ended = True
                     break
+                # all that came was taken: more comes with the next call, but the end is
+                # taken now (no call announces it)
+                block = reply.take_blocks() if reply.taken_all else b""
+            if block is None:
+                out += run.end()
+                self.ended = True
         except StreamBroken as exc:
             out += run.broken(exc)
             self.ended = True

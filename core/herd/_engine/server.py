@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -45,28 +46,34 @@ def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
 class _ChunkWriter:
     """Writes one chunked response's body past uvicorn's ``send`` (a
     :class:`~herd._engine.streaming.BodyWriter`): the same chunk framing, and the same
-    checks of the cycle; the response's end still goes through ``send``."""
+    checks of the cycle; the response's end still goes through ``send``.
 
-    __slots__ = ("cycle", "flow", "transport")
+    It runs once per streamed token, so it calls what it can without a Python frame: the
+    transport's own write when nothing was gathered this turn, and ``paused`` is
+    ``getattr`` on uvicorn's flow control, bound.
+    """
+
+    __slots__ = ("batched", "cycle", "flow", "paused", "raw_write")
 
     def __init__(self, cycle: Any, transport: BatchedWrites, flow: Any) -> None:
         self.cycle = cycle
-        self.transport = transport
+        self.batched = transport
+        self.raw_write = transport.transport.write
         self.flow = flow
+        self.paused: Callable[[], bool] = partial(getattr, flow, "write_paused")
 
     def write(self, data: bytes, now: bool) -> bool:
-        cycle, transport = self.cycle, self.transport
-        if cycle.disconnected or cycle.response_complete or transport.is_closing():
+        cycle, batched = self.cycle, self.batched
+        if cycle.disconnected or cycle.response_complete or batched.is_closing():
             return False
         frame = b"%x\r\n%b\r\n" % (len(data), data)
-        if now:
-            transport.write_now(frame)
+        if not now:
+            batched.write(frame)
+        elif batched.pending is None:
+            self.raw_write(frame)  # (what write_now does when nothing waits)
         else:
-            transport.write(frame)
+            batched.write_now(frame)
         return True
-
-    def paused(self) -> bool:
-        return bool(self.flow.write_paused)
 
     async def drain(self) -> None:
         await self.flow.drain()

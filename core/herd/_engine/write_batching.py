@@ -29,18 +29,20 @@ class BatchedWrites:
 
     __slots__ = (
         "_loop",
-        "_pending",
         "_transport",
         "get_extra_info",
         "is_closing",
         "pause_reading",
+        "pending",
         "resume_reading",
     )
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending: list[bytes] | None = None
+        # what this turn gathered (None when nothing): a writer that finds None may write
+        # straight to the transport, as write_now would
+        self.pending: list[bytes] | None = None
         # the server's calls on every request, bound once (not looked up through __getattr__)
         self.is_closing = transport.is_closing
         self.pause_reading = transport.pause_reading
@@ -52,18 +54,18 @@ class BatchedWrites:
             return
         if type(data) is not bytes:
             data = bytes(data)  # a caller's buffer may change before the flush
-        pending = self._pending
+        pending = self.pending
         if pending is None:
-            self._pending = [data]
+            self.pending = [data]
             self._loop.call_soon(self.flush)
         else:
             pending.append(data)
 
     def write_now(self, data: bytes) -> None:
         """Write ``data`` at once, after (and with) what this turn gathered so far."""
-        pending = self._pending
+        pending = self.pending
         if pending is not None:
-            self._pending = None
+            self.pending = None
             pending.append(data)
             data = b"".join(pending)
         self._transport.write(data)
@@ -74,10 +76,10 @@ class BatchedWrites:
 
     def flush(self) -> None:
         """Write what this turn gathered (nothing when it was already flushed)."""
-        pending = self._pending
+        pending = self.pending
         if pending is None:
             return
-        self._pending = None
+        self.pending = None
         transport = self._transport
         if transport.is_closing():
             return  # the connection went: nobody is left to read it
@@ -97,7 +99,7 @@ class BatchedWrites:
         self._transport.close()
 
     def abort(self) -> None:
-        self._pending = None
+        self.pending = None
         self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:

@@ -13,7 +13,8 @@ Starts one emulated node (herd-sim) and one router (herd) as separate processes 
 ``--against DIR`` adds another checkout's router (run with ``DIR/.venv``) in front of the
 same node, so an older commit is a baseline measured in the same run. The sequential chats
 go in rounds of ``--batch``: direct, then each router, in an order that turns every round,
-so a slow spell of this shared VM falls on all of them alike. Ratios are to the first
+so a slow spell of this shared VM falls on all of them alike. The paced streams go the
+same way, in ``--paced-rounds`` rounds per level whose order turns. Ratios are to the first
 ``--against`` checkout. ``--against-yaml`` is the YAML those routers get (an old checkout
 may not know today's settings). ``--gap-ms`` puts think time between chats, so the router's
 bookkeeping after one answer is not on the next request's path, as with a person typing.
@@ -142,28 +143,46 @@ def sequential_section(targets: list[Target], args: argparse.Namespace, count: i
 
 
 def paced_section(targets: list[Target], args: argparse.Namespace, per_level: int) -> None:
+    """Each level in ``args.paced_rounds`` rounds, direct and every router in an order
+    that turns every round (as the sequential chats do), so a slow spell of the VM or a
+    warm node does not always fall on the same target; the figures are the rounds' sums."""
     paced_args = ["--num-parallel", "256", "--gen-tps", str(args.gen_tps)]
     paced_args += ["--reply-tokens", str(args.tokens)]
     rows: list[list[object]] = []
     with sim_node(*paced_args) as (node_url, _), contextlib.ExitStack() as stack:
+        targets[0].url = node_url
         for target in targets[1:]:
             target.url, proc = stack.enter_context(router([node_url], target.yaml, target.bin_dir))
             target.pid = proc.pid
         for level in (16, 64):
-            done_d, secs_d = asyncio.run(concurrent(node_url, MODEL, level, per_level, 120))
-            rps_d = done_d / secs_d
+            # (a round is at least one full wave of ``level`` streams)
+            rounds = max(1, min(args.paced_rounds, per_level // level))
+            per_round = per_level // rounds
+            done = dict.fromkeys(range(len(targets)), 0)
+            seconds = dict.fromkeys(range(len(targets)), 0.0)
+            cpu = dict.fromkeys(range(len(targets)), 0.0)
+            for turn in range(rounds):
+                order = list(range(len(targets)))
+                order = order[turn % len(order) :] + order[: turn % len(order)]
+                for i in order:
+                    target = targets[i]
+                    cpu0 = cpu_seconds(target.pid) if target.pid else 0.0
+                    n, secs = asyncio.run(concurrent(target.url, MODEL, level, per_round, 120))
+                    if target.pid:
+                        cpu[i] += cpu_seconds(target.pid) - cpu0
+                    done[i] += n
+                    seconds[i] += secs
+            rps_d = done[0] / seconds[0]
             rows.append([level, "direct", f"{rps_d:.1f}", "", ""])
-            for target in targets[1:]:
-                cpu0 = cpu_seconds(target.pid)
-                done_r, secs_r = asyncio.run(concurrent(target.url, MODEL, level, per_level, 120))
-                cpu_ms = (cpu_seconds(target.pid) - cpu0) / max(done_r, 1) * 1000
-                rps_r = done_r / secs_r
+            for i, target in enumerate(targets[1:], start=1):
+                rps_r = done[i] / seconds[i]
+                cpu_ms = cpu[i] / max(done[i], 1) * 1000
                 rows.append(
                     [level, target.name, f"{rps_r:.1f}", f"{rps_r / rps_d:.3f}x", f"{cpu_ms:.2f}"]
                 )
     print(
         f"\nPaced node ({args.gen_tps:g} tokens/s per stream, {args.tokens} tokens), "
-        f"{per_level} streams per level"
+        f"{per_level} streams per level and target, in up to {args.paced_rounds} rounds"
     )
     print(table(["concurrency", "target", "req/s", "ratio to direct", "router CPU ms/req"], rows))
 
@@ -181,6 +200,9 @@ def main() -> None:
     )
     parser.add_argument("--against-yaml", default=SLOTS, help="YAML for --against routers")
     parser.add_argument("--no-paced", action="store_true", help="sequential chats only")
+    parser.add_argument(
+        "--paced-rounds", type=int, default=4, help="rounds per paced level (order turns)"
+    )
     args = parser.parse_args()
     seq_count = args.sequential or (100 if args.quick else 300)
     per_level = 128 if args.quick else 384

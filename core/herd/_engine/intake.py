@@ -34,6 +34,7 @@ from herd._engine.auth import api_key_name
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest
 from herd.names import normalize_model_name
+from herd.protocol.ollama import option_int
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -227,9 +228,9 @@ def describe_request(
     request.prompt_tokens = chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS + history
     options = _get(parsed, "options")
     if options is not None:
-        num_predict = _get(options, "num_predict")  # (a JSON number: 64.0 is 64)
-        if isinstance(num_predict, (int, float)) and not isinstance(num_predict, bool):
-            request.num_predict = int(num_predict)
+        num_predict = option_int(_get(options, "num_predict"))
+        if num_predict is not None:
+            request.num_predict = num_predict
     fallback = _get(parsed, "fallback_models")
     if fallback:
         request.fallback_models = [normalize_model_name(str(name)) for name in fallback]

@@ -20,10 +20,13 @@ __all__ = [
     "GenerateRequest",
     "ModelRequest",
     "OllamaDecodeError",
+    "Options",
     "PullRequest",
     "decode_request",
     "error_body",
     "error_line",
+    "option_int",
+    "options_problem",
 ]
 
 
@@ -64,7 +67,7 @@ class Options(msgspec.Struct, omit_defaults=True):
     which a router would take for a failing node: herd refuses it first, as the client's
     400. ``null`` is allowed (Ollama skips it); unknown keys pass through untouched (Ollama
     logs and ignores them). The router reads ``num_ctx`` and ``num_predict``
-    (:meth:`whole`); the body goes to the node as the client wrote it.
+    (:func:`option_int`); the body goes to the node as the client wrote it.
     """
 
     num_ctx: Number = None
@@ -88,10 +91,13 @@ class Options(msgspec.Struct, omit_defaults=True):
     stop: list[str] | None = None
     use_mmap: bool | None = None
 
-    @staticmethod
-    def whole(value: int | float | None) -> int | None:
-        """An integer option as Ollama reads it (truncated), or None."""
-        return None if value is None else int(value)
+
+def option_int(value: Any) -> int | None:
+    """An integer option as Ollama reads it: any JSON number, truncated (``2048.0`` is
+    2048); None for anything else (absent, null, a bool)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    return None
 
 
 def options_problem(options: Any) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ from herd.protocol.ollama import (
     EmbeddingsRequest,
     EmbedRequest,
     GenerateRequest,
-    Options,
+    option_int,
 )
 
 NDJSON = "application/x-ndjson"
@@ -43,7 +43,7 @@ async def _serve(
             raw=body,
             hints=parsed,
             stream=streams and parsed.stream is not False,
-            num_ctx=Options.whole(options.num_ctx) if options is not None else None,
+            num_ctx=option_int(options.num_ctx) if options is not None else None,
             metadata=metadata,
         )
     except HerdError as error:  # the client's mistake: traced as rejected

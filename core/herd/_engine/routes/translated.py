@@ -17,6 +17,7 @@ from herd._engine.routes.common import JSON
 from herd._engine.streaming import RelayStream
 from herd.interfaces import InferenceRequest
 from herd.names import normalize_model_name
+from herd.protocol.ollama import option_int
 
 __all__ = [
     "SSE",
@@ -46,12 +47,12 @@ def take_canonical(
     fallback_models: list[str] | None = None,
 ) -> InferenceRequest:
     """Hand a codec's canonical body (it names the resolved model) to the exchange."""
-    num_ctx = (body.get("options") or {}).get("num_ctx")
+    num_ctx = option_int((body.get("options") or {}).get("num_ctx"))
     request = exchange.take(
         body=body,
         hints=body,
         stream=bool(body.get("stream")),
-        num_ctx=num_ctx if isinstance(num_ctx, int) else None,
+        num_ctx=num_ctx,
         metadata=metadata,
         user=user,
         body_names_model=True,

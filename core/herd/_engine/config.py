@@ -147,7 +147,7 @@ def load_config(
         loaded.path = str(path)
         loaded.text = _read(loaded.path)
         raw = _parse_file(loaded.path, loaded.text)
-        if "nodes" in raw:  # (so a node given as a URL is known to come from the file)
+        if "nodes" in raw:  # nodes given as URLs, as maps (known to come from the file)
             raw["nodes"] = expand_nodes(raw["nodes"])
         loaded.file_raw = _copy_tree(raw)
     _apply_env(raw, env, loaded)
@@ -157,8 +157,6 @@ def load_config(
             loaded.flag_paths[(key,)] = f"flag --{key.replace('_', '-')}"
     if isinstance(raw.get("log_level"), str):
         raw["log_level"] = raw["log_level"].strip().lower()
-    if "nodes" in raw:
-        raw["nodes"] = expand_nodes(raw["nodes"])  # URLs for node maps
     try:
         loaded.settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -214,7 +212,7 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str], loaded: LoadedConfig
         # A string setting takes the value as written (a key may start with `*` or `!`);
         # anything else is YAML, so lists and maps work and a typo is an error, not a string.
         if dotted == ["nodes"]:
-            parsed: Any = nodes_env_value(value, partial(_parse_env_value, key))
+            parsed: Any = expand_nodes(nodes_env_value(value, partial(_parse_env_value, key)))
         else:
             parsed = value if target is str else _parse_env_value(key, value)
         _set_path(raw, dotted, parsed)

@@ -120,6 +120,27 @@ def test_a_body_shorter_than_its_content_length_gets_408(router) -> None:
     _healthy(router)
 
 
+def test_a_body_in_slow_pieces_is_read_whole_when_each_comes_in_time(router) -> None:
+    # each piece comes within body_timeout_s (1 s) of the last, the whole takes longer:
+    # the first piece is read with no timer (it is here), the others each with one
+    body = (
+        b'{"model": "llama3.2:3b", "stream": false, '
+        b'"messages": [{"role": "user", "content": "hi"}]}'
+    )
+    sock = _connect(router)
+    sock.sendall(
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10]
+    )
+    for start in (10, 40):
+        time.sleep(0.6)
+        sock.sendall(body[start : start + 30] if start == 10 else body[start:])
+    reply = _read_all(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b'"done":true' in reply.replace(b" ", b"")
+
+
 @pytest.mark.parametrize("path", JSON_POSTS)
 def test_json_nested_100000_deep_is_400_everywhere(router, path: str) -> None:
     body = b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"

@@ -16,6 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from herd._engine.render import error_body
+from herd._engine.streaming import DISCONNECT_CALLBACKS
 from herd.errors import HerdError
 from herd.protocol.limits import json_problem
 from herd.settings import Settings
@@ -85,15 +86,21 @@ class RequestGuard:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self._max_body:
                 raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
+        extensions = scope.get("extensions")
+        extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
+        ready = extension.get("body_ready") if extension else None
         chunks: list[bytes] = []
         size = 0
         while True:
-            try:
-                async with asyncio.timeout(self._body_timeout):
-                    message = await receive()
-            except TimeoutError:
-                await _close_with(send, scope["path"], 408, _timeout_text(self._body_timeout))
-                return None
+            if ready is not None and ready():  # (no timer for what is already here)
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout(self._body_timeout):
+                        message = await receive()
+                except TimeoutError:
+                    await _close_with(send, scope["path"], 408, _timeout_text(self._body_timeout))
+                    return None
             if message["type"] != "http.request":
                 return None  # http.disconnect: nobody to answer
             chunk = message.get("body", b"")

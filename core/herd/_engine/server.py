@@ -94,7 +94,11 @@ if HttpToolsProtocol is not None:
             self._header_timer: asyncio.TimerHandle | None = None
             self._on_lost: set[Callable[[], None]] = set()
             # its extension (one per connection): see streaming.DISCONNECT_CALLBACKS
-            self._disconnect = {"on_lost": self._on_lost, "body_writer": self._body_writer}
+            self._disconnect = {
+                "on_lost": self._on_lost,
+                "body_writer": self._body_writer,
+                "body_ready": self._body_ready,
+            }
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(BatchedWrites(transport, self.loop))  # type: ignore[arg-type]
@@ -153,6 +157,13 @@ if HttpToolsProtocol is not None:
             self._in_headers = False
             self._stop_header_clock()
             super().on_headers_complete()
+
+        def _body_ready(self) -> bool:
+            """The request's next ``receive()`` returns at once: body bytes or its end are
+            here (a pipelined request's cycle is the next one, whose headers came after
+            this one's whole body)."""
+            cycle = self.cycle
+            return cycle is not None and cycle.message_event.is_set()
 
         def _body_writer(self) -> _ChunkWriter | None:
             """The response's body writer, once its headers went out chunked (else None)."""

@@ -46,6 +46,9 @@ __all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream"]
 #:   :class:`BodyWriter` for the response, or None when its body cannot be written past
 #:   ``send`` (not chunked, or the client left). A relay then writes each node block from
 #:   the node connection's callback (:class:`~herd._engine.relay.RelayPump`).
+#: - ``"body_ready"``: a callable telling whether the request's next ``receive()`` will
+#:   return without waiting (its body is here). The body is then read without a timer
+#:   (:mod:`herd._engine.guard`).
 DISCONNECT_CALLBACKS = "herd.disconnect_callbacks"
 
 

@@ -12,8 +12,12 @@ when some had arrived). The body's own time bound is :mod:`herd._engine.guard`'s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Callable, Sequence
 from functools import partial
+from http import HTTPStatus
+from operator import itemgetter
 from typing import Any
 
 import uvicorn
@@ -41,6 +45,44 @@ def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
             body,
         ]
     )
+
+
+# what a response head may carry for herd to write it (anything else goes through uvicorn's
+# send, which checks it): lower-case token names, no control bytes in values, and none of
+# the headers that decide the framing
+_NAME_UNSAFE = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-z]").search
+_VALUE_UNSAFE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+_STATUS_LINES: dict[int, bytes] = {}
+_first, _second = itemgetter(0), itemgetter(1)
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = HTTPStatus(status).phrase.encode("latin-1")
+        except ValueError:
+            phrase = b""
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %b" % (status, phrase)
+    return line
+
+
+def _head(status: int, headers: Sequence[tuple[bytes, bytes]], close: bool) -> bytes | None:
+    """A chunked response's status line and headers, or None for what herd leaves to uvicorn."""
+    names = list(map(_first, headers))
+    if (
+        not _FRAMING.isdisjoint(names)
+        or _NAME_UNSAFE(b"".join(names))
+        or _VALUE_UNSAFE(b"\t".join(map(_second, headers)))
+    ):
+        return None
+    lines = [_status_line(status)]
+    lines += map(b": ".join, headers)
+    if close:
+        lines.append(b"connection: close")
+    lines.append(b"transfer-encoding: chunked\r\n\r\n")
+    return b"\r\n".join(lines)
 
 
 class _ChunkWriter:
@@ -78,6 +120,20 @@ class _ChunkWriter:
     async def drain(self) -> None:
         await self.flow.drain()
 
+    def end(self) -> bool:
+        """Write the response's end and complete the cycle, as uvicorn's ``send`` does for
+        a last empty body message; False when the client is gone or it was complete."""
+        cycle = self.cycle
+        if cycle.disconnected or cycle.response_complete:
+            return False
+        self.batched.write(b"0\r\n\r\n")  # (the cycle's end below flushes it)
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.batched.close()
+        cycle.on_response()
+        return True
+
 
 if HttpToolsProtocol is not None:
 
@@ -98,6 +154,7 @@ if HttpToolsProtocol is not None:
                 "on_lost": self._on_lost,
                 "body_writer": self._body_writer,
                 "body_ready": self._body_ready,
+                "start_chunked": self._start_chunked,
             }
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -164,6 +221,44 @@ if HttpToolsProtocol is not None:
             this one's whole body)."""
             cycle = self.cycle
             return cycle is not None and cycle.message_event.is_set()
+
+        def _start_chunked(
+            self, scope: Any, send: Any, status: int, headers: Sequence[tuple[bytes, bytes]]
+        ) -> _ChunkWriter | None:
+            """Write a chunked response's head for the request of ``scope`` (what its
+            ``http.response.start`` through ``send`` would write, with uvicorn's default
+            headers) and give its body writer.
+
+            None, having written nothing, when ``send`` is not the cycle's own (a
+            middleware wraps it), when the response is no plain chunked one (HEAD,
+            1xx/204/304, an access log line for uvicorn to write) or when the headers are
+            any but herd writes itself: the caller then sends the start through ``send``.
+            """
+            cycle = self.cycle
+            transport = self.transport
+            if (
+                cycle is None
+                or cycle.scope is not scope
+                or getattr(send, "__self__", None) is not cycle
+                or cycle.response_started
+                or cycle.disconnected
+                or (cycle.access_log and cycle.access_logger.isEnabledFor(logging.INFO))
+                or status < 200
+                or status in (204, 304)
+                or scope["method"] == "HEAD"
+                or self.flow.write_paused
+                or not isinstance(transport, BatchedWrites)
+            ):
+                return None
+            head = _head(status, [*cycle.default_headers, *headers], not cycle.keep_alive)
+            if head is None:
+                return None
+            cycle.response_started = True
+            cycle.waiting_for_100_continue = False
+            cycle.chunked_encoding = True
+            cycle.expected_content_length = 0
+            transport.write(head)
+            return _ChunkWriter(cycle, transport, self.flow)
 
         def _body_writer(self) -> _ChunkWriter | None:
             """The response's body writer, once its headers went out chunked (else None)."""

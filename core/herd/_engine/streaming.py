@@ -46,6 +46,10 @@ __all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream"]
 #:   :class:`BodyWriter` for the response, or None when its body cannot be written past
 #:   ``send`` (not chunked, or the client left). A relay then writes each node block from
 #:   the node connection's callback (:class:`~herd._engine.relay.RelayPump`).
+#: - ``"start_chunked"``: a callable ``(scope, send, status, headers)`` that writes a
+#:   chunked response's head, as ``http.response.start`` through ``send`` would, and gives
+#:   its :class:`BodyWriter`; or None, having written nothing, when it leaves the start to
+#:   ``send`` (a middleware wraps ``send``, the response is no plain chunked one).
 #: - ``"body_ready"``: a callable telling whether the request's next ``receive()`` will
 #:   return without waiting (its body is here). The body is then read without a timer
 #:   (:mod:`herd._engine.guard`).
@@ -65,6 +69,10 @@ class BodyWriter(Protocol):
     async def drain(self) -> None:
         """Until the client's connection can be written to again (or was lost)."""
 
+    def end(self) -> bool:
+        """Write the response's end and complete it, as a last empty body message through
+        ``send`` would. False when the client is gone or the response was complete."""
+
 
 async def _pump_body(
     pump: RelayPump,
@@ -83,7 +91,10 @@ async def _pump_body(
             pump.resume()
             state = await pump.wait()
         if state == ENDED:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if writer.paused():
+                await writer.drain()
+            if not writer.end():  # (the client left: send says so its own way)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif state == FAILED:
             assert pump.error is not None
             raise pump.error
@@ -186,14 +197,24 @@ class _PlainRelayResponse:
         self.after_send = after_send
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
         extensions = scope.get("extensions")
         extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
-        on_lost = extension.get("on_lost") if extension else None
         iterator = self.iterator
-        if on_lost is not None and isinstance(iterator, RelayBody):
-            body_writer = extension.get("body_writer")
-            writer = body_writer() if body_writer is not None else None
+        relayed = isinstance(iterator, RelayBody)
+        writer: BodyWriter | None = None
+        if relayed and extension:
+            start = extension.get("start_chunked")
+            if start is not None:
+                writer = start(scope, send, self.status, self.headers)
+        if writer is None:
+            await send(
+                {"type": "http.response.start", "status": self.status, "headers": self.headers}
+            )
+        on_lost = extension.get("on_lost") if extension else None
+        if on_lost is not None and relayed:
+            if writer is None:
+                body_writer = extension.get("body_writer")
+                writer = body_writer() if body_writer is not None else None
             if writer is not None:
                 pump = iterator.pump(writer.write, writer.paused)
                 if pump is not None:
@@ -258,8 +279,16 @@ class RelayStream(Stream):
             if media.startswith("text/"):
                 media = f"{media}; charset={self.encoding}"
             latin = "latin-1"
-            encoded = [(k.lower().encode(latin), v.encode(latin)) for k, v in merged.items()]
-            if not any(name == b"content-type" for name, _ in encoded):
+            # (a newline in a name or value splits into more parts: the slow way, whose
+            # checks refuse it)
+            names = "\n".join(merged).lower().encode(latin).split(b"\n")
+            values = "\n".join(merged.values()).encode(latin).split(b"\n")
+            if len(names) == len(values) == len(merged):
+                encoded = list(zip(names, values, strict=True))
+            else:
+                encoded = [(k.lower().encode(latin), v.encode(latin)) for k, v in merged.items()]
+                names = [name for name, _ in encoded]
+            if b"content-type" not in names:
                 encoded.append((b"content-type", media.encode(latin)))
             status = self.status_code or status_code or 200
             return _PlainRelayResponse(status, encoded, self.iterator, self.after_send)

@@ -195,3 +195,22 @@ def test_a_plugin_adding_middleware_turns_the_direct_path_off(sim: SimNode) -> N
         reply = client.post("/api/chat", json={**CHAT, "stream": False})
     assert reply.status_code == 200, reply.text
     assert "/api/chat" in _Seen.paths
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ([], {}),
+        ([(b"x-herd-tags", b"a"), (b"x-herd-tags", b"b")], {"x-herd-tags": "a"}),
+        ([(b"host", b"x"), (b"x-name", b"caf\xe9")], {"host": "x", "x-name": "caf\u00e9"}),
+        ([(b"x-odd", b"a\nb"), (b"host", b"x")], {"x-odd": "a\nb", "host": "x"}),
+    ],
+    ids=["none", "repeated", "latin-1", "newline"],
+)
+def test_a_direct_requests_headers_read_as_litestars(raw: list, expected: dict) -> None:
+    from herd._engine.direct import DirectRequest
+
+    headers = DirectRequest(None, {"headers": raw}).headers
+    assert dict(headers) == expected
+    for name, value in expected.items():
+        assert headers.get(name.upper()) == value

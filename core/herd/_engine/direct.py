@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from operator import itemgetter
 from typing import Any
 
 from herd._engine.auth import AccessMiddleware
@@ -44,6 +45,9 @@ DIRECT_PATHS = (
 """The client routes served directly (``POST`` only; other methods get Litestar's 405)."""
 
 Handler = Callable[[Any], Awaitable[Any]]
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 class _Headers(dict[str, str]):
@@ -75,12 +79,21 @@ class DirectRequest:
 
     @property
     def headers(self) -> _Headers:
-        if self._headers is None:
-            headers = _Headers()
-            for name, value in reversed(self.scope["headers"]):
-                headers[name.decode("latin-1")] = value.decode("latin-1")
+        headers = self._headers
+        if headers is None:
+            pairs = self.scope["headers"][::-1]  # (the first of repeated names is kept)
+            # every name and value decoded in two calls; a newline (which HTTP does not
+            # let through) would split into more parts: then one by one
+            names = b"\n".join(map(_first, pairs)).decode("latin-1").split("\n")
+            values = b"\n".join(map(_second, pairs)).decode("latin-1").split("\n")
+            if pairs and len(names) == len(values) == len(pairs):
+                headers = _Headers(zip(names, values, strict=True))
+            else:
+                headers = _Headers(
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs
+                )
             self._headers = headers
-        return self._headers
+        return headers
 
     @property
     def method(self) -> str:

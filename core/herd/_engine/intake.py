@@ -161,10 +161,26 @@ IMAGE_TOKENS = 576  # a typical vision encoder's tokens per image (LLaVA-1.5: 24
 _NO = ("", "0", "false", "no", "off")
 
 
-def _get(item: Any, name: str) -> Any:
-    if isinstance(item, dict):
-        return item.get(name)
-    return getattr(item, name, None)
+class _Attributes:
+    """An object's attributes read as a mapping's ``get`` (None when missing)."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+
+    def get(self, name: str) -> Any:
+        return getattr(self.item, name, None)
+
+
+def _fields(item: Any) -> Any:
+    """A decoded body or message by field name (``.get``): a dict as it is, a struct's
+    fields as a dict (one C call, instead of a lookup call per field)."""
+    if type(item) is dict:
+        return item
+    if isinstance(item, msgspec.Struct):
+        return msgspec.structs.asdict(item)
+    return _Attributes(item)
 
 
 def _text_length(value: Any) -> int:
@@ -181,10 +197,14 @@ def conversation_key(messages: list[Any]) -> str:
     Later turns resend the same opening, so they hash the same; that opening is also the
     prefix the node holds in its KV cache.
     """
+    return _conversation_key(list(map(_fields, messages)))
+
+
+def _conversation_key(messages: list[Any]) -> str:
     opening = []
     for message in messages:
-        role = _get(message, "role") or ""
-        opening.append(f"{role}\x00{_get(message, 'content') or ''}")
+        role = message.get("role") or ""
+        opening.append(f"{role}\x00{message.get('content') or ''}")
         if role == "user":
             digest = hashlib.blake2b("\x01".join(opening).encode(), digest_size=8)
             return "chat:" + digest.hexdigest()
@@ -206,32 +226,38 @@ def describe_request(
         >>> describe_request(request, ChatRequest(model="m", messages=[...]), headers)
     """
     chars = images = history = 0
-    messages = _get(parsed, "messages")
+    body = _fields(parsed)
+    get = body.get
+    messages = get("messages")
     if messages:
+        messages = list(map(_fields, messages))
         for message in messages:
-            chars += _text_length(_get(message, "content"))
-            pictures = _get(message, "images")
+            content = message.get("content")
+            chars += len(content) if type(content) is str else _text_length(content)
+            pictures = message.get("images")
             if pictures:
                 images += len(pictures)
-            if _get(message, "role") == "assistant":
+            if message.get("role") == "assistant":
                 request.follow_up = True
-        request.session = conversation_key(messages)
+        request.session = _conversation_key(messages)
     for name in ("prompt", "system", "suffix", "input"):
-        chars += _text_length(_get(parsed, name))
-    pictures = _get(parsed, "images")
+        value = get(name)
+        if value is not None:
+            chars += _text_length(value)
+    pictures = get("images")
     if pictures:
         images += len(pictures)
-    context = _get(parsed, "context")
+    context = get("context")
     if context:
         history = len(context)
     request.images = images
     request.prompt_tokens = chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS + history
-    options = _get(parsed, "options")
+    options = get("options")
     if options is not None:
-        num_predict = option_int(_get(options, "num_predict"))
+        num_predict = option_int(_fields(options).get("num_predict"))
         if num_predict is not None:
             request.num_predict = num_predict
-    fallback = _get(parsed, "fallback_models")
+    fallback = get("fallback_models")
     if fallback:
         request.fallback_models = [normalize_model_name(str(name)) for name in fallback]
     if headers is not None:

@@ -83,9 +83,10 @@ class RequestGuard:
         return body
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self._max_body:
-                raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
+        # (llhttp refuses a request whose Content-Length headers differ)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
         extensions = scope.get("extensions")
         extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
         ready = extension.get("body_ready") if extension else None

@@ -65,12 +65,17 @@ def _outside_strings(body: bytes) -> bytes:
     return b"".join(kept)
 
 
+_LONG_RUN = b"0" * 300  # digits enough to overflow a double with no exponent
+
+
 def _big_number(text: bytes) -> bytes | None:
     """A number in ``text`` (no strings) that is infinite as a double, or None."""
     zeros = text.translate(_DIGITS_TO_ZERO)
+    if b"0e" not in zeros and b"0E" not in zeros and _LONG_RUN not in zeros:
+        return None  # (the usual body: no exponent, no run of 300 digits)
     at = [i for probe in (b"0e", b"0E") for i in _find_all(zeros, probe)]
-    if b"0" * 300 in zeros:
-        at.append(zeros.index(b"0" * 300))
+    if _LONG_RUN in zeros:
+        at.append(zeros.index(_LONG_RUN))
     for index in at:
         begin = index
         while begin > 0 and text[begin - 1 : begin] in b"0123456789.-":

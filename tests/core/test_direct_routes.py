@@ -6,6 +6,7 @@ Litestar layers (middleware) turns the direct path off, and its middleware sees 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,3 +215,63 @@ def test_a_direct_requests_headers_read_as_litestars(raw: list, expected: dict) 
     assert dict(headers) == expected
     for name, value in expected.items():
         assert headers.get(name.upper()) == value
+
+
+class _CountingGate:
+    """The CORS gate as the direct lane sees it, counting the lane's requests."""
+
+    def __init__(self, gate: Any) -> None:
+        self.gate = gate
+        self.lane_requests = 0
+
+    @property
+    def app(self) -> Any:
+        self.lane_requests += 1
+        return self.gate.app
+
+
+@pytest.fixture
+def lane(router: RouterHandle) -> Iterator[tuple[_CountingGate, list]]:
+    """The router's direct lane, counted, and the traces of what it serves meanwhile."""
+    lane = router.app.state.direct_lane
+    gate, counting = lane.gate, _CountingGate(lane.gate)
+    gateway = router.gateway
+    traces: list = []
+    finish = gateway.finish
+    lane.gate = counting
+    gateway.finish = lambda trace: (traces.append(trace), finish(trace))
+    try:
+        yield counting, traces
+    finally:
+        lane.gate = gate
+        del gateway.finish
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "lane_taken", "client"),
+    [
+        ("/api/chat", {}, True, "127.0.0.1"),
+        ("/api/chat?debug=1", {}, False, "127.0.0.1"),
+        ("/api/chat", {"X-Forwarded-For": "10.9.8.7"}, False, "10.9.8.7"),
+        ("/api/chat", {"Origin": "http://localhost:3000"}, False, "127.0.0.1"),
+    ],
+    ids=["plain", "query", "forwarded", "cross-origin"],
+)
+def test_the_direct_lane_serves_only_what_the_layers_in_front_would_pass_unchanged(
+    router: RouterHandle,
+    lane: tuple[_CountingGate, list],
+    path: str,
+    headers: dict,
+    lane_taken: bool,
+    client: str,
+) -> None:
+    counting, traces = lane
+    reply = httpx.post(f"{router.url}{path}", json=CHAT, headers=headers, timeout=30)
+    assert reply.status_code == 200 and '"done":true' in reply.text
+    deadline = time.monotonic() + 10  # (the trace is written just after the reply's end)
+    while not traces and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert counting.lane_requests == (1 if lane_taken else 0)
+    assert [trace.client.rpartition(":")[0] for trace in traces] == [client]
+    if "Origin" in headers:  # the CORS gate answered it
+        assert reply.headers["access-control-allow-origin"] == headers["Origin"]

@@ -156,9 +156,12 @@ def test_quiet_json_logs_with_access_and_audit_lines(
     )
     router.wait_for_line(r"plugins loaded")
     assert httpx.get(url + "/api/tags", timeout=10).status_code == 200
+    chat = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(url + "/api/chat", json=chat, timeout=30).status_code == 200
     assert httpx.post(url + "/fleet/nodes/a/drain", timeout=10).status_code == 200
     router.wait_for_line(r'"logger": "herd.audit"')
     router.wait_for_line(r'"path": "/api/tags"')
+    router.wait_for_line(r'"path": "/api/chat"')  # (a streamed chat is logged too)
     entries = [json.loads(line) for line in router.text().splitlines() if line.strip()]
     assert all(datetime.fromisoformat(e["time"]).utcoffset() is not None for e in entries)
     loggers = {e["logger"] for e in entries}

@@ -11,7 +11,7 @@ from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFou
 
 from herd._engine.auth import access_middleware
 from herd._engine.cors import CorsGate
-from herd._engine.direct import direct_routes
+from herd._engine.direct import direct_lane, direct_routes
 from herd._engine.gateway import Gateway
 from herd._engine.guard import guard_middleware
 from herd._engine.plugins import make_plugin_manager
@@ -164,6 +164,7 @@ def create_app(
     # the headers reach error answers too
     handler = direct_routes(app, own_middleware)
     app.asgi_handler = CorsGate(handler, settings.auth.allowed_origins)
+    app.state.direct_lane = direct_lane(app, app.asgi_handler)  # (see server.py)
     app.state.startup_failures = startup_failures
     app.state.gateway = gateway
     app.state.router = gateway  # what plugins' routes use: the public herd.router.Router

@@ -145,6 +145,11 @@ class DirectRoutes:
             response = self._error_response(request, exc)
         await response.to_asgi_response(None, request, status_code=200)(scope, receive, send)
 
+    @property
+    def paths(self) -> list[str]:
+        """The paths served directly."""
+        return list(self._routes)
+
     def _error_response(self, request: DirectRequest, exc: Exception) -> Any:
         for kind in type(exc).__mro__:
             render = self._errors.get(kind)
@@ -188,3 +193,39 @@ def direct_routes(app: Any, own_middleware: list[Any]) -> Any:
     access = next(layer for layer in layers if isinstance(layer, AccessMiddleware))
     guard = next(layer for layer in layers if isinstance(layer, RequestGuard))
     return DirectRoutes(app.asgi_handler, app, routes, access, guard, errors)
+
+
+class DirectLane:
+    """The app behind the CORS gate, served straight from the server for a request nothing
+    in front of it would change: no ``Origin`` (the CORS gate lets it through as it is) and
+    no ``X-Forwarded-For``/``-Proto`` (uvicorn's proxy-headers middleware leaves its scope
+    as it is), to a direct route. The server (``server.py``) hands such a request here, past
+    those two layers and Litestar's own entry, whose part (the app in the scope) is done
+    here.
+
+    Args:
+        litestar: The Litestar app (no ``before_send`` hooks).
+        gate: Its CORS gate, whose ``app`` (the direct routes) is called.
+        direct: The direct routes, whose paths take the lane.
+    """
+
+    __slots__ = ("gate", "litestar", "urls")
+
+    def __init__(self, litestar: Any, gate: Any, direct: DirectRoutes) -> None:
+        self.litestar = litestar
+        self.gate = gate
+        #: request targets served here, as the request line has them (no query, no escapes)
+        self.urls = frozenset(path.encode("ascii") for path in direct.paths)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["app"] = scope["litestar_app"] = self.litestar
+        scope.setdefault("state", {})
+        await self.gate.app(scope, receive, send)
+
+
+def direct_lane(litestar: Any, gate: Any) -> DirectLane | None:
+    """The lane past the outer layers, when the app behind the CORS ``gate`` is the direct
+    routes and Litestar adds nothing to ``send``; else None."""
+    if not isinstance(gate.app, DirectRoutes) or litestar.before_send:
+        return None
+    return DirectLane(litestar, gate, gate.app)

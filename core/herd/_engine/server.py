@@ -21,6 +21,7 @@ from operator import itemgetter
 from typing import Any
 
 import uvicorn
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from herd._engine.streaming import DISCONNECT_CALLBACKS
 from herd._engine.write_batching import BatchedWrites
@@ -53,6 +54,9 @@ def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
 _NAME_UNSAFE = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-z]").search
 _VALUE_UNSAFE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+# a request with none of these headers passes the CORS gate and uvicorn's proxy-headers
+# middleware unchanged: it may take the direct lane (see direct.DirectLane)
+_LANE_CLEAR = frozenset((b"origin", b"x-forwarded-for", b"x-forwarded-proto")).isdisjoint
 _STATUS_LINES: dict[int, bytes] = {}
 _first, _second = itemgetter(0), itemgetter(1)
 
@@ -142,9 +146,18 @@ if HttpToolsProtocol is not None:
 
         max_header_bytes = 64 * 1024
         header_timeout_s = 30.0
+        #: the app served and its direct lane (``direct.DirectLane``), set by server_config
+        served_app: Any = None
+        direct_lane: Any = None
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            # the lane is taken only when uvicorn serves the app as given (behind nothing
+            # but its proxy-headers middleware, which a lane request would pass unchanged)
+            served = self.app
+            if isinstance(served, ProxyHeadersMiddleware):
+                served = served.app
+            self._lane = self.direct_lane if served is self.served_app else None
             self._in_headers = True
             self._header_bytes = 0
             self._header_timer: asyncio.TimerHandle | None = None
@@ -213,7 +226,20 @@ if HttpToolsProtocol is not None:
         def on_headers_complete(self) -> None:
             self._in_headers = False
             self._stop_header_clock()
-            super().on_headers_complete()
+            lane = self._lane
+            if (
+                lane is not None
+                and self.url in lane.urls
+                and _LANE_CLEAR(map(_first, self.headers))
+                and self.parser.get_method() == b"POST"
+            ):
+                served, self.app = self.app, lane  # (uvicorn's cycle runs self.app)
+                try:
+                    super().on_headers_complete()
+                finally:
+                    self.app = served
+            else:
+                super().on_headers_complete()
 
         def _body_ready(self) -> bool:
             """The request's next ``receive()`` returns at once: body bytes or its end are
@@ -309,12 +335,15 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
     """
     limits = settings.limits
     if HttpToolsProtocol is not None:
+        state = getattr(app, "state", None)
         protocol = type(
             "HerdHttpProtocol",
             (BoundedHttpProtocol,),
             {
                 "max_header_bytes": limits.max_header_bytes,
                 "header_timeout_s": limits.header_timeout_s,
+                "served_app": app,
+                "direct_lane": getattr(state, "direct_lane", None),
             },
         )
         options["http"] = protocol

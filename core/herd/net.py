@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -21,6 +22,9 @@ __all__ = [
     "describe_network_error",
     "is_loopback_client",
     "is_loopback_host",
+    "open_files_limit",
+    "out_of_local_resources",
+    "raise_open_files_limit",
     "without_credentials",
 ]
 
@@ -94,3 +98,63 @@ def describe_network_error(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):  # TransferEncodingError, ContentLengthError
         return "the connection closed before the reply was complete"
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+#: errno values that say this machine ran out of something (file descriptors, buffers,
+#: memory) while opening or using a connection: the router's own trouble, not the peer's
+_LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+def out_of_local_resources(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is this machine running out of
+    file descriptors, socket buffers or memory: a failure no node is to blame for.
+
+    Example:
+        >>> out_of_local_resources(OSError(errno.EMFILE, "Too many open files"))
+        True
+    """
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 16:  # (a bounded walk down __cause__/__context__)
+        if isinstance(current, OSError) and current.errno in _LOCAL_EXHAUSTION:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def open_files_limit() -> int:
+    """This process's limit on open files (its soft ``RLIMIT_NOFILE``); 0 when unknown."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 0
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 30
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's limit on open files to what the system lets it have, as Go
+    programs (Ollama among them) do at start: a shell's default soft limit (1,024 on
+    Linux, 256 on macOS) is two file descriptors per stream, far below what the hard limit
+    allows. macOS refuses a soft limit past ``kern.maxfilesperproc`` even with no hard
+    limit, so lower targets are tried next.
+
+    Returns:
+        The limit in force afterwards (0 when unknown).
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    best = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    for target in (best, 65536, 10240):
+        if soft != resource.RLIM_INFINITY and soft >= target:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            continue
+        break
+    return open_files_limit()

@@ -48,19 +48,37 @@ def _default_sigint() -> None:
 
 
 class HerdProcess:
-    """A ``herd`` router process whose stderr goes to a file the test can read."""
+    """A ``herd`` router process whose stderr goes to a file the test can read.
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    ``open_files`` starts it with that (soft, hard) limit on open files, as a shell's
+    ``ulimit -n`` would (POSIX only).
+    """
+
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        open_files: tuple[int, int] | None = None,
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
+
+        def before_exec() -> None:
+            # SIGINT as in a terminal, even when the tests run where it is ignored (a
+            # background job), so Ctrl-C is tested as an operator presses it
+            _default_sigint()
+            if open_files is not None:
+                import resource
+
+                resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
         self.process = subprocess.Popen(
             [str(HERD), *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            # SIGINT as in a terminal, even when the tests run where it is ignored (a
-            # background job), so Ctrl-C is tested as an operator presses it
-            preexec_fn=_default_sigint,
+            preexec_fn=before_exec,
         )
 
     def text(self) -> str:

@@ -62,3 +62,25 @@ def test_timeouts_and_anything_else() -> None:
     assert describe_network_error(TimeoutError()) == "timed out"
     assert describe_network_error(ConnectionResetError()) == "ConnectionResetError"
     assert describe_network_error(OSError("no\nroute")) == "no route"
+
+
+def test_running_out_of_descriptors_is_told_apart_from_a_node_failure() -> None:
+    import errno
+
+    from herd.net import out_of_local_resources
+    from herd.node_http import NodeConnectError
+    from herd.replies import NodeFailure
+
+    def chained(cause: OSError) -> NodeFailure:
+        try:
+            try:
+                raise NodeConnectError("10.0.0.5", 11434, "Too many open files") from cause
+            except NodeConnectError as exc:
+                raise NodeFailure("node a unreachable") from exc
+        except NodeFailure as failure:
+            return failure
+
+    assert out_of_local_resources(chained(OSError(errno.EMFILE, "Too many open files")))
+    assert out_of_local_resources(chained(OSError(errno.ENFILE, "File table overflow")))
+    assert not out_of_local_resources(chained(OSError(errno.ECONNREFUSED, "refused")))
+    assert not out_of_local_resources(NodeFailure("node a answered 500"))

@@ -87,7 +87,9 @@ def serve(argv: list[str]) -> int:
         print(f"herd: {exc}", file=sys.stderr)
         return 2
     from herd._engine.serve import StartupError, bind, lock_data_dir, run_router
+    from herd.net import raise_open_files_limit
 
+    raise_open_files_limit()  # (before anything opens a file: the trace store, the socket)
     try:
         lock = lock_data_dir(settings)
         sock = bind(settings.host, settings.port)

@@ -18,11 +18,16 @@ import sys
 from typing import Any, TextIO
 
 import herd
+from herd.net import open_files_limit
 from herd.settings import Settings
 
 __all__ = ["StartupError", "explain", "freeze_startup_objects", "lock_data_dir", "run_router"]
 
 log = logging.getLogger("herd")
+
+#: open files below which start-up warns (2,000 streams at once, two each)
+ROOMY_OPEN_FILES = 4096
+_FILES_AT_REST = 64  # what a started router holds open besides its streams (about)
 
 
 class StartupError(Exception):
@@ -184,6 +189,15 @@ def _announce(app: Any, settings: Settings) -> None:
         host,
         settings.port,
     )
+    files = open_files_limit()
+    if 0 < files < ROOMY_OPEN_FILES:
+        log.warning(
+            "this process may open only %d files (ulimit -n), which is about %d streams at "
+            "once (each holds a client connection and a node connection); raise the limit "
+            "(ulimit -n, or LimitNOFILE= in a systemd unit) to serve more",
+            files,
+            max(0, (files - _FILES_AT_REST) // 2),
+        )
     router = app.state.router
     for view in router.nodes():
         models = len(view.models)

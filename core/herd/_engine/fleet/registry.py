@@ -16,7 +16,7 @@ import msgspec
 from herd._engine.fleet.membership import Membership
 from herd._engine.fleet.services import NodeService, build_service, poll_services, refresh_view
 from herd.interfaces import Backend, BackendContext, LoadedModel, NodeReport, NodeView
-from herd.net import describe_network_error, without_credentials
+from herd.net import describe_network_error, out_of_local_resources, without_credentials
 from herd.settings import NodeConfig, ServiceConfig, Settings
 
 __all__ = ["LOCAL_OLLAMA_URL", "Fleet", "FleetNode", "note_memory_changes"]
@@ -205,6 +205,13 @@ class Fleet:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if out_of_local_resources(exc):  # the router's own trouble says nothing of the node
+                log.warning(
+                    "could not poll node %s: the router is out of resources: %s",
+                    node.name,
+                    _describe(exc),
+                )
+                return
             self.mark_unreachable(node.view, _describe(exc))
             if self.cluster is not None:
                 self.cluster.polled(node.name, None, _describe(exc))

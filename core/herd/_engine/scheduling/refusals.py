@@ -1,4 +1,5 @@
-"""The errors a request gets when no node could even be tried, each saying why."""
+"""The errors a request gets when no node could even be tried (or the router itself could
+not send it), each saying why."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from typing import TYPE_CHECKING
 
 from herd.errors import HerdError, model_not_found
 from herd.interfaces import InferenceRequest, NodeView
+from herd.net import open_files_limit
+from herd.replies import NodeFailure
 from herd.trace import AttemptRecord
 
 if TYPE_CHECKING:
     from herd._engine.fleet.registry import Fleet
     from herd._engine.scheduling.ranking import Decision
 
-__all__ = ["nothing_to_try", "with_attempts"]
+__all__ = ["nothing_to_try", "router_exhausted", "with_attempts"]
 
 
 def nothing_to_try(
@@ -78,3 +81,16 @@ def _knows(view: NodeView, key: str) -> bool:
 def with_attempts(error: HerdError, attempts: list[AttemptRecord]) -> HerdError:
     error.attempts = attempts
     return error
+
+
+def router_exhausted(node: str, failure: NodeFailure) -> HerdError:
+    """The 503 for a request the router could not send for want of file descriptors (or
+    buffers, or memory) of its own: said plainly, and not held against the node."""
+    files = open_files_limit()
+    limit = f" (this process may open {files} files)" if files else ""
+    return HerdError(
+        503,
+        f"the router is out of resources{limit} and could not reach node {node}: "
+        f"{failure.message}; retry shortly, or raise the router's open files limit",
+        retry_after=1,
+    )

@@ -21,7 +21,7 @@ from herd._engine.scheduling.auto_pull import AutoPuller
 from herd._engine.scheduling.queues import QueueBoard, QueueFull, Slot, client_key
 from herd._engine.scheduling.ranking import Decision, Ranker
 from herd._engine.scheduling.reaper import ZombieReaper
-from herd._engine.scheduling.refusals import nothing_to_try, with_attempts
+from herd._engine.scheduling.refusals import nothing_to_try, router_exhausted, with_attempts
 from herd._engine.shaping import INFERENCE_ENDPOINTS, BodyShaper
 from herd.errors import HerdError, model_not_found
 from herd.interfaces import (
@@ -31,6 +31,7 @@ from herd.interfaces import (
     Signal,
     UpstreamReply,
 )
+from herd.net import out_of_local_resources
 from herd.settings import RoutingSettings
 from herd.trace import AttemptRecord
 
@@ -238,6 +239,9 @@ class Scheduler:
                 if check is not None:
                     await check(node.name, reply)
             except NodeFailure as failure:
+                if out_of_local_resources(failure):  # the router's own trouble: not the node's
+                    self.board.release(slot, failed=False)
+                    raise with_attempts(router_exhausted(node.name, failure), attempts) from None
                 self.board.release(slot, failed=True)
                 attempts.append(
                     AttemptRecord(node.name, started, time.time(), failure.message, failure.status)

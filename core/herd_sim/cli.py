@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 import yaml
-from herd.net import is_loopback_host
+from herd.net import is_loopback_host, raise_open_files_limit
 
 from herd_sim.models import (
     DEFAULT_MODELS,
@@ -149,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except (OSError, ValueError, yaml.YAMLError) as error:
         parser.error(str(error))
+    raise_open_files_limit()  # (a benchmark may open a thousand streams at once)
     try:
         asyncio.run(serve(config))
     except OSError as error:

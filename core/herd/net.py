@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "describe_network_error",
@@ -25,6 +26,7 @@ __all__ = [
     "open_files_limit",
     "out_of_local_resources",
     "raise_open_files_limit",
+    "takes_proxy_from_environment",
     "without_credentials",
 ]
 
@@ -58,6 +60,19 @@ def without_credentials(url: str, mask: str = "***") -> str:
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.partition(':')[0]}:{mask}@{host}{slash}{path}"
+
+
+def takes_proxy_from_environment(url: str) -> bool:
+    """Whether an HTTP client for ``url`` should use the proxy the environment names
+    (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``): not for this machine, which no proxy
+    can reach for it. Go's clients (the ``ollama`` CLI's among them) never send loopback
+    traffic to a proxy either; httpx would, unless ``NO_PROXY`` says otherwise.
+
+    Example:
+        >>> takes_proxy_from_environment("http://127.0.0.1:11435")
+        False
+    """
+    return not is_loopback_host(urlsplit(url.strip()).hostname or "")
 
 
 def is_loopback_client(scope: Mapping[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import herd
 import httpx
 import msgspec
+from herd.net import takes_proxy_from_environment
 from herd.protocol.heartbeat import (
     PAYLOAD_VERSION,
     DiskModel,
@@ -171,8 +172,16 @@ class NodeAgent:
         )
         timeout = httpx.Timeout(settings.timeout)
         async with (
-            httpx.AsyncClient(timeout=timeout, follow_redirects=False) as ollama,
-            httpx.AsyncClient(timeout=timeout, follow_redirects=False) as router,
+            httpx.AsyncClient(  # (the environment's proxy is not for this machine)
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=takes_proxy_from_environment(settings.ollama),
+            ) as ollama,
+            httpx.AsyncClient(
+                timeout=timeout,
+                follow_redirects=False,
+                trust_env=takes_proxy_from_environment(settings.router),
+            ) as router,
         ):
             loop = asyncio.get_running_loop()
             next_beat = loop.time()

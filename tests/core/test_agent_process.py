@@ -59,6 +59,9 @@ def test_environment_and_flags_are_both_honoured(make_sim, make_router, spawn) -
             "HERD_NODE_TOKEN": "tok",
             "HERD_NODE_NAME": "from-env",
             "HERD_NODE_INTERVAL": "0.2",
+            # a proxy (nothing listens) is not for the router and Ollama on this machine
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9",
         },
     )
     # every variable set wrongly, every flag right: the flags win

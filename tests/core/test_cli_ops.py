@@ -183,3 +183,13 @@ def test_a_reader_that_leaves_early_is_no_traceback(fleet) -> None:
     finally:
         os.close(write_end)
     assert done.returncode == 141 and done.stderr == ""
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_a_router_on_this_machine(fleet) -> None:
+    # a corporate machine's proxy (here: nothing listens) cannot reach this machine's router
+    proxy = "http://127.0.0.1:9"
+    done = herd(
+        "status", "--router", fleet.url, HTTP_PROXY=proxy, http_proxy=proxy, ALL_PROXY=proxy
+    )
+    assert done.returncode == 0, done.stderr
+    assert "2 of 2 nodes online" in done.stdout

@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import aiohttp
+import pytest
 from herd.net import describe_network_error
 
 
@@ -84,3 +85,20 @@ def test_running_out_of_descriptors_is_told_apart_from_a_node_failure() -> None:
     assert out_of_local_resources(chained(OSError(errno.ENFILE, "File table overflow")))
     assert not out_of_local_resources(chained(OSError(errno.ECONNREFUSED, "refused")))
     assert not out_of_local_resources(NodeFailure("node a answered 500"))
+
+
+@pytest.mark.parametrize(
+    ("url", "proxied"),
+    [
+        ("http://127.0.0.1:11435", False),
+        ("http://localhost:11434", False),
+        ("http://[::1]:11435", False),
+        ("https://router.localhost", False),
+        ("http://10.0.0.2:11435", True),
+        ("https://gpu.example.com/ollama", True),
+    ],
+)
+def test_only_other_machines_go_through_the_environments_proxy(url: str, proxied: bool) -> None:
+    from herd.net import takes_proxy_from_environment
+
+    assert takes_proxy_from_environment(url) is proxied

@@ -22,6 +22,7 @@ import httpx
 import msgspec
 
 from herd._engine.cli_tables import human_size, progress_line, table
+from herd.net import takes_proxy_from_environment
 
 __all__ = ["COMMANDS", "OpsError", "RouterClient", "run_command"]
 
@@ -42,7 +43,12 @@ class RouterClient:
             url = f"http://{url}"
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            trust_env=takes_proxy_from_environment(self.url),  # (no proxy for this machine)
+        )
 
     def get(self, path: str) -> Any:
         return self._json(self._send("GET", path))

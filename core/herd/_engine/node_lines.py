@@ -47,6 +47,7 @@ class LineFields(msgspec.Struct):
 
 _decode = msgspec.json.Decoder(LineFields).decode
 _decode_array = msgspec.json.Decoder(list[LineFields]).decode
+_JSON_SPACE = b" \t\r\n"  # JSON's whitespace (bytes.strip's own has \x0b and \x0c too)
 #: Endpoints whose answers end with a final object (``done: true``).
 STREAMING = frozenset({"chat", "generate"})
 #: Endpoints whose answers are JSON objects, checked before their first byte goes out.
@@ -99,7 +100,7 @@ class NodeLines:
             ``len(block)`` when every line is a JSON object, else the offset where the
             first bad line starts (what comes before it may still be relayed).
         """
-        body = block.rstrip()
+        body = block.rstrip(_JSON_SPACE)  # (not Python's whitespace: \x0c ends no line)
         # find, not `in`: `bytes in bytes` first tries its operand as an int, and raises and
         # clears a TypeError (twice the cost, on every block of every stream)
         if body.find(b"\n") >= 0:  # several lines (one is read faster on its own)

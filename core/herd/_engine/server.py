@@ -7,6 +7,17 @@ answers 431 once the request line and headers pass ``limits.max_header_bytes`` (
 parsed no more than that, so the cost is constant), and closes a connection whose headers
 are not complete ``limits.header_timeout_s`` after it opened or its request began (408
 when some had arrived). The body's own time bound is :mod:`herd._engine.guard`'s.
+
+It also shortens a streamed request's way through uvicorn, each time only where the
+outcome is the same:
+
+- a ``POST`` to a direct route that the CORS gate and uvicorn's proxy-headers middleware
+  would pass on unchanged goes straight to the direct routes
+  (:class:`~herd._engine.direct.DirectLane`);
+- the scope extension (``streaming.DISCONNECT_CALLBACKS``) says when a body is already
+  here (``body_ready``), and writes a chunked reply's head, body and end past ``send``
+  (``start_chunked``, ``body_writer``), the bytes and the request cycle's state being
+  those ``send`` would give.
 """
 
 from __future__ import annotations

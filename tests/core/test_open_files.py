@@ -25,8 +25,8 @@ CHAT = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "hi"}]}
 
 @pytest.fixture
 def node(make_sim):
-    # every stream at once, each long enough (10 tokens at 40/s) for all to overlap
-    return make_sim(name="n0", num_parallel=512, gen_tps=40.0, reply_tokens=10)
+    # every stream at once, each long enough (20 tokens at 10/s: 2 s) for all to overlap
+    return make_sim(name="n0", num_parallel=512, gen_tps=10.0, reply_tokens=20)
 
 
 @pytest.fixture

@@ -31,6 +31,23 @@ def test_variables_that_name_no_setting_are_ignored_with_one_warning(
     warnings = [r.getMessage() for r in caplog.records if r.name == "herd.config"]
     assert len(warnings) == 1
     assert "HERD_BIN" in warnings[0] and "HERD_ROUTING__MAX_RETRYS" in warnings[0]
+    assert "HERD_ROUTING__MAX_RETRYS (did you mean HERD_ROUTING__MAX_RETRIES?)" in warnings[0]
+    assert "HERD_BIN (" not in warnings[0]  # (nothing like it: no guess)
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("HERD_NODE", "HERD_NODES"),
+        ("HERD_ROUTING_MAX_RETRIES", "HERD_ROUTING__MAX_RETRIES"),  # one underscore, not two
+        ("HERD_DATADIR", "HERD_DATA_DIR"),
+        ("HERD_LOGLEVEL", "HERD_LOG_LEVEL"),
+    ],
+)
+def test_a_near_miss_is_told_the_variable_it_likely_meant(typed: str, meant: str) -> None:
+    loaded = load_config(None, env={typed: "1"})
+    assert loaded.ignored == [typed]
+    assert f"{typed} (did you mean {meant}?)" in loaded.warning()
 
 
 def test_kubernetes_service_links_never_stop_the_router(

@@ -11,6 +11,7 @@ setting is ignored with a warning instead of stopping the router.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -29,6 +30,7 @@ from herd._engine.config_errors import (
     explain_validation_error,
     field_type_at,
     line_of,
+    setting_env_names,
 )
 from herd._engine.config_shorthand import expand_nodes, nodes_env_value
 from herd.settings import Settings
@@ -97,9 +99,14 @@ class LoadedConfig:
         """One line about ignored variables, or "" when there are none."""
         if not self.ignored:
             return ""
+        known = setting_env_names(Settings)
+        named = []
+        for name in self.ignored:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            named.append(f"{name} (did you mean {close[0]}?)" if close else name)
         return (
             "ignoring environment variables that name no herd setting: "
-            + ", ".join(self.ignored)
+            + ", ".join(named)
             + " (settings are HERD_<KEY>, nested keys joined by __, e.g. HERD_ROUTING__MAX_RETRIES)"
         )
 

@@ -8,7 +8,13 @@ from typing import Any
 import msgspec
 import yaml
 
-__all__ = ["error_keys", "explain_validation_error", "field_type_at", "line_of"]
+__all__ = [
+    "error_keys",
+    "explain_validation_error",
+    "field_type_at",
+    "line_of",
+    "setting_env_names",
+]
 
 
 def explain_validation_error(
@@ -52,6 +58,20 @@ def field_type_at(root: Any, names: list[str]) -> tuple[bool, Any]:
             return False, None
         current = _unwrap(types[name])
     return True, current
+
+
+def setting_env_names(root: Any, prefix: str = "HERD_") -> list[str]:
+    """Every environment variable that names a setting of ``root``: ``HERD_PORT``,
+    ``HERD_ROUTING``, ``HERD_ROUTING__MAX_RETRIES``, ... (not the keys inside free-form
+    maps, which are anyone's)."""
+    names: list[str] = []
+    if not (isinstance(root, type) and issubclass(root, msgspec.Struct)):
+        return names
+    for field in msgspec.structs.fields(root):
+        name = prefix + field.name.upper()
+        names.append(name)
+        names += setting_env_names(_unwrap(field.type), name + "__")
+    return names
 
 
 def _unwrap(tp: Any) -> Any:

@@ -16,7 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from herd._engine.render import error_body
-from herd._engine.streaming import DISCONNECT_CALLBACKS
+from herd._engine.streaming import server_extension
 from herd.errors import HerdError
 from herd.protocol.limits import json_problem
 from herd.settings import Settings
@@ -87,8 +87,7 @@ class RequestGuard:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
-        extensions = scope.get("extensions")
-        extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
+        extension = server_extension(scope)
         ready = extension.get("body_ready") if extension else None
         chunks: list[bytes] = []
         size = 0

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from herd._engine.exchange import Exchange
     from herd._engine.relay import RelayPump
 
-__all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream"]
+__all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream", "server_extension"]
 
 #: The scope extension herd's server (``server.py``) gives every request. As ASGI has every
 #: extension, its value is a dict:
@@ -54,6 +54,12 @@ __all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream"]
 #:   return without waiting (its body is here). The body is then read without a timer
 #:   (:mod:`herd._engine.guard`).
 DISCONNECT_CALLBACKS = "herd.disconnect_callbacks"
+
+
+def server_extension(scope: Any) -> dict[str, Any] | None:
+    """The request's ``DISCONNECT_CALLBACKS`` extension; None behind another server."""
+    extensions = scope.get("extensions")
+    return extensions.get(DISCONNECT_CALLBACKS) if extensions else None
 
 
 class BodyWriter(Protocol):
@@ -197,8 +203,7 @@ class _PlainRelayResponse:
         self.after_send = after_send
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        extensions = scope.get("extensions")
-        extension = extensions.get(DISCONNECT_CALLBACKS) if extensions else None
+        extension = server_extension(scope)
         iterator = self.iterator
         relayed = isinstance(iterator, RelayBody)
         writer: BodyWriter | None = None

@@ -205,17 +205,17 @@ class DirectLane:
 
     Args:
         litestar: The Litestar app (no ``before_send`` hooks).
-        gate: Its CORS gate, whose ``app`` (the direct routes) is called.
-        direct: The direct routes, whose paths take the lane.
+        gate: Its CORS gate, whose ``app`` (the direct routes, whose paths take the lane)
+            is called.
     """
 
     __slots__ = ("gate", "litestar", "urls")
 
-    def __init__(self, litestar: Any, gate: Any, direct: DirectRoutes) -> None:
+    def __init__(self, litestar: Any, gate: Any) -> None:
         self.litestar = litestar
         self.gate = gate
         #: request targets served here, as the request line has them (no query, no escapes)
-        self.urls = frozenset(path.encode("ascii") for path in direct.paths)
+        self.urls = frozenset(path.encode("ascii") for path in gate.app.paths)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         scope["app"] = scope["litestar_app"] = self.litestar
@@ -228,4 +228,4 @@ def direct_lane(litestar: Any, gate: Any) -> DirectLane | None:
     routes and Litestar adds nothing to ``send``; else None."""
     if not isinstance(gate.app, DirectRoutes) or litestar.before_send:
         return None
-    return DirectLane(litestar, gate, gate.app)
+    return DirectLane(litestar, gate)

@@ -161,26 +161,14 @@ IMAGE_TOKENS = 576  # a typical vision encoder's tokens per image (LLaVA-1.5: 24
 _NO = ("", "0", "false", "no", "off")
 
 
-class _Attributes:
-    """An object's attributes read as a mapping's ``get`` (None when missing)."""
-
-    __slots__ = ("item",)
-
-    def __init__(self, item: Any) -> None:
-        self.item = item
-
-    def get(self, name: str) -> Any:
-        return getattr(self.item, name, None)
-
-
-def _fields(item: Any) -> Any:
-    """A decoded body or message by field name (``.get``): a dict as it is, a struct's
-    fields as a dict (one C call, instead of a lookup call per field)."""
+def _fields(item: Any) -> dict[str, Any]:
+    """A decoded body or message by field name: a dict as it is, a struct's fields as a
+    dict (one C call, instead of a lookup call per field), anything else no fields."""
     if type(item) is dict:
         return item
     if isinstance(item, msgspec.Struct):
         return msgspec.structs.asdict(item)
-    return _Attributes(item)
+    return {}
 
 
 def _text_length(value: Any) -> int:

@@ -99,9 +99,7 @@ class Exchange:
         """Apply aliases to the client's model name; returns the key routing starts from."""
         gateway = self.gateway
         api = "openai" if self.api == "responses" else self.api  # one family of aliases
-        written = gateway.pm.hook.herd_resolve_model(
-            model=model, api=api, settings=gateway.settings
-        )
+        written = gateway.resolve_hook(model=model, api=api, settings=gateway.settings)
         self.requested = model
         self.resolved_name = written or model
         self.resolved = normalize_model_name(self.resolved_name)

@@ -13,6 +13,7 @@ import pluggy
 
 from herd._engine.cluster import ClusterLink, state_store_for
 from herd._engine.fleet.registry import Fleet
+from herd._engine.hook_calls import FirstAnswer
 from herd._engine.live_settings import LiveSettings
 from herd._engine.plugins import PluginLoadError, collect_classes
 from herd._engine.scheduling.auto_pull import pull_target
@@ -64,6 +65,8 @@ class Gateway:
         self.fleet: Fleet | None = None
         self.scheduler: Scheduler | None = None
         self._finished_hook = pm.hook.herd_request_finished
+        #: ``herd_resolve_model``, called per request without pluggy's machinery
+        self.resolve_hook = FirstAnswer(pm.hook.herd_resolve_model)
         self._has_finished_impls = bool(self._finished_hook.get_hookimpls())
         self.cluster: ClusterLink | None = None  # only with cluster.redis_url
 
@@ -150,7 +153,7 @@ class Gateway:
 
     def resolve_model(self, model: str, api: str) -> str:
         """The model to serve for the name a client sent (aliases applied), normalised."""
-        resolved = self.pm.hook.herd_resolve_model(model=model, api=api, settings=self.settings)
+        resolved = self.resolve_hook(model=model, api=api, settings=self.settings)
         return normalize_model_name(resolved or model)
 
     def pull_target(self, key: str) -> Any:

@@ -132,6 +132,30 @@ def test_pipelined_streams_are_each_answered_in_order(router) -> None:
     assert not closed
 
 
+def test_pipelined_requests_are_each_answered_from_their_own_body(router) -> None:
+    # all three bodies are here before the first is read: each request's body is its own
+    # cycle's, not the latest one the connection parsed
+    def request(body: dict) -> bytes:
+        data = json.dumps(body).encode()
+        return b"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b" % (
+            len(data),
+            data,
+        )
+
+    messages = [{"role": "user", "content": "hi"}]
+    payload = (
+        request({"model": LLAMA, "messages": messages, "stream": False})
+        + request({"model": LLAMA, "messages": messages})
+        + request({"model": "nope:1b", "messages": messages})
+    )
+    (whole, streamed, unknown), closed = _exchange(router, payload, count=3)
+    assert whole["status"] == 200 and len(whole["lines"]) == 1
+    assert whole["lines"][0]["done"] is True
+    _complete(streamed)
+    assert unknown["status"] == 404
+    assert not closed
+
+
 def test_the_head_is_the_one_uvicorn_writes(router) -> None:
     # a cross-origin request's send is wrapped (CORS headers): uvicorn writes its head
     (own,), _ = _exchange(router, _request())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import msgspec
 import ollama
@@ -59,6 +61,33 @@ def test_body_over_the_limit_is_413(router) -> None:
     reply = httpx.post(router.url + "/api/chat", json=body)
     assert reply.status_code == 413
     assert "too large" in reply.json()["error"]
+
+
+def _chunked_post(router, body: bytes) -> tuple[int, bytes]:
+    """A chunked POST sent in one write (its whole body is here when the router reads
+    it); the status and body of the answer."""
+    request = (
+        b"POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
+    )
+    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def test_a_chunked_body_over_the_limit_is_413(router) -> None:
+    # no Content-Length to refuse it by: the body is measured once it is read
+    body = {"model": "llama3.2:3b", "messages": [{"role": "user", "content": "x" * 10_000}]}
+    status, answer = _chunked_post(router, msgspec.json.encode(body))
+    assert status == 413
+    assert b"too large" in answer
+    body["messages"][0]["content"] = "hi"
+    status, answer = _chunked_post(router, msgspec.json.encode({**body, "stream": False}))
+    assert status == 200, answer
 
 
 def test_unknown_path_and_wrong_method_answer_like_ollama(router) -> None:

@@ -141,6 +141,31 @@ def test_a_body_in_slow_pieces_is_read_whole_when_each_comes_in_time(router) -> 
     assert b'"done":true' in reply.replace(b" ", b"")
 
 
+@pytest.mark.parametrize("waits", [True, False], ids=["client-waits", "body-sent-at-once"])
+def test_expect_100_continue_gets_its_interim_answer(router, waits: bool) -> None:
+    # curl sends large bodies this way: headers first, the body once the server says 100
+    body = b'{"model": "llama3.2:3b", "stream": false, "prompt": "hi"}'
+    head = (
+        b"POST /api/generate HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    sock = _connect(router)
+    if waits:
+        sock.sendall(head)
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        reply = interim + _read_all(sock)
+    else:
+        sock.sendall(head + body)  # a client that does not wait is answered the same
+        reply = _read_all(sock)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200"), reply[:200]
+    assert b'"done":true' in reply.replace(b" ", b"")
+
+
 @pytest.mark.parametrize("path", JSON_POSTS)
 def test_json_nested_100000_deep_is_400_everywhere(router, path: str) -> None:
     body = b'{"model": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"

@@ -88,7 +88,16 @@ class RequestGuard:
         if length is not None and length.isdigit() and int(length) > self._max_body:
             raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
         extension = server_extension(scope)
-        ready = extension.get("body_ready") if extension else None
+        if extension:
+            take = extension.get("take_body")
+            body = take(scope) if take is not None else None
+            if body is not None:  # (all of it here: no receive(), no timer)
+                if len(body) > self._max_body:
+                    raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
+                return body
+            ready = extension.get("body_ready")
+        else:
+            ready = None
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -178,6 +178,7 @@ if HttpToolsProtocol is not None:
                 "on_lost": self._on_lost,
                 "body_writer": self._body_writer,
                 "body_ready": self._body_ready,
+                "take_body": self._take_body,
                 "start_chunked": self._start_chunked,
             }
 
@@ -258,6 +259,30 @@ if HttpToolsProtocol is not None:
             this one's whole body)."""
             cycle = self.cycle
             return cycle is not None and cycle.message_event.is_set()
+
+        def _take_body(self, scope: Any) -> bytes | None:
+            """The whole body of the request of ``scope`` when all of it is here: the
+            bytes its cycle's ``receive()`` would return, with the same effects on the
+            cycle (its buffer emptied, its event cleared, reading resumed). None, having
+            taken nothing, when some is still to come, a ``100 Continue`` is owed, the
+            cycle is over, or ``scope`` is not the current cycle's (a pipelined request
+            came after it)."""
+            cycle = self.cycle
+            if (
+                cycle is None
+                or cycle.scope is not scope
+                or cycle.more_body
+                or cycle.waiting_for_100_continue
+                or cycle.disconnected
+                or cycle.response_complete
+                or not cycle.message_event.is_set()
+            ):
+                return None
+            body = bytes(cycle.body)
+            cycle.body = bytearray()
+            cycle.message_event.clear()
+            self.flow.resume_reading()
+            return body
 
         def _start_chunked(
             self, scope: Any, send: Any, status: int, headers: Sequence[tuple[bytes, bytes]]

@@ -53,6 +53,10 @@ __all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream", "server_extensio
 #: - ``"body_ready"``: a callable telling whether the request's next ``receive()`` will
 #:   return without waiting (its body is here). The body is then read without a timer
 #:   (:mod:`herd._engine.guard`).
+#: - ``"take_body"``: a callable ``(scope)`` giving the request's whole body when all of it
+#:   is here and nothing else would happen on ``receive()`` (no ``100 Continue`` to
+#:   write): the bytes ``receive()`` would return, taken without a wait. None otherwise,
+#:   having taken nothing; the body is then read through ``receive()``.
 DISCONNECT_CALLBACKS = "herd.disconnect_callbacks"
 
 

@@ -313,6 +313,27 @@ class NodeView:
         if len(_JOURNAL) > 2 * _JOURNAL_KEPT:
             _trim_journal()
 
+    def count_in_flight(self, model: str, change: int) -> None:
+        """One request of ``model`` more (``change`` 1) or fewer (-1) in flight:
+        ``in_flight`` and ``in_flight_by_model`` changed together, as one revision (the
+        journal names both fields). A model's count that reaches 0 leaves the dict.
+
+        The scheduler calls it twice per request; two writes through the fields would
+        each take a revision and a tracked-container call."""
+        object.__setattr__(self, "in_flight", self.in_flight + change)
+        by_model = self.in_flight_by_model
+        left = by_model.get(model, 0) + change
+        if left > 0:
+            dict.__setitem__(by_model, model, left)
+        else:
+            dict.pop(by_model, model, None)
+        revision = next_revision()
+        object.__setattr__(self, "revision", revision)
+        _JOURNAL.append((revision, self, "in_flight"))
+        _JOURNAL.append((revision, self, "in_flight_by_model"))
+        if len(_JOURNAL) > 2 * _JOURNAL_KEPT:
+            _trim_journal()
+
     def _bump(self, name: str) -> None:
         revision = next_revision()
         object.__setattr__(self, "revision", revision)

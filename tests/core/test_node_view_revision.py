@@ -156,3 +156,25 @@ def test_revisions_are_never_shared_between_views() -> None:
     for view in views[::2]:
         view.in_flight += 1
     assert len({view.revision for view in views}) == len(views)
+
+
+def test_counting_a_request_in_flight_is_one_revision_naming_both_fields() -> None:
+    from herd.node_view import changes_since, latest_change
+
+    view = NodeView(name="n", url="u", in_flight=1, in_flight_by_model={"other": 1})
+    for change, in_flight, by_model in [
+        (1, 2, {"other": 1, "m": 1}),
+        (1, 3, {"other": 1, "m": 2}),
+        (-1, 2, {"other": 1, "m": 1}),
+        (-1, 1, {"other": 1}),  # a model at 0 leaves the dict
+    ]:
+        mark, before = latest_change(), view.revision
+        view.count_in_flight("m", change)
+        assert (view.in_flight, view.in_flight_by_model) == (in_flight, by_model)
+        assert view.revision > before
+        assert [(r, v, f) for r, v, f in changes_since(mark)] == [
+            (view.revision, view, "in_flight"),
+            (view.revision, view, "in_flight_by_model"),
+        ]
+    view.in_flight_by_model["m"] = 5  # the dict is still the tracked one
+    assert view.revision > before

@@ -250,9 +250,7 @@ class QueueBoard:
             slot.sent_at = time.monotonic()
             slot.sent_with = queue.in_flight
             slot.cold = model not in view.loaded and not queue.warm
-        view.in_flight += 1
-        by_model = view.in_flight_by_model
-        by_model[model] = by_model.get(model, 0) + 1
+        view.count_in_flight(model, 1)
         return slot
 
     def release(self, slot: Slot, failed: bool = False) -> None:
@@ -276,8 +274,7 @@ class QueueBoard:
         if self.admission is not None:
             self.admission.released(slot)
         view, model = queue.view, queue.model
-        view.in_flight -= 1
-        _decrement(view.in_flight_by_model, model)
+        view.count_in_flight(model, -1)
         waiters = queue.waiters
         while waiters and queue.in_flight < view.slots_for(model):
             waiter, request = waiters.popleft()

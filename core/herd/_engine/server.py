@@ -235,14 +235,26 @@ if HttpToolsProtocol is not None:
             self.transport.flush()  # a response's end goes out now, before any bookkeeping
             super().on_response_complete()
 
+        def on_header(self, name: bytes, value: bytes) -> None:
+            # uvicorn's (a lower-case name, a value without trailing blanks), with its
+            # rare case, Expect, looked for once the headers are complete: a request has
+            # several headers, and this runs for each
+            self.headers.append((name.lower(), value.rstrip(b" \t")))
+
         def on_headers_complete(self) -> None:
             self._in_headers = False
             self._stop_header_clock()
+            headers = self.headers
+            names = list(map(_first, headers))
+            if b"expect" in names:
+                for name, value in headers:
+                    if name == b"expect" and value.lower() == b"100-continue":
+                        self.expect_100_continue = True
             lane = self._lane
             if (
                 lane is not None
                 and self.url in lane.urls
-                and _LANE_CLEAR(map(_first, self.headers))
+                and _LANE_CLEAR(names)
                 and self.parser.get_method() == b"POST"
             ):
                 served, self.app = self.app, lane  # (uvicorn's cycle runs self.app)

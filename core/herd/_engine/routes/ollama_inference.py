@@ -27,14 +27,14 @@ async def _serve(
     struct: type,
     kind: str,
     streams: bool,
-    empty_model: HerdError,
+    empty_model: tuple[int, str],
 ) -> Response[Any]:
     exchange = exchange_for(request, "ollama", endpoint, kind, kind)
     try:
         body = await read_body(request)
         parsed = decode(body, struct)
         if not parsed.model:
-            raise empty_model
+            raise HerdError(*empty_model)  # (a new one each time: a raise changes it)
         exchange.resolve(parsed.model)
         data, metadata = split_metadata(body)  # (None, None) unless the body has metadata
         options = getattr(parsed, "options", None)
@@ -61,23 +61,19 @@ async def _serve(
 
 @post("/api/chat", status_code=200)
 async def chat(request: Request[Any, Any, Any]) -> Response[Any]:
-    return await _serve(
-        request, "chat", ChatRequest, "text", True, HerdError(400, "model is required")
-    )
+    return await _serve(request, "chat", ChatRequest, "text", True, (400, "model is required"))
 
 
 @post("/api/generate", status_code=200)
 async def generate(request: Request[Any, Any, Any]) -> Response[Any]:
     return await _serve(
-        request, "generate", GenerateRequest, "text", True, HerdError(404, "model '' not found")
+        request, "generate", GenerateRequest, "text", True, (404, "model '' not found")
     )
 
 
 @post("/api/embed", status_code=200)
 async def embed(request: Request[Any, Any, Any]) -> Response[Any]:
-    return await _serve(
-        request, "embed", EmbedRequest, "embed", False, HerdError(400, "model is required")
-    )
+    return await _serve(request, "embed", EmbedRequest, "embed", False, (400, "model is required"))
 
 
 @post("/api/embeddings", status_code=200)
@@ -88,7 +84,7 @@ async def embeddings(request: Request[Any, Any, Any]) -> Response[Any]:
         EmbeddingsRequest,
         "embed",
         False,
-        HerdError(400, "model is required"),
+        (400, "model is required"),
     )
 
 

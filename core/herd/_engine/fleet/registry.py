@@ -35,10 +35,11 @@ class FleetNode:
     view: NodeView
     services: list[NodeService] = field(default_factory=list)
     discovered: bool = False  # found by looking (the local Ollama), not configured
+    #: the configured name (a plain attribute: read several times per request)
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.config.name
+    def __post_init__(self) -> None:
+        self.name = self.config.name
 
     def backend_for(self, capability: str, model_key: str) -> Backend:
         """The backend that serves ``model_key`` for ``capability``: a service offering

@@ -71,11 +71,14 @@ _LONG_RUN = b"0" * 300  # digits enough to overflow a double with no exponent
 def _big_number(text: bytes) -> bytes | None:
     """A number in ``text`` (no strings) that is infinite as a double, or None."""
     zeros = text.translate(_DIGITS_TO_ZERO)
-    if b"0e" not in zeros and b"0E" not in zeros and _LONG_RUN not in zeros:
+    # find, not `in`: `bytes in bytes` first tries its operand as an int, and makes and
+    # drops a TypeError (three times per request, here)
+    long_run = zeros.find(_LONG_RUN)
+    if zeros.find(b"0e") < 0 and zeros.find(b"0E") < 0 and long_run < 0:
         return None  # (the usual body: no exponent, no run of 300 digits)
     at = [i for probe in (b"0e", b"0E") for i in _find_all(zeros, probe)]
-    if _LONG_RUN in zeros:
-        at.append(zeros.index(_LONG_RUN))
+    if long_run >= 0:
+        at.append(long_run)
     for index in at:
         begin = index
         while begin > 0 and text[begin - 1 : begin] in b"0123456789.-":

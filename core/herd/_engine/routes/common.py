@@ -17,7 +17,9 @@ JSON = "application/json; charset=utf-8"
 
 
 def gateway_of(request: Request[Any, Any, Any]) -> Gateway:
-    return request.app.state.gateway
+    # by key: State's attribute access fails (an AttributeError made and dropped) before
+    # its __getattr__ looks in the dict, on every request
+    return request.app.state["gateway"]
 
 
 async def read_body(request: Request[Any, Any, Any]) -> bytes:

@@ -329,8 +329,10 @@ class WaitTimeSignal(Signal):
         if times is None:
             times = by_node[trace.node] = NodeModelTimes()
         load_s = trace.load_ms / 1000.0
-        service_s = max(0.0, (trace.latency_ms - trace.queue_ms) / 1000.0 - load_s)
-        first_s = max(0.0, (trace.ttft_ms - trace.queue_ms) / 1000.0 - load_s)
+        service_s = (trace.latency_ms - trace.queue_ms) / 1000.0 - load_s
+        first_s = (trace.ttft_ms - trace.queue_ms) / 1000.0 - load_s
+        service_s = service_s if service_s > 0.0 else 0.0  # (cheaper than max, per request)
+        first_s = first_s if first_s > 0.0 else 0.0
         times.service = learn(times.service, service_s, q, rate)
         times.first_token = learn(times.first_token, first_s, q, rate)
         self._model_service[key] = learn(self._model_service.get(key), service_s, q, rate)

@@ -76,3 +76,18 @@ def test_a_loaded_copy_that_answers_sooner_than_a_cold_start_wins_the_column() -
     busy = make_node("hot", disk={MODEL: 4.7}, loaded={MODEL: 4096}, in_flight={MODEL: 4})
     busy.queued_by_model[MODEL] = 8
     assert score_all(signal, make_request(), [busy, cold])[1] > 0.5
+
+
+def test_a_running_quantile_follows_its_update_rule() -> None:
+    # up by rate * q * scale above the estimate, down by rate * (1 - q) * scale otherwise,
+    # scale being the running mean (at least 1 ms); never below 0
+    picks = random.Random(7)
+    for q, rate in [(0.5, 0.1), (0.9, 0.2), (0.1, 0.05)]:
+        running, mean, value = RunningQuantile(0.0), 0.0, 0.0
+        for _ in range(500):
+            sample = picks.choice([0.0, 1e-4, picks.uniform(0, 5), picks.expovariate(0.5)])
+            mean += rate * (sample - mean)
+            step = rate * max(mean, 1e-3)
+            value = max(0.0, value + step * (q - (1.0 if sample <= value else 0.0)))
+            running.add(sample, q, rate)
+            assert (running.mean, running.value) == (mean, value)

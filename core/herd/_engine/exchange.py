@@ -16,6 +16,7 @@ failed or rejected) is built by :func:`herd._engine.tracing.build_trace`, called
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -49,6 +50,29 @@ __all__ = ["Exchange", "Transform", "model_renamer"]
 log = logging.getLogger("herd.exchange")
 
 
+# the fields Exchange._bare passes by position, in InferenceRequest's order: checked here,
+# so a reordered dataclass stops the router at import rather than mixing up a request
+_BARE_FIELDS = (
+    "api",
+    "endpoint",
+    "kind",
+    "model",
+    "model_key",
+    "body",
+    "stream",
+    "raw_body",
+    "shaped",
+    "num_ctx",
+    "tags",
+    "request_id",
+    "received_at",
+    "client",
+    "traceparent",
+)
+if tuple(f.name for f in dataclasses.fields(InferenceRequest))[: len(_BARE_FIELDS)] != _BARE_FIELDS:
+    raise RuntimeError("InferenceRequest's fields moved: update Exchange._bare")
+
+
 class Exchange:
     """One client request on its way through the router. Built by a route per request.
 
@@ -66,7 +90,6 @@ class Exchange:
         self,
         gateway: Any,
         http: Any,
-        *,
         api: str,
         endpoint: str,
         kind: str = "text",
@@ -153,20 +176,28 @@ class Exchange:
         """The request as far as the router knows it before (or without) its body."""
         scope = self.http.scope
         client = scope.get("client")
-        return InferenceRequest(
-            api=self.api,
-            endpoint=self.endpoint,
-            kind=self.kind,
-            model=self.requested,
-            model_key=self.resolved,
-            body={},
-            stream=False,
-            api_key=scope.get("herd_api_key", ""),
-            request_id=os.urandom(8).hex(),
-            received_at=self.received_at,
-            client=f"{client[0]}:{client[1]}" if client else "",
-            traceparent=self.http.headers.get("traceparent", ""),
+        # (positional: a Python class called with keywords packs and unpacks a dict)
+        request = InferenceRequest(
+            self.api,  # api
+            self.endpoint,  # endpoint
+            self.kind,  # kind
+            self.requested,  # model
+            self.resolved,  # model_key
+            {},  # body
+            False,  # stream
+            None,  # raw_body
+            None,  # shaped
+            None,  # num_ctx
+            [],  # tags
+            os.urandom(8).hex(),  # request_id
+            self.received_at,  # received_at
+            f"{client[0]}:{client[1]}" if client else "",  # client
+            self.http.headers.get("traceparent", ""),  # traceparent
         )
+        api_key = scope.get("herd_api_key")
+        if api_key:
+            request.api_key = api_key
+        return request
 
     # -- open ----------------------------------------------------------------------------
 

@@ -242,7 +242,6 @@ class RelayStream(Stream):
     def __init__(
         self,
         content: AsyncIterator[bytes],
-        *,
         media_type: str,
         headers: dict[str, str] | None = None,
         status_code: int | None = None,

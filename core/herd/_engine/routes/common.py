@@ -48,9 +48,8 @@ def exchange_for(
     capability: str = "text",
 ) -> Exchange:
     """The Exchange that will own this request, started now (its ``received_at``)."""
-    return Exchange(
-        gateway_of(request), request, api=api, endpoint=endpoint, kind=kind, capability=capability
-    )
+    # (positional: a Python class called with keywords packs and unpacks a dict)
+    return Exchange(gateway_of(request), request, api, endpoint, kind, capability)
 
 
 def render_whole(exchange: Exchange) -> Response[bytes]:

@@ -51,12 +51,8 @@ async def _serve(
     await exchange.open()
     if not exchange.streaming:
         return render_whole(exchange)
-    return Stream(
-        exchange.stream(blocks=True),
-        media_type=NDJSON,
-        headers=exchange.headers(),
-        exchange=exchange,
-    )
+    # (positional: a Python class called with keywords packs and unpacks a dict)
+    return Stream(exchange.stream(blocks=True), NDJSON, exchange.headers(), None, exchange)
 
 
 @post("/api/chat", status_code=200)

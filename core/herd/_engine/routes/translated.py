@@ -99,6 +99,6 @@ def render(
     headers.update(_SSE_HEADERS)
     if exchange.streaming:
         events = exchange.stream(stream.feed, stream.error_frame)
-        return RelayStream(events, media_type=SSE, headers=headers, exchange=exchange)
+        return RelayStream(events, SSE, headers, None, exchange)  # (positional: see ollama's)
     # A node may answer a stream request with one object (a load-only request does).
     return Response(exchange.whole(stream.feed), media_type=SSE, headers=headers)

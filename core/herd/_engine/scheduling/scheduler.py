@@ -272,16 +272,17 @@ class Scheduler:
                 raise
             slot.reply = reply
             attempts.append(AttemptRecord(node.name, started, time.time(), "", reply.status))
+            # (positional: a Python class called with keywords packs and unpacks a dict)
             return Attempt(
-                node=node,
-                reply=reply,
-                decision=decision,
-                retries=len(tried) - 1,
-                tried=tried,
-                attempts=attempts,
-                slot=slot,
-                board=self.board,
-                queue_ms=queue_s * 1000.0,
+                node,  # node
+                reply,  # reply
+                decision,  # decision
+                len(tried) - 1,  # retries
+                tried,  # tried
+                attempts,  # attempts
+                slot,  # slot
+                self.board,  # board
+                queue_s * 1000.0,  # queue_ms
             )
         if not tried:
             raise self._nothing_to_try(request, decision, capability)

@@ -190,3 +190,13 @@ def test_a_head_herd_writes() -> None:
         b"HTTP/1.1 200 OK\r\nx-a: 1\t2\r\ncontent-type: text/plain\r\n"
         b"connection: close\r\ntransfer-encoding: chunked\r\n\r\n"
     )
+
+
+def test_every_byte_is_judged_as_rfc_9110_judges_it() -> None:
+    # a name is a token in lower case; a value has no control byte but tab
+    token = set(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+    for byte in range(256):
+        name, value = b"x-a" + bytes([byte]), b"a" + bytes([byte]) + b"b"
+        assert (_head(200, [(name, b"v")], False) is None) == (byte not in token), byte
+        control = (byte < 0x20 and byte != 9) or byte == 0x7F
+        assert (_head(200, [(b"x-a", value)], False) is None) == control, byte

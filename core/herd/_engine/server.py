@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Sequence
 from functools import partial
 from http import HTTPStatus
@@ -62,8 +61,10 @@ def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
 # what a response head may carry for herd to write it (anything else goes through uvicorn's
 # send, which checks it): lower-case token names, no control bytes in values, and none of
 # the headers that decide the framing
-_NAME_UNSAFE = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9a-z]").search
-_VALUE_UNSAFE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]").search
+# (each checked with bytes.translate, which deletes the allowed bytes: what is left is
+# not allowed; a regular expression's character class cost four times as much)
+_NAME_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+_VALUE_CHARS = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 # a request with none of these headers passes the CORS gate and uvicorn's proxy-headers
 # middleware unchanged: it may take the direct lane (see direct.DirectLane)
@@ -88,8 +89,8 @@ def _head(status: int, headers: Sequence[tuple[bytes, bytes]], close: bool) -> b
     names = list(map(_first, headers))
     if (
         not _FRAMING.isdisjoint(names)
-        or _NAME_UNSAFE(b"".join(names))
-        or _VALUE_UNSAFE(b"\t".join(map(_second, headers)))
+        or b"".join(names).translate(None, _NAME_CHARS)
+        or b"\t".join(map(_second, headers)).translate(None, _VALUE_CHARS)
     ):
         return None
     lines = [_status_line(status)]

@@ -87,7 +87,8 @@ class DirectRequest:
             names = b"\n".join(map(_first, pairs)).decode("latin-1").split("\n")
             values = b"\n".join(map(_second, pairs)).decode("latin-1").split("\n")
             if pairs and len(names) == len(values) == len(pairs):
-                headers = _Headers(zip(names, values, strict=True))
+                # (lengths checked: zip's strict= would build a keyword dict per call)
+                headers = _Headers(zip(names, values))  # noqa: B905
             else:
                 headers = _Headers(
                     (name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs

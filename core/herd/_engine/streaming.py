@@ -292,7 +292,8 @@ class RelayStream(Stream):
             names = "\n".join(merged).lower().encode(latin).split(b"\n")
             values = "\n".join(merged.values()).encode(latin).split(b"\n")
             if len(names) == len(values) == len(merged):
-                encoded = list(zip(names, values, strict=True))
+                # (lengths checked: zip's strict= would build a keyword dict per call)
+                encoded = list(zip(names, values))  # noqa: B905
             else:
                 encoded = [(k.lower().encode(latin), v.encode(latin)) for k, v in merged.items()]
                 names = [name for name, _ in encoded]

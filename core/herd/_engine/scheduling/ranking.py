@@ -94,11 +94,13 @@ class Decision:
     def scores(self) -> dict[str, dict[str, float]]:
         """Each ranked node's score per signal, in [0, 1] (built when first read)."""
         if self._scores is None:
+            # (no strict= checks: the totals were weighed from these same columns, which
+            # checked their lengths; each strict= builds a keyword dict, per request)
             names = self._names
-            rows = zip(*self._columns, strict=True) if self._columns else [()] * len(self._nodes)
+            rows = zip(*self._columns) if self._columns else [()] * len(self._nodes)  # noqa: B905
             self._scores = {
-                node: dict(zip(names, row, strict=True))
-                for node, row in zip(self._nodes, rows, strict=True)
+                node: dict(zip(names, row))  # noqa: B905
+                for node, row in zip(self._nodes, rows)  # noqa: B905
             }
         return self._scores
 

@@ -183,7 +183,7 @@ class RelayBody:
         if self.started:
             return None
         run = RelayRun(self.exchange, self.translate, self.error_frame)
-        pump = RelayPump(run, write, client_paused, by_line=not self.blocks)
+        pump = RelayPump(run, write, client_paused, not self.blocks)  # (by_line; positional)
         if not pump.start():
             return None
         self.started = True
@@ -229,7 +229,6 @@ class RelayPump:
         run: RelayRun,
         write: Callable[[bytes, bool], bool],
         client_paused: Callable[[], bool],
-        *,
         by_line: bool = False,
     ) -> None:
         self.run = run

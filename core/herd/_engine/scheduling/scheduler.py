@@ -117,7 +117,7 @@ class Scheduler:
 
     def rank(self, request: InferenceRequest, capability: str = "text") -> Decision:
         """Score every node that can serve the request, best first."""
-        return self.ranker.rank(request, [n.view for n in self.fleet.nodes.values()], capability)
+        return self.ranker.rank(request, self.fleet.views(), capability)
 
     def explain(self, request: InferenceRequest, capability: str = "text") -> dict[str, Any]:
         """The full ranking for a hypothetical request, without sending it."""

@@ -134,7 +134,11 @@ class SessionAffinitySignal(Signal):
     def observe(self, trace: RequestTrace) -> None:
         if not trace.node or trace.status != "completed":
             return
-        session = next((t for t in trace.tags if t.startswith("session:")), trace.session)
+        session = trace.session  # unless a session: tag names it (a loop: per request)
+        for tag in trace.tags:
+            if tag.startswith("session:"):
+                session = tag
+                break
         if not session:
             return
         homes = self._homes

@@ -382,3 +382,31 @@ def test_https_refuses_an_untrusted_certificate_and_accepts_a_trusted_one(
     assert refused.startswith("cannot connect to 127.0.0.1:")
     assert bodies == b"okok"
     assert accepted == 1  # the refused handshake never got as far: one kept-alive connection
+
+
+def test_reply_headers_are_read_with_lower_case_names_and_latin_1_values(run: Run) -> None:
+    answer_head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nX-Cafe: cr\xe8me\r\n"
+        b"X-Empty:\r\nX-Twice: first\r\nx-twice: second\r\nContent-Length: 2\r\n\r\nok"
+    )
+
+    async def answer(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer_head)
+        return True
+
+    async def scenario() -> dict[str, str]:
+        async with RawNode(answer) as node:
+            client = NodeHttpClient(node.url)
+            response = await client.request("GET", "/")
+            await response.read_all()
+            await client.close()
+        return response.headers
+
+    headers = run(scenario())
+    assert headers == {
+        "content-type": "application/x-ndjson",
+        "x-cafe": "cr\xe8me",
+        "x-empty": "",
+        "x-twice": "second",  # (the last of a name written twice, in any case)
+        "content-length": "2",
+    }

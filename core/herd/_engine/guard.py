@@ -73,7 +73,9 @@ class RequestGuard:
         Raises:
             HerdError: 413 over the size limit; 400 for JSON no decoder should meet.
         """
-        body = await self._read_body(scope, receive, send)
+        body = self._take_body(scope)  # (a body all here: taken without a coroutine)
+        if body is None:
+            body = await self._read_body(scope, receive, send)
         if body is not None:
             start = body.lstrip()[:1]
             if start and start[0] in _JSON_START:
@@ -82,22 +84,26 @@ class RequestGuard:
                     raise HerdError(400, f"invalid JSON: {problem}")
         return body
 
-    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+    def _take_body(self, scope: Scope) -> bytes | None:
+        """The body, when herd's server has all of it already (no receive(), no timer);
+        None when it must be read."""
         # (llhttp refuses a request whose Content-Length headers differ)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
-            raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
+            raise self._too_large()
         extension = server_extension(scope)
-        if extension:
-            take = extension.get("take_body")
-            body = take(scope) if take is not None else None
-            if body is not None:  # (all of it here: no receive(), no timer)
-                if len(body) > self._max_body:
-                    raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
-                return body
-            ready = extension.get("body_ready")
-        else:
-            ready = None
+        take = extension.get("take_body") if extension else None
+        body = take(scope) if take is not None else None
+        if body is not None and len(body) > self._max_body:
+            raise self._too_large()
+        return body
+
+    def _too_large(self) -> HerdError:
+        return HerdError(413, f"request body too large (over {self._max_body} bytes)")
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        extension = server_extension(scope)
+        ready = extension.get("body_ready") if extension else None
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -115,7 +121,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._max_body:
-                raise HerdError(413, f"request body too large (over {self._max_body} bytes)")
+                raise self._too_large()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -4,7 +4,7 @@ through the router's shared aiohttp session)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -205,14 +205,16 @@ class OllamaBackend(Backend):
     def _url(self, path: str) -> str:
         return self.node.url.rstrip("/") + path
 
-    async def open(self, request: InferenceRequest) -> UpstreamReply:
+    def open(self, request: InferenceRequest) -> Coroutine[Any, Any, UpstreamReply]:  # type: ignore[override]
+        # (not async: _open's coroutine, returned, is what the caller awaits; a request's
+        # every wake-up passes one level fewer)
         path = _ENDPOINT_PATHS.get(request.endpoint)
         if path is None:
             raise NodeFailure(f"ollama backend cannot serve {request.endpoint!r}", retryable=False)
         headers = None
         if request.traceparent:
             headers = {**_JSON, "traceparent": request.traceparent}
-        return await self._open("POST", path, request.encoded_body(), headers)
+        return self._open("POST", path, request.encoded_body(), headers)
 
     async def show(self, model: str, *, verbose: bool = False) -> UpstreamReply:
         body = {"model": model, "verbose": True} if verbose else {"model": model}

@@ -218,10 +218,12 @@ class DirectLane:
         #: request targets served here, as the request line has them (no query, no escapes)
         self.urls = frozenset(path.encode("ascii") for path in gate.app.paths)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        # (the direct routes' own coroutine, returned: one level fewer for every await
+        # under it to pass through)
         scope["app"] = scope["litestar_app"] = self.litestar
         scope.setdefault("state", {})
-        await self.gate.app(scope, receive, send)
+        return self.gate.app(scope, receive, send)
 
 
 def direct_lane(litestar: Any, gate: Any) -> DirectLane | None:

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,15 +155,17 @@ class Scheduler:
             "notes": notes,
         }
 
-    async def open(
+    def open(
         self,
         request: InferenceRequest,
         capability: str = "text",
         *,
         body_model: str = "",
         check: ReplyCheck | None = None,
-    ) -> Attempt:
-        """Open the request on the best node it can be admitted to, moving on after failures.
+    ) -> Coroutine[Any, Any, Attempt]:
+        """Open the request on the best node it can be admitted to, moving on after failures
+        (a coroutine to await: without a per-client cap, the one that opens it, so that
+        every wake-up of the request passes one level fewer).
 
         Args:
             request: The request; ``model_key`` is the model to serve.
@@ -179,15 +181,24 @@ class Scheduler:
                 ``routing.hold_timeout_s``, 502 when every node tried failed.
         """
         inference = request.endpoint in INFERENCE_ENDPOINTS
-        client = ""
         if inference and self.board.max_in_flight_per_client:
-            client = client_key(request)
-            self.board.enter(client)
+            return self._open_counted(request, capability, body_model, check)
+        return self._open(request, capability, inference, body_model, check)
+
+    async def _open_counted(
+        self,
+        request: InferenceRequest,
+        capability: str,
+        body_model: str,
+        check: ReplyCheck | None,
+    ) -> Attempt:
+        """:meth:`open`, counted against the client's cap while it waits and runs."""
+        client = client_key(request)
+        self.board.enter(client)
         try:
-            attempt = await self._open(request, capability, inference, body_model, check)
+            attempt = await self._open(request, capability, True, body_model, check)
         except BaseException:
-            if client:
-                self.board.leave(client)
+            self.board.leave(client)
             raise
         attempt.slot.client = client
         return attempt

@@ -13,7 +13,8 @@ outcome is the same:
 
 - a ``POST`` to a direct route that the CORS gate and uvicorn's proxy-headers middleware
   would pass on unchanged goes straight to the direct routes
-  (:class:`~herd._engine.direct.DirectLane`);
+  (:class:`~herd._engine.direct.DirectLane`), its request cycle (uvicorn's own) started
+  here;
 - the scope extension (``streaming.DISCONNECT_CALLBACKS``) says when a body is already
   here (``body_ready``), and writes a chunked reply's head, body and end past ``send``
   (``start_chunked``, ``body_writer``), the bytes and the request cycle's state being
@@ -23,6 +24,7 @@ outcome is the same:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -40,9 +42,31 @@ from herd.settings import Settings
 __all__ = ["server_config"]
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # pragma: no cover - httptools is a dependency; h11 is the fallback
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+    HttpToolsProtocol = RequestResponseCycle = None  # type: ignore[assignment,misc]
+
+# A lane request's cycle is started here (see BoundedHttpProtocol._start_lane) only with
+# the uvicorn whose cycle takes these arguments in this order, and that starts a cycle's
+# task with _start_asgi_task; any other leaves it to uvicorn's own on_headers_complete.
+_CYCLE_ARGUMENTS = (
+    "scope",
+    "transport",
+    "flow",
+    "logger",
+    "access_logger",
+    "access_log",
+    "default_headers",
+    "message_event",
+    "expect_100_continue",
+    "keep_alive",
+    "on_response",
+)
+_STARTS_LANE = (
+    RequestResponseCycle is not None
+    and tuple(inspect.signature(RequestResponseCycle).parameters) == _CYCLE_ARGUMENTS
+    and hasattr(HttpToolsProtocol, "_start_asgi_task")
+)
 
 
 def _refusal(status: int, reason: bytes, message: bytes) -> bytes:
@@ -258,6 +282,13 @@ if HttpToolsProtocol is not None:
                 and _LANE_CLEAR(names)
                 and self.parser.get_method() == b"POST"
             ):
+                if (
+                    _STARTS_LANE
+                    and self.limit_concurrency is None
+                    and not self.parser.should_upgrade()
+                ):
+                    self._start_lane(lane)
+                    return
                 served, self.app = self.app, lane  # (uvicorn's cycle runs self.app)
                 try:
                     super().on_headers_complete()
@@ -265,6 +296,39 @@ if HttpToolsProtocol is not None:
                     self.app = served
             else:
                 super().on_headers_complete()
+
+        def _start_lane(self, lane: Any) -> None:
+            """Start a lane request's cycle: what uvicorn's ``on_headers_complete`` does for
+            a ``POST`` with no upgrade and no concurrency limit, to a target with no query
+            and no escapes (the lane's own paths, exactly), its cycle built with positional
+            arguments (with keywords, a dict is packed and unpacked per request)."""
+            parser, scope, url = self.parser, self.scope, self.url
+            version = parser.get_http_version()
+            scope["method"] = "POST"
+            if version != "1.1":
+                scope["http_version"] = version
+            scope["path"] = self.root_path + url.decode("ascii")
+            scope["raw_path"] = self.root_path.encode("ascii") + url
+            scope["query_string"] = b""
+            existing = self.cycle
+            cycle = self.cycle = RequestResponseCycle(
+                scope,
+                self.transport,
+                self.flow,
+                self.logger,
+                self.access_logger,
+                self.access_log,
+                self.server_state.default_headers,
+                asyncio.Event(),
+                self.expect_100_continue,
+                version != "1.0" and parser.should_keep_alive(),
+                self.on_response_complete,
+            )
+            if existing is None or existing.response_complete:
+                self._start_asgi_task(cycle, lane)
+            else:  # pipelined: it waits its turn, reading paused meanwhile
+                self.flow.pause_reading()
+                self.pipeline.appendleft((cycle, lane))
 
         def _body_ready(self) -> bool:
             """The request's next ``receive()`` returns at once: body bytes or its end are

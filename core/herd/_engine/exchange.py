@@ -242,9 +242,9 @@ class Exchange:
     def schedule(self, request: InferenceRequest) -> Coroutine[Any, Any, Attempt]:
         """Rank, queue, shape and open one request (a batch is one too), checking its reply
         (the scheduler's coroutine, to await: one level fewer for every wake-up)."""
-        lines = NodeLines()
-        if request is self.request:
-            self.lines = lines  # (filled by the checks of its attempts)
+        # the exchange's own (empty until now) for its request, filled by the checks of its
+        # attempts; a batch's part, a new one
+        lines = self.lines if request is self.request else NodeLines()
 
         async def check(node: str, reply: UpstreamReply) -> None:
             stream = self.request is not None and self.request.stream

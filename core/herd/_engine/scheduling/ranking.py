@@ -258,53 +258,34 @@ class Ranker:
         only until the queue-depth signal tips the balance.
         """
         rejections: dict[str, str] = {}
-        given = views
-        if self._picks is not None:
-            views = views if isinstance(views, list) else list(views)
-            if len(views) < _CACHE_FIXED_ROWS + _CACHE_ROWS_PER_CHANGE and self._changed(
-                request, views, capability
-            ):  # a small fleet that changed: even the candidates' bookkeeping costs more
-                views = None
-        if self._picks is not None and views is not None:
-            picked = self._picks.pick(request, views, capability)
-            candidates, names, revisions, rejected, changes = picked
-            rejections.update(rejected)
-            # many nodes changed in a small fleet: asking every signal afresh costs less
+        if self._picks is None:
+            candidates = self.candidates(request, views, capability, rejections)
+            return self._afresh(request, candidates, rejections, capability, None)
+        views = views if isinstance(views, list) else list(views)
+        if len(views) < _CACHE_FIXED_ROWS + _CACHE_ROWS_PER_CHANGE and self._changed(
+            request, views, capability
+        ):  # a small fleet that changed: even the candidates' bookkeeping costs more
+            candidates = self.candidates(request, views, capability, rejections)
+            return self._afresh(request, candidates, rejections, capability, None)
+        picked = self._picks.pick(request, views, capability)
+        candidates, names, revisions, rejected, changes = picked
+        rejections.update(rejected)
+        if (
+            changes is not None
+            and changes[1]
+            and len(candidates) < _CACHE_FIXED_ROWS + _CACHE_ROWS_PER_CHANGE * len(changes[1])
+        ):  # many nodes changed in a small fleet: asking every signal afresh costs less
             # than the cache's bookkeeping (the decision is the same either way)
-            cached = not (
-                changes is not None
-                and changes[1]
-                and len(candidates) < _CACHE_FIXED_ROWS + _CACHE_ROWS_PER_CHANGE * len(changes[1])
-            )
-        else:
-            cached = False
-            revisions = changes = None
-            candidates = self.candidates(request, views or given, capability, rejections)
-            names = list(map(_name, candidates))
+            return self._afresh(request, candidates, rejections, capability, revisions)
         if not candidates:
             return _nothing_ranked(rejections)
         before_signals = len(rejections)  # (the views that are no candidates)
-        if cached:
-            memo_key = (capability, request.model_key)
-            settled = self._first_pass.run(
-                request, candidates, names, revisions, changes, memo_key, rejections
-            )
-        else:  # every signal asked the usual way
-            settled = {}
-            for signal in self._preparers:
-                verdicts = signal.prepare(request, candidates)
-                if verdicts:
-                    for name, reason in verdicts.items():
-                        rejections.setdefault(name, f"{signal.name}: {reason}")
+        memo_key = (capability, request.model_key)
+        settled = self._first_pass.run(
+            request, candidates, names, revisions, changes, memo_key, rejections
+        )
         if self._rejecters:
-            for view in candidates:
-                if view.name in rejections:
-                    continue
-                for signal_name, reject in self._rejecters:
-                    reason = reject(request, view)
-                    if reason is not None:
-                        rejections[view.name] = f"{signal_name}: {reason}"
-                        break
+            self._reject(request, candidates, rejections)
         kept = None
         if len(rejections) > before_signals:  # a signal turned a candidate away
             kept = [i for i, view in enumerate(candidates) if view.name not in rejections]
@@ -326,20 +307,64 @@ class Ranker:
                 elif kept is not None:
                     column = [column[i] for i in kept]
                 columns.append(column)
-        weigh = self._weigh
-        if self._sums is not None and cached:
+        if self._sums is not None:
             # (the candidates that changed, when the columns hold every candidate's row)
             hint = changes[1] if changes is not None and kept is None else ()
-            totals, order = self._sums.totals((capability, request.model_key), names, columns, hint)
+            totals, order = self._sums.totals(memo_key, names, columns, hint)
         else:
-            totals = weigh(*columns) if weigh is not None else [0] * len(candidates)
-            # sorted() is stable, reverse included: ties keep configuration order
+            totals = self._weigh(*columns) if self._weigh is not None else [0] * len(candidates)
             order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
-        ranked = self._ranked(
-            (capability, request.model_key),
-            candidates,
-            order,
-            changes if cached else None,
-            revisions,
-        )
+        ranked = self._ranked(memo_key, candidates, order, changes, revisions)
         return Decision(ranked, rejections, self._names, names, totals, columns)
+
+    def _afresh(
+        self,
+        request: InferenceRequest,
+        candidates: list[NodeView],
+        rejections: dict[str, str],
+        capability: str,
+        revisions: list[int] | None,
+    ) -> Decision:
+        """The decision with every signal asked the usual way (no cached values): each
+        ``prepare``, each ``reject``, then one ``scores`` column per signal.
+
+        ``revisions``: the candidates' revisions, when the cache's bookkeeping ran for them
+        (the next decision for the model may then start from this one).
+        """
+        if not candidates:
+            return _nothing_ranked(rejections)
+        before_signals = len(rejections)  # (the views that are no candidates)
+        for signal in self._preparers:
+            verdicts = signal.prepare(request, candidates)
+            if verdicts:
+                for name, reason in verdicts.items():
+                    rejections.setdefault(name, f"{signal.name}: {reason}")
+        if self._rejecters:
+            self._reject(request, candidates, rejections)
+        if len(rejections) > before_signals:  # a signal turned a candidate away
+            candidates = [view for view in candidates if view.name not in rejections]
+            if not candidates:
+                return _nothing_ranked(rejections)
+        columns = []
+        for signal in self.signals:
+            columns.append(signal.scores(request, candidates))
+        totals = self._weigh(*columns) if self._weigh is not None else [0] * len(candidates)
+        # sorted() is stable, reverse included: ties keep configuration order
+        order = sorted(range(len(candidates)), key=totals.__getitem__, reverse=True)
+        ranked = self._ranked((capability, request.model_key), candidates, order, None, revisions)
+        names = list(map(_name, candidates))
+        return Decision(ranked, rejections, self._names, names, totals, columns)
+
+    def _reject(
+        self, request: InferenceRequest, candidates: list[NodeView], rejections: dict[str, str]
+    ) -> None:
+        """Each signal's ``reject`` on each candidate not turned away yet (the first reason
+        given is kept)."""
+        for view in candidates:
+            if view.name in rejections:
+                continue
+            for signal_name, reject in self._rejecters:
+                reason = reject(request, view)
+                if reason is not None:
+                    rejections[view.name] = f"{signal_name}: {reason}"
+                    break

@@ -279,11 +279,14 @@ class RelayStream(Stream):
             and not (background or self.background or cookies or self.cookies)
             and not kwargs.get("encoded_headers")
             and not kwargs.get("is_head_response")
-            and isinstance(self.iterator, AsyncIterator)
+            # (a relay body first: the ABC's check is the slow one)
+            and (type(self.iterator) is RelayBody or isinstance(self.iterator, AsyncIterator))
         )
         if plain:
             merged = {**headers, **self.headers} if headers else self.headers
-            media = get_enum_string_value(media_type or self.media_type or "application/json")
+            media = media_type or self.media_type or "application/json"
+            if type(media) is not str:  # (an enum: Litestar's MediaType)
+                media = get_enum_string_value(media)
             if media.startswith("text/"):
                 media = f"{media}; charset={self.encoding}"
             latin = "latin-1"

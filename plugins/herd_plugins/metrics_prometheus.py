@@ -50,12 +50,10 @@ class Histogram:
         # labels -> [count per bucket (last is +Inf)..., sum]
         self.series: dict[Labels, list[float]] = {}
 
-    def observe(self, labels: Labels, value: float) -> None:
-        counts = self.series.get(labels)
-        if counts is None:
-            counts = self.series[labels] = [0.0] * (len(self.bounds) + 2)
-        counts[bisect.bisect_left(self.bounds, value)] += 1
-        counts[-1] += value
+    def start(self, labels: Labels) -> list[float]:
+        """A new series' counts, all 0 (the last two: +Inf and the sum)."""
+        counts = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        return counts
 
 
 def _escape(value: str) -> str:
@@ -111,10 +109,14 @@ class MetricsSink(TraceSink):
         return model
 
     def submit(self, trace: RequestTrace) -> None:
-        model = self._model_label(trace)
+        # (runs per request: the label and the histograms' buckets are inlined)
+        model = trace.served_model or trace.model
+        if model not in self._models:
+            model = self._model_label(trace)
         node = trace.node
         key = (model, node, trace.status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
         if trace.retries:
             self.retries[model] = self.retries.get(model, 0) + trace.retries
             if node:
@@ -122,13 +124,24 @@ class MetricsSink(TraceSink):
         if not node:
             return
         pair = (model, node)
-        self.latency.observe(pair, trace.latency_ms / 1000.0)
+        latency = self.latency
+        seconds = trace.latency_ms / 1000.0
+        counts = latency.series.get(pair) or latency.start(pair)
+        counts[bisect.bisect_left(latency.bounds, seconds)] += 1
+        counts[-1] += seconds
         if trace.first_byte_at:
-            self.ttft.observe(pair, trace.ttft_ms / 1000.0)
-        for kind, count in (("input", trace.prompt_tokens), ("output", trace.completion_tokens)):
-            if count:
-                tkey = (model, node, kind)
-                self.tokens[tkey] = self.tokens.get(tkey, 0) + count
+            ttft = self.ttft
+            seconds = trace.ttft_ms / 1000.0
+            counts = ttft.series.get(pair) or ttft.start(pair)
+            counts[bisect.bisect_left(ttft.bounds, seconds)] += 1
+            counts[-1] += seconds
+        tokens = self.tokens
+        if trace.prompt_tokens:
+            tkey = (model, node, "input")
+            tokens[tkey] = tokens.get(tkey, 0) + trace.prompt_tokens
+        if trace.completion_tokens:
+            tkey = (model, node, "output")
+            tokens[tkey] = tokens.get(tkey, 0) + trace.completion_tokens
 
     def render(self, gateway: Any, router: Any = None) -> str:
         """The exposition text: this sink's counters plus the fleet's state right now."""

@@ -39,7 +39,7 @@ from herd._engine.scheduling.scheduler import Attempt, substituted_note
 from herd._engine.shaping import INFERENCE_ENDPOINTS
 from herd._engine.tracing import build_trace
 from herd.errors import HerdError
-from herd.interfaces import InferenceRequest, NodeFailure, UpstreamReply
+from herd.interfaces import InferenceRequest, UpstreamReply
 from herd.names import normalize_model_name
 from herd.protocol.ollama import error_line
 from herd.protocol.workloads import upstream_error_message
@@ -246,12 +246,9 @@ class Exchange:
         # attempts; a batch's part, a new one
         lines = self.lines if request is self.request else NodeLines()
 
-        async def check(node: str, reply: UpstreamReply) -> None:
+        def check(reply: UpstreamReply) -> str:  # (not a coroutine: per request)
             stream = self.request is not None and self.request.stream
-            problem = answer_problem(reply, lines, self.endpoint, stream)
-            if problem:
-                await reply.aclose()
-                raise NodeFailure(f"node {node}: {problem}", status=502)
+            return answer_problem(reply, lines, self.endpoint, stream)
 
         return self.gateway.scheduler.open(
             request, self.capability, body_model=self.body_model, check=check

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,9 @@ __all__ = ["Attempt", "Decision", "ReplyCheck", "Scheduler", "substituted_note"]
 
 log = logging.getLogger("herd.scheduling")
 
-#: Looks at a node's reply (node name, reply) before its first byte goes out.
-ReplyCheck = Callable[[str, UpstreamReply], Awaitable[None]]
+#: Looks at a node's reply before its first byte goes out: why it is broken, "" when not
+#: (a broken one is closed and counts as the node's failure, see Scheduler.open).
+ReplyCheck = Callable[[UpstreamReply], str]
 
 _BUSY = 503  # a node's own "server busy": not its fault, so it is not excluded
 _HOLD_RETRY_AFTER_S = 5
@@ -172,8 +173,9 @@ class Scheduler:
             capability: The work asked of the node (``text``, ``embed``, ...).
             body_model: The model name the body must carry, when it differs from the
                 client's (an alias or a substitute); shaping writes it.
-            check: Looks at a reply before its first byte goes out; raising
-                :class:`NodeFailure` there (a broken answer) moves on to the next node.
+            check: Looks at a reply before its first byte goes out; a problem it names (a
+                broken answer) closes the reply and moves on to the next node (a 502
+                :class:`NodeFailure`).
 
         Raises:
             HerdError: 404 when no node has the model (or an auto-pull failed), 429 over the
@@ -248,7 +250,10 @@ class Scheduler:
             try:
                 reply = await node.backend_for(capability, key).open(request)
                 if check is not None:
-                    await check(node.name, reply)
+                    problem = check(reply)
+                    if problem:
+                        await reply.aclose()
+                        raise NodeFailure(f"node {node.name}: {problem}", status=502)
             except NodeFailure as failure:
                 if out_of_local_resources(failure):  # the router's own trouble: not the node's
                     self.board.release(slot, failed=False)

@@ -10,7 +10,7 @@ import socket
 
 import httptools
 import pytest
-from herd._engine.server import _head
+from herd._engine.chunked_reply import chunked_head
 
 LLAMA = "llama3.2:3b"
 CHAT = json.dumps({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -181,11 +181,11 @@ def test_the_head_is_the_one_uvicorn_writes(router) -> None:
     ],
 )
 def test_a_head_herd_does_not_write_itself_is_left_to_uvicorn(headers) -> None:
-    assert _head(200, headers, False) is None
+    assert chunked_head(200, headers, False) is None
 
 
 def test_a_head_herd_writes() -> None:
-    head = _head(200, [(b"x-a", b"1\t2"), (b"content-type", b"text/plain")], True)
+    head = chunked_head(200, [(b"x-a", b"1\t2"), (b"content-type", b"text/plain")], True)
     assert head == (
         b"HTTP/1.1 200 OK\r\nx-a: 1\t2\r\ncontent-type: text/plain\r\n"
         b"connection: close\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -197,6 +197,6 @@ def test_every_byte_is_judged_as_rfc_9110_judges_it() -> None:
     token = set(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
     for byte in range(256):
         name, value = b"x-a" + bytes([byte]), b"a" + bytes([byte]) + b"b"
-        assert (_head(200, [(name, b"v")], False) is None) == (byte not in token), byte
+        assert (chunked_head(200, [(name, b"v")], False) is None) == (byte not in token), byte
         control = (byte < 0x20 and byte != 9) or byte == 0x7F
-        assert (_head(200, [(b"x-a", value)], False) is None) == control, byte
+        assert (chunked_head(200, [(b"x-a", value)], False) is None) == control, byte

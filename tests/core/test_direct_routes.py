@@ -275,3 +275,16 @@ def test_the_direct_lane_serves_only_what_the_layers_in_front_would_pass_unchang
     assert [trace.client.rpartition(":")[0] for trace in traces] == [client]
     if "Origin" in headers:  # the CORS gate answered it
         assert reply.headers["access-control-allow-origin"] == headers["Origin"]
+
+
+def test_with_a_uvicorn_whose_cycle_herd_cannot_start_every_request_goes_the_whole_way(
+    router: RouterHandle, lane: tuple[_CountingGate, list], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (another uvicorn's request cycle: herd's server leaves the lane closed)
+    from herd._engine import server
+
+    monkeypatch.setattr(server, "_STARTS_LANE", False)
+    counting, _ = lane
+    reply = httpx.post(f"{router.url}/api/chat", json=CHAT, timeout=30)
+    assert reply.status_code == 200 and '"done":true' in reply.text
+    assert counting.lane_requests == 0

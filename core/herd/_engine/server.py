@@ -45,9 +45,10 @@ try:
 except ImportError:  # pragma: no cover - httptools is a dependency; h11 is the fallback
     HttpToolsProtocol = RequestResponseCycle = None  # type: ignore[assignment,misc]
 
-# A lane request's cycle is started here (see BoundedHttpProtocol._start_lane) only with
-# the uvicorn whose cycle takes these arguments in this order, and that starts a cycle's
-# task with _start_asgi_task; any other leaves it to uvicorn's own on_headers_complete.
+# A lane request's cycle is started here (see BoundedHttpProtocol._start_lane), so the lane
+# is open only with the uvicorn whose cycle takes these arguments in this order and that
+# starts a cycle's task with _start_asgi_task; with any other, every request goes the
+# whole way, through uvicorn's own on_headers_complete.
 _CYCLE_ARGUMENTS = (
     "scope",
     "transport",
@@ -101,11 +102,13 @@ if HttpToolsProtocol is not None:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             # the lane is taken only when uvicorn serves the app as given (behind nothing
-            # but its proxy-headers middleware, which a lane request would pass unchanged)
+            # but its proxy-headers middleware, which a lane request would pass unchanged),
+            # with no concurrency limit, and herd can start the cycle (see _STARTS_LANE)
             served = self.app
             if isinstance(served, ProxyHeadersMiddleware):
                 served = served.app
-            self._lane = self.direct_lane if served is self.served_app else None
+            lane_open = _STARTS_LANE and self.limit_concurrency is None
+            self._lane = self.direct_lane if lane_open and served is self.served_app else None
             self._in_headers = True
             self._header_bytes = 0
             self._header_timer: asyncio.TimerHandle | None = None
@@ -193,19 +196,9 @@ if HttpToolsProtocol is not None:
                 and self.url in lane.urls
                 and _LANE_CLEAR(names)
                 and self.parser.get_method() == b"POST"
+                and not self.parser.should_upgrade()
             ):
-                if (
-                    _STARTS_LANE
-                    and self.limit_concurrency is None
-                    and not self.parser.should_upgrade()
-                ):
-                    self._start_lane(lane)
-                    return
-                served, self.app = self.app, lane  # (uvicorn's cycle runs self.app)
-                try:
-                    super().on_headers_complete()
-                finally:
-                    self.app = served
+                self._start_lane(lane)
             else:
                 super().on_headers_complete()
 

@@ -55,9 +55,7 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
         )
         for index, start in enumerate(range(0, len(inputs), size))
     ]
-    outcomes = await asyncio.gather(
-        *(part.schedule(part.request) for part in parts), return_exceptions=True
-    )
+    outcomes = await asyncio.gather(*(part.schedule() for part in parts), return_exceptions=True)
     for part, outcome in zip(parts, outcomes, strict=True):
         if not isinstance(outcome, BaseException):
             part.attempt = outcome

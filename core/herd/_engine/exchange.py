@@ -221,7 +221,7 @@ class Exchange:
             if request.kind == "embed":  # long input lists go out in batches
                 attempt = await open_in_batches(self, self.gateway.settings.workloads)
             if attempt is None:
-                attempt = await self.schedule(request)
+                attempt = await self.schedule()
         except HerdError as error:
             raise self.reject(error) from None
         self.attempt = attempt
@@ -239,20 +239,20 @@ class Exchange:
         entry = entry or view.models.get(key)
         return entry.name if entry is not None else key
 
-    def schedule(self, request: InferenceRequest) -> Coroutine[Any, Any, Attempt]:
-        """Rank, queue, shape and open one request (a batch is one too), checking its reply
-        (the scheduler's coroutine, to await: one level fewer for every wake-up)."""
-        # the exchange's own (empty until now) for its request, filled by the checks of its
-        # attempts; a batch's part, a new one
-        lines = self.lines if request is self.request else NodeLines()
-
-        def check(reply: UpstreamReply) -> str:  # (not a coroutine: per request)
-            stream = self.request is not None and self.request.stream
-            return answer_problem(reply, lines, self.endpoint, stream)
-
+    def schedule(self) -> Coroutine[Any, Any, Attempt]:
+        """Rank, queue, shape and open this exchange's request (a batch's part is an
+        exchange too), checking each reply into :attr:`lines` (the scheduler's coroutine,
+        to await: one level fewer for every wake-up)."""
+        request = self.request
+        assert request is not None, "take() builds the request first"
         return self.gateway.scheduler.open(
-            request, self.capability, body_model=self.body_model, check=check
+            request, self.capability, body_model=self.body_model, check=self._reply_problem
         )
+
+    def _reply_problem(self, reply: UpstreamReply) -> str:
+        """Why a node's reply is broken before its first byte goes out ("" if not)."""
+        stream = self.request is not None and self.request.stream
+        return answer_problem(reply, self.lines, self.endpoint, stream)
 
     # -- answers ---------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import httptools
 
+from herd.header_text import decode_header_pairs
+
 __all__ = [
     "READ_BUFFER_LIMIT",
     "NodeConnectError",
@@ -338,14 +340,7 @@ class NodeConnection(asyncio.Protocol):
         response = self.response
         assert response is not None
         raw = self.raw_headers
-        # every name and value decoded in two calls (llhttp lets no newline through; should
-        # one come, the parts do not add up and each is decoded on its own)
-        names = b"\n".join(raw).decode("latin-1").lower().split("\n")
-        values = b"\n".join(raw.values()).decode("latin-1").split("\n")
-        if raw and len(names) == len(values) == len(raw):
-            headers = dict(zip(names, values))  # noqa: B905 (lengths checked)
-        else:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw.items()}
+        headers = dict(decode_header_pairs(list(raw.items()), lower=True))
         raw.clear()
         status = self.parser.get_status_code()
         if 100 <= status < 200:  # 103 Early Hints and the like: the real reply follows

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from operator import itemgetter
 from typing import Any
 
 from herd._engine.auth import AccessMiddleware
 from herd._engine.guard import RequestGuard
 from herd.errors import HerdError
+from herd.header_text import decode_header_pairs
 
 __all__ = ["DIRECT_PATHS", "DirectRequest", "DirectRoutes", "direct_routes"]
 
@@ -45,9 +45,6 @@ DIRECT_PATHS = (
 """The client routes served directly (``POST`` only; other methods get Litestar's 405)."""
 
 Handler = Callable[[Any], Awaitable[Any]]
-
-
-_first, _second = itemgetter(0), itemgetter(1)
 
 
 class _Headers(dict[str, str]):
@@ -81,19 +78,8 @@ class DirectRequest:
     def headers(self) -> _Headers:
         headers = self._headers
         if headers is None:
-            pairs = self.scope["headers"][::-1]  # (the first of repeated names is kept)
-            # every name and value decoded in two calls; a newline (which HTTP does not
-            # let through) would split into more parts: then one by one
-            names = b"\n".join(map(_first, pairs)).decode("latin-1").split("\n")
-            values = b"\n".join(map(_second, pairs)).decode("latin-1").split("\n")
-            if pairs and len(names) == len(values) == len(pairs):
-                # (lengths checked: zip's strict= would build a keyword dict per call)
-                headers = _Headers(zip(names, values))  # noqa: B905
-            else:
-                headers = _Headers(
-                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs
-                )
-            self._headers = headers
+            # (reversed: the first of repeated names is kept)
+            headers = self._headers = _Headers(decode_header_pairs(self.scope["headers"][::-1]))
         return headers
 
     @property

@@ -99,20 +99,19 @@ class MetricsSink(TraceSink):
         self.ttft = Histogram(self.config.ttft_buckets)
         self._models: set[str] = set()
 
-    def _model_label(self, trace: RequestTrace) -> str:
-        # A client can send any model name; bound the label's values.
-        model = trace.served_model or trace.model
-        if model not in self._models:
-            if len(self._models) >= self.config.max_models:
-                return OTHER
-            self._models.add(model)
+    def _new_model_label(self, model: str) -> str:
+        """The label of a model not seen yet: a client can send any model name, so the
+        label's values are bounded (past ``max_models``, ``(other)``)."""
+        if len(self._models) >= self.config.max_models:
+            return OTHER
+        self._models.add(model)
         return model
 
     def submit(self, trace: RequestTrace) -> None:
         # (runs per request: the label and the histograms' buckets are inlined)
         model = trace.served_model or trace.model
         if model not in self._models:
-            model = self._model_label(trace)
+            model = self._new_model_label(model)
         node = trace.node
         key = (model, node, trace.status)
         requests = self.requests

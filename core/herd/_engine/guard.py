@@ -86,7 +86,12 @@ class RequestGuard:
 
     def _take_body(self, scope: Scope) -> bytes | None:
         """The body, when herd's server has all of it already (no receive(), no timer);
-        None when it must be read."""
+        None when it must be read.
+
+        Raises:
+            HerdError: 413 when the ``Content-Length`` header, or the body taken, is over
+                the limit (checked here for both ways of reading it).
+        """
         # (llhttp refuses a request whose Content-Length headers differ)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:

@@ -124,3 +124,33 @@ def test_an_alias_is_renamed_back_in_a_spaced_stream(odd, make_router, collector
     assert {line["model"] for line in lines} == {"tiny"}
     trace = one_trace()
     assert trace.model == "tiny" and trace.served_model == MODEL and trace.status == "completed"
+
+
+def test_the_bare_request_carries_each_value_in_its_own_field() -> None:
+    # Exchange._bare builds InferenceRequest by position: a reordered field would move
+    # a value into its neighbour's
+    from types import SimpleNamespace
+
+    from herd._engine.exchange import Exchange
+
+    http = SimpleNamespace(
+        scope={"client": ("10.0.0.2", 5150), "herd_api_key": "team-a"},
+        headers={"traceparent": "00-abc-def-01"},
+    )
+    exchange = SimpleNamespace(
+        http=http,
+        api="openai",
+        endpoint="chat",
+        kind="text",
+        requested="Llama3.2",
+        resolved="llama3.2:latest",
+        received_at=1234.5,
+    )
+    request = Exchange._bare(exchange)  # type: ignore[arg-type]
+    assert (request.api, request.endpoint, request.kind) == ("openai", "chat", "text")
+    assert (request.model, request.model_key) == ("Llama3.2", "llama3.2:latest")
+    assert (request.body, request.stream, request.raw_body) == ({}, False, None)
+    assert (request.shaped, request.num_ctx, request.tags) == (None, None, [])
+    assert len(request.request_id) == 16 and request.received_at == 1234.5
+    assert (request.client, request.traceparent) == ("10.0.0.2:5150", "00-abc-def-01")
+    assert request.api_key == "team-a"

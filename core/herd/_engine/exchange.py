@@ -16,7 +16,6 @@ failed or rejected) is built by :func:`herd._engine.tracing.build_trace`, called
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -48,29 +47,6 @@ from herd.trace import AttemptRecord, RequestTrace
 __all__ = ["Exchange", "Transform", "model_renamer"]
 
 log = logging.getLogger("herd.exchange")
-
-
-# the fields Exchange._bare passes by position, in InferenceRequest's order: checked here,
-# so a reordered dataclass stops the router at import rather than mixing up a request
-_BARE_FIELDS = (
-    "api",
-    "endpoint",
-    "kind",
-    "model",
-    "model_key",
-    "body",
-    "stream",
-    "raw_body",
-    "shaped",
-    "num_ctx",
-    "tags",
-    "request_id",
-    "received_at",
-    "client",
-    "traceparent",
-)
-if tuple(f.name for f in dataclasses.fields(InferenceRequest))[: len(_BARE_FIELDS)] != _BARE_FIELDS:
-    raise RuntimeError("InferenceRequest's fields moved: update Exchange._bare")
 
 
 class Exchange:
@@ -176,7 +152,8 @@ class Exchange:
         """The request as far as the router knows it before (or without) its body."""
         scope = self.http.scope
         client = scope.get("client")
-        # (positional: a Python class called with keywords packs and unpacks a dict)
+        # (positional: a Python class called with keywords packs and unpacks a dict;
+        # tests/core/test_exchange_streams.py holds each field to its value)
         request = InferenceRequest(
             self.api,  # api
             self.endpoint,  # endpoint

@@ -18,6 +18,16 @@ def test_any_valid_json_ends_the_answer_with_its_statistics() -> None:
     assert (lines.final.eval_count, lines.final.prompt_eval_count) == (3, 2)
 
 
+def test_a_statistic_of_another_type_still_ends_the_answer() -> None:
+    for block in (
+        b'{"done": true, "eval_count": 1.5}\n',
+        b'{"done":false}\n{"done":true,"eval_count":"7"}',
+    ):
+        lines = NodeLines()
+        assert lines.check(block) == len(block)
+        assert lines.final is not None and lines.final.eval_count == 0
+
+
 def test_done_inside_a_string_is_not_the_end() -> None:
     lines = NodeLines()
     line = json.dumps({"message": {"content": '"done":true'}, "done": False}).encode()
@@ -58,6 +68,10 @@ _PIECES = [
     b'{"done":true,"eval_count":7}',
     b'{"error": "oom"}',
     b'{"error": {"message": "gone"}}',
+    b'{"error": null}',
+    b'{"done": true, "eval_count": 1.5}',
+    b'{"a": [[1',
+    b"2]]}",
     b'{"message": {"content": "a\\nb"}}',
     b"[1, 2]",
     b"<html>",

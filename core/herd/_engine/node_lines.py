@@ -25,6 +25,7 @@ __all__ = [
     "NodeLines",
     "Transform",
     "answer_problem",
+    "line_fields",
     "model_renamer",
     "split_lines",
 ]
@@ -45,8 +46,17 @@ class LineFields(msgspec.Struct):
     total_duration: int = 0
 
 
+class LineMarks(msgspec.Struct):
+    """What every line is read for: whether it ends the answer, or reports an error."""
+
+    done: bool = False
+    error: Any = None
+
+
 _decode = msgspec.json.Decoder(LineFields).decode
-_decode_array = msgspec.json.Decoder(list[LineFields]).decode
+_decode_marks = msgspec.json.Decoder(LineMarks).decode
+_decode_array = msgspec.json.Decoder(list[LineMarks]).decode
+_PLAIN = LineMarks()  # a line that neither ends the answer nor reports an error
 _JSON_SPACE = b" \t\r\n"  # JSON's whitespace (bytes.strip's own has \x0b and \x0c too)
 #: Endpoints whose answers end with a final object (``done: true``).
 STREAMING = frozenset({"chat", "generate"})
@@ -109,21 +119,21 @@ class NodeLines:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 lines = None
             if lines is not None and len(lines) == body.count(b"\n") + 1:
-                for fields in lines:
-                    if fields.error is not None:
-                        self.error = error_text(fields.error)
-                    elif fields.done:
-                        self.final = fields
+                # Counted in C, not looped over: the line that ends the answer (or reports
+                # an error) is read again in full, once a stream; it is the last one.
+                plain = lines.count(_PLAIN)
+                if plain == len(lines) - 1 and lines[-1] != _PLAIN:
+                    self._read(line_fields(body[body.rfind(b"\n") + 1 :]))
+                elif plain != len(lines):
+                    self.check_each_line(block)
                 return len(block)
         elif body:  # one line (a token, most often): read here, as check_each_line would
             try:
-                fields = _decode(block)  # (JSON's whitespace around it is allowed)
+                marks = _decode_marks(block)  # (JSON's whitespace around it is allowed)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 return self.check_each_line(block)  # (says why, and where the bad line starts)
-            if fields.error is not None:
-                self.error = error_text(fields.error)
-            elif fields.done:
-                self.final = fields
+            if marks.error is not None or marks.done:
+                self._read(line_fields(block))
             return len(block)
         return self.check_each_line(block)
 
@@ -138,16 +148,31 @@ class NodeLines:
             line = block[start:end]
             if line and not line.isspace():
                 try:
-                    fields = _decode(line)
+                    marks = _decode_marks(line)
                 except (msgspec.DecodeError, msgspec.ValidationError):
                     self.bad = "the node sent a line that is not a JSON object"
                     return start
-                if fields.error is not None:
-                    self.error = error_text(fields.error)
-                elif fields.done:
-                    self.final = fields
+                if marks.error is not None or marks.done:
+                    self._read(line_fields(line))
             start = end + 1
         return size
+
+    def _read(self, fields: LineFields) -> None:
+        if fields.error is not None:
+            self.error = error_text(fields.error)
+        elif fields.done:
+            self.final = fields
+
+
+def line_fields(line: bytes) -> LineFields:
+    """The fields of one line that is a JSON object (checked before): a statistic of
+    another type than Ollama's (a float count, say) is left at zero, and the line still
+    ends the answer or reports its error."""
+    try:
+        return _decode(line)
+    except msgspec.ValidationError:
+        marks = _decode_marks(line)
+        return LineFields(done=marks.done, error=marks.error)
 
 
 def model_renamer(served: str, requested: str) -> Transform:
@@ -194,7 +219,7 @@ def answer_problem(reply: UpstreamReply, lines: NodeLines, endpoint: str, stream
             return "the answer ended without its final object"
         return ""
     try:
-        fields = _decode(body)
+        fields = line_fields(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return "the answer is not a JSON object"
     return _judged(fields, lines, endpoint)

@@ -79,6 +79,27 @@ def test_writes_in_one_turn_leave_as_one_and_later_turns_on_their_own() -> None:
     asyncio.run(scenario())
 
 
+def test_a_write_made_at_once_leaves_no_flush_behind_to_split_a_later_turn() -> None:
+    """write_now takes what the turn gathered: the flush asked for it must not run first in
+    the next turn and write alone what that turn's read gathers before its callbacks."""
+
+    async def scenario() -> None:
+        async with _connection() as (batched, counting, reader):
+            batched.write(b"head ")
+            batched.write_now(b"first ")
+            assert counting.writes == [b"head first "]
+            # a read in the next turn: it wakes the task that writes the end, then
+            # gathers the stream's last lines
+            asyncio.get_running_loop().call_soon(batched.write, b"end")
+            batched.write(b"last ")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            assert counting.writes == [b"head first ", b"last end"]
+            assert await reader.readexactly(19) == b"head first last end"
+
+    asyncio.run(scenario())
+
+
 def test_flush_writes_at_once_close_flushes_first_and_abort_drops() -> None:
     async def scenario() -> None:
         async with _connection() as (batched, counting, reader):

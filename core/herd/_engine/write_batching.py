@@ -28,6 +28,7 @@ class BatchedWrites:
     """A transport whose writes within one loop turn leave as one write."""
 
     __slots__ = (
+        "_flush_call",
         "_loop",
         "_transport",
         "get_extra_info",
@@ -43,6 +44,7 @@ class BatchedWrites:
         # what this turn gathered (None when nothing): a writer that finds None may write
         # straight to the transport, as write_now would
         self.pending: list[bytes] | None = None
+        self._flush_call: asyncio.Handle | None = None  # the flush this turn asked for
         # the server's calls on every request, bound once (not looked up through __getattr__)
         self.is_closing = transport.is_closing
         self.pause_reading = transport.pause_reading
@@ -57,7 +59,7 @@ class BatchedWrites:
         pending = self.pending
         if pending is None:
             self.pending = [data]
-            self._loop.call_soon(self.flush)
+            self._flush_call = self._loop.call_soon(self.flush)
         else:
             pending.append(data)
 
@@ -66,6 +68,10 @@ class BatchedWrites:
         pending = self.pending
         if pending is not None:
             self.pending = None
+            # Left asked for, its flush would run in the next turn after that turn's
+            # reads but before the callbacks they ask for, and write early what those
+            # were to join (a stream's last lines, leaving its end a write of its own).
+            self._flush_call.cancel()  # type: ignore[union-attr]
             pending.append(data)
             data = b"".join(pending)
         self._transport.write(data)

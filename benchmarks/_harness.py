@@ -131,6 +131,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def cpu_split_and_switches(pid: int) -> tuple[float, float, int, int]:
+    """A process's user and system seconds (10 ms ticks: read over a whole run, not a
+    round) and its threads' voluntary and involuntary context switches.
+
+    A faster router waits more often for a node's next token (each wait a sleep and a
+    wake-up in the kernel), and a client on the same core preempts it: both show here,
+    not in its own instructions.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    voluntary = involuntary = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+            except OSError:
+                continue  # (the thread ended meanwhile)
+            for line in status.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return int(fields[11]) / ticks, int(fields[12]) / ticks, voluntary, involuntary
+
+
 async def stream_chat(
     session: aiohttp.ClientSession, url: str, model: str
 ) -> tuple[float, float, int]:

@@ -7,7 +7,10 @@ Run by hand (not in CI):
 Starts one emulated node (herd-sim) and one router (herd) as separate processes on free
 127.0.0.1 ports, then measures, in the same run:
   1. sequential streamed chats (p50/p99 latency), direct and through the router;
-  2. the router process's CPU time per sequential request;
+  2. the router process's CPU time per sequential request, split into user and system
+     time, with its sleeps (voluntary context switches) and preemptions per request: a
+     faster router catches more of an unpaced node's tokens one by one, each a read, a
+     write and a sleep in the kernel, so its system time can grow as its own code shrinks;
   3. throughput at 16 and 64 concurrent paced streams, direct and through the router.
 
 ``--against DIR`` adds another checkout's router (run with ``DIR/.venv``) in front of the
@@ -41,6 +44,7 @@ from _harness import (
     checkout_bin,
     concurrent,
     cpu_seconds,
+    cpu_split_and_switches,
     percentile,
     router,
     sim_node,
@@ -64,6 +68,8 @@ class Target:
     pid: int = 0
     times: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
+    # (user s, system s, voluntary, involuntary switches) over the sequential rounds
+    split: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])
 
 
 async def _rounds(targets: list[Target], count: int, batch: int, gap_s: float) -> None:
@@ -79,6 +85,7 @@ async def _rounds(targets: list[Target], count: int, batch: int, gap_s: float) -
             order = list(zip(targets, sessions, strict=True))
             for target, session in order[turn:] + order[:turn]:
                 cpu0 = cpu_seconds(target.pid) if target.pid else 0.0
+                split0 = cpu_split_and_switches(target.pid) if target.pid else None
                 for _ in range(batch):
                     _, total, _ = await stream_chat(session, target.url, MODEL)
                     target.times.append(total)
@@ -86,6 +93,9 @@ async def _rounds(targets: list[Target], count: int, batch: int, gap_s: float) -
                         await asyncio.sleep(gap_s)
                 if target.pid:
                     target.cpu_s += cpu_seconds(target.pid) - cpu0
+                    split1 = cpu_split_and_switches(target.pid)
+                    for i, (a, b) in enumerate(zip(split0 or split1, split1, strict=True)):
+                        target.split[i] += b - a
     finally:
         for session in sessions:
             await session.close()
@@ -138,6 +148,25 @@ def sequential_section(targets: list[Target], args: argparse.Namespace, count: i
         f"p99 {percentile(direct, 0.99) * 1000:.2f} ms"
     )
     print(table(headers, rows))
+    print(
+        "\nWhere each router's CPU went: user and system time (from ticks, over all rounds) "
+        "and context switches per request"
+    )
+    split_rows = []
+    for target in routers:
+        user, system, voluntary, involuntary = target.split
+        n = len(target.times)
+        share = user / (user + system) if user + system else 0.0
+        split_rows.append(
+            [
+                target.name,
+                f"{target.cpu_s / n * 1000 * share:.3f}",
+                f"{target.cpu_s / n * 1000 * (1 - share):.3f}",
+                f"{voluntary / n:.2f}",
+                f"{involuntary / n:.2f}",
+            ]
+        )
+    print(table(["router", "user ms", "system ms", "sleeps", "preempted"], split_rows))
     # the node's CPU per request: a control for the VM's speed during the run
     print(f"node CPU per streamed request (control): {node_ms:.2f} ms")
 

@@ -93,6 +93,7 @@ class NodeResponse:
         "_conn",
         "_error",
         "_loop",
+        "_paused",
         "_waiter",
         "close_delimited",
         "complete",
@@ -109,6 +110,7 @@ class NodeResponse:
         self._loop = conn.loop
         self._chunks: list[bytes] = []
         self._buffered = 0
+        self._paused = False  # the connection stopped reading until this reply is taken
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.status = 0
@@ -127,10 +129,12 @@ class NodeResponse:
         if chunks:
             data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
-            conn = self._conn
-            if conn is not None and not conn.transport.is_reading():
-                conn.transport.resume_reading()  # paused in data_received: caught up now
             self._buffered = 0
+            if self._paused:  # paused in data_received: caught up now
+                self._paused = False
+                conn = self._conn
+                if conn is not None and not conn.transport.is_reading():
+                    conn.transport.resume_reading()
             return data
         if self._error is not None:
             raise self._error
@@ -301,15 +305,19 @@ class NodeConnection(asyncio.Protocol):
                 response._wake()  # its reader still has the reply's end to see
             return
         body = self.body  # inlined _take_body and _wake: this runs once per streamed token
+        listener = response.listener
         if body:
             response._chunks += body
             body.clear()
-            response._buffered += len(data)
-            over = response._buffered > READ_BUFFER_LIMIT
-            if over and self.response is response and self.transport.is_reading():
-                self.transport.pause_reading()  # until the reader catches up (read())
-        if response.listener is not None:
-            response.listener()
+            # (a listener takes every byte at once: nothing is left to count)
+            if listener is None:
+                response._buffered += len(data)
+                over = response._buffered > READ_BUFFER_LIMIT
+                if over and self.response is response and self.transport.is_reading():
+                    self.transport.pause_reading()  # until the reader catches up (read())
+                    response._paused = True
+        if listener is not None:
+            listener()
             return
         waiter = response._waiter
         if waiter is not None and not waiter.done():

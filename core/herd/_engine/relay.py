@@ -33,7 +33,18 @@ __all__ = ["ENDED", "FAILED", "LOST", "PAUSED", "RelayBody", "RelayPump", "Relay
 class RelayRun:
     """One stream's relay rules: what each block becomes, and how the stream ended."""
 
-    __slots__ = ("attempt", "error", "error_frame", "exchange", "failed", "status", "translate")
+    __slots__ = (
+        "attempt",
+        "error",
+        "error_frame",
+        "exchange",
+        "failed",
+        "lines",
+        "rename",
+        "slot",
+        "status",
+        "translate",
+    )
 
     def __init__(
         self,
@@ -45,6 +56,10 @@ class RelayRun:
         assert attempt is not None
         self.exchange = exchange
         self.attempt = attempt
+        # (read once: the stream starts after its node was chosen, and they stay)
+        self.slot = attempt.slot
+        self.lines = exchange.lines
+        self.rename = exchange.rename
         self.translate = translate
         self.error_frame = error_frame
         self.status, self.error = "completed", ""
@@ -53,36 +68,37 @@ class RelayRun:
     def first(self) -> bytes:
         """The node's first line, for the client."""
         first = self.attempt.reply.first
-        rename = self.exchange.rename
-        if rename is not None:
-            first = rename(first)
+        if self.rename is not None:
+            first = self.rename(first)
         return self.translate(first) if self.translate is not None else first
 
     def block(self, block: bytes) -> bytes:
         """A block of whole lines, for the client (with an error frame after a bad line)."""
-        attempt = self.attempt
-        attempt.slot.chunks += 1  # the zombie reaper sees the request progress
-        lines = self.exchange.lines
-        good = lines.check(block)
-        out = b""
+        self.slot.chunks += 1  # the zombie reaper sees the request progress
+        good = self.lines.check(block)
         if good < len(block):
-            block = block[:good]
-            self.status, self.error = "failed", f"node {attempt.node.name}: {lines.bad}"
-            self.failed = True
-        if block:
-            rename = self.exchange.rename
-            if rename is not None:
-                block = rename(block)
-            out = self.translate(block) if self.translate is not None else block
-        if self.failed:
-            out += self.error_frame(self.error)
-        return out
+            return self._broken_line(block[:good])
+        if self.rename is not None:
+            block = self.rename(block)
+        return self.translate(block) if self.translate is not None else block
+
+    def _broken_line(self, good: bytes) -> bytes:
+        """The lines before a bad one, and the error frame: nothing more is relayed."""
+        self.status = "failed"
+        self.error = f"node {self.attempt.node.name}: {self.lines.bad}"
+        self.failed = True
+        out = b""
+        if good:
+            if self.rename is not None:
+                good = self.rename(good)
+            out = self.translate(good) if self.translate is not None else good
+        return out + self.error_frame(self.error)
 
     def end(self) -> bytes:
         """The stream ran out: an error frame when it ended without its final line."""
         if self.status != "completed":
             return b""
-        lines = self.exchange.lines
+        lines = self.lines
         if lines.error:
             self.status, self.error = "failed", lines.error
         elif lines.final is None and self.exchange.endpoint in STREAMING:

@@ -110,6 +110,8 @@ class NodeLines:
             ``len(block)`` when every line is a JSON object, else the offset where the
             first bad line starts (what comes before it may still be relayed).
         """
+        if block.find(b"\n") == len(block) - 1 > 0:  # one line (a token, most often)
+            return self._check_line(block)
         body = block.rstrip(_JSON_SPACE)  # (not Python's whitespace: \x0c ends no line)
         # find, not `in`: `bytes in bytes` first tries its operand as an int, and raises and
         # clears a TypeError (twice the cost, on every block of every stream)
@@ -127,15 +129,19 @@ class NodeLines:
                 elif plain != len(lines):
                     self.check_each_line(block)
                 return len(block)
-        elif body:  # one line (a token, most often): read here, as check_each_line would
-            try:
-                marks = _decode_marks(block)  # (JSON's whitespace around it is allowed)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                return self.check_each_line(block)  # (says why, and where the bad line starts)
-            if marks.error is not None or marks.done:
-                self._read(line_fields(block))
-            return len(block)
+        elif body:  # one line, with no line end or with blank space after it
+            return self._check_line(block)
         return self.check_each_line(block)
+
+    def _check_line(self, block: bytes) -> int:
+        """:meth:`check` for a block of one line: read here, as check_each_line would."""
+        try:
+            marks = _decode_marks(block)  # (JSON's whitespace around it is allowed)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return self.check_each_line(block)  # (says why, and where the bad line starts)
+        if marks.error is not None or marks.done:
+            self._read(line_fields(block))
+        return len(block)
 
     def check_each_line(self, block: bytes) -> int:
         """:meth:`check`, one line at a time (what it falls back to)."""

@@ -340,6 +340,45 @@ def test_a_large_body_is_read_under_flow_control(run: Run) -> None:
     assert accepted == 1
 
 
+def test_a_listener_that_stops_taking_pauses_the_connection_and_taking_resumes_it(
+    run: Run,
+) -> None:
+    """A relay takes a reply from its listener; when its client is slow it stops listening,
+    the reply then pauses the connection past the buffer limit, and the next take resumes it."""
+    body = bytes(range(256)) * (16 * 4096)  # 16 MiB
+
+    async def big(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        return True
+
+    async def scenario() -> tuple[int, bytes]:
+        async with RawNode(big) as node:
+            reply = await NodeHttpClient(node.url).request("GET", "/")
+            conn = reply._conn
+            assert conn is not None
+            taken = [reply.take()]
+            listened = asyncio.Event()
+
+            def listener() -> None:  # takes what comes, as a relay's pump does
+                taken.append(reply.take())
+                listened.set()
+
+            reply.listener = listener
+            await asyncio.wait_for(listened.wait(), 30)
+            reply.listener = None  # the client is slow: the relay stops taking
+            for _ in range(1000):
+                if not conn.transport.is_reading():
+                    break
+                await asyncio.sleep(0.01)
+            held = reply._buffered
+            return held, b"".join(taken) + await asyncio.wait_for(reply.read_all(), 60)
+
+    held, received = run(scenario())
+    assert held > READ_BUFFER_LIMIT  # it paused
+    assert received == body  # and the take after it resumed reading
+
+
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")

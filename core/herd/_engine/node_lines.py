@@ -5,6 +5,10 @@ under a microsecond a line): a node may write any valid JSON (spaces after colon
 in any order, ``\\u`` escapes, CRLF line ends, a last line with no newline) and herd still
 knows when its answer finished and what it cost. A line that is not a JSON object is a
 broken answer, never relayed.
+
+Each line is read for its marks (``done``, ``error``: :class:`LineMarks`); the line that
+carries one, once a stream, is read again for its statistics (:func:`line_fields`), and a
+statistic of an unexpected type is left at zero rather than breaking an answer that ended.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
     "CHECKED",
     "STREAMING",
     "LineFields",
+    "LineMarks",
     "NodeLines",
     "Transform",
     "answer_problem",

@@ -105,7 +105,8 @@ class NodeLines:
     def check(self, block: bytes) -> int:
         """Read every line of ``block``.
 
-        Several lines are decoded in one call, as the JSON array they make when each line end
+        One whole line (a streamed token, most often) is decoded on its own. Several lines
+        are decoded in one call, as the JSON array they make when each line end
         becomes a comma. That array holds one element per line exactly when every line is
         one JSON value (a blank line, a value split over two lines or two values on one
         line make it invalid or longer), so any other block is read line by line, which
@@ -116,11 +117,17 @@ class NodeLines:
             first bad line starts (what comes before it may still be relayed).
         """
         if block.find(b"\n") == len(block) - 1 > 0:  # one line (a token, most often)
-            return self._check_line(block)
+            try:
+                marks = _decode_marks(block)  # (JSON's whitespace around it is allowed)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return self.check_each_line(block)  # (says why, and where the bad line starts)
+            if marks.error is not None or marks.done:
+                self._read(line_fields(block))
+            return len(block)
         body = block.rstrip(_JSON_SPACE)  # (not Python's whitespace: \x0c ends no line)
         # find, not `in`: `bytes in bytes` first tries its operand as an int, and raises and
         # clears a TypeError (twice the cost, on every block of every stream)
-        if body.find(b"\n") >= 0:  # several lines (one is read faster on its own)
+        if body.find(b"\n") >= 0:  # several lines
             try:
                 lines = _decode_array(b"[" + body.replace(b"\n", b",") + b"]")
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -134,19 +141,7 @@ class NodeLines:
                 elif plain != len(lines):
                     self.check_each_line(block)
                 return len(block)
-        elif body:  # one line, with no line end or with blank space after it
-            return self._check_line(block)
-        return self.check_each_line(block)
-
-    def _check_line(self, block: bytes) -> int:
-        """:meth:`check` for a block of one line: read here, as check_each_line would."""
-        try:
-            marks = _decode_marks(block)  # (JSON's whitespace around it is allowed)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return self.check_each_line(block)  # (says why, and where the bad line starts)
-        if marks.error is not None or marks.done:
-            self._read(line_fields(block))
-        return len(block)
+        return self.check_each_line(block)  # (a line with no line end, or blank space)
 
     def check_each_line(self, block: bytes) -> int:
         """:meth:`check`, one line at a time (what it falls back to)."""

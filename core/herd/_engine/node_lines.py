@@ -13,6 +13,7 @@ statistic of an unexpected type is left at zero rather than breaking an answer t
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,8 @@ class LineMarks(msgspec.Struct):
 _decode = msgspec.json.Decoder(LineFields).decode
 _decode_marks = msgspec.json.Decoder(LineMarks).decode
 _decode_array = msgspec.json.Decoder(list[LineMarks]).decode
+_decode_object = msgspec.json.Decoder(dict).decode
+_STATISTICS = tuple(name for name in LineFields.__struct_fields__ if name not in ("done", "error"))
 _PLAIN = LineMarks()  # a line that neither ends the answer nor reports an error
 _JSON_SPACE = b" \t\r\n"  # JSON's whitespace (bytes.strip's own has \x0b and \x0c too)
 #: Endpoints whose answers end with a final object (``done: true``).
@@ -171,14 +174,25 @@ class NodeLines:
 
 
 def line_fields(line: bytes) -> LineFields:
-    """The fields of one line that is a JSON object (checked before): a statistic of
-    another type than Ollama's (a float count, say) is left at zero, and the line still
-    ends the answer or reports its error."""
+    """The fields of one line that is a JSON object (checked before).
+
+    A statistic of another type than Ollama's integer is taken when it is a finite number
+    (a float count, ``2.0``, is truncated) and left at zero otherwise; the line still ends
+    the answer or reports its error, and the other statistics are kept.
+    """
     try:
         return _decode(line)
     except msgspec.ValidationError:
-        marks = _decode_marks(line)
-        return LineFields(done=marks.done, error=marks.error)
+        marks = _decode_marks(line)  # (raises for a `done` that is not a boolean)
+        found = _decode_object(line)
+        stats = {}
+        for name in _STATISTICS:
+            value = found.get(name)
+            if type(value) is int:
+                stats[name] = value
+            elif type(value) is float and math.isfinite(value):
+                stats[name] = int(value)
+        return LineFields(done=marks.done, error=marks.error, **stats)
 
 
 def model_renamer(served: str, requested: str) -> Transform:

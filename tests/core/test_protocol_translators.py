@@ -128,6 +128,19 @@ def test_whole_message_reply_for_length_and_estimate() -> None:
     assert estimate_input_tokens(request) == 2
 
 
+def test_a_nodes_count_spelled_as_a_float_or_a_string_is_still_a_count() -> None:
+    from herd.protocol.ollama_replies import decode_chat_chunk, decode_generate_chunk
+
+    chunk = b'{"model":"m","message":{"role":"assistant","content":"a"},"done":true,'
+    chunk += b'"eval_count":2.0,"prompt_eval_count":"3"}'
+    chat = decode_chat_chunk(chunk)
+    assert (chat.eval_count, chat.prompt_eval_count) == (2, 3)
+    reply = msgspec.json.decode(message_reply(chunk, "claude-x"))
+    assert reply["usage"]["output_tokens"] == 2
+    generate = decode_generate_chunk(b'{"model":"m","response":"a","done":true,"eval_count":4.0}')
+    assert generate.eval_count == 4
+
+
 def test_responses_items_become_one_conversation() -> None:
     request = decode_responses(msgspec.json.encode({
         "model": "m", "instructions": "be nice", "input": [

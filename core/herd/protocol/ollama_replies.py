@@ -100,9 +100,11 @@ class OllamaEmbedReply(msgspec.Struct, omit_defaults=True):
     prompt_eval_count: int = 0
 
 
-decode_chat_chunk = msgspec.json.Decoder(OllamaChatChunk).decode
-decode_generate_chunk = msgspec.json.Decoder(OllamaGenerateChunk).decode
-decode_embed_reply = msgspec.json.Decoder(OllamaEmbedReply).decode
+# Lax (strict=False): a node's count written as 2.0 or "2" is still a count; a client's
+# answer is not lost to how a node, or a proxy before it, spelled a number.
+decode_chat_chunk = msgspec.json.Decoder(OllamaChatChunk, strict=False).decode
+decode_generate_chunk = msgspec.json.Decoder(OllamaGenerateChunk, strict=False).decode
+decode_embed_reply = msgspec.json.Decoder(OllamaEmbedReply, strict=False).decode
 
 
 T = TypeVar("T")

@@ -4,8 +4,7 @@ through the router's shared aiohttp session)."""
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -27,6 +26,8 @@ from herd.net import describe_network_error
 from herd.node_http import NodeHttpClient, NodeHttpError, NodeResponse
 from herd.settings import NodeConfig
 
+from herd_plugins.backend_ollama_replies import OllamaReply, join_lines
+
 _ENDPOINT_PATHS = {
     "chat": "/api/chat",
     "generate": "/api/generate",
@@ -34,138 +35,9 @@ _ENDPOINT_PATHS = {
     "embeddings": "/api/embeddings",
 }
 _JSON = {"Content-Type": "application/json"}
-_BLANK_LINE = re.compile(rb"\n\n")
+_STREAMED = frozenset({"chat", "generate"})  # endpoints whose answers Ollama may stream
 _decode_json = msgspec.json.Decoder(dict).decode
 _encode = msgspec.json.encode
-
-
-class OllamaReply(UpstreamReply):
-    """An open Ollama response: the first line is read, the rest streams on demand."""
-
-    __slots__ = ("_buffer", "_response", "taken_all")
-
-    def __init__(
-        self,
-        status: int,
-        content_type: str,
-        first: bytes,
-        buffer: bytes = b"",
-        response: NodeResponse | None = None,
-    ) -> None:
-        self.status = status
-        self.content_type = content_type
-        self.first = first
-        self.streaming = response is not None
-        self._response = response
-        self._buffer = buffer
-        self.taken_all = False
-
-    async def rest_blocks(self) -> AsyncIterator[bytes]:
-        buffer = self._buffer
-        response = self._response
-        if response is None:
-            return
-        read = response.read  # silence between chunks is bounded by the client's read_timeout
-        try:
-            while True:
-                block, buffer = _whole_lines(buffer)
-                if block:
-                    yield block
-                chunk = await read()
-                if not chunk:
-                    break
-                buffer += chunk
-        except (NodeHttpError, TimeoutError, OSError) as exc:
-            raise StreamBroken(_describe(exc)) from exc
-        finally:
-            response.close()  # an abandoned stream's connection closes; a whole one is pooled
-        if buffer.strip():
-            yield buffer + b"\n"
-
-    def watch(self, on_ready: Callable[[], None] | None) -> bool:
-        if self._response is None:
-            return False
-        self._response.listener = on_ready
-        return True
-
-    def take_blocks(self) -> bytes | None:
-        response = self._response
-        if response is None:
-            return None  # ended, and its last lines were taken
-        try:
-            chunk = response.take()
-        except (NodeHttpError, TimeoutError, OSError) as exc:
-            self._response = None
-            self.taken_all = True
-            response.listener = None
-            response.close()
-            raise StreamBroken(_describe(exc)) from exc
-        # This runs once per streamed token, so the usual cases are settled here, without
-        # _whole_lines: nothing at all, and one whole line. (The buffer may hold whole
-        # lines: those that came with the first.)
-        complete, buffer = response.complete, self._buffer
-        if not chunk:
-            if not buffer and not complete:
-                return b""
-        else:
-            buffer = buffer + chunk if buffer else chunk
-            if not complete and buffer.find(b"\n") == len(buffer) - 1 and len(buffer) > 1:
-                self._buffer = b""
-                return buffer  # one whole line, not blank
-        if complete:  # take() took everything: the rest is in the buffer
-            self._response = None  # its connection is back in the pool already
-            self.taken_all = True
-            response.listener = None
-            self._buffer = b""
-            block, tail = _whole_lines(buffer)
-            if tail.strip():
-                block += tail + b"\n"
-            return block or None
-        block, self._buffer = _whole_lines(buffer)
-        return block
-
-    async def rest(self) -> AsyncIterator[bytes]:
-        buffer = self._buffer
-        response = self._response
-        if response is None:
-            return
-        read = response.read
-        try:
-            while True:
-                newline = buffer.find(b"\n")
-                while newline >= 0:
-                    line = buffer[: newline + 1]
-                    buffer = buffer[newline + 1 :]
-                    if len(line) > 1:
-                        yield line
-                    newline = buffer.find(b"\n")
-                chunk = await read()
-                if not chunk:
-                    break
-                buffer += chunk
-        except (NodeHttpError, TimeoutError, OSError) as exc:
-            raise StreamBroken(_describe(exc)) from exc
-        finally:
-            response.close()
-        if buffer.strip():
-            yield buffer if buffer.endswith(b"\n") else buffer + b"\n"
-
-    async def aclose(self) -> None:
-        if self._response is not None:
-            self._response.close()
-
-
-def _whole_lines(buffer: bytes) -> tuple[bytes, bytes]:
-    """The whole lines at the start of ``buffer`` (blank ones dropped), and the rest."""
-    end = buffer.rfind(b"\n") + 1
-    if not end:
-        return b"", buffer
-    block, rest = buffer[:end], buffer[end:]
-    # (a regular expression: bytes.find scans for a two-byte needle at less than half the
-    # speed, and this runs on every block of every stream)
-    if _BLANK_LINE.search(block) is not None or block.startswith(b"\n"):
-        block = b"".join(line + b"\n" for line in block.split(b"\n") if line)
-    return block, rest
 
 
 def _describe(exc: BaseException) -> str:
@@ -217,7 +89,34 @@ class OllamaBackend(Backend):
         headers = None
         if request.traceparent:
             headers = {**_JSON, "traceparent": request.traceparent}
-        return self._open("POST", path, request.encoded_body(), headers)
+        opened = self._open("POST", path, request.encoded_body(), headers)
+        if request.stream or request.endpoint not in _STREAMED:
+            return opened
+        return self._whole(opened)
+
+    async def _whole(self, opened: Coroutine[Any, Any, UpstreamReply]) -> UpstreamReply:
+        """A reply the client asked for whole (``stream: false``). A node that streams it
+        anyway (a proxy, or a server that ignores the flag) has its lines read and joined
+        into the one object Ollama sends: else the client would get lines it did not ask
+        for, or (translated) only the first of them."""
+        reply = await opened
+        if not reply.streaming or reply.status >= 400:
+            return reply
+        try:
+            lines = [reply.first]
+            async for line in reply.rest():
+                lines.append(line)
+        except StreamBroken as exc:
+            raise NodeFailure(f"node {self.node.name} failed mid-answer: {exc}") from exc
+        finally:
+            await reply.aclose()
+        try:
+            whole = join_lines(lines)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise NodeFailure(
+                f"node {self.node.name} sent a line that is not a JSON object"
+            ) from exc
+        return OllamaReply(reply.status, "application/json; charset=utf-8", whole)
 
     async def show(self, model: str, *, verbose: bool = False) -> UpstreamReply:
         body = {"model": model, "verbose": True} if verbose else {"model": model}

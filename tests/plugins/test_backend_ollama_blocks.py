@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from herd_plugins.backend_ollama import OllamaReply
+from herd_plugins.backend_ollama_replies import OllamaReply
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -275,3 +275,79 @@ def test_a_silent_node_and_a_traceparent() -> None:
     assert early == "node n timed out before answering"
     assert late == "timed out"
     assert traceparent == "00-abc-01"
+
+
+_STREAMED_ANYWAY = {
+    "/api/chat": [
+        b'{"model":"m","message":{"role":"assistant","content":"hel"},"done":false}\n',
+        b'{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"a":1}]}}\n',
+        b'{"model":"m","message":{"content":"lo","tool_calls":[{"b":2}]},"done":false}\n',
+        b'{"model":"m","message":{"role":"assistant","content":""},"done":true,'
+        b'"done_reason":"stop","eval_count":3,"prompt_eval_count":5}\n',
+    ],
+    "/api/generate": [
+        b'{"model":"m","thinking":"hm","response":"","done":false}\n',
+        b'{"model":"m","response":"hi ","done":false}\n',
+        b'{"model":"m","response":"there","done":true,"context":[1,2],"eval_count":2}\n',
+    ],
+    "/broken": [b'{"model":"m","response":"a","done":false}\n'],
+    "/bad": [b'{"model":"m","response":"a","done":false}\n', b"<html>oops</html>\n"],
+}
+
+
+async def _streams_anyway(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+    """A node that streams though it was asked not to (``stream: false``)."""
+    marker = json.loads(request.body).get("marker", "")
+    path = marker or request.request_line.split()[1]
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n")
+    writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
+    body = chunked(*_STREAMED_ANYWAY[path])
+    writer.write(body[:-5] if path == "/broken" else body)  # /broken dies before its end
+    await writer.drain()
+    return path != "/broken"
+
+
+def test_a_stream_sent_for_a_request_asked_whole_is_joined_into_one_answer() -> None:
+    def asked_whole(endpoint: str, marker: str = "") -> InferenceRequest:
+        request = chat("x", stream=False)
+        request.endpoint = endpoint
+        if marker:
+            request.body["marker"] = marker
+        return request
+
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with RawNode(_streams_anyway) as node:
+            backend, http = await backend_for(node.url)
+            try:
+                for endpoint in ("chat", "generate"):
+                    reply = await backend.open(asked_whole(endpoint))
+                    seen[endpoint] = (reply.streaming, json.loads(reply.first))
+                streamed = await backend.open(chat("x"))  # asked as a stream: left one
+                seen["streamed"] = streamed.streaming
+                await streamed.aclose()
+                for marker in ("/broken", "/bad"):
+                    with pytest.raises(NodeFailure) as caught:
+                        await backend.open(asked_whole("generate", marker))
+                    seen[marker] = str(caught.value)
+            finally:
+                await backend.close()
+                await http.close()
+        return seen
+
+    seen = run(scenario())
+    streaming, answer = seen["chat"]
+    assert not streaming
+    assert answer["message"] == {
+        "role": "assistant",
+        "content": "hello",
+        "tool_calls": [{"a": 1}, {"b": 2}],
+    }
+    assert (answer["done"], answer["eval_count"], answer["prompt_eval_count"]) == (True, 3, 5)
+    streaming, answer = seen["generate"]
+    assert not streaming
+    assert (answer["response"], answer["thinking"], answer["context"]) == ("hi there", "hm", [1, 2])
+    assert answer["done"] is True and answer["eval_count"] == 2
+    assert seen["streamed"] is True
+    assert "failed mid-answer" in seen["/broken"]
+    assert "not a JSON object" in seen["/bad"]

@@ -150,11 +150,14 @@ def _whole_lines(buffer: bytes) -> tuple[bytes, bytes]:
 
 
 def join_lines(lines: list[bytes]) -> bytes:
-    """Ollama's whole answer from the lines of its stream: the text of every line joined
-    (``response``, ``thinking``; a chat's ``message.content`` and ``message.thinking``), its
-    tool calls gathered, everything else from the last line (``done``, the statistics,
+    """Ollama's whole answer from the lines of its stream.
+
+    The text of every line is joined (``response``, ``thinking``; a chat's
+    ``message.content`` and ``message.thinking``), its tool calls and log probabilities
+    gathered, everything else taken from the last line (``done``, the statistics,
     ``context``). A line with an in-band error is the answer. Raises ``msgspec.DecodeError``
-    or ``ValidationError`` for a line that is not a JSON object."""
+    or ``ValidationError`` for a line that is not a JSON object.
+    """
     found = []
     for line in lines:
         if line.strip():
@@ -166,23 +169,23 @@ def join_lines(lines: list[bytes]) -> bytes:
         raise msgspec.DecodeError("no lines")
     whole = dict(found[-1])
     _join_text(found, whole)
+    _gather(found, whole, "logprobs")  # (one entry per token, when asked for)
     messages = [fields["message"] for fields in found if isinstance(fields.get("message"), dict)]
     if messages:
         message = dict(messages[-1])
         _join_text(messages, message)
-        calls = [
-            call
-            for m in messages
-            if isinstance(m.get("tool_calls"), list)
-            for call in m["tool_calls"]
-        ]
-        if calls:
-            message["tool_calls"] = calls
+        _gather(messages, message, "tool_calls")  # (each arrives whole, in one line)
         roles = [m["role"] for m in messages if m.get("role")]
         if roles:
             message["role"] = roles[0]
         whole["message"] = message
     return _encode(whole)
+
+
+def _gather(parts: list[dict[str, Any]], whole: dict[str, Any], name: str) -> None:
+    items = [item for part in parts if isinstance(part.get(name), list) for item in part[name]]
+    if items:
+        whole[name] = items
 
 
 def _join_text(parts: list[dict[str, Any]], whole: dict[str, Any]) -> None:

@@ -287,8 +287,9 @@ _STREAMED_ANYWAY = {
     ],
     "/api/generate": [
         b'{"model":"m","thinking":"hm","response":"","done":false}\n',
-        b'{"model":"m","response":"hi ","done":false}\n',
-        b'{"model":"m","response":"there","done":true,"context":[1,2],"eval_count":2}\n',
+        b'{"model":"m","response":"hi ","done":false,"logprobs":[{"token":"hi "}]}\n',
+        b'{"model":"m","response":"there","done":true,"context":[1,2],"eval_count":2,'
+        b'"logprobs":[{"token":"there"}]}\n',
     ],
     "/broken": [b'{"model":"m","response":"a","done":false}\n'],
     "/bad": [b'{"model":"m","response":"a","done":false}\n', b"<html>oops</html>\n"],
@@ -348,6 +349,7 @@ def test_a_stream_sent_for_a_request_asked_whole_is_joined_into_one_answer() -> 
     assert not streaming
     assert (answer["response"], answer["thinking"], answer["context"]) == ("hi there", "hm", [1, 2])
     assert answer["done"] is True and answer["eval_count"] == 2
+    assert answer["logprobs"] == [{"token": "hi "}, {"token": "there"}]
     assert seen["streamed"] is True
     assert "failed mid-answer" in seen["/broken"]
     assert "not a JSON object" in seen["/bad"]

@@ -21,11 +21,13 @@ def test_any_valid_json_ends_the_answer_with_its_statistics() -> None:
 def test_a_statistic_of_another_type_still_ends_the_answer() -> None:
     float_count = b'{"done": true, "eval_count": 2.0, "prompt_eval_count": 3}\n'
     text_count = b'{"done":false}\n{"done":true,"eval_count":"7","prompt_eval_count":4}'
-    for block, counts in ((float_count, (2, 3)), (text_count, (0, 4))):
+    odd_counts = b'{"done":true,"eval_count":2.5,"prompt_eval_count":"x","eval_duration":"9"}\n'
+    for block, counts in ((float_count, (2, 3)), (text_count, (7, 4)), (odd_counts, (2, 0))):
         lines = NodeLines()
         assert lines.check(block) == len(block)
         assert lines.final is not None
         assert (lines.final.eval_count, lines.final.prompt_eval_count) == counts
+    assert lines.final.eval_duration == 9  # (the odd block's other statistic is kept)
 
 
 def test_done_inside_a_string_is_not_the_end() -> None:

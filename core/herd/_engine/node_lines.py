@@ -13,6 +13,7 @@ statistic of an unexpected type is left at zero rather than breaking an answer t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class LineMarks(msgspec.Struct):
     error: Any = None
 
 
-_decode = msgspec.json.Decoder(LineFields).decode
+_decode = msgspec.json.Decoder(LineFields, strict=False).decode  # (a count as 2.0 or "2")
 _decode_marks = msgspec.json.Decoder(LineMarks).decode
 _decode_array = msgspec.json.Decoder(list[LineMarks]).decode
 _decode_object = msgspec.json.Decoder(dict).decode
@@ -176,9 +177,9 @@ class NodeLines:
 def line_fields(line: bytes) -> LineFields:
     """The fields of one line that is a JSON object (checked before).
 
-    A statistic of another type than Ollama's integer is taken when it is a finite number
-    (a float count, ``2.0``, is truncated) and left at zero otherwise; the line still ends
-    the answer or reports its error, and the other statistics are kept.
+    A statistic of another type than Ollama's integer is taken when it is a number (a float
+    is truncated) or a number's text, and left at zero otherwise; the line still ends the
+    answer or reports its error, and the other statistics are kept.
     """
     try:
         return _decode(line)
@@ -188,10 +189,11 @@ def line_fields(line: bytes) -> LineFields:
         stats = {}
         for name in _STATISTICS:
             value = found.get(name)
-            if type(value) is int:
-                stats[name] = value
-            elif type(value) is float and math.isfinite(value):
+            if type(value) is float and math.isfinite(value):
                 stats[name] = int(value)
+            elif value is not None:
+                with contextlib.suppress(msgspec.ValidationError):
+                    stats[name] = msgspec.convert(value, int, strict=False)
         return LineFields(done=marks.done, error=marks.error, **stats)
 
 

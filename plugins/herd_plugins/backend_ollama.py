@@ -210,10 +210,12 @@ class OllamaBackend(Backend):
 
     async def poll(self) -> NodeReport:
         async with asyncio.timeout(self.context.poll_timeout):
+            # (an Ollama before 0.1.38 has no /api/ps, and a compatible server may have no
+            # /api/version: neither makes the node offline, only its list of models does)
             version, tags, ps = await asyncio.gather(
-                self._get_json("/api/version"),
+                self._get_json("/api/version", optional=True),
                 self._get_json("/api/tags"),
-                self._get_json("/api/ps"),
+                self._get_json("/api/ps", optional=True),
             )
         models = [_model_entry(m) for m in tags.get("models") or [] if m.get("name")]
         await self._fill_capabilities(models)
@@ -250,8 +252,11 @@ class OllamaBackend(Backend):
                 found = list(known.get(entry.digest or entry.name, ()))
                 models[index] = msgspec.structs.replace(entry, capabilities=found)
 
-    async def _get_json(self, path: str) -> dict[str, Any]:
+    async def _get_json(self, path: str, optional: bool = False) -> dict[str, Any]:
+        """The JSON object at ``path``; ``{}`` for an ``optional`` one the node has not (404)."""
         async with self.context.http.get(self._url(path), allow_redirects=False) as response:
+            if response.status == 404 and optional:
+                return {}
             if response.status != 200:
                 raise NodeFailure(f"{path} answered {response.status}", status=response.status)
             data = _decode_json(await response.read())

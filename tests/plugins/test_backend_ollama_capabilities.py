@@ -68,3 +68,31 @@ def test_capabilities_come_from_api_show_once_per_model() -> None:
     assert {m.name: m.capabilities for m in second} == by_name
     # known digests are not asked again; a failed look-up is retried on the next poll
     assert sorted(asked) == ["broken:1b", "broken:1b", "gemma3:1b", "x/z-image-turbo:latest"]
+
+
+def test_a_node_without_api_ps_or_api_version_is_polled_from_its_tags() -> None:
+    """An Ollama before 0.1.38 has no /api/ps; a compatible server may have no /api/version."""
+
+    async def scenario() -> tuple[str, list[str], list[str]]:
+        async def tags(request: web.Request) -> web.Response:
+            model = {"name": "llama3.2:3b", "digest": "d", "size": 2, "capabilities": ["tools"]}
+            return web.json_response({"models": [model]})
+
+        app = web.Application()
+        app.router.add_get("/api/tags", tags)  # (and nothing else: every other path is 404)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as http:
+                node = NodeConfig(name="old", url=f"http://127.0.0.1:{port}")
+                backend = OllamaBackend(node, OllamaBackend.Config(), BackendContext(http=http))
+                report = await backend.poll()
+        finally:
+            await runner.cleanup()
+        return report.version, [m.name for m in report.models], [m.name for m in report.loaded]
+
+    version, models, loaded = asyncio.run(scenario())
+    assert (version, models, loaded) == ("", ["llama3.2:3b"], [])

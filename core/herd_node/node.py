@@ -59,10 +59,11 @@ async def read_ollama(client: httpx.AsyncClient, base: str) -> OllamaSnapshot:
     """Read version, models on disk and loaded models; never raises (``error`` says why)."""
     base = base.rstrip("/")
     try:
+        # (an Ollama before 0.1.38 has no /api/ps: its models are still read)
         version, tags, ps = await asyncio.gather(
-            _get_json(client, base + "/api/version"),
+            _get_json(client, base + "/api/version", optional=True),
             _get_json(client, base + "/api/tags"),
-            _get_json(client, base + "/api/ps"),
+            _get_json(client, base + "/api/ps", optional=True),
         )
     except (httpx.HTTPError, ValueError, msgspec.DecodeError) as exc:
         return OllamaSnapshot(error=f"Ollama at {base} is not answering: {_describe(exc)}")
@@ -73,8 +74,10 @@ async def read_ollama(client: httpx.AsyncClient, base: str) -> OllamaSnapshot:
     )
 
 
-async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+async def _get_json(client: httpx.AsyncClient, url: str, optional: bool = False) -> dict[str, Any]:
     response = await client.get(url)
+    if response.status_code == 404 and optional:
+        return {}
     if response.status_code != 200:
         raise ValueError(f"{url} answered HTTP {response.status_code}")
     data = msgspec.json.decode(response.content)

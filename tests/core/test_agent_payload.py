@@ -177,3 +177,23 @@ def test_agent_does_not_load_the_router_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_ollama_without_api_ps_or_api_version_is_still_read() -> None:
+    import asyncio
+
+    import httpx
+    from herd_node.node import read_ollama
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/tags":
+            return httpx.Response(200, json={"models": [{"name": "a:1b", "size": 1}]})
+        return httpx.Response(404, text="404 page not found")
+
+    async def read() -> OllamaSnapshot:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await read_ollama(client, "http://127.0.0.1:1")  # (mocked: nothing sent)
+
+    snapshot = asyncio.run(read())
+    assert not snapshot.error
+    assert [m.name for m in snapshot.models] == ["a:1b"] and snapshot.loaded == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -41,6 +43,15 @@ async def _poll_twice() -> tuple[list, list, list[str]]:
     app.router.add_get("/api/tags", reply(TAGS))
     app.router.add_get("/api/ps", reply({"models": []}))
     app.router.add_post("/api/show", show)
+    async with _backend_before(app) as backend:
+        first = (await backend.poll()).models
+        second = (await backend.poll()).models
+    return first, second, asked
+
+
+@contextlib.asynccontextmanager
+async def _backend_before(app: web.Application) -> AsyncIterator[OllamaBackend]:
+    """An Ollama backend in front of ``app``, served on a free 127.0.0.1 port."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -49,12 +60,9 @@ async def _poll_twice() -> tuple[list, list, list[str]]:
     try:
         async with aiohttp.ClientSession() as http:
             node = NodeConfig(name="n", url=f"http://127.0.0.1:{port}")
-            backend = OllamaBackend(node, OllamaBackend.Config(), BackendContext(http=http))
-            first = (await backend.poll()).models
-            second = (await backend.poll()).models
+            yield OllamaBackend(node, OllamaBackend.Config(), BackendContext(http=http))
     finally:
         await runner.cleanup()
-    return first, second, asked
 
 
 def test_capabilities_come_from_api_show_once_per_model() -> None:
@@ -80,18 +88,8 @@ def test_a_node_without_api_ps_or_api_version_is_polled_from_its_tags() -> None:
 
         app = web.Application()
         app.router.add_get("/api/tags", tags)  # (and nothing else: every other path is 404)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        try:
-            async with aiohttp.ClientSession() as http:
-                node = NodeConfig(name="old", url=f"http://127.0.0.1:{port}")
-                backend = OllamaBackend(node, OllamaBackend.Config(), BackendContext(http=http))
-                report = await backend.poll()
-        finally:
-            await runner.cleanup()
+        async with _backend_before(app) as backend:
+            report = await backend.poll()
         return report.version, [m.name for m in report.models], [m.name for m in report.loaded]
 
     version, models, loaded = asyncio.run(scenario())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from herd._engine.node_lines import NodeLines, model_renamer, split_lines
+from herd._engine.node_lines import NodeLines, answer_problem, model_renamer, split_lines
+from herd.replies import WholeReply
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -28,6 +29,17 @@ def test_a_statistic_of_another_type_still_ends_the_answer() -> None:
         assert lines.final is not None
         assert (lines.final.eval_count, lines.final.prompt_eval_count) == counts
     assert lines.final.eval_duration == 9  # (the odd block's other statistic is kept)
+
+
+def test_a_whole_answer_is_judged_as_a_streamed_line_would_be() -> None:
+    counted = WholeReply(200, b'{"done": true, "eval_count": "4"}')
+    lines = NodeLines()
+    assert answer_problem(counted, lines, "chat", False) == ""
+    assert lines.final is not None and lines.final.eval_count == 4
+    # "true" is no boolean: a stream's line check refuses it, and so does the whole answer
+    spelled = WholeReply(200, b'{"done": "true"}')
+    assert answer_problem(spelled, NodeLines(), "chat", False) == "the answer is not a JSON object"
+    assert NodeLines().check(b'{"done": "true"}\n') == 0
 
 
 def test_done_inside_a_string_is_not_the_end() -> None:

@@ -60,7 +60,9 @@ class LineMarks(msgspec.Struct):
     error: Any = None
 
 
-_decode = msgspec.json.Decoder(LineFields, strict=False).decode  # (a count as 2.0 or "2")
+# (strict: a lax decoder would also take "done": "true", which a stream's line check refuses;
+# line_fields reads a count spelled 2.0 or "2" on its own)
+_decode = msgspec.json.Decoder(LineFields).decode
 _decode_marks = msgspec.json.Decoder(LineMarks).decode
 _decode_array = msgspec.json.Decoder(list[LineMarks]).decode
 _decode_object = msgspec.json.Decoder(dict).decode

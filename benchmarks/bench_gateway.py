@@ -85,7 +85,7 @@ async def _rounds(targets: list[Target], count: int, batch: int, gap_s: float) -
             order = list(zip(targets, sessions, strict=True))
             for target, session in order[turn:] + order[:turn]:
                 cpu0 = cpu_seconds(target.pid) if target.pid else 0.0
-                split0 = cpu_split_and_switches(target.pid) if target.pid else None
+                split0 = cpu_split_and_switches(target.pid) if target.pid else (0, 0, 0, 0)
                 for _ in range(batch):
                     _, total, _ = await stream_chat(session, target.url, MODEL)
                     target.times.append(total)
@@ -94,7 +94,7 @@ async def _rounds(targets: list[Target], count: int, batch: int, gap_s: float) -
                 if target.pid:
                     target.cpu_s += cpu_seconds(target.pid) - cpu0
                     split1 = cpu_split_and_switches(target.pid)
-                    for i, (a, b) in enumerate(zip(split0 or split1, split1, strict=True)):
+                    for i, (a, b) in enumerate(zip(split0, split1, strict=True)):
                         target.split[i] += b - a
     finally:
         for session in sessions:

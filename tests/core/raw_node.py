@@ -8,8 +8,9 @@ returns whether to keep reading requests on that connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -31,6 +32,8 @@ class RawRequest:
 
 
 Answer = Callable[[RawRequest, asyncio.StreamWriter], Awaitable[bool]]
+#: A test's ``run`` fixture (tests/core/conftest.py): a scenario run to its end on a loop.
+Run = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
 @dataclass

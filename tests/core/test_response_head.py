@@ -113,16 +113,57 @@ def test_streams_one_after_another_on_one_connection_each_complete_the_cycle(rou
     assert state.total_requests - before == 3
 
 
-@pytest.mark.parametrize(
-    ("extra", "version"), [(b"Connection: close\r\n", b"1.1"), (b"", b"1.0")], ids=["close", "1.0"]
-)
-def test_a_closing_request_gets_connection_close_and_the_close(
-    router, extra: bytes, version: bytes
-) -> None:
-    (reply,), closed = _exchange(router, _request(extra, version))
+def test_a_closing_request_gets_connection_close_and_the_close(router) -> None:
+    (reply,), closed = _exchange(router, _request(b"Connection: close\r\n"))
     _complete(reply)
     assert dict(reply["headers"])[b"connection"] == b"close"
     assert closed
+
+
+def _read_to_close(router, payload: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """The status line, header lines and body of the one reply on a connection the
+    server closes (an HTTP/1.0 reply of no length ends with the close)."""
+    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as sock:
+        sock.sendall(payload)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    return status, [line.lower() for line in lines], body
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"", b"X-Forwarded-For: 10.0.0.9\r\n"],
+    ids=["direct lane", "through uvicorn's own cycle start"],
+)
+def test_an_http_1_0_stream_is_not_chunked_and_ends_with_the_close(router, extra: bytes) -> None:
+    # HTTP/1.0 has no chunked coding (RFC 9112, 6.1): an HTTP/1.0 client would read the
+    # chunk sizes as part of the body; a reply of no length ends with the close (6.3)
+    status, headers, body = _read_to_close(router, _request(extra, b"1.0"))
+    assert status.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in headers
+    assert not [h for h in headers if h.startswith((b"transfer-encoding", b"content-length"))]
+    lines = [json.loads(line) for line in body.splitlines()]  # every line is JSON: no sizes
+    assert len(lines) == 6 and lines[-1]["done"] is True
+
+
+def test_an_http_1_0_reply_of_known_length_keeps_it(router) -> None:
+    whole = json.dumps(
+        {"model": LLAMA, "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    payload = b"POST /api/chat HTTP/1.0\r\nContent-Length: %d\r\n\r\n%b" % (
+        len(whole),
+        whole.encode(),
+    )
+    status, headers, body = _read_to_close(router, payload)
+    assert status.startswith(b"HTTP/1.1 200")
+    assert f"content-length: {len(body)}".encode() in headers
+    assert json.loads(body)["done"] is True
+    status, headers, body = _read_to_close(router, b"GET /api/tags HTTP/1.0\r\n\r\n")
+    assert f"content-length: {len(body)}".encode() in headers
+    assert LLAMA in [m["name"] for m in json.loads(body)["models"]]
 
 
 def test_pipelined_streams_are_each_answered_in_order(router) -> None:

@@ -34,6 +34,7 @@ import uvicorn
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from herd._engine.chunked_reply import ChunkWriter, chunked_head
+from herd._engine.close_delimited import close_delimited_cycle
 from herd._engine.streaming import DISCONNECT_CALLBACKS
 from herd._engine.write_batching import BatchedWrites
 from herd.settings import Settings
@@ -201,6 +202,9 @@ if HttpToolsProtocol is not None:
                 self._start_lane(lane)
             else:
                 super().on_headers_complete()
+                cycle, scope = self.cycle, self.scope
+                if cycle is not None and cycle.scope is scope and scope["http_version"] == "1.0":
+                    close_delimited_cycle(cycle)  # (its streamed reply: not chunked)
 
         def _start_lane(self, lane: Any) -> None:
             """Start a lane request's cycle: what uvicorn's ``on_headers_complete`` does for
@@ -229,6 +233,8 @@ if HttpToolsProtocol is not None:
                 version != "1.0" and parser.should_keep_alive(),
                 self.on_response_complete,
             )
+            if version == "1.0":
+                close_delimited_cycle(cycle)
             if existing is None or existing.response_complete:
                 self._start_asgi_task(cycle, lane)
             else:  # pipelined: it waits its turn, reading paused meanwhile
@@ -283,6 +289,7 @@ if HttpToolsProtocol is not None:
             if (
                 cycle is None
                 or cycle.scope is not scope
+                or cycle.__class__ is not RequestResponseCycle  # (HTTP/1.0: not chunked)
                 or getattr(send, "__self__", None) is not cycle
                 or cycle.response_started
                 or cycle.disconnected

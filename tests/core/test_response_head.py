@@ -149,6 +149,22 @@ def test_an_http_1_0_stream_is_not_chunked_and_ends_with_the_close(router, extra
     assert len(lines) == 6 and lines[-1]["done"] is True
 
 
+def test_an_http_1_0_event_stream_says_close_once(router) -> None:
+    # the dashboard's events (Litestar's SSE reply names Connection: keep-alive itself)
+    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as sock:
+        sock.sendall(b"GET /dashboard/events HTTP/1.0\r\n\r\n")
+        data = b""
+        while b"event: fleet" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    headers = [line.lower() for line in head.split(b"\r\n")[1:]]
+    assert [h for h in headers if h.startswith(b"connection")] == [b"connection: close"]
+    assert not [h for h in headers if h.startswith(b"transfer-encoding")]
+    assert body.startswith(b"retry: 1000")  # the first event, with no chunk size before it
+
+
 def test_an_http_1_0_reply_of_known_length_keeps_it(router) -> None:
     whole = json.dumps(
         {"model": LLAMA, "stream": False, "messages": [{"role": "user", "content": "hi"}]}

@@ -46,17 +46,21 @@ if RequestResponseCycle is not None:
         async def send(self, message: Any) -> None:
             kind = message["type"]
             if kind == "http.response.start" and not self.response_started:
-                status = message["status"]
+                status, headers = message["status"], message.get("headers", ())
                 if (
                     status >= 200
                     and status not in (204, 304)
                     and self.scope["method"] != "HEAD"
-                    and not _framed(message.get("headers", ()))
+                    and not _framed(headers)
                 ):
                     self.close_delimited = True
                     self.keep_alive = False  # (uvicorn's send then says connection: close)
                     self.chunked_encoding = False
                     self.expected_content_length = sys.maxsize
+                    # the app's own Connection (an SSE reply's keep-alive) would contradict
+                    # the close that ends the reply
+                    kept = [h for h in headers if bytes(h[0]).lower() != b"connection"]
+                    message = {**message, "headers": kept}
             elif (
                 kind == "http.response.body"
                 and self.close_delimited

@@ -51,8 +51,10 @@ async def _serve(
     await exchange.open()
     if not exchange.streaming:
         return render_whole(exchange)
+    headers = exchange.headers()
+    headers["X-Accel-Buffering"] = "no"  # (a proxy such as nginx passes each line as it comes)
     # (positional: a Python class called with keywords packs and unpacks a dict)
-    return Stream(exchange.stream(blocks=True), NDJSON, exchange.headers(), None, exchange)
+    return Stream(exchange.stream(blocks=True), NDJSON, headers, None, exchange)
 
 
 @post("/api/chat", status_code=200)

@@ -188,7 +188,9 @@ async def pull(request: Request[Any, Any, Any]) -> Response[Any]:
             if not polled:  # detached: this generator may be ending inside a cancelled scope
                 gateway.fleet.poll_soon(node)
 
-    return Stream(lines(), media_type=NDJSON, headers={"X-Herd-Node": node.name})
+    return Stream(
+        lines(), media_type=NDJSON, headers={"X-Herd-Node": node.name, "X-Accel-Buffering": "no"}
+    )
 
 
 def _pull_target(gateway: Gateway, model: str) -> FleetNode:

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit
 
+from herd import __version__
 from herd.node_http_wire import (
     READ_BUFFER_LIMIT,
     NodeConnectError,
@@ -40,6 +41,7 @@ from herd.node_http_wire import (
 
 __all__ = [
     "READ_BUFFER_LIMIT",
+    "USER_AGENT",
     "NodeConnectError",
     "NodeDisconnected",
     "NodeHttpClient",
@@ -48,6 +50,11 @@ __all__ = [
     "ReplyIncomplete",
     "ReplyInvalid",
 ]
+
+#: What herd calls itself to a node: a node's logs name the router, and a proxy in front of
+#: a node that refuses requests without a User-Agent (Cloudflare's browser check does)
+#: lets herd's through.
+USER_AGENT = f"herd/{__version__}"
 
 _default_tls: ssl.SSLContext | None = None
 
@@ -89,7 +96,7 @@ class NodeHttpClient:
         self._tls = tls
         self._prefix = parts.path.rstrip("/")
         host = parts.netloc.rpartition("@")[2]  # never the URL's credentials
-        self._host_line = f"Host: {host}\r\n"
+        self._host_line = f"Host: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
         if parts.username is not None:  # a node behind a proxy with basic auth, as aiohttp did
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             token = base64.b64encode(pair.encode("utf-8")).decode("ascii")

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import herd
 import httpx
 import pytest
 from herd.net import describe_network_error
@@ -122,6 +123,7 @@ def test_the_request_is_one_well_formed_message(run: Run) -> None:
     assert post.header("host") == "127.0.0.1:" + str(port)
     assert post.header("content-length") == "7" and post.body == b'{"a":1}'
     assert post.header("traceparent") == "00-ab-cd-01"
+    assert post.header("user-agent") == get.header("user-agent") == f"herd/{herd.__version__}"
     assert get.request_line == "GET /prefix/api/ps HTTP/1.1"
     assert get.header("content-length") is None
 

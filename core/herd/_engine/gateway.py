@@ -28,6 +28,7 @@ from herd.interfaces import (
     UpstreamReply,
 )
 from herd.names import normalize_model_name
+from herd.node_http import USER_AGENT
 from herd.node_view import NodeView
 from herd.settings import Settings
 from herd.trace import RequestTrace
@@ -103,7 +104,7 @@ class Gateway:
         self.http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
+            headers={"User-Agent": USER_AGENT},
         )
         context = BackendContext(
             http=self.http,

@@ -11,6 +11,9 @@ Starts one emulated node (herd-sim) and one router (herd) as separate processes 
      time, with its sleeps (voluntary context switches) and preemptions per request: a
      faster router catches more of an unpaced node's tokens one by one, each a read, a
      write and a sleep in the kernel, so its system time can grow as its own code shrinks;
+     beside the routers, the floor: a bare relay on the same stack (``floor_proxy.py``:
+     uvloop and httptools, no routing, no JSON, no trace), what any Python router pays
+     here before its own work;
   3. throughput at 16 and 64 concurrent paced streams, direct and through the router.
 
 ``--against DIR`` adds another checkout's router (run with ``DIR/.venv``) in front of the
@@ -30,8 +33,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +50,9 @@ from _harness import (
     concurrent,
     cpu_seconds,
     cpu_split_and_switches,
+    free_port,
     percentile,
+    process,
     router,
     sim_node,
     stream_chat,
@@ -62,8 +69,9 @@ class Target:
     """Where requests go: the node itself, or a router (with its process, for CPU time)."""
 
     name: str
-    bin_dir: Path | None  # None: the node direct
+    bin_dir: Path | None  # None: the node direct (or the floor)
     yaml: str = ""
+    floor: bool = False  # the bare relay of floor_proxy.py, not a router
     url: str = ""
     pid: int = 0
     times: list[float] = field(default_factory=list)
@@ -105,7 +113,10 @@ def sequential_section(targets: list[Target], args: argparse.Namespace, count: i
     sim_args = ["--num-parallel", "256", "--gen-tps", "0", "--reply-tokens", str(args.tokens)]
     with sim_node(*sim_args) as (node_url, node), contextlib.ExitStack() as stack:
         for target in targets:
-            if target.bin_dir is None:
+            if target.floor:
+                target.url, proc = stack.enter_context(floor_relay(node_url))
+                target.pid = proc.pid
+            elif target.bin_dir is None:
                 target.url = node_url
             else:
                 target.url, proc = stack.enter_context(
@@ -119,7 +130,8 @@ def sequential_section(targets: list[Target], args: argparse.Namespace, count: i
 
     direct = targets[0].times
     routers = targets[1:]
-    base = routers[1] if len(routers) > 1 else None
+    # ratios are to the first --against checkout
+    base = next((t for t in routers[1:] if not t.floor), None)
     rows: list[list[object]] = []
     for target in routers:
         per_request_ms = target.cpu_s / len(target.times) * 1000
@@ -169,6 +181,17 @@ def sequential_section(targets: list[Target], args: argparse.Namespace, count: i
     print(table(["router", "user ms", "system ms", "sleeps", "preempted"], split_rows))
     # the node's CPU per request: a control for the VM's speed during the run
     print(f"node CPU per streamed request (control): {node_ms:.2f} ms")
+
+
+@contextlib.contextmanager
+def floor_relay(node_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The bare relay of ``floor_proxy.py`` in front of ``node_url``, on a free port."""
+    host, port = node_url.removeprefix("http://").split(":")
+    own = free_port()
+    url = f"http://127.0.0.1:{own}"
+    script = str(Path(__file__).parent / "floor_proxy.py")
+    with process([sys.executable, script, host, port, str(own)], url + "/") as proc:
+        yield url, proc
 
 
 def paced_section(targets: list[Target], args: argparse.Namespace, per_level: int) -> None:
@@ -229,6 +252,7 @@ def main() -> None:
     )
     parser.add_argument("--against-yaml", default=SLOTS, help="YAML for --against routers")
     parser.add_argument("--no-paced", action="store_true", help="sequential chats only")
+    parser.add_argument("--no-floor", action="store_true", help="no bare relay beside routers")
     parser.add_argument(
         "--paced-rounds", type=int, default=4, help="rounds per paced level (order turns)"
     )
@@ -243,7 +267,10 @@ def main() -> None:
         return found
 
     started = time.monotonic()
-    sequential_section(targets(), args, seq_count)
+    sequential = targets()
+    if not args.no_floor:
+        sequential.append(Target("floor: a bare relay", None, floor=True))
+    sequential_section(sequential, args, seq_count)
     if not args.no_paced:
         paced_section(targets(), args, per_level)
     print(f"\n({time.monotonic() - started:.0f} s)")

@@ -14,7 +14,8 @@ Starts one emulated node (herd-sim) and one router (herd) as separate processes 
      beside the routers, the floor: a bare relay on the same stack (``floor_proxy.py``:
      uvloop and httptools, no routing, no JSON, no trace), what any Python router pays
      here before its own work;
-  3. throughput at 16 and 64 concurrent paced streams, direct and through the router.
+  3. throughput at 16 and 64 concurrent paced streams, direct, through the router and
+     through the floor.
 
 ``--against DIR`` adds another checkout's router (run with ``DIR/.venv``) in front of the
 same node, so an older commit is a baseline measured in the same run. The sequential chats
@@ -204,7 +205,12 @@ def paced_section(targets: list[Target], args: argparse.Namespace, per_level: in
     with sim_node(*paced_args) as (node_url, _), contextlib.ExitStack() as stack:
         targets[0].url = node_url
         for target in targets[1:]:
-            target.url, proc = stack.enter_context(router([node_url], target.yaml, target.bin_dir))
+            if target.floor:
+                target.url, proc = stack.enter_context(floor_relay(node_url))
+            else:
+                target.url, proc = stack.enter_context(
+                    router([node_url], target.yaml, target.bin_dir)
+                )
             target.pid = proc.pid
         for level in (16, 64):
             # (a round is at least one full wave of ``level`` streams)
@@ -266,13 +272,16 @@ def main() -> None:
             found.append(Target(checkout, checkout_bin(checkout), args.against_yaml))
         return found
 
+    def with_floor() -> list[Target]:
+        found = targets()
+        if not args.no_floor:
+            found.append(Target("floor: a bare relay", None, floor=True))
+        return found
+
     started = time.monotonic()
-    sequential = targets()
-    if not args.no_floor:
-        sequential.append(Target("floor: a bare relay", None, floor=True))
-    sequential_section(sequential, args, seq_count)
+    sequential_section(with_floor(), args, seq_count)
     if not args.no_paced:
-        paced_section(targets(), args, per_level)
+        paced_section(with_floor(), args, per_level)
     print(f"\n({time.monotonic() - started:.0f} s)")
 
 

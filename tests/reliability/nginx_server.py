@@ -34,14 +34,16 @@ http {{
   fastcgi_temp_path {prefix}/fastcgi;
   uwsgi_temp_path {prefix}/uwsgi;
   scgi_temp_path {prefix}/scgi;
-  server {{
+{servers}
+}}
+"""
+# a newcomer's server block: a proxy_pass and nothing else (``extra`` goes in its location)
+_PLAIN_SERVER = """  server {{
     listen 127.0.0.1:{port};
     location / {{
       proxy_pass {upstream};
 {extra}    }}
-  }}
-}}
-"""
+  }}"""
 
 
 def _free_port() -> int:
@@ -51,15 +53,14 @@ def _free_port() -> int:
 
 
 class NginxServer:
-    """One nginx process proxying every path to ``upstream``."""
+    """One nginx process; ``servers(port)`` gives its ``http`` block's server blocks,
+    listening on ``port`` (a free loopback port)."""
 
-    def __init__(self, binary: str, prefix: Path, upstream: str, extra: str = "") -> None:
+    def __init__(self, binary: str, prefix: Path, servers: Callable[[int], str]) -> None:
         self.port = _free_port()
         self.prefix = prefix
         config = prefix / "nginx.conf"
-        config.write_text(
-            _CONFIG.format(prefix=prefix, port=self.port, upstream=upstream, extra=extra)
-        )
+        config.write_text(_CONFIG.format(prefix=prefix, servers=servers(self.port)))
         self.process = subprocess.Popen(
             [binary, "-c", str(config), "-p", str(prefix), "-e", str(prefix / "error.log")],
             stdout=subprocess.DEVNULL,
@@ -89,7 +90,9 @@ class NginxServer:
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Callable[..., NginxServer]]:
-    """``nginx(upstream, extra="")``: a started nginx in front of ``upstream``."""
+    """``nginx(upstream, extra="")``: a started nginx in front of ``upstream``, with a
+    plain ``proxy_pass`` (and ``extra`` in its location); ``nginx(servers=f)``: one whose
+    server blocks are ``f(port)``."""
     binary = shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
     )
@@ -99,10 +102,17 @@ def nginx(tmp_path: Path) -> Iterator[Callable[..., NginxServer]]:
         pytest.skip("needs Debian's nginx (apt-get install nginx-light)")
     started: list[NginxServer] = []
 
-    def start(upstream: str, extra: str = "") -> NginxServer:
+    def start(
+        upstream: str = "", extra: str = "", servers: Callable[[int], str] | None = None
+    ) -> NginxServer:
         prefix = tmp_path / f"nginx{len(started)}"
         prefix.mkdir()
-        server = NginxServer(binary, prefix, upstream, extra)
+        if servers is None:
+
+            def servers(port: int) -> str:
+                return _PLAIN_SERVER.format(port=port, upstream=upstream, extra=extra)
+
+        server = NginxServer(binary, prefix, servers)
         started.append(server)
         return server
 

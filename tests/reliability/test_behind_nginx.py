@@ -3,12 +3,16 @@
 nginx then speaks HTTP/1.0 to herd and buffers replies, unless told otherwise. A stream
 must still reach the client token by token, whole and readable, for the real ``ollama``
 and ``openai`` clients; and with the upstream keep-alive setup the docs recommend
-(``proxy_http_version 1.1``), too.
+(``proxy_http_version 1.1``), too. The configuration ``docs/deploy.md`` shows is run as
+it is written there (its port and TLS aside), so the page cannot drift from what works.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import ollama
@@ -23,6 +27,7 @@ pytestmark = pytest.mark.nginx
 
 LLAMA = "llama3.2:3b"
 MESSAGES = [{"role": "user", "content": "hi"}]
+DEPLOY_DOC = Path(__file__).parents[2] / "docs" / "deploy.md"
 KEEP_ALIVE = """      proxy_http_version 1.1;
       proxy_set_header Connection "";
 """
@@ -84,3 +89,52 @@ def test_whole_answers_and_herds_headers_pass_nginx(nginx, router) -> None:
     )
     assert unknown.status_code == 404
     assert "nope:1b" in unknown.json()["error"]
+
+
+def _documented_config(router_port: int) -> Callable[[int], str]:
+    """deploy.md's nginx configuration as a reader would use it here: its upstream is the
+    test's router, and it listens on the test's free loopback port without TLS (the
+    certificate lines are comments there)."""
+    section = DEPLOY_DOC.read_text().split("## Behind nginx", 1)[1]
+    snippet = re.search(r"```nginx\n(.*?)```", section, re.S).group(1)
+    assert "server 127.0.0.1:11435;" in snippet and "listen 443 ssl;" in snippet
+    snippet = snippet.replace("server 127.0.0.1:11435;", f"server 127.0.0.1:{router_port};")
+
+    def servers(port: int) -> str:
+        return snippet.replace("listen 443 ssl;", f"listen 127.0.0.1:{port};")
+
+    return servers
+
+
+def test_the_documented_nginx_configuration_works(nginx, router) -> None:
+    proxy = nginx(servers=_documented_config(router.port))
+    client = ollama.Client(host=proxy.url)
+    arrivals, done = [], False
+    for part in client.chat(model=LLAMA, messages=MESSAGES, stream=True):
+        arrivals.append(time.monotonic())
+        done = part.done
+    assert done and _spread(arrivals) > 0.25, arrivals
+    # its client_max_body_size lets a 2 MB prompt through (nginx's default, 1 MB, says 413),
+    # and a client's X-Forwarded-For, with nginx's address added, names the client in the
+    # trace (herd trusts the proxy on this machine)
+    long = [{"role": "user", "content": "x " * 1_000_000}]
+    reply = httpx.post(
+        proxy.url + "/api/chat",
+        json={"model": LLAMA, "messages": long, "stream": False},
+        headers={"X-Forwarded-For": "10.1.2.3", "X-Herd-Tags": "big"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text[:200]
+    assert _client_of_last_trace(router.url) == "10.1.2.3:0"
+
+
+def _client_of_last_trace(router_url: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # (traces are written in batches)
+        rows = httpx.get(router_url + "/dashboard/api/traces?limit=1", timeout=30).json()
+        rows = rows["traces"] if isinstance(rows, dict) else rows
+        if rows and rows[0]["tags"] == ["big"]:
+            url = router_url + "/dashboard/api/traces/" + rows[0]["request_id"]
+            return httpx.get(url, timeout=30).json()["client"]
+        time.sleep(0.1)
+    raise AssertionError("the request's trace never came")

@@ -58,8 +58,8 @@ def test_ci_runs_the_test_command_verbatim_before_installing_anything() -> None:
     assert "pip install" not in before and "python3 -m venv" not in before
     # afterwards only the tests that need the extras run, with the extras required
     after = ci[run_at:]
-    assert "-m 'real_models or browser or redis or nginx'" in after
-    for required in ("REAL_MODELS", "BROWSER", "REDIS", "NGINX"):
+    assert "-m 'real_models or browser or redis or proxy'" in after
+    for required in ("REAL_MODELS", "BROWSER", "REDIS", "PROXY"):
         assert f"HERD_REQUIRE_{required}=1" in after
     assert after.count("python -m pytest") == 1
 

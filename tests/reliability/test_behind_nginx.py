@@ -19,11 +19,11 @@ import ollama
 import openai
 import pytest
 
-from tests.reliability.nginx_server import nginx
+from tests.reliability.proxy_servers import nginx
 
 __all__ = ["nginx"]
 
-pytestmark = pytest.mark.nginx
+pytestmark = pytest.mark.proxy
 
 LLAMA = "llama3.2:3b"
 MESSAGES = [{"role": "user", "content": "hi"}]

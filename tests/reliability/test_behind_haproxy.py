@@ -18,10 +18,6 @@ import httpx
 import ollama
 import pytest
 
-from tests.reliability.proxy_servers import haproxy
-
-__all__ = ["haproxy"]
-
 pytestmark = pytest.mark.proxy
 
 LLAMA = "llama3.2:3b"

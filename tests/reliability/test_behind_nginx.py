@@ -19,10 +19,6 @@ import ollama
 import openai
 import pytest
 
-from tests.reliability.proxy_servers import nginx
-
-__all__ = ["nginx"]
-
 pytestmark = pytest.mark.proxy
 
 LLAMA = "llama3.2:3b"

@@ -47,8 +47,11 @@ def test_the_page_and_its_assets_come_from_the_package(make_sim: Any, make_route
     router = make_router(nodes=[make_sim()], auth={"api_keys": [{"name": "ci", "key": "k" * 12}]})
     page = httpx.get(f"{router.url}/dashboard")  # public even with client keys
     assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
-    for href in re.findall(r'(?:src|href)="(/dashboard/static/[^"]+)"', page.text):
-        asset = httpx.get(router.url + href)
+    # named relative to the page (so a proxy's prefix stays): favicon, style sheet, script
+    assets = re.findall(r'(?:src|href)="(dashboard/static/[^"]+)"', page.text)
+    assert len(assets) == 3, assets
+    for href in assets:
+        asset = httpx.get(f"{router.url}/{href}")
         assert asset.status_code == 200, href
     script = httpx.get(f"{router.url}/dashboard/static/js/main.js")
     assert "javascript" in script.headers["content-type"]

@@ -18,8 +18,10 @@ from dashboard_browser import ARTIFACTS, PageProblems, browser, strict_csp
 from herd.testing import DEFAULT_MODELS, EmulatedModel, SimConfig, SimNode
 from herd.testing.router_runner import RouterHandle
 
+from tests.reliability.proxy_servers import nginx
+
 pytestmark = pytest.mark.browser
-__all__ = ["browser"]  # the shared Chromium fixture
+__all__ = ["browser", "nginx"]  # the shared Chromium fixture; a real nginx
 
 TABS = (
     "overview",
@@ -166,6 +168,41 @@ def test_a_request_shows_in_the_queue_with_its_badge_and_leaves_when_done(
         thread.join(timeout=30)
         assert done == [200]
         row.wait_for(state="detached")
+    finally:
+        context.close()
+    assert problems.errors == []
+
+
+@pytest.mark.proxy
+def test_the_dashboard_works_behind_a_proxy_that_serves_herd_under_a_prefix(
+    browser: Any, router: RouterHandle, nginx: Any
+) -> None:
+    """nginx serves herd at /herd/ (the prefix stripped): the page, its files, its API and
+    its live events all keep the prefix, and .../dashboard/ is sent to .../dashboard."""
+
+    def servers(port: int) -> str:
+        return (
+            f"  server {{ listen 127.0.0.1:{port};\n"
+            f"    location /herd/ {{ proxy_pass http://127.0.0.1:{router.port}/; }} }}"
+        )
+
+    proxy = nginx(servers=servers)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    strict_csp(context)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    problems = PageProblems(page)
+    try:
+        page.goto(f"{proxy.url}/herd/dashboard/#requests")
+        assert page.url == f"{proxy.url}/herd/dashboard#requests"
+        page.wait_for_selector("#tab-requests[data-loaded]")
+        assert page.locator("#tab-requests tr[data-id]").count() >= 13  # the API, prefixed
+        page.click('#tabs a[data-tab="overview"]')
+        page.wait_for_selector('#tab-overview article.card[data-node="gpu-a"]')  # live events
+        page.click('#tabs a[data-tab="apps"]')
+        page.wait_for_selector("#tab-apps[data-loaded]")
+        # the examples give clients the router's address as they reach it: with the prefix
+        assert f"{proxy.url}/herd/api/chat" in page.inner_text("#tab-apps")
     finally:
         context.close()
     assert problems.errors == []

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from herd import hookimpl
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.datastructures import CacheControlHeader
 from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
@@ -45,8 +45,17 @@ _HTML = "text/html; charset=utf-8"
 
 
 @get("/dashboard", opt=PUBLIC, include_in_schema=False)
-async def page() -> Response[bytes]:
-    """The dashboard page (one HTML file; the tabs are JavaScript modules)."""
+async def page(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The dashboard page (one HTML file; the tabs are JavaScript modules).
+
+    The page names its files relative to itself (``dashboard/static/...``), so that behind a
+    proxy serving herd under a prefix they keep it: it must be read at ``.../dashboard``.
+    ``.../dashboard/`` is sent there, by a relative redirect that keeps the prefix too.
+    """
+    if request.scope["raw_path"].endswith(b"/"):  # (Litestar strips it from "path")
+        query = request.scope["query_string"]
+        target = "../dashboard" + ("?" + query.decode("latin-1") if query else "")
+        return Response(b"", status_code=308, headers={"Location": target})
     return Response(
         _index_html(),
         # content-type as a header: as a text/* media_type Litestar would add a second charset

@@ -1,6 +1,6 @@
 // The live fleet snapshot from /dashboard/events (Server-Sent Events over fetch, so the
 // API key can go in a header), reconnecting by itself.
-import { authHeaders } from "./util.js";
+import { authHeaders, dashboardUrl } from "./util.js";
 
 const listeners = new Set();
 export const live = { fleet: null, connected: false, received: 0 };
@@ -40,7 +40,7 @@ function dispatch(block) {
 export async function connect() {
   for (;;) {
     try {
-      const response = await fetch("/dashboard/events", {
+      const response = await fetch(dashboardUrl("/dashboard/events"), {
         headers: { ...authHeaders(), Accept: "text/event-stream" }, cache: "no-store",
       });
       if (!response.ok) {

@@ -1,11 +1,11 @@
 // Apps: usage per tag, a daily chart, and how to tag requests.
 import { timeChart } from "./charts.js";
-import { ago, api, copyButton, count, esc, failed, ms, num, pct } from "./util.js";
+import { ago, api, copyButton, count, esc, failed, ms, num, pct, routerBase } from "./util.js";
 
 let root = null;
 
 function examples() {
-  const base = location.origin;
+  const base = routerBase;
   return [
     ["curl (Ollama API)", `curl ${base}/api/chat \\
   -H 'X-Herd-Tags: app:my-app, team:search' \\

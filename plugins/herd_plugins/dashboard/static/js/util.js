@@ -18,6 +18,15 @@ export function authHeaders(admin = false) {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+// Where the dashboard is: this script is at <dashboard>/static/js/util.js. Behind a proxy
+// that serves herd under a prefix (the page at /herd/dashboard), every address the page
+// asks for keeps the prefix: the routes name their paths as herd does (/dashboard/api/...),
+// and dashboardUrl puts them under the page's own dashboard.
+const DASHBOARD = new URL("../../", import.meta.url);
+export const dashboardUrl = (path) => new URL(path.replace(/^\/dashboard\//, ""), DASHBOARD).href;
+// The router's own address (what clients are given), the dashboard's parent.
+export const routerBase = new URL("../", DASHBOARD).href.replace(/\/$/, "");
+
 // Set at start from /dashboard/api/store: with the trace store off, the trace questions
 // are not even asked (each would be a 503 and a console error).
 export const store = { tracesOff: false };
@@ -32,7 +41,7 @@ export async function api(path, { method = "GET", body, admin = false } = {}) {
   }
   const headers = authHeaders(admin);
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
+  const response = await fetch(dashboardUrl(path), {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await response.text();

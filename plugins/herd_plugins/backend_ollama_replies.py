@@ -106,30 +106,14 @@ class OllamaReply(UpstreamReply):
         return block
 
     async def rest(self) -> AsyncIterator[bytes]:
-        buffer = self._buffer
-        response = self._response
-        if response is None:
-            return
-        read = response.read
+        # rest_blocks' lines one at a time (each line of a block ends with a line end)
+        blocks = self.rest_blocks()
         try:
-            while True:
-                newline = buffer.find(b"\n")
-                while newline >= 0:
-                    line = buffer[: newline + 1]
-                    buffer = buffer[newline + 1 :]
-                    if len(line) > 1:
-                        yield line
-                    newline = buffer.find(b"\n")
-                chunk = await read()
-                if not chunk:
-                    break
-                buffer += chunk
-        except (NodeHttpError, TimeoutError, OSError) as exc:
-            raise StreamBroken(describe_network_error(exc)) from exc
+            async for block in blocks:
+                for line in block.split(b"\n")[:-1]:
+                    yield line + b"\n"
         finally:
-            response.close()
-        if buffer.strip():
-            yield buffer if buffer.endswith(b"\n") else buffer + b"\n"
+            await blocks.aclose()  # (at once: its connection closes when it ends)
 
     async def aclose(self) -> None:
         if self._response is not None:

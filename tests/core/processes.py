@@ -1,4 +1,5 @@
-"""Real ``herd`` processes for tests: start one, wait for a log line, stop it."""
+"""Real ``herd`` processes for tests: start one, wait for a log line, stop it; and raw bytes
+to a server on this machine."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def send_until_closed(port: int, payload: bytes) -> bytes:
+    """Send ``payload`` on a new connection to 127.0.0.1:``port``; all the server sends
+    back until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(payload)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -12,6 +12,8 @@ import httptools
 import pytest
 from herd._engine.chunked_reply import chunked_head
 
+from tests.core.processes import send_until_closed
+
 LLAMA = "llama3.2:3b"
 CHAT = json.dumps({"model": LLAMA, "messages": [{"role": "user", "content": "hi"}]}).encode()
 
@@ -123,12 +125,7 @@ def test_a_closing_request_gets_connection_close_and_the_close(router) -> None:
 def _read_to_close(router, payload: bytes) -> tuple[bytes, list[bytes], bytes]:
     """The status line, header lines and body of the one reply on a connection the
     server closes (an HTTP/1.0 reply of no length ends with the close)."""
-    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as sock:
-        sock.sendall(payload)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = send_until_closed(router.port, payload).partition(b"\r\n\r\n")
     status, *lines = head.split(b"\r\n")
     return status, [line.lower() for line in lines], body
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import msgspec
 import ollama
 import pytest
 
 from tests.conftest import emulated
+from tests.core.processes import send_until_closed
 
 
 @pytest.fixture
@@ -70,12 +69,7 @@ def _chunked_post(router, body: bytes) -> tuple[int, bytes]:
         b"POST /api/chat HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         b"Connection: close\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
     )
-    with socket.create_connection(("127.0.0.1", router.port), timeout=30) as sock:
-        sock.sendall(request)
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    head, _, rest = reply.partition(b"\r\n\r\n")
+    head, _, rest = send_until_closed(router.port, request).partition(b"\r\n\r\n")
     return int(head.split()[1]), rest
 
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["ProxyProcess", "free_port", "haproxy", "nginx"]
+from tests.core.processes import free_port
+
+__all__ = ["ProxyProcess", "haproxy", "nginx"]
 
 _NGINX_CONFIG = """daemon off;
 master_process off;
@@ -48,12 +50,6 @@ _PLAIN_SERVER = """  server {{
       proxy_pass {upstream};
 {extra}    }}
   }}"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ProxyProcess:

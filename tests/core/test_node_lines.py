@@ -42,6 +42,20 @@ def test_a_whole_answer_is_judged_as_a_streamed_line_would_be() -> None:
     assert NodeLines().check(b'{"done": "true"}\n') == 0
 
 
+def test_the_pieces_of_an_answer_are_counted_in_every_way_they_come() -> None:
+    token = b'{"message": {"content": "a"}, "done": false}\n'
+    lines = NodeLines()
+    lines.check(token)  # one line
+    lines.check(token * 3)  # several at once
+    lines.check(token + b"\n" + token)  # a blank line between: read line by line
+    assert lines.plain == 6 and not lines.ended
+    lines.check(token + b'{"done": true, "eval_count": 9}\n')  # the last piece, and the end
+    assert lines.plain == 7 and lines.final is not None and lines.final.eval_count == 9
+    errored = NodeLines()
+    errored.check(token * 2 + b'{"error": "gpu fell off"}\n')
+    assert errored.plain == 2 and errored.error == "gpu fell off"
+
+
 def test_done_inside_a_string_is_not_the_end() -> None:
     lines = NodeLines()
     line = json.dumps({"message": {"content": '"done":true'}, "done": False}).encode()
@@ -118,3 +132,4 @@ def test_reading_a_block_at_once_agrees_with_reading_it_line_by_line(
     at_once, each = NodeLines(), NodeLines()
     assert at_once.check(block) == each.check_each_line(block), block
     assert (at_once.final, at_once.error, at_once.bad) == (each.final, each.error, each.bad)
+    assert at_once.plain == each.plain

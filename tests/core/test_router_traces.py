@@ -62,6 +62,21 @@ def test_client_disconnect_is_recorded(make_sim, make_router, collector):
     sim = make_sim(name="a", models=[emulated("llama3.2:3b")], gen_tps=20, reply_tokens=500)
     router = make_router(nodes=[sim], plugins={"load": [collector]})
     with httpx.stream("POST", router.url + "/api/chat", json=body(), timeout=30) as reply:
-        next(reply.iter_lines())
+        lines = reply.iter_lines()
+        for _ in range(3):
+            next(lines)
     (trace,) = wait_traces(1)
     assert trace.status == "client_disconnected"
+    # the node's own count never came: the answer's lines it sent are counted instead
+    assert 3 <= trace.completion_tokens < 500
+    assert any("counted from the" in note for note in trace.notes)
+
+
+def test_a_stream_that_breaks_counts_the_pieces_it_sent(make_sim, make_router, collector):
+    sim = make_sim(name="a", models=[emulated("llama3.2:3b")])
+    router = make_router(nodes=[sim], plugins={"load": [collector]})
+    httpx.post(sim.url + "/_sim/die", json={"count": 1, "after_chunks": 4, "error": "oom"})
+    httpx.post(router.url + "/api/chat", json=body())
+    (trace,) = wait_traces(1)
+    assert trace.status == "failed" and trace.completion_tokens == 4
+    assert any("counted from the 4 answer lines" in note for note in trace.notes)

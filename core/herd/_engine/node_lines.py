@@ -94,14 +94,18 @@ class NodeLines:
         final: The fields of the line with ``done: true`` (None until it came).
         error: The node's in-band error message ("" when none came).
         bad: Why a line was refused ("" while every line was JSON).
+        plain: How many lines came that neither end the answer nor report an error: the
+            pieces of the answer (one token each, most often), what an answer that stopped
+            before its final line is counted by.
     """
 
-    __slots__ = ("bad", "error", "final")
+    __slots__ = ("bad", "error", "final", "plain")
 
     def __init__(self) -> None:
         self.final: LineFields | None = None
         self.error = ""
         self.bad = ""
+        self.plain = 0
 
     @property
     def ended(self) -> bool:
@@ -129,6 +133,8 @@ class NodeLines:
                 return self.check_each_line(block)  # (says why, and where the bad line starts)
             if marks.error is not None or marks.done:
                 self._read(line_fields(block))
+            else:
+                self.plain += 1
             return len(block)
         body = block.rstrip(_JSON_SPACE)  # (not Python's whitespace: \x0c ends no line)
         # find, not `in`: `bytes in bytes` first tries its operand as an int, and raises and
@@ -143,9 +149,12 @@ class NodeLines:
                 # an error) is read again in full, once a stream; it is the last one.
                 plain = lines.count(_PLAIN)
                 if plain == len(lines) - 1 and lines[-1] != _PLAIN:
+                    self.plain += plain
                     self._read(line_fields(body[body.rfind(b"\n") + 1 :]))
                 elif plain != len(lines):
                     self.check_each_line(block)
+                else:
+                    self.plain += plain
                 return len(block)
         return self.check_each_line(block)  # (a line with no line end, or blank space)
 
@@ -166,6 +175,8 @@ class NodeLines:
                     return start
                 if marks.error is not None or marks.done:
                     self._read(line_fields(line))
+                else:
+                    self.plain += 1
             start = end + 1
         return size
 

@@ -16,6 +16,13 @@ __all__ = ["build_trace"]
 _NO_FIELDS = LineFields()
 
 
+def _counted_note(plain: int) -> str:
+    return (
+        f"completion_tokens counted from the {plain} answer lines the node sent: the stream"
+        " stopped before its final line, which carries the node's own count"
+    )
+
+
 def build_trace(
     exchange: Exchange, status: str, error: str, http_status: int, tried: list[AttemptRecord]
 ) -> RequestTrace:
@@ -58,7 +65,12 @@ def build_trace(
             retries=max(0, len(tried) - 1),
             excluded_nodes=[a.node for a in tried],
         )
-    final = exchange.lines.final or _NO_FIELDS
+    lines = exchange.lines
+    final = lines.final or _NO_FIELDS
+    completion_tokens = final.eval_count
+    if lines.final is None and lines.plain:  # stopped before the node's own count came
+        completion_tokens = lines.plain
+        common["notes"] = [*request.notes, _counted_note(lines.plain)]
     first_byte_at = exchange.first_byte_at
     tps = final.eval_count / final.eval_duration * 1e9 if final.eval_duration else 0.0
     return RequestTrace(
@@ -69,7 +81,7 @@ def build_trace(
         first_byte_at=first_byte_at,
         ttft_ms=(first_byte_at - request.received_at) * 1000.0,
         prompt_tokens=final.prompt_eval_count,
-        completion_tokens=final.eval_count,
+        completion_tokens=completion_tokens,
         tokens_per_second=tps,
         load_ms=final.load_duration / 1e6,
         retries=attempt.retries,

@@ -117,6 +117,26 @@ def test_settings_refuse_bad_keys_with_400_naming_them(make_sim: Any, make_route
     assert httpx.get(f"{router.url}/dashboard/api/settings").json()["overrides"] == {}
 
 
+def test_a_time_window_no_timestamp_can_hold_is_a_400(make_sim: Any, make_router: Any) -> None:
+    router = make_router(nodes=[make_sim()])
+    assert chat(router.url).status_code == 200
+    sink = next(s for s in router.app.state.router.sinks if s.name == "duckdb")
+    router.call(sink.flush())
+    for query in (
+        "traces?until=inf",
+        "traces?since=1e300",
+        "traces?since=nan",
+        "series?window=custom&since=1e300&until=1e301",
+        "series?window=custom&since=0&until=inf",
+    ):
+        reply = httpx.get(f"{router.url}/dashboard/api/{query}")
+        assert reply.status_code == 400, (query, reply.text)
+        assert "since" in reply.text or "until" in reply.text, (query, reply.text)
+    # the latest moment allowed still reads
+    reply = httpx.get(f"{router.url}/dashboard/api/traces?since=0&until=253402300799")
+    assert reply.status_code == 200 and len(reply.json()["traces"]) == 1
+
+
 def test_changes_need_the_admin_key_when_one_is_set(make_sim: Any, make_router: Any) -> None:
     router = make_router(nodes=[make_sim(name="n1")], auth={"admin_key": "admin-key-123"})
     url = router.url

@@ -17,11 +17,14 @@ from litestar.params import Parameter
 from herd_plugins.dashboard import analytics, requests
 from herd_plugins.dashboard.store import answer, json, read, router_of, store_of, trace_store
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "UnixSeconds"]
 
 MAX_HOURS = 24 * 90
 MAX_PAGE = 500
 Filter = Annotated[str | None, Parameter(max_length=500)]
+#: A moment as Unix seconds, up to the end of year 9999 (no infinity, nothing DuckDB's
+#: timestamps cannot hold)
+UnixSeconds = Annotated[float | None, Parameter(ge=0, le=253_402_300_799)]
 Bench = Annotated[bool, Parameter(description="Count the dashboard's benchmark runs too.")]
 
 
@@ -93,8 +96,8 @@ async def traces(
     tag: Filter = None,
     api_key: Filter = None,
     kind: Filter = None,
-    since: Annotated[float | None, Parameter(ge=0)] = None,
-    until: Annotated[float | None, Parameter(ge=0)] = None,
+    since: UnixSeconds = None,
+    until: UnixSeconds = None,
     count: Annotated[bool, Parameter()] = True,
 ) -> Response[bytes]:
     """The trace log, newest first: one page and the ``next`` cursor (keyset paging)."""

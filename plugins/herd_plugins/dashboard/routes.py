@@ -92,8 +92,8 @@ async def series(
     request: Request[Any, Any, Any],
     window: Annotated[str, Parameter(pattern="^(hour|day|week|custom)$")] = "hour",
     by: Annotated[str | None, Parameter(pattern="^(model|node)$")] = None,
-    since: Annotated[float | None, Parameter(ge=0)] = None,
-    until: Annotated[float | None, Parameter(ge=0)] = None,
+    since: api.UnixSeconds = None,
+    until: api.UnixSeconds = None,
     bench: Annotated[bool, Parameter()] = False,
 ) -> Response[bytes]:
     """Requests, latency and TTFT percentiles, tokens/s and errors over one window, and the

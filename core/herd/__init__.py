@@ -22,9 +22,10 @@ from herd.interfaces import (
     UpstreamReply,
 )
 from herd.names import normalize_model_name
-from herd.trace import RequestTrace
+from herd.trace import ACTION_KIND, RequestTrace
 
 __all__ = [
+    "ACTION_KIND",
     "Backend",
     "BackendContext",
     "FallbackPolicy",

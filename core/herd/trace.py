@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["AttemptRecord", "RequestTrace"]
+__all__ = ["ACTION_KIND", "AttemptRecord", "RequestTrace"]
+
+#: The ``kind`` of a trace an operator's action left (a pull, a delete or an unload from the
+#: dashboard): kept with the requests' traces, but no request; analytics and metrics skip it.
+ACTION_KIND = "action"
 
 
 class AttemptRecord(msgspec.Struct, frozen=True):

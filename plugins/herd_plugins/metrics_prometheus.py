@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import herd
 import msgspec
-from herd import RequestTrace, TraceSink, hookimpl
+from herd import ACTION_KIND, RequestTrace, TraceSink, hookimpl
 from litestar import Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.plugins import InitPluginProtocol
@@ -109,6 +109,8 @@ class MetricsSink(TraceSink):
 
     def submit(self, trace: RequestTrace) -> None:
         # (runs per request: the label and the histograms' buckets are inlined)
+        if trace.kind == ACTION_KIND:
+            return  # a model action from the dashboard (a pull, a delete) is no request
         model = trace.served_model or trace.model
         if model not in self._models:
             model = self._new_model_label(model)

@@ -71,6 +71,13 @@ def test_actions_need_the_admin_key_and_name_bad_input(make_sim: Any, make_route
         f"{url}/dashboard/api/nodes/n1/delete", json={"model": "zz:1b"}, headers=ADMIN
     )
     assert gone.status_code == 404  # the node's own answer, in the client's protocol
+    # ... the asker's mistake, not the node's failure: rejected in the trace, and no request
+    # in the metrics
+    _flush(router)
+    (trace,) = _traces(url, kind="action")
+    assert (trace["endpoint"], trace["status"], trace["http_status"]) == ("delete", "rejected", 404)
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'status="failed"' not in metrics and 'model="zz:1b"' not in metrics
 
 
 def test_unload_delete_and_pull_act_on_the_node_and_leave_action_traces(

@@ -62,6 +62,13 @@ def test_requests_retries_fallbacks_and_tokens_are_counted() -> None:
     assert value(parsed, "herd_request_duration_seconds_count", model="nope", node="") is None
 
 
+def test_an_operators_action_is_no_request() -> None:
+    sink = MetricsSink()
+    sink.submit(make_trace(kind="action", endpoint="pull", status="failed", latency_ms=90_000))
+    parsed = samples(render(sink))
+    assert not [key for key in parsed if key[0].startswith(("herd_requests", "herd_request_"))]
+
+
 def test_model_labels_are_bounded_and_escaped() -> None:
     sink = MetricsSink(MetricsSink.Config(max_models=2))
     for model in ('we"ird\\name', "b", "c", "d"):

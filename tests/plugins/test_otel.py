@@ -101,16 +101,26 @@ def test_a_request_without_traceparent_is_a_root_with_the_derived_trace_id() -> 
     assert server.context.trace_id == int(derived_trace_id(trace.request_id), 16)
 
 
-def test_a_rejected_request_is_an_error_span_without_attempts() -> None:
+def test_a_rejected_request_is_no_server_error_and_keeps_its_reason() -> None:
+    # HTTP semantic conventions: a SERVER span's status stays unset for a 4xx (the client's
+    # mistake), so a tracing backend's error rate is the server's own
     trace = make_trace(
         node="", model="nope", status="rejected", error="model 'nope' not found", http_status=404
     )
     server, route = export(trace)
-    assert server.status.status_code == StatusCode.ERROR
-    assert server.status.description == "model 'nope' not found"
-    assert server.attributes["error.type"] == "rejected"
+    assert server.status.status_code == StatusCode.UNSET
+    assert "error.type" not in server.attributes
+    assert server.attributes["herd.status"] == "rejected"
+    assert server.attributes["herd.error"] == "model 'nope' not found"
+    assert server.attributes["http.response.status_code"] == 404
     assert "gen_ai.response.model" not in server.attributes
     assert route.attributes["herd.route.candidates"] == ()
+    # a node's failure is the server's error
+    failed = make_trace(status="failed", error="node n1 failed mid-stream", http_status=200)
+    server, *_ = export(failed)
+    assert server.status.status_code == StatusCode.ERROR
+    assert server.status.description == "node n1 failed mid-stream"
+    assert server.attributes["error.type"] == "failed" and "herd.error" not in server.attributes
 
 
 def test_sampling_follows_the_caller_and_the_ratio() -> None:

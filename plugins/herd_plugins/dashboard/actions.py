@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from herd import RequestTrace
+from herd import ACTION_KIND, RequestTrace
 from herd.errors import HerdError
 from litestar import Request, Response, get, post
 
@@ -101,20 +101,28 @@ class PullTracker:
 
 
 def record_action(router: Any, verb: str, entry: dict[str, Any], who: dict[str, str]) -> None:
-    """Log an action and hand its trace to every sink (the Requests tab lists it)."""
+    """Log an action and hand its trace to every sink (the Requests tab lists it).
+
+    An action the node refused as the asker's mistake (a 4xx: the model is not on it, a
+    bad name) is ``rejected``, as a request's would be; only other failures are ``failed``.
+    """
     failed = entry.get("status") == "failed"
+    http_status = int(entry.get("http_status") or (502 if failed else 200))
+    status = "completed"
+    if failed:
+        status = "rejected" if 400 <= http_status < 500 else "failed"
     started = float(entry.get("started_at") or time.time())
     done = time.time()
     trace = RequestTrace(
         request_id=f"act-{os.urandom(8).hex()}",
         api="dashboard",
         endpoint=verb,
-        kind="action",
+        kind=ACTION_KIND,
         model=entry["model"],
         served_model=entry["model"],
         node=entry["node"],
-        status="failed" if failed else "completed",
-        http_status=int(entry.get("http_status") or (502 if failed else 200)),
+        status=status,
+        http_status=http_status,
         error=str(entry.get("error") or ""),
         received_at=started,
         done_at=done,

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from herd import ACTION_KIND
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -43,7 +45,6 @@ NO_NODE = "(none)"
 MODEL_KEY = "coalesce(nullif(served_model, ''), model)"
 NOW = "make_timestamp($now::BIGINT)"
 BENCH_TAG = "source:dashboard-bench"
-ACTION_KIND = "action"
 
 METRICS = """
     count(request_id) AS requests,

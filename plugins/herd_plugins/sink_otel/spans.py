@@ -31,7 +31,10 @@ OPERATIONS = {
     "embed": "embeddings",
     "embeddings": "embeddings",
 }
-NOT_ERRORS = ("completed", "client_disconnected")
+#: Endings that leave the server span's status unset: a client that left, and a client's
+#: own mistake (``rejected``, a 4xx), which the HTTP semantic conventions say is no server
+#: error; its reason is kept in ``herd.error``.
+NOT_ERRORS = ("completed", "client_disconnected", "rejected")
 _encode_json = msgspec.json.encode
 
 
@@ -123,6 +126,7 @@ def _server_attributes(trace: RequestTrace, gen_ai: dict[str, Any], failed: bool
         "herd.tokens_per_second": trace.tokens_per_second,
         "herd.api_key": trace.api_key,
         "error.type": trace.status if failed else "",
+        "herd.error": trace.error if trace.status == "rejected" else "",
     }
     attrs.update({k: v for k, v in optional.items() if v})
     if trace.client:

@@ -55,7 +55,15 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
         )
         for index, start in enumerate(range(0, len(inputs), size))
     ]
-    outcomes = await asyncio.gather(*(part.schedule() for part in parts), return_exceptions=True)
+    opening = [asyncio.ensure_future(part.schedule()) for part in parts]
+    try:
+        outcomes = await asyncio.gather(*opening, return_exceptions=True)
+    except asyncio.CancelledError:  # the client left (or the router stops): free what opened
+        for part, task in zip(parts, opening, strict=True):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                part.attempt = task.result()
+                part.done("client_disconnected", "the client left")
+        raise
     for part, outcome in zip(parts, outcomes, strict=True):
         if not isinstance(outcome, BaseException):
             part.attempt = outcome

@@ -16,6 +16,7 @@ failed or rejected) is built by :func:`herd._engine.tracing.build_trace`, called
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from herd._engine.client_watch import CLIENT_CLOSED_REQUEST, client_left
 from herd._engine.embed_batches import open_in_batches
 from herd._engine.intake import collect_tags, describe_request
 from herd._engine.node_lines import (
@@ -36,6 +38,7 @@ from herd._engine.node_lines import (
 from herd._engine.relay import RelayBody
 from herd._engine.scheduling.scheduler import Attempt, substituted_note
 from herd._engine.shaping import INFERENCE_ENDPOINTS
+from herd._engine.streaming import server_extension
 from herd._engine.tracing import build_trace
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest, UpstreamReply
@@ -193,7 +196,11 @@ class Exchange:
                 request.notes.append(substituted_note(request.model_key, substitute))
                 request.model_key = self.body_model = substitute
                 self.rename = None  # the client sees which model answered
+        extension = server_extension(self.http.scope)
+        watch = extension.get("client_watch") if extension is not None else None  # (herd's server)
         try:
+            if watch is not None and not watch.begin():
+                raise client_left()  # (gone before its request was read to the end)
             attempt = None
             if request.kind == "embed":  # long input lists go out in batches
                 attempt = await open_in_batches(self, self.gateway.settings.workloads)
@@ -201,6 +208,13 @@ class Exchange:
                 attempt = await self.schedule()
         except HerdError as error:
             raise self.reject(error) from None
+        except asyncio.CancelledError:
+            if watch is None or not watch.cancelled_it():
+                raise
+            raise self.reject(client_left()) from None  # (its queue place is given up)
+        finally:
+            if watch is not None:
+                watch.end()
         self.attempt = attempt
         self.first_byte_at = time.time()
         self.served = self.served_name(attempt)
@@ -345,8 +359,11 @@ class Exchange:
         Routes call it for errors found while decoding (bad input, too large, bad tags):
         a client's mistake is traced as rejected, like one found later.
         """
+        status = "rejected" if error.status < 500 else "failed"
+        if error.status == CLIENT_CLOSED_REQUEST:
+            status = "client_disconnected"
         self._finish(
-            "rejected" if error.status < 500 else "failed",
+            status,
             error.message,
             http_status=error.status,
             tried=error.attempts,

@@ -34,6 +34,7 @@ import uvicorn
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from herd._engine.chunked_reply import ChunkWriter, chunked_head
+from herd._engine.client_watch import ClientWatch
 from herd._engine.close_delimited import close_delimited_cycle
 from herd._engine.streaming import DISCONNECT_CALLBACKS
 from herd._engine.write_batching import BatchedWrites
@@ -114,9 +115,11 @@ if HttpToolsProtocol is not None:
             self._header_bytes = 0
             self._header_timer: asyncio.TimerHandle | None = None
             self._on_lost: set[Callable[[], None]] = set()
+            self._client_watch = ClientWatch()
             # its extension (one per connection): see streaming.DISCONNECT_CALLBACKS
             self._disconnect = {
                 "on_lost": self._on_lost,
+                "client_watch": self._client_watch,
                 "body_writer": self._body_writer,
                 "body_ready": self._body_ready,
                 "take_body": self._take_body,
@@ -130,6 +133,7 @@ if HttpToolsProtocol is not None:
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_header_clock()
             super().connection_lost(exc)
+            self._client_watch.lost()
             for callback in tuple(self._on_lost):
                 callback()
 

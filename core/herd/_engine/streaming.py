@@ -31,6 +31,7 @@ from litestar.utils.helpers import get_enum_string_value
 from herd._engine.relay import ENDED, FAILED, PAUSED, RelayBody
 
 if TYPE_CHECKING:
+    from herd._engine.client_watch import ClientWatch
     from herd._engine.exchange import Exchange
     from herd._engine.relay import RelayPump
 
@@ -41,7 +42,11 @@ __all__ = ["DISCONNECT_CALLBACKS", "BodyWriter", "RelayStream", "server_extensio
 #:
 #: - ``"on_lost"``: a set the app may add a callable to, called when the client's
 #:   connection is lost. A relay response uses it instead of a task per response waiting
-#:   on ``receive()`` for ``http.disconnect``.
+#:   on ``receive()`` for ``http.disconnect``; so does a request waiting for a node
+#:   (:mod:`herd._engine.client_watch`).
+#: - ``"client_watch"``: the connection's :class:`~herd._engine.client_watch.ClientWatch`:
+#:   whether it is lost already (``left``: a callback added after that moment is never
+#:   called), and the watch over a request waiting for a node.
 #: - ``"body_writer"``: a callable giving, once ``http.response.start`` was sent, a
 #:   :class:`BodyWriter` for the response, or None when its body cannot be written past
 #:   ``send`` (not chunked, or the client left). A relay then writes each node block from
@@ -124,12 +129,14 @@ async def _send_body(
     receive: Any,
     after_send: Callable[[], None] | None = None,
     on_lost: set[Callable[[], None]] | None = None,
+    watch: ClientWatch | None = None,
 ) -> None:
     """Write every chunk; stop quietly (cancelling the writer) when the client leaves.
 
     ``after_send`` runs once the last write is made (or the writing stopped). ``on_lost``
     is herd's server's set of callbacks for a lost connection (see ``DISCONNECT_CALLBACKS``);
-    without it a task waits on ``receive()`` for ``http.disconnect``.
+    without it a task waits on ``receive()`` for ``http.disconnect``. ``watch`` tells whether
+    the connection was lost before the writing began: it then stops at the first chunk.
     """
     task = asyncio.current_task()
     assert task is not None
@@ -150,6 +157,8 @@ async def _send_body(
     listener: asyncio.Future[Any] | None = None
     if on_lost is not None:
         on_lost.add(on_left)
+        if watch is not None and watch.left:  # (gone before the response began)
+            on_left()
     else:
         listener = asyncio.ensure_future(receive())
         listener.add_done_callback(on_message)
@@ -229,7 +238,8 @@ class _PlainRelayResponse:
                 if pump is not None:
                     await _pump_body(pump, writer, send, self.after_send, on_lost)
                     return
-        await _send_body(iterator, send, receive, self.after_send, on_lost)
+        watch = extension.get("client_watch") if extension else None
+        await _send_body(iterator, send, receive, self.after_send, on_lost, watch)
 
 
 class RelayStream(Stream):

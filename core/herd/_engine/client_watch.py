@@ -1,0 +1,78 @@
+"""Hearing that a client left while its request waits for a node.
+
+A request waits in herd's queue, or for the node's first byte, with no response started and
+no task reading the client's connection, so nothing else notices the client go. herd's
+server gives each connection a :class:`ClientWatch` (in the scope's
+:data:`~herd._engine.streaming.DISCONNECT_CALLBACKS` extension, as ``"client_watch"``). The
+request's task is watched while it waits (:meth:`ClientWatch.begin`, :meth:`~ClientWatch.end`);
+when the connection is lost meanwhile the task is cancelled: a queued request leaves its
+queue (and is never sent), and a node still preparing the answer sees its connection closed
+and stops, as Ollama does for a client of its own. Behind another server there is no
+watch; the request then runs until its answer is written (to nobody).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from herd.errors import HerdError
+
+__all__ = ["CLIENT_CLOSED_REQUEST", "ClientWatch", "client_left"]
+
+#: The status a request whose client left before its answer began is traced with (nginx's
+#: "client closed request"); no client ever reads it.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_left() -> HerdError:
+    """The error that ends a request whose client left before its answer began."""
+    return HerdError(CLIENT_CLOSED_REQUEST, "the client left while its request waited for a node")
+
+
+class ClientWatch:
+    """One connection's watch (HTTP/1.1 serves its requests one at a time).
+
+    Attributes:
+        left: The connection is lost.
+    """
+
+    __slots__ = ("_cancelled", "_task", "left")
+
+    def __init__(self) -> None:
+        self.left = False
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def begin(self) -> bool:
+        """Watch the current task while it waits for a node; False when the client has
+        left already (the request should not wait at all)."""
+        if self.left:
+            return False
+        self._task = asyncio.current_task()
+        return True
+
+    def end(self) -> None:
+        """The wait is over (the answer begins: the response watches from here)."""
+        self._task = None
+
+    def cancelled_it(self) -> bool:
+        """True when the watched task's cancellation is this watch's doing (the client
+        left): the task then goes on, uncancelled. Any other cancellation (the server
+        stopping) is left to run its course."""
+        if not self._cancelled:
+            return False
+        self._cancelled = False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
+
+    def lost(self) -> None:
+        """The connection is lost (called by the server): cancel the waiting task."""
+        self.left = True
+        task = self._task
+        if task is not None:
+            self._task = None
+            self._cancelled = True
+            task.cancel()

@@ -310,6 +310,14 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     body_timeout_s: Annotated[
         float, _doc("Seconds a request body may go without a byte before a 408.", gt=0)
     ] = 30.0
+    shutdown_grace_s: Annotated[
+        float,
+        _doc(
+            "Seconds a stop (SIGTERM, Ctrl-C) lets requests in flight finish; past it, a "
+            "request still waiting for a node gets 503 and a stream ends with an error.",
+            ge=0,
+        ),
+    ] = 10.0
 
 
 class OpenAISettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import ollama
+import openai
 import pytest
 import yaml
 
@@ -38,7 +40,7 @@ def _free_port() -> int:
 
 
 class RouterProcess:
-    def __init__(self, tmp: Path, nodes: list, port: int) -> None:
+    def __init__(self, tmp: Path, nodes: list, port: int, limits: dict | None = None) -> None:
         self.data = tmp / "data"
         self.port = port
         self.config = tmp / "herd.yaml"
@@ -53,6 +55,7 @@ class RouterProcess:
                     ],
                     "fleet": {"discover_local": False},
                     "plugins": {"options": {"duckdb": {"flush_interval": FLUSH_INTERVAL}}},
+                    "limits": limits or {},
                 }
             )
         )
@@ -92,6 +95,12 @@ class RouterProcess:
     def traces(self) -> int:
         with duckdb.connect(str(self.data / "herd.duckdb"), read_only=True) as db:
             return db.execute("SELECT count(*) FROM traces").fetchone()[0]
+
+    def endings(self) -> list[tuple[str, str, int, str]]:
+        """(api, status, http_status, error) of every trace."""
+        with duckdb.connect(str(self.data / "herd.duckdb"), read_only=True) as db:
+            query = "SELECT api, status, http_status, error FROM traces ORDER BY api, http_status"
+            return db.execute(query).fetchall()
 
 
 @pytest.fixture
@@ -144,3 +153,59 @@ def test_after_kill_9_the_router_restarts_on_the_same_data(router_process):
     assert reply.status_code == 200 and reply.json()["done"] is True
     assert router_process.stop(signal.SIGTERM) in CLEAN_EXITS
     assert router_process.traces() >= 1
+
+
+def test_past_the_grace_period_every_request_ends_with_an_error_its_client_reads(
+    tmp_path, make_sim
+):
+    # a long prompt keeps one request waiting for its first byte; two streams run slowly
+    sim = make_sim(name="a", gen_tps=5, prompt_tps=20, reply_tokens=300, num_parallel=8)
+    grace = {"shutdown_grace_s": 1.0}
+    router = RouterProcess(tmp_path, [sim], _free_port(), limits=grace).start()
+    long_prompt = {**CHAT, "messages": [{"role": "user", "content": "word " * 300}]}
+
+    def ollama_stream() -> str:
+        lines = ollama.Client(host=router.url, timeout=60).chat(
+            LLAMA, CHAT["messages"], stream=True
+        )
+        try:
+            for _ in lines:
+                pass
+        except ollama.ResponseError as error:
+            return error.error
+        return "ended as if whole"
+
+    def openai_stream() -> str:
+        client = openai.OpenAI(base_url=router.url + "/v1", api_key="-", max_retries=0)
+        chunks = client.chat.completions.create(model=LLAMA, messages=CHAT["messages"], stream=True)
+        try:
+            for _ in chunks:
+                pass
+        except openai.APIError as error:
+            return error.message
+        return "ended as if whole"
+
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            waiting = pool.submit(
+                httpx.post, router.url + "/api/chat", json=long_prompt, timeout=60
+            )
+            streams = [pool.submit(ollama_stream), pool.submit(openai_stream)]
+            deadline = time.monotonic() + 30
+            while sim.stats()["active"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert router.stop(signal.SIGTERM) in CLEAN_EXITS
+            refused = waiting.result(timeout=60)
+            cut = [stream.result(timeout=60) for stream in streams]
+    finally:
+        if router.proc is not None and router.proc.poll() is None:
+            router.proc.kill()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "shutting down" in refused.json()["error"]
+    assert cut == ["the router stopped before the answer ended"] * 2
+    assert "Traceback" not in router.log.read_text()
+    assert router.endings() == [
+        ("ollama", "failed", 200, "the router stopped before the answer ended"),
+        ("ollama", "failed", 503, "the router is shutting down; try again"),
+        ("openai", "failed", 200, "the router stopped before the answer ended"),
+    ]

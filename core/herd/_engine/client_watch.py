@@ -18,11 +18,21 @@ from typing import Any
 
 from herd.errors import HerdError
 
-__all__ = ["CLIENT_CLOSED_REQUEST", "ClientWatch", "client_left"]
+__all__ = [
+    "CLIENT_CLOSED_REQUEST",
+    "ROUTER_STOPPED",
+    "ClientWatch",
+    "client_left",
+    "router_stopping",
+]
 
 #: The status a request whose client left before its answer began is traced with (nginx's
 #: "client closed request"); no client ever reads it.
 CLIENT_CLOSED_REQUEST = 499
+
+
+#: Why a stream cut by the router's shutdown ended (its trace's error, its error frame).
+ROUTER_STOPPED = "the router stopped before the answer ended"
 
 
 def client_left() -> HerdError:
@@ -30,17 +40,26 @@ def client_left() -> HerdError:
     return HerdError(CLIENT_CLOSED_REQUEST, "the client left while its request waited for a node")
 
 
+def router_stopping() -> HerdError:
+    """The error that ends a request still waiting for a node when the router stops."""
+    return HerdError(503, "the router is shutting down; try again", retry_after=1)
+
+
 class ClientWatch:
     """One connection's watch (HTTP/1.1 serves its requests one at a time).
 
     Attributes:
         left: The connection is lost.
+        stopping: The server is shutting down: a task cancelled now is cancelled for that
+            (past the grace period), and its request ends with an error its client can
+            read (a 503, or an error frame closing a stream), never cut short.
     """
 
-    __slots__ = ("_cancelled", "_task", "left")
+    __slots__ = ("_cancelled", "_task", "left", "stopping")
 
     def __init__(self) -> None:
         self.left = False
+        self.stopping = False
         self._task: asyncio.Task[Any] | None = None
         self._cancelled = False
 

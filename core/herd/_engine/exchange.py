@@ -25,7 +25,12 @@ from typing import Any
 
 import msgspec
 
-from herd._engine.client_watch import CLIENT_CLOSED_REQUEST, client_left
+from herd._engine.client_watch import (
+    CLIENT_CLOSED_REQUEST,
+    ClientWatch,
+    client_left,
+    router_stopping,
+)
 from herd._engine.embed_batches import open_in_batches
 from herd._engine.intake import collect_tags, describe_request
 from herd._engine.node_lines import (
@@ -91,6 +96,7 @@ class Exchange:
         self.attempt: Attempt | None = None
         self.lines = NodeLines()
         self.first_byte_at = 0.0
+        self.watch: ClientWatch | None = None  # the client's connection (herd's server)
         self.finish_after_send = False  # set by the response that writes stream() (see sent)
         self._held: tuple[str, str] | None = None
         self._finished = False
@@ -209,12 +215,16 @@ class Exchange:
         except HerdError as error:
             raise self.reject(error) from None
         except asyncio.CancelledError:
-            if watch is None or not watch.cancelled_it():
+            if watch is not None and watch.cancelled_it():  # (its queue place is given up)
+                raise self.reject(client_left()) from None
+            if watch is None or not watch.stopping:
                 raise
-            raise self.reject(client_left()) from None  # (its queue place is given up)
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            raise self.reject(router_stopping()) from None  # (the grace period is over)
         finally:
             if watch is not None:
                 watch.end()
+        self.watch = watch
         self.attempt = attempt
         self.first_byte_at = time.time()
         self.served = self.served_name(attempt)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
@@ -134,7 +136,9 @@ class Gateway:
                 await result
 
     async def stop(self) -> None:
-        """Run shutdown hooks, stop polling, flush sinks, close the session."""
+        """Let cancelled requests end, run shutdown hooks, stop polling, flush sinks, close
+        the session."""
+        await self._let_requests_end()
         for result in self.pm.hook.herd_shutdown(router=self):
             if inspect.isawaitable(result):
                 await result
@@ -151,6 +155,14 @@ class Gateway:
                 log.exception("trace sink %s failed to stop", sink.name)
         if self.http is not None:
             await self.http.close()
+
+    async def _let_requests_end(self, timeout: float = 2.0) -> None:
+        """The server stopped: requests it cancelled past its grace period end their
+        answers (an error frame, a 503) and leave their traces before the sinks stop."""
+        board = self.scheduler.board if self.scheduler is not None else None
+        deadline = time.monotonic() + timeout
+        while board is not None and not board.idle() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def resolve_model(self, model: str, api: str) -> str:
         """The model to serve for the name a client sent (aliases applied), normalised."""

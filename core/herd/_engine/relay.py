@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from herd._engine.client_watch import ROUTER_STOPPED
 from herd._engine.node_lines import STREAMING, Transform
 from herd.interfaces import StreamBroken
 
@@ -114,11 +115,20 @@ class RelayRun:
         return self.error_frame(self.error)
 
     def stopped(self, exc: BaseException) -> None:
-        """The relay stopped before the stream's end: the client left (or herd broke)."""
+        """The relay stopped before the stream's end: the client left, the router stopped
+        past its grace period, or herd broke."""
         if isinstance(exc, Exception):
             self.status, self.error = "failed", f"internal error: {exc!r}"
+        elif self.exchange.watch is not None and self.exchange.watch.stopping:
+            self.status, self.error = "failed", ROUTER_STOPPED
         else:
             self.status, self.error = "client_disconnected", "client disconnected"
+
+    def router_stopped(self) -> bytes:
+        """The router stops past its grace period: the error frame that ends the answer
+        (its client reads an error, never an answer silently cut short)."""
+        self.status, self.error = "failed", ROUTER_STOPPED
+        return self.error_frame(ROUTER_STOPPED)
 
     def finish(self, ended: bool) -> None:
         """Finish the exchange: after the response's last write when the stream ran to
@@ -292,6 +302,13 @@ class RelayPump:
             finally:
                 self._waiter = None
         return self.state
+
+    def router_stopped(self) -> bytes:
+        """Stop for the router's shutdown: the error frame that ends the answer."""
+        if not self.state:
+            self._stop(LOST)
+        self.ended = True
+        return self.run.router_stopped()
 
     async def close(self, exc: BaseException | None = None) -> None:
         """Close the reply and finish the exchange (``exc``: why the task stopped early)."""

@@ -137,7 +137,7 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.limits.shutdown_grace_s,
     )
     server = RouterServer(config)
     try:

@@ -130,6 +130,11 @@ if HttpToolsProtocol is not None:
             super().connection_made(BatchedWrites(transport, self.loop))  # type: ignore[arg-type]
             self._start_header_clock()
 
+        def shutdown(self) -> None:
+            # the server stops: a request cancelled past the grace period is told so
+            self._client_watch.stopping = True
+            super().shutdown()
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_header_clock()
             super().connection_lost(exc)

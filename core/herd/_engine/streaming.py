@@ -113,6 +113,15 @@ async def _pump_body(
         elif state == FAILED:
             assert pump.error is not None
             raise pump.error
+    except asyncio.CancelledError as exc:
+        watch = pump.run.exchange.watch
+        if pump.ended or watch is None or not watch.stopping:
+            stopped = exc
+            raise
+        # the router stops past its grace period: the answer ends with an error frame
+        writer.write(pump.router_stopped(), True)
+        writer.end()
+        asyncio.current_task().uncancel()  # type: ignore[union-attr]
     except BaseException as exc:
         stopped = exc
         raise

@@ -284,6 +284,12 @@ class QueueBoard:
         if self._held:
             self._wake_held()
 
+    def idle(self) -> bool:
+        """No request is in flight, queued or held."""
+        if self._held:
+            return False
+        return not any(q.active or q.waiters for m in self.queues.values() for q in m.values())
+
     def in_flight_slots(self) -> list[Slot]:
         """Every slot in use now (for the reaper)."""
         return [

@@ -385,3 +385,45 @@ def test_a_relay_response_uses_the_extension_rather_than_waiting_on_receive() ->
     asyncio.run(response.to_asgi_response(None, None)(scope, receive, send))  # type: ignore[arg-type]
     assert registered == [1] and not on_lost  # registered while writing, gone after
     assert [m.get("body") for m in sent[1:]] == [b"one\n", b""]
+
+
+def test_a_relay_the_router_stops_past_its_grace_period_ends_with_an_error_frame() -> None:
+    # (the path of a reply that cannot be watched: a task writes it chunk by chunk)
+    from herd._engine.client_watch import ClientWatch
+    from herd._engine.relay import RelayBody
+    from herd._engine.streaming import DISCONNECT_CALLBACKS, RelayStream
+    from herd.protocol.ollama import error_line
+
+    sent: list[dict[str, Any]] = []
+
+    async def node_lines() -> AsyncIterator[bytes]:
+        yield b'{"done": false}\n'
+        await asyncio.Event().wait()  # a node still generating
+
+    body = RelayBody.__new__(RelayBody)
+    body._iterator, body.started, body.error_frame = node_lines(), True, error_line
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("receive() awaited")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        watch = ClientWatch()
+        extension = {"on_lost": set(), "client_watch": watch}
+        scope = {"type": "http", "extensions": {DISCONNECT_CALLBACKS: extension}}
+        app = RelayStream(body, media_type="application/x-ndjson").to_asgi_response(None, None)
+        task = asyncio.ensure_future(app(scope, receive, send))  # type: ignore[arg-type]
+        while len(sent) < 2:
+            await asyncio.sleep(0)
+        watch.stopping = True  # the server's shutdown, then its cancel past the grace period
+        task.cancel()
+        await task  # ended, not cancelled
+
+    asyncio.run(main())
+    assert sent[-1] == {
+        "type": "http.response.body",
+        "body": b'{"error":"the router stopped before the answer ended"}\n',
+        "more_body": False,
+    }

@@ -28,6 +28,7 @@ from litestar.response import Stream
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.utils.helpers import get_enum_string_value
 
+from herd._engine.client_watch import ROUTER_STOPPED
 from herd._engine.relay import ENDED, FAILED, PAUSED, RelayBody
 
 if TYPE_CHECKING:
@@ -176,9 +177,15 @@ async def _send_body(
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
-        if not left:
-            raise  # cancelled from outside (the server stopping): not ours to swallow
-        task.uncancel()  # the client left: the response simply ends here
+        if left:
+            task.uncancel()  # the client left: the response simply ends here
+        elif watch is not None and watch.stopping and isinstance(iterator, RelayBody):
+            # the router stops past its grace period: the answer ends with an error frame
+            task.uncancel()
+            frame = iterator.error_frame(ROUTER_STOPPED)
+            await send({"type": "http.response.body", "body": frame, "more_body": False})
+        else:
+            raise  # cancelled from outside: not ours to swallow
     finally:
         writing = False
         if listener is not None:

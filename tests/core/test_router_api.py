@@ -149,6 +149,13 @@ def test_pull_not_streamed(router) -> None:
     assert reply.status_code == 200 and reply.json()["status"] == "success"
 
 
+def test_a_pull_with_every_node_draining_says_so(router) -> None:
+    assert httpx.post(router.url + "/fleet/nodes/solo/drain").status_code == 200
+    reply = httpx.post(router.url + "/api/pull", json={"model": "phi3:mini", "stream": False})
+    assert reply.status_code == 503
+    assert reply.json()["error"] == "no node to pull onto: every online node is draining (solo)"
+
+
 def test_delete_and_copy_need_a_node(router) -> None:
     reply = httpx.request("DELETE", router.url + "/api/delete", json={"model": "llama3.2:3b"})
     assert reply.status_code == 400

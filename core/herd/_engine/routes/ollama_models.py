@@ -14,6 +14,7 @@ from herd._engine.audit import audit
 from herd._engine.fleet.registry import FleetNode
 from herd._engine.gateway import Gateway
 from herd._engine.routes.common import JSON, decode, gateway_of, read_body
+from herd._engine.scheduling.auto_pull import no_pull_target
 from herd.errors import HerdError
 from herd.interfaces import NodeFailure, UpstreamReply
 from herd.protocol.ollama import CopyRequest, ModelRequest, PullRequest, error_line
@@ -202,7 +203,7 @@ def _pull_target(gateway: Gateway, model: str) -> FleetNode:
         return holders[0]
     node = gateway.pull_target(key)
     if node is None:
-        raise HerdError(503, "no node is online to pull onto", retry_after=5)
+        raise no_pull_target(gateway.fleet)
     return node
 
 

@@ -19,7 +19,7 @@ from herd._engine.node_lines import NodeLines
 from herd.errors import HerdError
 from herd.interfaces import InferenceRequest, NodeFailure, NodeView, StreamBroken
 
-__all__ = ["AutoPuller", "pull_target"]
+__all__ = ["AutoPuller", "no_pull_target", "pull_target"]
 
 log = logging.getLogger("herd.auto_pull")
 
@@ -73,6 +73,19 @@ def pull_target(fleet: Fleet, capability: str, key: str = "") -> FleetNode | Non
     return min(choices, key=order)
 
 
+def no_pull_target(fleet: Fleet) -> HerdError:
+    """Why :func:`pull_target` found no node (a 503 to retry): none online, or every
+    online node draining (say which: an operator's own doing, undone by undraining)."""
+    online = [node for node in fleet.nodes.values() if node.view.status == "online"]
+    draining = [node.name for node in online if node.view.draining]
+    if online and len(draining) == len(online):
+        names = ", ".join(draining[:5])
+        return HerdError(503, f"no node to pull onto: every online node is draining ({names})")
+    if online:
+        return HerdError(503, "no online node can take this model", retry_after=5)
+    return HerdError(503, "no node is online to pull onto", retry_after=5)
+
+
 class AutoPuller:
     """Runs at most one pull per model; requests wait for it up to a timeout."""
 
@@ -93,7 +106,7 @@ class AutoPuller:
         if task is None:
             node = pull_target(self.fleet, capability, key)
             if node is None:
-                raise HerdError(503, "no node is online to pull onto", retry_after=5)
+                raise no_pull_target(self.fleet)
             task = asyncio.get_running_loop().create_task(self._pull(node, key))
             self._pulls[key] = task
             task.add_done_callback(self._forget)

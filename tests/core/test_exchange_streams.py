@@ -127,11 +127,11 @@ def test_an_alias_is_renamed_back_in_a_spaced_stream(odd, make_router, collector
 
 
 def test_the_bare_request_carries_each_value_in_its_own_field() -> None:
-    # Exchange._bare builds InferenceRequest by position: a reordered field would move
+    # bare_request builds InferenceRequest by position: a reordered field would move
     # a value into its neighbour's
     from types import SimpleNamespace
 
-    from herd._engine.exchange import Exchange
+    from herd._engine.intake import bare_request
 
     http = SimpleNamespace(
         scope={"client": ("10.0.0.2", 5150), "herd_api_key": "team-a"},
@@ -146,7 +146,7 @@ def test_the_bare_request_carries_each_value_in_its_own_field() -> None:
         resolved="llama3.2:latest",
         received_at=1234.5,
     )
-    request = Exchange._bare(exchange)  # type: ignore[arg-type]
+    request = bare_request(exchange)  # type: ignore[arg-type]
     assert (request.api, request.endpoint, request.kind) == ("openai", "chat", "text")
     assert (request.model, request.model_key) == ("Llama3.2", "llama3.2:latest")
     assert (request.body, request.stream, request.raw_body) == ({}, False, None)

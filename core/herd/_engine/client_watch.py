@@ -24,6 +24,7 @@ __all__ = [
     "ClientWatch",
     "client_left",
     "router_stopping",
+    "why_cancelled",
 ]
 
 #: The status a request whose client left before its answer began is traced with (nginx's
@@ -95,3 +96,20 @@ class ClientWatch:
             self._task = None
             self._cancelled = True
             task.cancel()
+
+
+def why_cancelled(watch: ClientWatch | None) -> HerdError | None:
+    """What the cancellation of a request waiting for a node means for its client: it left
+    (:func:`client_left`), or the router stops past its grace period
+    (:func:`router_stopping`; the task goes on, uncancelled, to answer it). None for any
+    other cancellation, which is left to run its course."""
+    if watch is None:
+        return None
+    if watch.cancelled_it():
+        return client_left()
+    if not watch.stopping:
+        return None
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+    return router_stopping()

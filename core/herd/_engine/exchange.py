@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -29,10 +28,10 @@ from herd._engine.client_watch import (
     CLIENT_CLOSED_REQUEST,
     ClientWatch,
     client_left,
-    router_stopping,
+    why_cancelled,
 )
 from herd._engine.embed_batches import open_in_batches
-from herd._engine.intake import collect_tags, describe_request
+from herd._engine.intake import bare_request, collect_tags, describe_request
 from herd._engine.node_lines import (
     NodeLines,
     Transform,
@@ -139,7 +138,7 @@ class Exchange:
                 translation does), so an alias needs no rewrite.
         """
         headers = self.http.headers
-        request = self._bare()
+        request = bare_request(self)
         request.tags = collect_tags(
             headers.get("x-herd-tags"), metadata, user=user, key_name=request.api_key
         )
@@ -155,34 +154,6 @@ class Exchange:
             self.body_model = self.resolved  # an alias: the node is asked for the real model
             if self.api == "ollama":
                 self.rename = model_renamer(self.resolved, self.requested)
-        return request
-
-    def _bare(self) -> InferenceRequest:
-        """The request as far as the router knows it before (or without) its body."""
-        scope = self.http.scope
-        client = scope.get("client")
-        # (positional: a Python class called with keywords packs and unpacks a dict;
-        # tests/core/test_exchange_streams.py holds each field to its value)
-        request = InferenceRequest(
-            self.api,  # api
-            self.endpoint,  # endpoint
-            self.kind,  # kind
-            self.requested,  # model
-            self.resolved,  # model_key
-            {},  # body
-            False,  # stream
-            None,  # raw_body
-            None,  # shaped
-            None,  # num_ctx
-            [],  # tags
-            os.urandom(8).hex(),  # request_id
-            self.received_at,  # received_at
-            f"{client[0]}:{client[1]}" if client else "",  # client
-            self.http.headers.get("traceparent", ""),  # traceparent
-        )
-        api_key = scope.get("herd_api_key")
-        if api_key:
-            request.api_key = api_key
         return request
 
     # -- open ----------------------------------------------------------------------------
@@ -215,12 +186,10 @@ class Exchange:
         except HerdError as error:
             raise self.reject(error) from None
         except asyncio.CancelledError:
-            if watch is not None and watch.cancelled_it():  # (its queue place is given up)
-                raise self.reject(client_left()) from None
-            if watch is None or not watch.stopping:
+            error = why_cancelled(watch)  # (the client left, or the router stops)
+            if error is None:
                 raise
-            asyncio.current_task().uncancel()  # type: ignore[union-attr]
-            raise self.reject(router_stopping()) from None  # (the grace period is over)
+            raise self.reject(error) from None
         finally:
             if watch is not None:
                 watch.end()
@@ -392,7 +361,7 @@ class Exchange:
             return
         self._finished = True
         if self.request is None:  # refused while its body was read: still traced
-            self.request = self._bare()
+            self.request = bare_request(self)
         attempt = self.attempt
         if attempt is not None:
             # the node's own timings, for the adaptive concurrency limit (queues.py)

@@ -24,9 +24,10 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -36,12 +37,16 @@ from herd.interfaces import InferenceRequest
 from herd.names import normalize_model_name
 from herd.protocol.ollama import option_int
 
+if TYPE_CHECKING:
+    from herd._engine.exchange import Exchange
+
 __all__ = [
     "CHARS_PER_TOKEN",
     "IMAGE_TOKENS",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "TAG_HEADER",
+    "bare_request",
     "collect_tags",
     "conversation_key",
     "describe_request",
@@ -252,3 +257,34 @@ def describe_request(
         value = headers.get("x-herd-no-fallback")
         if value is not None and value.strip().lower() not in _NO:
             request.allow_fallback = False
+
+
+def bare_request(exchange: Exchange) -> InferenceRequest:
+    """The exchange's request as far as the router knows it before (or without) its body:
+    who sent it, which model, its id and arrival."""
+    http = exchange.http
+    scope = http.scope
+    client = scope.get("client")
+    # (positional: a Python class called with keywords packs and unpacks a dict;
+    # tests/core/test_exchange_streams.py holds each field to its value)
+    request = InferenceRequest(
+        exchange.api,  # api
+        exchange.endpoint,  # endpoint
+        exchange.kind,  # kind
+        exchange.requested,  # model
+        exchange.resolved,  # model_key
+        {},  # body
+        False,  # stream
+        None,  # raw_body
+        None,  # shaped
+        None,  # num_ctx
+        [],  # tags
+        os.urandom(8).hex(),  # request_id
+        exchange.received_at,  # received_at
+        f"{client[0]}:{client[1]}" if client else "",  # client
+        http.headers.get("traceparent", ""),  # traceparent
+    )
+    api_key = scope.get("herd_api_key")
+    if api_key:
+        request.api_key = api_key
+    return request

@@ -128,6 +128,15 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
             _announce(app, settings)
             log.debug("start-up objects kept out of the cyclic GC: %d", freeze_startup_objects())
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            said = _SayGraceOver(settings.limits.shutdown_grace_s)  # (in herd's words)
+            uvicorn_log = logging.getLogger("uvicorn.error")
+            uvicorn_log.addFilter(said)
+            try:
+                await super().shutdown(sockets)
+            finally:
+                uvicorn_log.removeFilter(said)
+
     from herd._engine.server import server_config
 
     config = server_config(  # bounded request headers (limits.max_header_bytes, ...)
@@ -179,6 +188,26 @@ def freeze_startup_objects() -> int:
 class _DropErrors(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno < logging.ERROR
+
+
+class _SayGraceOver(logging.Filter):
+    """uvicorn's error when requests outlast the grace period, said as what it is: an
+    expected end, each request answered with an error its client reads (a warning)."""
+
+    def __init__(self, grace_s: float) -> None:
+        super().__init__()
+        self.grace_s = grace_s
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Cancel %s running task(s)"):
+            return True
+        log.warning(
+            "stopping: %s request(s) still running after limits.shutdown_grace_s (%g s) "
+            "end now, each with an error its client reads",
+            record.args[0] if isinstance(record.args, tuple) and record.args else "some",
+            self.grace_s,
+        )
+        return False
 
 
 def _announce(app: Any, settings: Settings) -> None:

@@ -46,7 +46,9 @@ def _queue(router: Any) -> dict[str, int]:
 def test_a_queued_request_whose_client_left_never_reaches_the_node(
     make_sim: Any, make_router: Any, collector: Any
 ) -> None:
-    sim = make_sim(name="n1", models=[emulated(MODEL)], gen_tps=50, reply_tokens=40)
+    # the first chat holds the one slot for 3 s: long enough, on a busy machine, for the
+    # second to queue and its client to leave before the slot frees
+    sim = make_sim(name="n1", models=[emulated(MODEL)], gen_tps=50, reply_tokens=150)
     router = make_router(
         nodes=[{"name": "n1", "url": sim.url, "num_parallel": 1}], plugins={"load": [collector]}
     )

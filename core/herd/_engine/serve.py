@@ -9,12 +9,14 @@ one line per node found and the plugins loaded.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import herd
@@ -118,24 +120,14 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
 
     class RouterServer(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            quiet = _DropErrors()  # a failed start is said once, by us, in one line
-            uvicorn_log = logging.getLogger("uvicorn.error")
-            uvicorn_log.addFilter(quiet)
-            try:
+            with _uvicorn_errors(_DropErrors()):  # a failed start is said once, by us
                 await super().startup(sockets)
-            finally:
-                uvicorn_log.removeFilter(quiet)
             _announce(app, settings)
             log.debug("start-up objects kept out of the cyclic GC: %d", freeze_startup_objects())
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            said = _SayGraceOver(settings.limits.shutdown_grace_s)  # (in herd's words)
-            uvicorn_log = logging.getLogger("uvicorn.error")
-            uvicorn_log.addFilter(said)
-            try:
+            with _uvicorn_errors(_SayGraceOver(settings.limits.shutdown_grace_s)):
                 await super().shutdown(sockets)
-            finally:
-                uvicorn_log.removeFilter(said)
 
     from herd._engine.server import server_config
 
@@ -183,6 +175,17 @@ def freeze_startup_objects() -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+@contextlib.contextmanager
+def _uvicorn_errors(said: logging.Filter) -> Iterator[None]:
+    """uvicorn's own log lines pass through ``said`` meanwhile (herd says some itself)."""
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(said)
+    try:
+        yield
+    finally:
+        uvicorn_log.removeFilter(said)
 
 
 class _DropErrors(logging.Filter):

@@ -77,16 +77,10 @@ class ClientWatch:
         self._task = None
 
     def cancelled_it(self) -> bool:
-        """True when the watched task's cancellation is this watch's doing (the client
-        left): the task then goes on, uncancelled. Any other cancellation (the server
-        stopping) is left to run its course."""
-        if not self._cancelled:
-            return False
-        self._cancelled = False
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
+        """True (once) when the watched task's cancellation is this watch's doing: the
+        client left."""
+        cancelled, self._cancelled = self._cancelled, False
+        return cancelled
 
     def lost(self) -> None:
         """The connection is lost (called by the server): cancel the waiting task."""
@@ -106,10 +100,12 @@ def why_cancelled(watch: ClientWatch | None) -> HerdError | None:
     if watch is None:
         return None
     if watch.cancelled_it():
-        return client_left()
-    if not watch.stopping:
+        error = client_left()
+    elif watch.stopping:
+        error = router_stopping()
+    else:
         return None
     task = asyncio.current_task()
     if task is not None:
-        task.uncancel()
-    return router_stopping()
+        task.uncancel()  # (the request goes on, to be answered and traced)
+    return error

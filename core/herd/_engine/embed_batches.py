@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from herd._engine.client_watch import ROUTER_STOPPED
 from herd.errors import HerdError
 from herd.interfaces import TypedReply, UpstreamReply
 from herd.protocol.ollama_replies import OllamaEmbedReply, as_embed_reply
@@ -58,11 +59,14 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
     opening = [asyncio.ensure_future(part.schedule()) for part in parts]
     try:
         outcomes = await asyncio.gather(*opening, return_exceptions=True)
-    except asyncio.CancelledError:  # the client left (or the router stops): free what opened
+    except asyncio.CancelledError:  # the client left, or the router stops: free what opened
+        watch = exchange.watch
+        stopping = watch is not None and watch.stopping
+        why = ("failed", ROUTER_STOPPED) if stopping else ("client_disconnected", "the client left")
         for part, task in zip(parts, opening, strict=True):
             if task.done() and not task.cancelled() and task.exception() is None:
                 part.attempt = task.result()
-                part.done("client_disconnected", "the client left")
+                part.done(*why)
         raise
     for part, outcome in zip(parts, outcomes, strict=True):
         if not isinstance(outcome, BaseException):

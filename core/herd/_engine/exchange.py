@@ -175,6 +175,7 @@ class Exchange:
                 self.rename = None  # the client sees which model answered
         extension = server_extension(self.http.scope)
         watch = extension.get("client_watch") if extension is not None else None  # (herd's server)
+        self.watch = watch
         try:
             if watch is not None and not watch.begin():
                 raise client_left()  # (gone before its request was read to the end)
@@ -193,7 +194,6 @@ class Exchange:
         finally:
             if watch is not None:
                 watch.end()
-        self.watch = watch
         self.attempt = attempt
         self.first_byte_at = time.time()
         self.served = self.served_name(attempt)

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -291,22 +290,6 @@ def test_a_refused_connection_names_the_address(run: Run) -> None:
 
     exc = run(scenario())
     assert describe_network_error(exc) == f"cannot connect to 127.0.0.1:{port}: Connection refused"
-
-
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def test_https_refuses_an_untrusted_certificate_and_accepts_a_trusted_one(

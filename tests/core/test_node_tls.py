@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,25 +17,6 @@ from herd.testing import SimConfig, SimNode
 
 from tests.conftest import emulated
 from tests.core.processes import HerdProcess, clean_env, free_port
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-
-def _certificates(where: Path) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate it signed for 127.0.0.1 and localhost."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=where, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.crt", "-days", "2", "-subj", "/CN=herd test CA")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
-            "-subj", "/CN=localhost")  # fmt: skip
-    (where / "san.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "node.crt", "-days", "2", "-extfile", "san.cnf")  # fmt: skip
-    return where / "ca.crt", where / "node.crt", where / "node.key"
-
 
 @contextlib.contextmanager
 def _tls_in_front(port: int, cert: Path, key: Path) -> Iterator[int]:
@@ -73,14 +52,15 @@ def _tls_in_front(port: int, cert: Path, key: Path) -> Iterator[int]:
 
 
 @pytest.fixture
-def https_node(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(the URL of an emulated node behind HTTPS, the CA that signed its certificate)."""
-    ca, cert, key = _certificates(tmp_path)
+def https_node(self_signed: tuple[Path, Path]) -> Iterator[tuple[str, Path]]:
+    """(the URL of an emulated node behind HTTPS, the authority of its certificate: the
+    certificate itself, self-signed, as a private CA's root is)."""
+    cert, key = self_signed
     node = SimNode(SimConfig(name="tls", port=0, models=[emulated("llama3.2:3b")]))
     node.start()
     try:
         with _tls_in_front(node.port, cert, key) as front:
-            yield f"https://localhost:{front}", ca
+            yield f"https://127.0.0.1:{front}", cert
     finally:
         node.stop()
 

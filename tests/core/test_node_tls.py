@@ -18,6 +18,7 @@ from herd.testing import SimConfig, SimNode
 from tests.conftest import emulated
 from tests.core.processes import HerdProcess, clean_env, free_port
 
+
 @contextlib.contextmanager
 def _tls_in_front(port: int, cert: Path, key: Path) -> Iterator[int]:
     """An HTTPS front on a free port that passes every connection's bytes to ``port``,

@@ -66,10 +66,13 @@ class OllamaBackend(Backend):
         super().__init__(node, config, context)
         # What /api/show said a model can do, by digest (a model's capabilities never change)
         self._capabilities: dict[str, list[str]] = {}
+        # The server's base URL: Ollama's API is under /api, so a URL written with it
+        # (http://gpu:11434/api, as a client's base would be) means the same server.
+        self._base = node.url.rstrip("/").removesuffix("/api")
         # Requests that open a reply (inference, show, pull, ...) go through herd's lean
         # client, with its own keep-alive pool to this node; polls use the shared session.
         self._client = NodeHttpClient(
-            node.url,
+            self._base,
             connect_timeout=context.connect_timeout,
             read_timeout=context.read_timeout,
         )
@@ -78,7 +81,7 @@ class OllamaBackend(Backend):
         await self._client.close()
 
     def _url(self, path: str) -> str:
-        return self.node.url.rstrip("/") + path
+        return self._base + path
 
     def open(self, request: InferenceRequest) -> Coroutine[Any, Any, UpstreamReply]:  # type: ignore[override]
         # (not async: _open's coroutine, returned, is what the caller awaits; a request's

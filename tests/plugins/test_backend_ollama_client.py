@@ -82,6 +82,28 @@ def test_a_stream_from_herd_sim_is_whole_and_the_connection_reused() -> None:
     assert reused
 
 
+@pytest.mark.parametrize("suffix", ["/api", "/api/"])
+def test_a_node_url_written_with_the_api_path_reaches_the_same_server(suffix: str) -> None:
+    """``http://gpu:11434/api`` is how a client's base URL is sometimes written: the
+    backend polls and chats at ``/api/...``, never at ``/api/api/...``."""
+
+    async def scenario(url: str) -> tuple[int, str]:
+        backend, http = await backend_for(url + suffix)
+        try:
+            report = await backend.poll()
+            reply = await backend.open(chat("hello", stream=False))
+            text = json.loads(reply.first)["message"]["content"]
+        finally:
+            await backend.close()
+            await http.close()
+        return len(report.models), text
+
+    with SimNode(SimConfig(reply_tokens=5)) as node:
+        models, text = run(scenario(node.url))
+    assert models > 0
+    assert text == "".join(expected_reply(MODEL, "hello", 5))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

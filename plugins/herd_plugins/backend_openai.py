@@ -104,14 +104,17 @@ class OpenAIStreamReply(UpstreamReply):
             on_close()
 
 
-def _tags_entry(name: str, item: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
-    """The model as Ollama's ``/api/tags`` lists it (what herd's own listing passes on)."""
+def _tags_entry(
+    name: str, item: dict[str, Any], details: dict[str, Any], first_seen: float
+) -> dict[str, Any]:
+    """The model as Ollama's ``/api/tags`` lists it (what herd's own listing passes on).
+
+    ``modified_at`` is the server's ``created`` when it gives one (llama.cpp's servers do
+    not), else ``first_seen``, when herd first saw the model there: Ollama's clients parse
+    it as a timestamp and refuse the whole listing over an empty one."""
     created = item.get("created")
-    modified = (
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
-        if isinstance(created, int | float)
-        else ""
-    )
+    when = created if isinstance(created, int | float) and created > 0 else first_seen
+    modified = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
     return {
         "name": name,
         "model": name,
@@ -151,6 +154,7 @@ class OpenAIBackend(OpenAICompatBackend):
         self._props = True  # llama.cpp's /props, until the server says it has none
         self._busy = 0  # requests this backend has open on the server
         self._last: NodeReport | None = None
+        self._first_seen: dict[str, float] = {}  # model -> when a poll first listed it
 
     async def poll(self) -> NodeReport:
         """The server's models; a busy server that is slow to answer keeps its last report.
@@ -186,7 +190,8 @@ class OpenAIBackend(OpenAICompatBackend):
             self._names[key] = name
             context = n_ctx or int(item.get("max_model_len") or 0)
             details = {"format": "openai", "family": str(item.get("owned_by") or "")}
-            tags = _tags_entry(name, item, details)
+            first_seen = self._first_seen.setdefault(name, time.time())
+            tags = _tags_entry(name, item, details, first_seen)
             models.append(
                 ModelEntry(
                     name=name, key=key, details=details, capabilities=["completion"], raw=tags

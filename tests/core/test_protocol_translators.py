@@ -9,9 +9,15 @@ from herd.protocol.anthropic import AnthropicRequestError, decode_anthropic
 from herd.protocol.anthropic_replies import MessageStream, message_reply
 from herd.protocol.anthropic_requests import estimate_input_tokens, messages_to_ollama
 from herd.protocol.openai import OpenAIRequestError
+from herd.protocol.openai_upstream import (
+    NdjsonFromSse,
+    chat_request_from_ollama,
+    ollama_chat_from_completion,
+)
 from herd.protocol.openai_upstream_completions import (
     GenerateNdjsonFromSse,
     completion_request_from_ollama,
+    ollama_generate_from_completion,
 )
 from herd.protocol.responses import decode_responses, responses_to_ollama
 from herd.protocol.responses_replies import ResponseStream, response_shell
@@ -210,3 +216,61 @@ def test_completions_upstream_round_trip() -> None:
     assert lines[0]["response"] == " upon" and lines[-1]["done"]
     assert lines[-1]["done_reason"] == "length"
     assert (lines[-1]["prompt_eval_count"], lines[-1]["eval_count"]) == (9, 1)
+
+
+def test_an_openai_servers_logprobs_become_ollamas_entries() -> None:
+    """Asked for logprobs, an OpenAI server's answer carries them back in Ollama's shape
+    (whole and streamed, chat and legacy completions); ``bytes`` the server left null is
+    left out, a missing value is 0, a choice without logprobs adds none."""
+    asked = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}
+    request = chat_request_from_ollama({**asked, "top_logprobs": 2})
+    assert request.logprobs is True and request.top_logprobs == 2
+    top = [{"token": "Hi", "logprob": -0.5, "bytes": None}, {"token": "Yo", "logprob": -1.5}]
+    entry = {"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": top}
+    whole = ollama_chat_from_completion(
+        msgspec.json.encode(
+            {"id": "c", "created": 1, "model": "m", "choices": [{"index": 0,
+             "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop",
+             "logprobs": {"content": [entry, {"token": "!"}]}}]}
+        ),
+        "m",
+    )  # fmt: skip
+    assert whole["logprobs"] == [
+        {"token": "Hi", "logprob": -0.5, "bytes": [72, 105], "top_logprobs": [
+            {"token": "Hi", "logprob": -0.5}, {"token": "Yo", "logprob": -1.5}]},
+        {"token": "!", "logprob": 0.0},
+    ]  # fmt: skip
+    translator = NdjsonFromSse("m")
+    chunk = {"id": "c", "created": 1, "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "Hi"}, "logprobs": {"content": [entry]}}]}  # fmt: skip
+    plain = {"id": "c", "created": 1, "model": "m", "choices": [
+        {"index": 0, "delta": {"content": "!"}, "logprobs": None}]}  # fmt: skip
+    sse = b"".join(b"data: " + msgspec.json.encode(c) + b"\n\n" for c in (chunk, plain))
+    lines = [msgspec.json.decode(x) for x in translator.feed(sse + b"data: [DONE]\n\n").split()]
+    assert lines[0]["logprobs"] == whole["logprobs"][:1] and "logprobs" not in lines[1]
+
+    legacy = completion_request_from_ollama({"model": "m", "prompt": "Once", "logprobs": True,
+                                             "top_logprobs": 2})  # fmt: skip
+    assert legacy.logprobs == 2
+    assert completion_request_from_ollama({"model": "m", "prompt": "Once"}).logprobs is None
+    shape = {
+        "tokens": [" upon", " a"],
+        "token_logprobs": [-0.1, None],
+        "top_logprobs": [{" upon": -0.1, " in": -2.0}, None],
+        "text_offset": [0, 5],
+    }
+    reply = ollama_generate_from_completion(
+        msgspec.json.encode({"id": "c", "created": 1, "model": "m", "choices": [
+            {"text": " upon a", "index": 0, "logprobs": shape, "finish_reason": "length"}]}),
+        "m",
+    )  # fmt: skip
+    assert reply["logprobs"] == [
+        {"token": " upon", "logprob": -0.1, "top_logprobs": [
+            {"token": " upon", "logprob": -0.1}, {"token": " in", "logprob": -2.0}]},
+        {"token": " a", "logprob": 0.0},
+    ]  # fmt: skip
+    stream = GenerateNdjsonFromSse("m")
+    event = {"id": "c", "created": 1, "model": "m", "choices": [
+        {"text": " upon", "index": 0, "logprobs": {**shape, "tokens": [" upon"]}}]}  # fmt: skip
+    first = msgspec.json.decode(stream.feed(b"data: " + msgspec.json.encode(event) + b"\n\n"))
+    assert first["response"] == " upon" and first["logprobs"] == reply["logprobs"][:1]

@@ -145,6 +145,48 @@ def test_the_node_lists_the_real_model(router: RouterHandle) -> None:
     assert view.status == "online" and MODEL in view.loaded
     names = [m["name"] for m in httpx.get(router.url + "/api/tags").json()["models"]]
     assert names == [MODEL]
+    # llama-cpp-python lists no `created`: the listing must still be one the real ollama
+    # client parses (it refused an empty modified_at)
+    listed = ollama.Client(host=router.url, timeout=30).list().models
+    assert [m.model for m in listed] == [MODEL] and listed[0].modified_at is not None
+
+
+def test_logprobs_come_back_in_each_api(router: RouterHandle) -> None:
+    """The server's log probabilities reach the client, whole and streamed, whatever API
+    asked: OpenAI's chat and legacy completions, Ollama's chat and generate."""
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="x", max_retries=0, timeout=120)
+    asked = {"model": MODEL, "messages": QUESTION, "max_tokens": 3, "logprobs": True}
+    whole = client.chat.completions.create(**asked, top_logprobs=2)
+    entries = whole.choices[0].logprobs.content
+    assert len(entries) == whole.usage.completion_tokens
+    assert "".join(e.token for e in entries) == whole.choices[0].message.content
+    assert all(e.logprob <= 0 and e.top_logprobs for e in entries)
+    # (llama-cpp-python streams logprobs only when top_logprobs is asked too)
+    chunks = list(client.chat.completions.create(**asked, top_logprobs=1, stream=True))
+    streamed = [
+        e
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content
+    ]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed and "".join(e.token for e in streamed) == text
+    legacy = client.completions.create(model=MODEL, prompt="Once upon", max_tokens=3, logprobs=2)
+    assert "".join(legacy.choices[0].logprobs.tokens) == legacy.choices[0].text
+    assert all(len(top) >= 1 for top in legacy.choices[0].logprobs.top_logprobs)
+    native = ollama.Client(host=router.url, timeout=120)
+    options = {"num_predict": 3}
+    chat = native.chat(
+        model=MODEL, messages=QUESTION, logprobs=True, top_logprobs=1, options=options
+    )
+    assert "".join(e.token for e in chat.logprobs) == chat.message.content
+    parts = list(
+        native.generate(
+            model=MODEL, prompt="Once upon", logprobs=True, stream=True, options=options
+        )
+    )
+    tokens = [e.token for p in parts for e in p.logprobs or []]
+    assert tokens and "".join(tokens) == "".join(p.response for p in parts)
 
 
 def test_ollama_front_door(router: RouterHandle) -> None:

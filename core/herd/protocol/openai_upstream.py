@@ -41,7 +41,12 @@ from herd.protocol.openai import (
 )
 from herd.protocol.openai_replies import arguments_json
 
-__all__ = ["NdjsonFromSse", "chat_request_from_ollama", "ollama_chat_from_completion"]
+__all__ = [
+    "NdjsonFromSse",
+    "chat_request_from_ollama",
+    "ollama_chat_from_completion",
+    "ollama_logprobs",
+]
 
 _encode = msgspec.json.encode
 _decode_completion = msgspec.json.Decoder(ChatCompletion).decode
@@ -180,10 +185,37 @@ def ollama_chat_from_completion(body: bytes, model: str) -> dict[str, Any]:
         "done": True,
         "done_reason": _done_reason(choice.finish_reason if choice else None),
     }
+    logprobs = ollama_logprobs(choice.logprobs if choice else None)
+    if logprobs is not None:
+        reply["logprobs"] = logprobs
     if completion.usage is not None:
         reply["prompt_eval_count"] = completion.usage.prompt_tokens
         reply["eval_count"] = completion.usage.completion_tokens
     return reply
+
+
+def ollama_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
+    """A choice's OpenAI ``logprobs`` (``{"content": [...]}``) as Ollama's list of entries
+    (``token``, ``logprob``, ``bytes``, ``top_logprobs``: the same names), or None when
+    the choice has none."""
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    return [_logprob_entry(entry, True) for entry in entries if isinstance(entry, dict)]
+
+
+def _logprob_entry(entry: dict[str, Any], with_top: bool) -> dict[str, Any]:
+    logprob = entry.get("logprob")
+    out: dict[str, Any] = {
+        "token": str(entry.get("token") or ""),
+        "logprob": float(logprob) if isinstance(logprob, int | float) else 0.0,
+    }
+    if isinstance(entry.get("bytes"), list):  # (null from servers that do not send them)
+        out["bytes"] = entry["bytes"]
+    top = entry.get("top_logprobs") if with_top else None
+    if isinstance(top, list) and top:
+        out["top_logprobs"] = [_logprob_entry(t, False) for t in top if isinstance(t, dict)]
+    return out
 
 
 def _ollama_call(call: ToolCall, index: int) -> dict[str, Any]:
@@ -312,9 +344,10 @@ class NdjsonFromSse:
             thinking = delta.reasoning_content or delta.reasoning or ""
             for fragment in delta.tool_calls or []:
                 out += self._tool_fragment(fragment)
-            if content or thinking:
+            logprobs = ollama_logprobs(choice.logprobs) if choice.logprobs else None
+            if content or thinking or logprobs:
                 self._events += 1
-                out += self._line({"role": "assistant", "content": content}, thinking)
+                out += self._line({"role": "assistant", "content": content}, thinking, logprobs)
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason
                 out += self._flush_calls()
@@ -344,10 +377,14 @@ class NdjsonFromSse:
         self._calls.clear()
         return self._line({"role": "assistant", "content": "", "tool_calls": calls}, "")
 
-    def _line(self, message: dict[str, Any], thinking: str) -> bytes:
+    def _line(
+        self, message: dict[str, Any], thinking: str, logprobs: list[dict[str, Any]] | None = None
+    ) -> bytes:
         if thinking:
             message["thinking"] = thinking
         line = {"model": self.model, "created_at": self._created, "message": message, "done": False}
+        if logprobs:
+            line["logprobs"] = logprobs
         return _encode(line) + b"\n"
 
     def _done(self) -> bytes:

@@ -26,6 +26,7 @@ from herd.protocol.openai_upstream import NdjsonFromSse
 __all__ = [
     "GenerateNdjsonFromSse",
     "completion_request_from_ollama",
+    "legacy_logprobs",
     "ollama_generate_from_completion",
 ]
 
@@ -35,6 +36,7 @@ _decode_completion = msgspec.json.Decoder(TextCompletion).decode
 
 class _TextChoice(msgspec.Struct):
     text: str = ""
+    logprobs: dict[str, Any] | None = None
     finish_reason: str | None = None
 
 
@@ -73,7 +75,36 @@ def completion_request_from_ollama(body: dict[str, Any]) -> CompletionRequest:
         request.stop = list(options["stop"])
     if body.get("suffix"):
         request.suffix = body["suffix"]
+    if body.get("logprobs"):  # (the legacy API's logprobs is how many top tokens, 0 or more)
+        request.logprobs = int(body.get("top_logprobs") or 0)
     return request
+
+
+def legacy_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
+    """A legacy completion choice's ``logprobs`` (``tokens``, ``token_logprobs``,
+    ``top_logprobs`` as one token-to-logprob map per token) as Ollama's entries."""
+    if not isinstance(logprobs, dict):
+        return None
+    tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(values, list) or not tokens:
+        return None
+    tops = logprobs.get("top_logprobs")
+    tops = tops if isinstance(tops, list) else []
+    entries = []
+    for index, token in enumerate(tokens):
+        value = values[index] if index < len(values) else None
+        entry: dict[str, Any] = {
+            "token": str(token),
+            "logprob": float(value) if isinstance(value, int | float) else 0.0,
+        }
+        top = tops[index] if index < len(tops) else None
+        if isinstance(top, dict) and top:
+            entry["top_logprobs"] = [
+                {"token": str(t), "logprob": float(v) if isinstance(v, int | float) else 0.0}
+                for t, v in top.items()
+            ]
+        entries.append(entry)
+    return entries
 
 
 def _rfc3339(created: float) -> str:
@@ -91,6 +122,9 @@ def ollama_generate_from_completion(body: bytes, model: str) -> dict[str, Any]:
         "done": True,
         "done_reason": "length" if choice and choice.finish_reason == "length" else "stop",
     }
+    logprobs = legacy_logprobs(choice.logprobs) if choice else None
+    if logprobs is not None:
+        reply["logprobs"] = logprobs
     if completion.usage is not None:
         reply["prompt_eval_count"] = completion.usage.prompt_tokens
         reply["eval_count"] = completion.usage.completion_tokens
@@ -112,9 +146,12 @@ class GenerateNdjsonFromSse(NdjsonFromSse):
             self._completion_tokens = chunk.usage.completion_tokens
         out = b""
         for choice in chunk.choices[:1]:
-            if choice.text:
+            logprobs = legacy_logprobs(choice.logprobs) if choice.logprobs else None
+            if choice.text or logprobs:
                 self._events += 1
                 line = {"model": self.model, "created_at": self._created, "response": choice.text}
+                if logprobs:
+                    line["logprobs"] = logprobs
                 out += _encode({**line, "done": False}) + b"\n"
             if choice.finish_reason is not None:
                 self._finish = choice.finish_reason

@@ -19,7 +19,9 @@ class NodeFailure(Exception):
 
     Args:
         message: What went wrong, for logs and the client's error.
-        status: The node's HTTP status, or 0 when it never answered.
+        status: The node's HTTP status; 502 when it answered something unreadable (no
+            sign that it is down); 0 when it never answered, which counts toward taking it
+            offline (``fleet.failures_to_offline``).
         retryable: Whether another node may be tried.
         not_found: The node does not have the model (its 404).
     """

@@ -117,7 +117,7 @@ class OllamaBackend(Backend):
             whole = join_lines(lines)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise NodeFailure(
-                f"node {self.node.name} sent a line that is not a JSON object"
+                f"node {self.node.name} sent a line that is not a JSON object", status=502
             ) from exc
         return OllamaReply(reply.status, "application/json; charset=utf-8", whole)
 
@@ -204,7 +204,7 @@ class OllamaBackend(Backend):
             if not chunk:
                 first, buffer = buffer, b""
                 if not first.strip():
-                    raise NodeFailure(f"node {self.node.name} sent an empty stream")
+                    raise NodeFailure(f"node {self.node.name} sent an empty stream", status=502)
                 first += b"\n"
                 break
             buffer += chunk

@@ -279,7 +279,9 @@ class OpenAIBackend(OpenAICompatBackend):
             else:
                 out = ollama_generate_from_completion(reply.first, model)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise NodeFailure(f"node {self.node.name}: unreadable reply ({exc})") from exc
+            raise NodeFailure(
+                f"node {self.node.name}: unreadable reply ({exc})", status=502
+            ) from exc
         return TypedReply(out)  # an OpenAI client's route renders it with no JSON between
 
     async def _stream(

@@ -172,11 +172,13 @@ class OpenAICompatBackend(Backend):
         try:  # decoded once, straight into the canonical answer's types
             answer = ollama_embed_from_openai(reply.first, request.model)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise NodeFailure(f"node {self.node.name}: bad embeddings reply ({exc})") from exc
+            # (status 502: the node answered, so this is no sign that it is unreachable)
+            raise NodeFailure(_bad_embeddings(self.node.name, exc), status=502) from exc
         if len(answer.embeddings) != len(inputs):
             raise NodeFailure(
                 f"node {self.node.name}: {len(answer.embeddings)} embeddings "
-                f"for {len(inputs)} inputs"
+                f"for {len(inputs)} inputs",
+                status=502,
             )
         if legacy:
             return WholeReply(200, _encode({"embedding": answer.embeddings[0]}))
@@ -216,6 +218,17 @@ class OpenAICompatBackend(Backend):
                 status=status,
             )
         return WholeReply(status, body, ctype)
+
+
+def _bad_embeddings(node: str, exc: Exception) -> str:
+    """Why a node's embeddings answer cannot be read, in words a user can act on."""
+    if "got `array`" in str(exc) and ".embedding[0]" in str(exc):
+        # llama-cpp-python with a model that has no pooling: a vector per token
+        return (
+            f"node {node} sent a vector per token, not one per input: its model has no "
+            "pooling (serve an embedding model there)"
+        )
+    return f"node {node}: bad embeddings reply ({exc})"
 
 
 @hookimpl

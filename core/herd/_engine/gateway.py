@@ -271,6 +271,40 @@ class Gateway:
         fleet_node = self._fleet_node(node)
         await self._control(fleet_node, fleet_node.backend.unload(model))
 
+    async def unload_everywhere(self, key: str, served_by: str) -> list[str]:
+        """Unload the model ``key`` from every other online node that holds it in memory
+        (an Ollama unload request, ``ollama stop``, is about the fleet's one endpoint:
+        ``served_by`` already unloaded it). Nodes whose kind cannot unload are skipped;
+        one that fails is logged, not raised (the asked node's answer stands). Every node
+        involved is polled again, so ``/api/ps`` says at once what left memory.
+
+        Returns:
+            The nodes it was unloaded from.
+        """
+        holders = [
+            node
+            for node in self.fleet.nodes.values()
+            if node.name != served_by
+            and node.view.status == "online"
+            and (key in node.view.loaded or key in node.view.loading)
+        ]
+
+        async def unload(node: Any) -> str:
+            held = node.view.loaded.get(key)
+            name = held.name if held is not None else key
+            try:
+                await self._control(node, node.backend.unload(name))
+            except HerdError as error:
+                if error.status != 400:  # (400: this kind of node cannot unload)
+                    log.warning("unloading %s from node %s: %s", name, node.name, error)
+                return ""
+            return node.name
+
+        served = self.fleet.nodes.get(served_by)
+        refresh = [self.fleet.poll(served)] if served is not None else []  # (its /api/ps)
+        done = await asyncio.gather(*(unload(node) for node in holders), *refresh)
+        return [name for name in done[: len(holders)] if name]
+
     @staticmethod
     async def _model_operation(operation: Awaitable[UpstreamReply]) -> UpstreamReply:
         try:

@@ -6,6 +6,7 @@ Unknown fields are ignored, as Ollama ignores them; a field of the wrong type is
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -25,6 +26,7 @@ __all__ = [
     "decode_request",
     "error_body",
     "error_line",
+    "is_unload",
     "option_int",
     "options_problem",
 ]
@@ -217,3 +219,21 @@ def error_body(message: str) -> bytes:
 def error_line(message: str) -> bytes:
     """An in-band NDJSON error line for a stream that already started."""
     return _encode({"error": message}) + b"\n"
+
+
+# A Go duration (``0s``, ``0m0s``, ``0.0h``) or a plain number, every figure in it zero
+_ZERO_DURATION = re.compile(r"[+-]?(?:[0.]+(?:ns|us|µs|μs|ms|s|m|h)?)+")
+
+
+def is_unload(request: ChatRequest | GenerateRequest) -> bool:
+    """Whether Ollama reads ``request`` as "unload the model now" (what ``ollama stop``
+    sends): no messages (or an empty prompt) and a zero ``keep_alive``, as ``0``, ``"0"``
+    or a zero Go duration such as ``"0s"``."""
+    empty = not request.messages if isinstance(request, ChatRequest) else not request.prompt
+    if not empty:
+        return False
+    keep = request.keep_alive
+    if isinstance(keep, str):
+        text = keep.strip()
+        return any(c.isdigit() for c in text) and _ZERO_DURATION.fullmatch(text) is not None
+    return keep is not None and keep == 0

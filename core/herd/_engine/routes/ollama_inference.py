@@ -15,6 +15,7 @@ from herd.protocol.ollama import (
     EmbeddingsRequest,
     EmbedRequest,
     GenerateRequest,
+    is_unload,
     option_int,
 )
 
@@ -46,9 +47,16 @@ async def _serve(
             num_ctx=option_int(options.num_ctx) if options is not None else None,
             metadata=metadata,
         )
+        unloading = streams and is_unload(parsed)  # (streams: chat and generate)
     except HerdError as error:  # the client's mistake: traced as rejected
         raise exchange.reject(error) from None
-    await exchange.open()
+    attempt = await exchange.open()
+    if unloading:  # `ollama stop`: the model leaves the fleet's memory, not one node's
+        request = exchange.request
+        key = request.model_key if request is not None else exchange.resolved
+        others = await exchange.gateway.unload_everywhere(key, attempt.node.name)
+        if others and request is not None:
+            request.notes.append(f"unloaded from {', '.join(others)} too")
     if not exchange.streaming:
         return render_whole(exchange)
     headers = exchange.headers()

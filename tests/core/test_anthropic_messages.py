@@ -259,3 +259,35 @@ def test_bearer_token_is_accepted_too(router: RouterHandle) -> None:
         model=LLAMA, max_tokens=5, messages=[{"role": "user", "content": "bearer"}]
     )
     assert text_of(message)
+
+
+def test_the_models_api_answers_anthropics_shape_to_anthropic_clients(
+    client: anthropic.Anthropic, router: RouterHandle
+) -> None:
+    """``/v1/models`` is both APIs' path: the anthropic package gets Anthropic's model
+    objects and pages (it pages through them all by itself), its errors in Anthropic's
+    shape; the openai package still gets OpenAI's list."""
+    key = {"Authorization": "Bearer sk-herd-anthropic"}
+    tags = httpx.get(router.url + "/api/tags", headers=key).json()["models"]
+    fleet = {m["name"] for m in tags}
+    page = client.models.list(limit=2)
+    assert len(page.data) == 2 and page.has_more
+    assert page.first_id == page.data[0].id and page.last_id == page.data[1].id
+    assert all(m.type == "model" and m.display_name == m.id for m in page.data)
+    listed = [m.id for m in client.models.list(limit=2)]  # every page, after_id by after_id
+    assert len(listed) == len(set(listed)) and set(listed) == fleet | {"claude-sonnet-4-5"}
+    created = [m.created_at for m in client.models.list(limit=1000).data]
+    assert created == sorted(created, reverse=True)  # newest first
+    before = client.models.list(limit=1, before_id=listed[2])
+    assert [m.id for m in before.data] == [listed[1]] and before.has_more
+    alias = client.models.retrieve("claude-sonnet-4-5")
+    assert alias.id == "claude-sonnet-4-5" and alias.type == "model"
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        client.models.retrieve("nope:1b")
+    assert missing.value.body["error"]["type"] == "not_found_error"  # (Anthropic's shape)
+    with pytest.raises(anthropic.BadRequestError, match="limit"):
+        client.models.list(limit=0)
+    openai_list = httpx.get(router.url + "/v1/models", headers=key).json()
+    assert openai_list["object"] == "list" and {m["object"] for m in openai_list["data"]} == {
+        "model"
+    }

@@ -30,11 +30,14 @@ def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/")
 
 
-def error_body(path: str, status: int, message: str, **extra: Any) -> bytes:
-    """The error a client of ``path`` expects, as JSON bytes (``param``, ``code`` for /v1)."""
+def error_body(
+    path: str, status: int, message: str, anthropic: bool = False, **extra: Any
+) -> bytes:
+    """The error a client of ``path`` expects, as JSON bytes (``param``, ``code`` for /v1);
+    ``anthropic``: the client is Anthropic's (on a path both APIs share, ``/v1/models``)."""
     if not is_openai_path(path):
         return _encode({"error": message})
-    if path.startswith(ANTHROPIC_PREFIX):
+    if anthropic or path.startswith(ANTHROPIC_PREFIX):
         return anthropic_error_body(status, message)
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     error = {
@@ -54,5 +57,6 @@ def render_error(
     retry_after = extra.get("retry_after")
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    body = error_body(request.url.path, status, message, **extra)
+    anthropic = "anthropic-version" in request.headers  # (every Anthropic SDK sends it)
+    body = error_body(request.url.path, status, message, anthropic, **extra)
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)

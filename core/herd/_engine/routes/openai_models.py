@@ -1,4 +1,8 @@
-"""``GET /v1/models`` and ``GET /v1/models/{model}``: the models of the whole fleet."""
+"""``GET /v1/models`` and ``GET /v1/models/{model}``: the models of the whole fleet.
+
+In OpenAI's shape, or in Anthropic's for a client that sends ``anthropic-version``
+(:mod:`herd.protocol.anthropic_models`): both APIs list models at these paths.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from herd._engine.routes.common import JSON, gateway_of
 from herd.errors import HerdError
 from herd.interfaces import ModelEntry
 from herd.names import normalize_model_name
+from herd.protocol.anthropic_models import ModelPageError, model_info, model_page
 from herd.protocol.openai import Model, ModelList
 from herd.protocol.openai_replies import unix_time
 
@@ -60,8 +65,31 @@ async def list_models(request: Request[Any, Any, Any]) -> Response[bytes]:
     entries = _fleet_models(gateway)
     data = [_model(entry.name, entry) for entry in entries.values()]
     data += [_model(alias, entry, "herd") for alias, entry in _aliases(gateway, entries).items()]
+    if _anthropic(request):
+        return Response(_encode(_anthropic_page(request, data)), media_type=JSON)
     data.sort(key=lambda m: m.id)
     return Response(_encode(ModelList(data=data)), media_type=JSON)
+
+
+def _anthropic(request: Request[Any, Any, Any]) -> bool:
+    """An Anthropic client asks (its SDKs always send ``anthropic-version``)."""
+    return "anthropic-version" in request.headers
+
+
+def _anthropic_page(request: Request[Any, Any, Any], data: list[Model]) -> dict[str, Any]:
+    query = request.query_params
+    limit = query.get("limit")
+    try:
+        return model_page(
+            [(m.id, m.created) for m in data],
+            int(limit) if limit is not None else None,
+            query.get("after_id"),
+            query.get("before_id"),
+        )
+    except ModelPageError as error:
+        raise HerdError(400, str(error), param=error.param) from None
+    except ValueError:
+        raise HerdError(400, f"limit: {limit!r} is not a number", param="limit") from None
 
 
 @get("/v1/models/{model:path}", status_code=200)
@@ -71,13 +99,16 @@ async def retrieve_model(request: Request[Any, Any, Any], model: FromPath[str]) 
     name = model.lstrip("/")
     entries = _fleet_models(gateway)
     entry = entries.get(normalize_model_name(name))
-    if entry is not None:
-        return Response(_encode(_model(entry.name, entry)), media_type=JSON)
-    alias = _aliases(gateway, entries).get(name) or entries.get(
-        gateway.resolve_model(name, "openai")
-    )
-    if alias is not None:
-        return Response(_encode(_model(name, alias, "herd")), media_type=JSON)
+    found = _model(entry.name, entry) if entry is not None else None
+    if found is None:
+        alias = _aliases(gateway, entries).get(name) or entries.get(
+            gateway.resolve_model(name, "anthropic" if _anthropic(request) else "openai")
+        )
+        found = _model(name, alias, "herd") if alias is not None else None
+    if found is not None:
+        if _anthropic(request):
+            return Response(_encode(model_info(found.id, found.created)), media_type=JSON)
+        return Response(_encode(found), media_type=JSON)
     raise HerdError(
         404,
         f"The model `{name}` does not exist or you do not have access to it.",

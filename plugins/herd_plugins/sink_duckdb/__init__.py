@@ -24,6 +24,7 @@ import msgspec
 from herd import RequestTrace, TraceSink, hookimpl
 
 from herd_plugins.batching import BatchWorker
+from herd_plugins.sink_duckdb.damaged import is_damaged, open_hint, set_aside
 from herd_plugins.sink_duckdb.replicas import (
     default_export_name,
     export_traces,
@@ -40,7 +41,8 @@ WARN_EVERY = 60.0  # seconds between two warnings of the same kind
 
 
 class TraceStoreError(RuntimeError):
-    """The trace store could not be opened (bad path, file locked by another process)."""
+    """The trace store could not be opened (bad path, file locked by another process);
+    a damaged file is set aside instead (see :mod:`herd_plugins.sink_duckdb.damaged`)."""
 
 
 class DuckDBSink(TraceSink):
@@ -195,28 +197,53 @@ class DuckDBSink(TraceSink):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            # One thread: measured in the router, DuckDB's default (one per core) costs
-            # about six times the CPU per insert, spent beside the event loop. A larger
-            # checkpoint threshold than DuckDB's: each checkpoint rewrites the row group
-            # being filled, so at 16MB a third of the writer's time went to checkpoints;
-            # at 64MB 300k traces took 37% less time and a lower peak RSS.
-            self._db = duckdb.connect(
-                self.path,
-                config={
-                    "threads": self.config.threads,
-                    "memory_limit": self.config.memory_limit,
-                    "checkpoint_threshold": self.config.checkpoint_threshold,
-                },
-            )
-            version = migrate(self._db)
+            version = self._connect()
         except (duckdb.Error, OSError) as exc:
-            raise TraceStoreError(
-                f"cannot open the trace store {self.path}: {exc} "
-                "(is another herd using the same data_dir?)"
-            ) from exc
+            if self.path == ":memory:" or not is_damaged(exc):
+                raise TraceStoreError(
+                    f"cannot open the trace store {self.path}: {exc}{open_hint(exc)}"
+                ) from exc
+            self._close_quietly()
+            try:
+                kept = set_aside(self.path)
+                version = self._connect()
+            except (duckdb.Error, OSError) as again:
+                raise TraceStoreError(
+                    f"cannot open the trace store {self.path}: {exc}; nor start a new one: {again}"
+                ) from again
+            log.warning(
+                "the trace store %s was damaged (%s): it is kept as %s, and a new one "
+                "starts; the traces before it are in that file",
+                self.path,
+                exc,
+                kept,
+            )
         # The writer thread's own connection; no other thread uses it.
         self._writer = self._db.cursor()
         log.info("trace store %s (schema v%d)", self.path, version)
+
+    def _connect(self) -> int:
+        """Connect and migrate; returns the schema version."""
+        # One thread: measured in the router, DuckDB's default (one per core) costs about
+        # six times the CPU per insert, spent beside the event loop. A larger checkpoint
+        # threshold than DuckDB's: each checkpoint rewrites the row group being filled,
+        # so at 16MB a third of the writer's time went to checkpoints; at 64MB 300k
+        # traces took 37% less time and a lower peak RSS.
+        self._db = duckdb.connect(
+            self.path,
+            config={
+                "threads": self.config.threads,
+                "memory_limit": self.config.memory_limit,
+                "checkpoint_threshold": self.config.checkpoint_threshold,
+            },
+        )
+        return migrate(self._db)
+
+    def _close_quietly(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._db.close()
+            self._db = None
 
     def flush_now(self, timeout: float | None = 60.0) -> bool:
         """Block until the writer has written everything queued before this call."""

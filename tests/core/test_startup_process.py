@@ -258,3 +258,25 @@ def test_a_node_given_as_a_url_in_herd_nodes_is_served(
     )
     assert reply.status_code == 200
     assert reply.headers["x-herd-node"] == sim.url.removeprefix("http://")  # host:port
+
+
+def test_a_damaged_trace_store_is_set_aside_and_port_0_is_said_as_bound(
+    routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    """A crash left the trace store unreadable: the router starts anyway, with a new store,
+    and says where the old file is. Asked for port 0, it says the port it got."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "herd.duckdb").write_bytes(b"\x00" * 4096)  # (what a crash mid-write can leave)
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", "0", "--data-dir", str(data)],
+        HERD_FLEET__DISCOVER_LOCAL="false",
+    )
+    port = int(router.wait_for_line(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+    assert port != 0
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    warning = next(x for x in router.text().splitlines() if "damaged" in x)
+    kept = [p.name for p in data.iterdir() if ".damaged-" in p.name]
+    assert len(kept) == 1 and kept[0] in warning and "WARNING" in warning

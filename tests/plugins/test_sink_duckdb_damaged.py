@@ -72,7 +72,7 @@ def test_a_damaged_store_is_kept_aside_and_a_new_one_starts(
     assert str(kept[0]) in warning
 
 
-def test_a_store_another_process_holds_is_an_error_that_says_so(tmp_path: Path) -> None:
+def test_a_store_another_process_holds_is_an_error_and_left_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "herd.duckdb"
     _valid_store(path, 10)
     holder = subprocess.Popen(
@@ -83,7 +83,7 @@ def test_a_store_another_process_holds_is_an_error_that_says_so(tmp_path: Path) 
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
         sink = DuckDBSink(DuckDBSink.Config(), str(tmp_path))
-        with pytest.raises(TraceStoreError, match="another process has the file open"):
+        with pytest.raises(TraceStoreError, match="lock"):
             asyncio.run(sink.start())
     finally:
         holder.communicate("", timeout=30)

@@ -122,7 +122,7 @@ def run_router(asgi: Any, app: Any, settings: Settings, sock: socket.socket) -> 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             with _uvicorn_errors(_DropErrors()):  # a failed start is said once, by us
                 await super().startup(sockets)
-            _announce(app, settings)
+            _announce(app, settings, sock.getsockname()[1])  # (port 0: the one chosen)
             log.debug("start-up objects kept out of the cyclic GC: %d", freeze_startup_objects())
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -213,13 +213,13 @@ class _SayGraceOver(logging.Filter):
         return False
 
 
-def _announce(app: Any, settings: Settings) -> None:
+def _announce(app: Any, settings: Settings, port: int) -> None:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     log.info(
         "herd %s listening on http://%s:%d (Ollama API at /api, OpenAI API at /v1)",
         herd.__version__,
         host,
-        settings.port,
+        port,
     )
     files = open_files_limit()
     if 0 < files < ROOMY_OPEN_FILES:

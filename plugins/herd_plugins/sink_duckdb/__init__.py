@@ -24,7 +24,7 @@ import msgspec
 from herd import RequestTrace, TraceSink, hookimpl
 
 from herd_plugins.batching import BatchWorker
-from herd_plugins.sink_duckdb.damaged import is_damaged, open_hint, set_aside
+from herd_plugins.sink_duckdb.damaged import is_damaged, set_aside
 from herd_plugins.sink_duckdb.replicas import (
     default_export_name,
     export_traces,
@@ -200,9 +200,7 @@ class DuckDBSink(TraceSink):
             version = self._connect()
         except (duckdb.Error, OSError) as exc:
             if self.path == ":memory:" or not is_damaged(exc):
-                raise TraceStoreError(
-                    f"cannot open the trace store {self.path}: {exc}{open_hint(exc)}"
-                ) from exc
+                raise TraceStoreError(f"cannot open the trace store {self.path}: {exc}") from exc
             self._close_quietly()
             try:
                 kept = set_aside(self.path)

@@ -7,7 +7,8 @@ must not keep the router down. Such a file is renamed beside itself
 (``herd.duckdb.damaged-20261205-041503``, its ``.wal`` with it), kept for whoever wants to
 look into it, and a new store begins. A lock held by another process, a file from a newer
 DuckDB, or a directory the router may not write to are not damage: moving the file would
-not help, or would hide traces a newer release can still read, so they stay errors.
+not help, or would hide traces a newer release can still read, so they stay errors (the
+router's start-up says a lock in its own words).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-__all__ = ["is_damaged", "open_hint", "set_aside"]
+__all__ = ["is_damaged", "set_aside"]
 
 # What DuckDB says of a file it cannot read (checked against DuckDB 1.x: an empty or
 # scrambled file, one cut short, a block or a WAL entry whose checksum is wrong)
@@ -32,14 +33,6 @@ def is_damaged(error: BaseException) -> bool:
     """Whether ``error`` (from opening the store) says the file itself is damaged."""
     text = str(error)
     return any(sign in text for sign in _DAMAGE)
-
-
-def open_hint(error: BaseException) -> str:
-    """What to do about an error that is not damage ("" when there is nothing to add)."""
-    text = str(error)
-    if "lock" in text.lower():
-        return " (another process has the file open: a herd with the same data_dir, a duckdb shell)"
-    return ""
 
 
 def set_aside(path: str) -> str:

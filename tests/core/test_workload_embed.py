@@ -71,3 +71,27 @@ def test_a_failing_batch_fails_the_request(two_embedders, make_router) -> None:
     reply = httpx.post(router.url + "/api/embed", json={"model": "all-minilm", "input": ["a", "b"]})
     assert reply.status_code == 502
     assert "embedding runner crashed" in reply.json()["error"]
+
+
+def test_more_batches_than_the_fleet_has_slots_all_come_back(make_sim, make_router) -> None:
+    """Six batches for a node that embeds one at a time: each batch frees its slot as soon
+    as its vectors are in, so the next can go (held until all had opened, the second one
+    waited forever for the first's slot)."""
+    node = make_sim(name="one", models=[emulated(EMBEDDER, 0.05, ("embedding",))])
+    router = make_router(
+        nodes=[{"name": "one", "url": node.url, "num_parallel": 1}],
+        workloads={"embed_batch_size": 2},
+    )
+    texts = [f"line {i}" for i in range(11)]
+    reply = httpx.post(
+        router.url + "/api/embed", json={"model": "all-minilm", "input": texts}, timeout=30
+    )
+    assert reply.status_code == 200, reply.text
+    vectors = reply.json()["embeddings"]
+    assert len(vectors) == len(texts)
+    for vector, text in zip(vectors, texts, strict=True):
+        assert vector == pytest.approx(embedding_vector("all-minilm", text, 384))
+    assert node.stats()["requests"]["/api/embed"] == 6
+    assert node.stats()["max_concurrent"] == 1
+    queue = httpx.get(router.url + "/fleet/queue", timeout=10).json()["nodes"]["one"]
+    assert queue[EMBEDDER]["in_flight"] == 0 and queue[EMBEDDER]["pending"] == 0

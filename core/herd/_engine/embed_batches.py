@@ -56,7 +56,7 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
         )
         for index, start in enumerate(range(0, len(inputs), size))
     ]
-    opening = [asyncio.ensure_future(part.schedule()) for part in parts]
+    opening = [asyncio.ensure_future(_opened(part)) for part in parts]
     try:
         outcomes = await asyncio.gather(*opening, return_exceptions=True)
     except asyncio.CancelledError:  # the client left, or the router stops: free what opened
@@ -99,6 +99,16 @@ async def open_in_batches(exchange: Exchange, settings: WorkloadSettings) -> Att
     first.reply = TypedReply(merged)
     exchange.lines = parts[0].lines  # the whole request's trace is the first batch's
     return first
+
+
+async def _opened(part: Exchange) -> Attempt:
+    """One batch, opened: its answer is whole once it opens (embeddings never stream), so
+    its node's slot is free at once. Held until every batch had opened, the slots would be
+    a deadlock: more batches than the fleet's slots for the model would wait for slots
+    that only the answered batches hold (five batches for a node's four slots hung)."""
+    attempt = await part.schedule()
+    attempt.release()  # (the batch's trace still ends with the request; a release is once)
+    return attempt
 
 
 def _merge(replies: list[UpstreamReply]) -> OllamaEmbedReply:

@@ -16,7 +16,9 @@ that disconnects cancels its job: aiohttp cancels the handler and the engine sto
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
+import inspect
 import re
 import struct
 import time
@@ -161,8 +163,12 @@ async def transcriptions(request: web.Request) -> web.Response:
         heat = float(str(temperature)) if temperature not in (None, "") else None
     except ValueError:
         raise ApiError(400, "temperature must be a number", "temperature") from None
+    granularities = form.getall("timestamp_granularities[]", [])
+    job = engine.transcribe
+    if "word" in granularities and "words" in inspect.signature(job).parameters:
+        job = functools.partial(job, words=True)  # (an engine without word times: none)
     result = await engine.run(
-        engine.transcribe,
+        job,
         audio,
         str(form.get("language") or "") or None,
         str(form.get("prompt") or "") or None,

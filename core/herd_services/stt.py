@@ -55,8 +55,9 @@ class WhisperEngine(Engine):
         temperature: float | None,
         *,
         cancel: threading.Event,
+        words: bool = False,
     ) -> dict[str, Any]:
-        """The ``verbose_json`` result for ``audio``.
+        """The ``verbose_json`` result for ``audio`` (with ``words``: each word's times too).
 
         Raises:
             BadInput: the audio cannot be decoded.
@@ -79,8 +80,9 @@ class WhisperEngine(Engine):
             temperature=temperature if temperature is not None else 0.0,
             beam_size=self.config.beam_size,
             condition_on_previous_text=False,
+            word_timestamps=words,
         )
-        out = []
+        out, timed = [], []
         for segment in segments:  # a generator: decoding happens as we iterate
             if cancel.is_set():
                 raise JobCancelled()
@@ -88,20 +90,31 @@ class WhisperEngine(Engine):
                 {
                     "id": segment.id,
                     "seek": segment.seek,
-                    "start": round(segment.start, 3),
-                    "end": round(segment.end, 3),
+                    "start": round(float(segment.start), 3),
+                    "end": round(float(segment.end), 3),
                     "text": segment.text,
-                    "tokens": list(segment.tokens),
-                    "temperature": segment.temperature,
-                    "avg_logprob": segment.avg_logprob,
-                    "compression_ratio": segment.compression_ratio,
-                    "no_speech_prob": segment.no_speech_prob,
+                    "tokens": [int(token) for token in segment.tokens],
+                    "temperature": float(segment.temperature),
+                    "avg_logprob": float(segment.avg_logprob),
+                    "compression_ratio": float(segment.compression_ratio),
+                    "no_speech_prob": float(segment.no_speech_prob),
                 }
             )
-        return {
+            timed += [
+                {
+                    "word": w.word.strip(),
+                    "start": round(float(w.start), 3),
+                    "end": round(float(w.end), 3),
+                }
+                for w in segment.words or ()
+            ]
+        result = {
             "task": "transcribe",
             "language": LANGUAGE_NAMES.get(info.language, info.language),
-            "duration": round(info.duration, 3),
+            "duration": round(float(info.duration), 3),
             "text": "".join(s["text"] for s in out).strip(),
             "segments": out,
         }
+        if words:
+            result["words"] = timed
+        return result

@@ -82,6 +82,16 @@ def _segments(text: str, seconds: float) -> list[dict[str, object]]:
     return segments
 
 
+def _words(text: str, seconds: float) -> list[dict[str, object]]:
+    """Each word's times, spread evenly over the audio as the segments are."""
+    words = text.split()
+    per_word = seconds / max(1, len(words))
+    return [
+        {"word": word, "start": round(i * per_word, 3), "end": round((i + 1) * per_word, 3)}
+        for i, word in enumerate(words)
+    ]
+
+
 @inference_endpoint
 async def transcriptions(request: web.Request, engine: SimEngine) -> web.StreamResponse:
     """``POST /v1/audio/transcriptions`` (multipart ``file``, ``model``, ``response_format``)."""
@@ -119,6 +129,8 @@ async def transcriptions(request: web.Request, engine: SimEngine) -> web.StreamR
             "text": text,
             "segments": _segments(text, seconds),
         }
+        if "word" in form.getall("timestamp_granularities[]", []):
+            result["words"] = _words(text, seconds)
     engine.stats.completed += 1
     body, media = render_transcript(result, response_format)
     return web.Response(body=body, headers={"Content-Type": media})

@@ -131,6 +131,8 @@ class OpenAICompatBackend(Backend):
             value = body.get(key)
             if value not in (None, ""):
                 form.add_field(key, str(value))
+        for granularity in body.get("timestamp_granularities") or ():
+            form.add_field("timestamp_granularities[]", granularity)
         return form
 
     def _image_body(self, request: InferenceRequest) -> dict[str, Any]:

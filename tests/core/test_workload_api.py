@@ -190,3 +190,37 @@ def test_a_text_model_on_the_image_endpoint_is_a_400_not_a_503(make_sim, make_ro
         router.url + "/v1/images/generations", json={"model": "nope:1b", "prompt": "a cat"}
     )
     assert reply.status_code == 404
+
+
+def test_word_times_and_streamed_events(router) -> None:
+    """timestamp_granularities reach the node and its words come back (only when asked,
+    only with verbose_json); stream=true answers OpenAI's transcript events, whose deltas
+    add up to the text (the SDK yielded nothing from the JSON it used to get)."""
+    audio = tone_wav(2.0)
+    words = expected_transcript(TRANSCRIBE_MODEL.name, audio)
+    client = sdk(router)
+    file = ("speech.wav", audio, "audio/wav")
+    timed = client.audio.transcriptions.create(
+        model=TRANSCRIBE_MODEL.name,
+        file=file,
+        response_format="verbose_json",
+        timestamp_granularities=["word"],
+    )
+    assert [w.word for w in timed.words] == words.split()
+    assert timed.words[0].start == 0.0 and timed.words[-1].end == pytest.approx(2.0)
+    longer = ("speech.wav", tone_wav(5.0), "audio/wav")  # (several segments)
+    events = list(
+        client.audio.transcriptions.create(model=TRANSCRIBE_MODEL.name, file=longer, stream=True)
+    )
+    said = expected_transcript(TRANSCRIBE_MODEL.name, longer[1])
+    assert [e.type for e in events][-1] == "transcript.text.done" and events[-1].text == said
+    assert "".join(e.delta for e in events[:-1]) == said and len(events) > 2
+    with pytest.raises(BadRequestError, match="verbose_json"):
+        client.audio.transcriptions.create(
+            model=TRANSCRIBE_MODEL.name, file=file, timestamp_granularities=["word"]
+        )
+    url = router.url + "/v1/audio/transcriptions"
+    for field, value in (("stream", "maybe"), ("timestamp_granularities[]", "syllable")):
+        data = {"model": TRANSCRIBE_MODEL.name, "response_format": "verbose_json", field: value}
+        reply = httpx.post(url, files={"file": file}, data=data, timeout=30)
+        assert reply.status_code == 400 and field.rstrip("[]") in reply.json()["error"]["param"]

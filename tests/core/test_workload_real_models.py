@@ -202,3 +202,50 @@ def test_embeddings_have_real_meaning(router) -> None:
     client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
     vectors = client.embeddings.create(model=MINILM, input=sentences[:2]).data
     assert cosine(vectors[0].embedding, kitten) > 0.5
+
+
+def test_word_times_and_streamed_events_from_real_whisper(router, tmp_path: Path) -> None:
+    """The real openai package asks what subtitle and caption tools ask: each word's times
+    (timestamp_granularities, verbose_json) and the streamed events; herd passes the first
+    to the node and renders the second."""
+    from openai import OpenAI
+
+    wav = speak("The quick brown fox jumps over the lazy dog.", tmp_path / "fox.wav")
+    client = OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    timed = client.audio.transcriptions.create(
+        model=WHISPER,
+        file=("fox.wav", wav),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )
+    words = [w.word.strip(".,").lower() for w in timed.words]
+    assert "fox" in words and "lazy" in words, words
+    starts = [w.start for w in timed.words]
+    assert starts == sorted(starts) and all(w.end >= w.start for w in timed.words)
+    assert timed.words[-1].end <= timed.duration + 0.5 and timed.segments
+    plain = client.audio.transcriptions.create(
+        model=WHISPER, file=("fox.wav", wav), response_format="verbose_json"
+    )
+    assert plain.words is None  # (words only when asked, as OpenAI answers)
+    events = list(
+        client.audio.transcriptions.create(model=WHISPER, file=("fox.wav", wav), stream=True)
+    )
+    assert events[-1].type == "transcript.text.done" and "fox" in events[-1].text.lower()
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    assert "".join(deltas) == events[-1].text
+
+
+def test_more_inputs_than_the_batches_have_slots_come_back_in_order(router) -> None:
+    """300 inputs are five batches of 64 for a service with one job at a time: they all
+    come back, in order (the batches used to wait for each other's slots forever)."""
+    texts = [f"Sentence number {i} is about {'cats' if i % 2 else 'banks'}." for i in range(300)]
+    reply = httpx.post(
+        router.url + "/api/embed", json={"model": MINILM, "input": texts}, timeout=120
+    )
+    assert reply.status_code == 200, reply.text
+    vectors = reply.json()["embeddings"]
+    assert len(vectors) == 300
+    single = httpx.post(
+        router.url + "/api/embed", json={"model": MINILM, "input": texts[257]}, timeout=60
+    ).json()["embeddings"][0]
+    assert cosine(vectors[257], single) > 0.999

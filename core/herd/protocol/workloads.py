@@ -22,6 +22,7 @@ __all__ = [
     "parse_size",
     "render_transcript",
     "sniff_audio",
+    "transcript_events",
     "upstream_error_message",
 ]
 
@@ -159,6 +160,22 @@ def render_transcript(result: dict[str, Any], response_format: str) -> tuple[byt
         f"{_stamp(start, '.')} --> {_stamp(end, '.')}\n{words}\n" for start, end, words in cues
     ]
     return ("WEBVTT\n\n" + "\n".join(blocks) + ("\n" if blocks else "")).encode(), media
+
+
+def transcript_events(result: dict[str, Any]) -> bytes:
+    """A transcription result as OpenAI's streamed events (``stream=true``): one
+    ``transcript.text.delta`` per segment, then ``transcript.text.done`` with the whole
+    text (the deltas add up to it). The node answers whole, so they come at once."""
+    text = str(result.get("text") or "").strip()
+    pieces = [str(s.get("text") or "") for s in result.get("segments") or [] if s.get("text")]
+    if "".join(pieces).strip() != text:  # (no segments, or ones that do not add up)
+        pieces = [text]
+    if pieces:
+        pieces[0] = pieces[0].lstrip()
+        pieces[-1] = pieces[-1].rstrip()
+    events = [{"type": "transcript.text.delta", "delta": piece} for piece in pieces if piece]
+    events.append({"type": "transcript.text.done", "text": text})
+    return b"".join(b"data: " + msgspec.json.encode(event) + b"\n\n" for event in events)
 
 
 def _cues(result: dict[str, Any], text: str) -> list[tuple[float, float, str]]:

@@ -34,6 +34,7 @@ from herd.protocol.workloads import (
     TRANSCRIPT_FORMATS,
     render_transcript,
     sniff_audio,
+    transcript_events,
 )
 
 __all__ = ["ROUTES"]
@@ -117,6 +118,40 @@ def _text(form: Any, name: str) -> str:
     return value.strip()
 
 
+def _flag(form: Any, name: str) -> bool:
+    raw = _text(form, name).lower()
+    if raw in ("", "false", "0"):
+        return False
+    if raw in ("true", "1"):
+        return True
+    raise HerdError(400, f"{name} must be true or false", param=name)
+
+
+def _granularities(form: Any, response_format: str) -> list[str]:
+    """``timestamp_granularities[]`` (repeated parts, as OpenAI's SDKs send an array)."""
+    values = [
+        *form.getall("timestamp_granularities[]", []),
+        *form.getall("timestamp_granularities", []),
+    ]
+    asked = []
+    for value in values:
+        if not isinstance(value, str) or value.strip() not in ("word", "segment"):
+            raise HerdError(
+                400,
+                "timestamp_granularities must be word or segment",
+                param="timestamp_granularities",
+            )
+        if value.strip() not in asked:
+            asked.append(value.strip())
+    if asked and response_format != "verbose_json":
+        raise HerdError(
+            400,
+            "timestamp_granularities need response_format verbose_json",
+            param="timestamp_granularities",
+        )
+    return asked
+
+
 def _temperature(form: Any) -> float | None:
     raw = _text(form, "temperature")
     if not raw:
@@ -154,6 +189,8 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
             f"response_format must be one of {', '.join(TRANSCRIPT_FORMATS)}",
             param="response_format",
         )
+    stream = _flag(form, "stream")
+    granularities = _granularities(form, response_format)
     body = {
         "audio": audio.data,
         "filename": audio.filename,
@@ -164,6 +201,8 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
         "temperature": _temperature(form),
         "response_format": response_format,
     }
+    if granularities:
+        body["timestamp_granularities"] = granularities
     take_job(exchange, model, body)
     await open_job(exchange, settings.transcription_timeout)
     try:
@@ -174,6 +213,9 @@ async def _transcribe(request: Request[Any, Any, Any], api: str) -> Response[byt
     if api == "ollama":
         content = msgspec.json.encode({"model": model, **_native(result)})
         return Response(content, media_type=JSON, headers=exchange.headers())
+    if stream:  # (OpenAI's streamed events, for clients that ask for them)
+        headers = {**exchange.headers(), "content-type": "text/event-stream"}
+        return Response(transcript_events(result), headers=headers)
     content, media = render_transcript(result, response_format)
     # The type as a header: Litestar appends a second charset to a text/* media_type.
     return Response(content, headers={**exchange.headers(), "content-type": media})

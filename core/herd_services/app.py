@@ -44,6 +44,7 @@ class EmbeddingsRequest(msgspec.Struct):
     input: str | list[str] = ""
     encoding_format: str = "float"
     dimensions: int | None = None
+    truncate: bool = True  # (Ollama's: false makes an input past the context an error)
 
 
 class ImagesRequest(msgspec.Struct):
@@ -195,7 +196,10 @@ async def embeddings(request: web.Request) -> web.Response:
     if wire.encoding_format not in ("float", "base64"):
         raise ApiError(400, "encoding_format must be float or base64", "encoding_format")
     engine = _engine(request, "embed", wire.model)
-    vectors, tokens = await engine.run(engine.embed, texts, wire.dimensions)
+    job = engine.embed
+    if not wire.truncate and "truncate" in inspect.signature(job).parameters:
+        job = functools.partial(job, truncate=False)
+    vectors, tokens = await engine.run(job, texts, wire.dimensions)
     data = [
         {"object": "embedding", "index": i, "embedding": _encoded(v, wire.encoding_format)}
         for i, v in enumerate(vectors)

@@ -30,13 +30,28 @@ class SentenceEngine(Engine):
         )
 
     def embed(
-        self, texts: list[str], dimensions: int | None, *, cancel: threading.Event
+        self,
+        texts: list[str],
+        dimensions: int | None,
+        *,
+        cancel: threading.Event,
+        truncate: bool = True,
     ) -> tuple[list[list[float]], int]:
-        """One vector per text, and the number of tokens read.
+        """One vector per text, and the number of tokens read. A text longer than the
+        model's context is cut to it, unless ``truncate`` is false (Ollama's option).
 
         Raises:
-            BadInput: ``dimensions`` is not between 1 and the model's size.
+            BadInput: ``dimensions`` is not between 1 and the model's size, or a text is
+                longer than the context and ``truncate`` is false.
         """
+        lengths = [len(ids) for ids in self._model.tokenizer(texts)["input_ids"]]
+        context = int(self._model.max_seq_length or 0)
+        if not truncate and context and max(lengths, default=0) > context:
+            longest = max(lengths)
+            raise BadInput(
+                f"the input length exceeds the context length ({longest} tokens, the "
+                f"model reads {context}); send shorter inputs or leave truncate on"
+            )
         vectors: list[list[float]] = []
         size = self.config.batch_size
         for start in range(0, len(texts), size):
@@ -51,7 +66,7 @@ class SentenceEngine(Engine):
             if not 0 < dimensions <= full:
                 raise BadInput(f"dimensions must be between 1 and {full}")
             vectors = [_normalise(v[:dimensions]) for v in vectors]
-        tokens = sum(len(ids) for ids in self._model.tokenizer(texts)["input_ids"])
+        tokens = sum(min(n, context) if context else n for n in lengths)  # (what was read)
         return vectors, tokens
 
 

@@ -167,6 +167,8 @@ class OpenAICompatBackend(Backend):
         }
         if body.get("dimensions"):
             payload["dimensions"] = body["dimensions"]
+        if body.get("truncate") is False:  # Ollama's option (herd-node-services takes it)
+            payload["truncate"] = False
         reply = await self._post("/embeddings", _encode(payload))
         if reply.status >= 400:  # in Ollama's shape, as the embed endpoints answer
             message = upstream_error_message(reply.first, reply.status)

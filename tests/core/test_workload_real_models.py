@@ -249,3 +249,17 @@ def test_more_inputs_than_the_batches_have_slots_come_back_in_order(router) -> N
         router.url + "/api/embed", json={"model": MINILM, "input": texts[257]}, timeout=60
     ).json()["embeddings"][0]
     assert cosine(vectors[257], single) > 0.999
+
+
+def test_truncate_false_refuses_an_input_past_the_context(router) -> None:
+    """Ollama's ``truncate: false``: an input longer than the model's context is the
+    client's 400, not a vector of its first 256 tokens; by default it is cut, as Ollama
+    cuts it."""
+    long_text = "the meeting starts at ten " * 200  # about 1,200 tokens; MiniLM reads 256
+    body = {"model": MINILM, "input": [long_text, "short"], "truncate": False}
+    refused = httpx.post(router.url + "/api/embed", json=body, timeout=60)
+    assert refused.status_code == 400, refused.text
+    assert "exceeds the context length" in refused.json()["error"]
+    cut = httpx.post(router.url + "/api/embed", json={**body, "truncate": True}, timeout=60)
+    assert cut.status_code == 200 and len(cut.json()["embeddings"]) == 2
+    assert cut.json()["prompt_eval_count"] <= 256 + 16  # (what the model read)

@@ -37,6 +37,7 @@ from herd.interfaces import (
 )
 from herd.names import normalize_model_name
 from herd.net import describe_network_error
+from herd.protocol.ollama import is_zero_keep_alive
 from herd.protocol.openai_upstream import (
     NdjsonFromSse,
     chat_request_from_ollama,
@@ -123,6 +124,23 @@ def _tags_entry(
         "digest": "",
         "details": details,
     }
+
+
+def _load_answer(endpoint: str, model: str, keep_alive: Any) -> UpstreamReply:
+    """Ollama's answer to a load or unload request (no messages, no prompt). An OpenAI
+    server keeps its models loaded and has neither, so it is not asked: the model is
+    ready, and stays (an unload cannot reach it)."""
+    answer: dict[str, Any] = {
+        "model": model,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "done": True,
+        "done_reason": "unload" if is_zero_keep_alive(keep_alive) else "load",
+    }
+    if endpoint == "chat":
+        answer["message"] = {"role": "assistant", "content": ""}
+    else:
+        answer["response"] = ""
+    return WholeReply(200, _encode(answer))
 
 
 def _lines(block: bytes) -> list[bytes]:
@@ -234,6 +252,9 @@ class OpenAIBackend(OpenAICompatBackend):
         # As shaped for this node (a substitute's name): translated once, from the dict
         body = request.node_body()
         model = str(body.get("model") or request.model_key)
+        empty = not body.get("messages" if request.endpoint == "chat" else "prompt")
+        if empty and request.endpoint in ("chat", "generate"):
+            return _load_answer(request.endpoint, model, body.get("keep_alive"))
         if request.endpoint == "chat":
             outgoing: Any = chat_request_from_ollama(body)
             path = "/chat/completions"

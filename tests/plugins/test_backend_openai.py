@@ -415,3 +415,22 @@ def test_a_shaped_request_and_a_whole_answer_are_translated_once(
     )
     assert whole.message.role == "assistant" and whole.message.content
     assert encoded == ["answer"]  # an Ollama client gets the Ollama JSON, made once
+
+
+def test_load_and_unload_requests_are_answered_without_asking_the_server(
+    fleet: tuple[RouterHandle, SimNode, SimNode],
+) -> None:
+    """An Ollama client's load (no prompt, no messages) or unload (the same with
+    keep_alive 0): an OpenAI server has neither and would generate from nothing or refuse,
+    so herd answers as Ollama does, the model being ready there."""
+    router, server, _ = fleet
+    before = server.stats()["requests"]
+    client = ollama.Client(host=router.url)
+    loaded = client.generate(model=LLAMA)
+    assert loaded.done and loaded.done_reason == "load" and loaded.response == ""
+    assert client.chat(model=LLAMA, messages=[]).done_reason == "load"
+    assert client.generate(model=LLAMA, keep_alive=0).done_reason == "unload"
+    assert client.chat(model=LLAMA, messages=[], keep_alive="0s").done_reason == "unload"
+    after = server.stats()["requests"]
+    asked = {path: n - before.get(path, 0) for path, n in after.items() if path != "/v1/models"}
+    assert not any(asked.values()), asked

@@ -27,6 +27,7 @@ __all__ = [
     "error_body",
     "error_line",
     "is_unload",
+    "is_zero_keep_alive",
     "option_int",
     "options_problem",
 ]
@@ -230,10 +231,12 @@ def is_unload(request: ChatRequest | GenerateRequest) -> bool:
     sends): no messages (or an empty prompt) and a zero ``keep_alive``, as ``0``, ``"0"``
     or a zero Go duration such as ``"0s"``."""
     empty = not request.messages if isinstance(request, ChatRequest) else not request.prompt
-    if not empty:
-        return False
-    keep = request.keep_alive
+    return empty and is_zero_keep_alive(request.keep_alive)
+
+
+def is_zero_keep_alive(keep: Any) -> bool:
+    """Whether a ``keep_alive`` value says "unload now": ``0``, ``"0"``, ``"0s"``..."""
     if isinstance(keep, str):
         text = keep.strip()
         return any(c.isdigit() for c in text) and _ZERO_DURATION.fullmatch(text) is not None
-    return keep is not None and keep == 0
+    return isinstance(keep, int | float) and not isinstance(keep, bool) and keep == 0

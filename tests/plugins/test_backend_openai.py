@@ -145,14 +145,17 @@ def test_a_mixed_fleet_is_one_inventory(make_sim: Any, make_router: Any) -> None
     server = make_sim(name="vllm", api="openai")
     router = make_router(
         nodes=[
+            {"name": "vllm", "url": server.url, "type": "openai"},  # (listed first)
             {"name": "box", "url": box.url},
-            {"name": "vllm", "url": server.url, "type": "openai"},
         ]
     )
     router.poll_now()
     tags = httpx.get(router.url + "/api/tags").json()["models"]
     names = [m["name"] for m in tags]
     assert names.count(LLAMA) == 1
+    # the Ollama node's file details, not the OpenAI server's blanks (it lists no size)
+    [llama] = [m for m in tags if m["name"] == LLAMA]
+    assert llama["size"] > 0 and llama["digest"] and sorted(llama["nodes"]) == ["box", "vllm"]
     ids = [m["id"] for m in httpx.get(router.url + "/v1/models").json()["data"]]
     assert ids.count(LLAMA) == 1
     served = set()

@@ -35,6 +35,10 @@ async def tags(request: Request[Any, Any, Any]) -> Response[bytes]:
             entry = entries.get(key)
             if entry is None:
                 entry = entries[key] = {**model.raw, "nodes": []}
+            elif not entry.get("size") and model.raw.get("size"):
+                # the same model on a node that knows its file (an Ollama node, where an
+                # OpenAI-compatible server lists no size or digest): its details are shown
+                entry = entries[key] = {**model.raw, "nodes": entry["nodes"]}
             entry["nodes"].append(node.name)
     models = sorted(entries.values(), key=lambda e: str(e.get("modified_at", "")), reverse=True)
     return Response(_encode({"models": models}), media_type=JSON)

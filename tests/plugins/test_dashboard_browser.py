@@ -268,3 +268,31 @@ def test_a_settings_toggle_changes_routing_and_survives_a_restart(
         assert time.monotonic() - started < 30
     finally:
         handle.stop()
+
+
+def test_a_card_names_the_server_each_node_runs(
+    browser: Any, fleet: list[SimNode], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An Ollama node's card says its Ollama version; an OpenAI-type node's says what it
+    is (it read "Ollama openai", the version such a node reports)."""
+    with SimNode(SimConfig(name="vllm", api="openai", models=_models(FAST))) as server:
+        nodes = [
+            {"name": "gpu-a", "url": fleet[0].url},
+            {"name": "vllm", "url": server.url, "type": "openai"},
+        ]
+        handle = RouterHandle(
+            nodes=nodes, data_dir=str(tmp_path_factory.mktemp("dashboard-kinds"))
+        ).start()
+        try:
+            context, page, problems = _page(browser, handle.url)
+            try:
+                card = 'article.card[data-node="{}"] header + div.muted.small'
+                page.wait_for_selector(card.format("vllm"))
+                assert "OpenAI-compatible server" in page.inner_text(card.format("vllm"))
+                assert "Ollama" not in page.inner_text(card.format("vllm"))
+                assert "Ollama 0." in page.inner_text(card.format("gpu-a"))
+            finally:
+                context.close()
+            assert problems.errors == []
+        finally:
+            handle.stop()

@@ -185,6 +185,7 @@ def node_card(view: NodeView) -> dict[str, Any]:
         "url": view.url,
         "state": node_state(view),
         "error": view.last_error,
+        "type": view.type,
         "version": view.version,
         "agent": view.agent,
         "tags": view.tags,

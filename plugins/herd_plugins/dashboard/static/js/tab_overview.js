@@ -9,6 +9,14 @@ let pending = null;
 // Render timings, read by the benchmark (benchmarks/bench_dashboard.py) and the tests.
 const timing = (window.herdOverview = { renders: 0, firstAt: null, lastMs: 0, maxMs: 0 });
 
+// What serves the node: Ollama and its version, or another backend's kind of server.
+function serverLabel(node) {
+  if (node.type && node.type !== "ollama") {
+    return node.type === "openai" ? " · OpenAI-compatible server" : ` · ${esc(node.type)} server`;
+  }
+  return node.version ? ` · Ollama ${esc(node.version)}` : "";
+}
+
 function bar(label, used, total, text) {
   if (!total) {
     return `<div class="bar"><span>${label}</span><div class="track"></div><span class="value">n/a</span></div>`;
@@ -36,7 +44,7 @@ function card(node) {
   return `<article class="card ${esc(node.state)}" data-node="${esc(node.name)}">
     <header><b title="${esc(node.url)}">${esc(node.name).replaceAll(":", ":<wbr>")}</b><span class="pill ${esc(node.state)}">${esc(node.state)}</span>
       <span class="spacer"></span><button class="small" data-action="${drain.toLowerCase()}" data-name="${esc(node.name)}">${drain}</button></header>
-    <div class="muted small">${esc(node.url)}${node.version ? ` · Ollama ${esc(node.version)}` : ""} · ${node.agent ? "agent" : "polled"}</div>
+    <div class="muted small">${esc(node.url)}${serverLabel(node)} · ${node.agent ? "agent" : "polled"}</div>
     ${node.error ? `<div class="small err">${esc(node.error)}</div>` : ""}
     ${cpu}
     ${bar("RAM", node.ram_used, node.ram_total, pair(node.ram_used, node.ram_total))}

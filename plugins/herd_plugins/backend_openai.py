@@ -39,6 +39,7 @@ from herd.names import normalize_model_name
 from herd.net import describe_network_error
 from herd.protocol.ollama import is_zero_keep_alive
 from herd.protocol.openai_upstream import (
+    CUT_SHORT,
     NdjsonFromSse,
     chat_request_from_ollama,
     ollama_chat_from_completion,
@@ -175,12 +176,17 @@ class OpenAIBackend(OpenAICompatBackend):
         self._first_seen: dict[str, float] = {}  # model -> when a poll first listed it
 
     async def poll(self) -> NodeReport:
-        """The server's models; a busy server that is slow to answer keeps its last report.
+        """The server's models; a busy server keeps its last report.
 
-        Single-slot servers (llama-cpp-python) answer ``/v1/models`` only between
-        generations: a poll that times out while herd itself has a request open there is a
-        busy node, not a dead one.
+        While herd has a request open there, the server is not asked: its answer flowing
+        is proof of life, and single-slot servers take a poll for a request. llama-cpp-python
+        holds ``/v1/models`` until the running generation ends, and by default ends that
+        generation at once for it (checked against 0.3: a stream cut mid-answer at every
+        poll). A poll that times out while a request of herd's is open (one sent meanwhile)
+        is a busy node, not a dead one.
         """
+        if self._busy and self._last is not None:
+            return self._last
         try:
             report = await self._poll()
         except TimeoutError:
@@ -334,6 +340,10 @@ class OpenAIBackend(OpenAICompatBackend):
                     chunk = await response.content.readany()
                     out = translator.feed(chunk) if chunk else translator.close()
                     lines = _lines(out)
+                if translator.cut and len(lines) == 1:
+                    # cut before a word for another request: the node is full (503), not
+                    # broken; the request is tried again and the learned limit comes down
+                    raise NodeFailure(f"node {self.node.name}: {CUT_SHORT}", status=503)
             return OpenAIStreamReply(
                 response, translator, lines, self.context.read_timeout, self._done
             )

@@ -85,3 +85,20 @@ def test_requests_sent_before_a_cut_do_not_cut_again() -> None:
     for _ in range(16):  # stragglers sent with 16 in flight, finishing late: ignored
         limit.sample(ttft_s=0.5, per_token_s=None, in_flight=16, service_s=0.5)
     assert limit.limit == 8
+
+
+def test_a_refusal_brings_the_limit_down_and_it_never_grows_back_to_it() -> None:
+    """The node said "full" with 3 requests in flight: it holds 2 at most, at once, and
+    clean, saturated rounds afterwards never probe 3 again (a node that cuts a running
+    stream for a new one would break an answer per probe)."""
+    limit = AdaptiveLimit(4)
+    _serve(limit, slots=64, demand=64, requests=3)  # slow start: far above 4 by now
+    assert limit.limit > 8
+    limit.refused(in_flight=3)
+    assert limit.limit == 2
+    for _ in range(40):  # fast, clean rounds with every slot used
+        for _ in range(limit.limit):
+            limit.sample(ttft_s=0.01, per_token_s=0.005, in_flight=limit.limit)
+    assert limit.limit == 2
+    limit.refused(in_flight=1)  # never below the floor
+    assert limit.limit == 1

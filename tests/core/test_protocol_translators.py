@@ -245,9 +245,13 @@ def test_an_openai_servers_logprobs_become_ollamas_entries() -> None:
         {"index": 0, "delta": {"content": "Hi"}, "logprobs": {"content": [entry]}}]}  # fmt: skip
     plain = {"id": "c", "created": 1, "model": "m", "choices": [
         {"index": 0, "delta": {"content": "!"}, "logprobs": None}]}  # fmt: skip
-    sse = b"".join(b"data: " + msgspec.json.encode(c) + b"\n\n" for c in (chunk, plain))
-    lines = [msgspec.json.decode(x) for x in translator.feed(sse + b"data: [DONE]\n\n").split()]
+    end = {"id": "c", "created": 1, "model": "m", "choices": [
+        {"index": 0, "delta": {}, "finish_reason": "stop"}]}  # fmt: skip
+    sse = b"".join(b"data: " + msgspec.json.encode(c) + b"\n\n" for c in (chunk, plain, end))
+    out = translator.feed(sse + b"data: [DONE]\n\n")
+    lines = [msgspec.json.decode(x) for x in out.splitlines()]
     assert lines[0]["logprobs"] == whole["logprobs"][:1] and "logprobs" not in lines[1]
+    assert lines[-1]["done"] is True
 
     legacy = completion_request_from_ollama({"model": "m", "prompt": "Once", "logprobs": True,
                                              "top_logprobs": 2})  # fmt: skip

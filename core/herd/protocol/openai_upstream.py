@@ -42,6 +42,7 @@ from herd.protocol.openai import (
 from herd.protocol.openai_replies import arguments_json
 
 __all__ = [
+    "CUT_SHORT",
     "NdjsonFromSse",
     "chat_request_from_ollama",
     "ollama_chat_from_completion",
@@ -233,6 +234,14 @@ def _ollama_call(call: ToolCall, index: int) -> dict[str, Any]:
     return out
 
 
+CUT_SHORT = (
+    "the server ended the stream without finishing it (no finish_reason): a server that "
+    "serves one request at a time cuts a stream short for the next"
+)
+"""An SSE stream that ended with ``[DONE]`` but no ``finish_reason`` (llama-cpp-python, by
+default, stops the running stream so that a waiting request can start)."""
+
+
 class NdjsonFromSse:
     """Turns an OpenAI chat SSE stream into Ollama ``/api/chat`` NDJSON lines.
 
@@ -260,6 +269,7 @@ class NdjsonFromSse:
         self._completion_tokens = 0
         self._prompt_estimate = prompt_estimate
         self._events = 0  # content-bearing events, for servers that send no usage
+        self.cut = False  # the server ended the stream without a finish_reason
 
     def feed(self, data: bytes) -> bytes:
         """NDJSON lines for the SSE events completed by ``data``.
@@ -313,6 +323,9 @@ class NdjsonFromSse:
 
     def _event(self, payload: bytes) -> bytes:
         if payload == b"[DONE]":
+            if self._finish is None:  # every whole answer says why it ended: this was cut
+                self.finished = self.cut = True
+                return _encode({"error": CUT_SHORT}) + b"\n"
             return self._done()
         try:  # the common case first: a well-formed chunk, decoded straight into its Struct
             return self._typed(payload)

@@ -58,6 +58,7 @@ class AdaptiveLimit:
     """
 
     __slots__ = (
+        "_ceiling",
         "_clean_rounds",
         "_limit",
         "_round",
@@ -116,6 +117,7 @@ class AdaptiveLimit:
         self._round_tokens = 0
         self._round_saturated = False
         self._clean_rounds = 0
+        self._ceiling = max_limit  # lowered for good by a refusal (see refused)
 
     @property
     def limit(self) -> int:
@@ -164,6 +166,26 @@ class AdaptiveLimit:
         if self._round >= self._limit:
             self._end_round()
 
+    def refused(self, in_flight: int) -> None:
+        """The node turned a request away as full (its own "busy", or a stream it cut for
+        another) with ``in_flight`` requests for the model, this one included: it holds
+        fewer than that. A drop is the clearest sign of overload there is (as in
+        concurrency-limits' AIMD), so the limit comes down at once; and it never grows back
+        to ``in_flight``: probing a node that cuts a running stream for a new one would
+        break a client's answer each time."""
+        self._ceiling = max(min(self._ceiling, in_flight - 1), self.min_limit)
+        self._limit = min(max(min(self._limit, in_flight - 1), self.min_limit), self.max_limit)
+        self.slow_start = False
+        self.degraded = True
+        self._clean_rounds = 0
+        self._round = 0
+        self._round_ttfts = []
+        self._round_ratios = []
+        self._round_in_flight = 0
+        self._round_token = 0.0
+        self._round_tokens = 0
+        self._round_saturated = False
+
     def _end_round(self) -> None:
         ttfts = sorted(self._round_ttfts)
         upper_ttft = ttfts[(3 * len(ttfts)) // 4]
@@ -196,7 +218,7 @@ class AdaptiveLimit:
                 limit *= 2
             elif self._clean_rounds % _PROBE_EVERY == 0:  # probe again, not every round
                 limit += 1
-        self._limit = min(max(limit, self.min_limit), self.max_limit)
+        self._limit = min(max(limit, self.min_limit), self.max_limit, self._ceiling)
         # the no-load values fade towards what the node shows now
         self.no_load_ttft += self.drift * (ttfts[len(ttfts) // 2] - self.no_load_ttft)
         if mean_token and self.no_load_token:

@@ -121,6 +121,16 @@ class ModelQueue:
     def has_free_slot(self) -> bool:
         return self.in_flight < self.view.slots_for(self.model) and not self.waiters
 
+    def refused(self, slot: Slot) -> None:
+        """The node turned ``slot``'s request away as full, with this queue's requests in
+        flight (``slot``'s still among them): the learned limit comes down (when it
+        learns; a limit YAML or an agent told stays)."""
+        limiter, view = self.limiter, self.view
+        if limiter is None or view.num_parallel or slot.released:
+            return
+        limiter.refused(self.in_flight)
+        view.learned_parallel[self.model] = limiter.limit
+
     def learn(self, slot: Slot, now: float) -> None:
         """Feed a finished stream's timings to the adaptive limit (when it learns)."""
         limiter, view = self.limiter, self.view

@@ -44,6 +44,7 @@ log = logging.getLogger("herd.scheduling")
 ReplyCheck = Callable[[UpstreamReply], str]
 
 _BUSY = 503  # a node's own "server busy": not its fault, so it is not excluded
+_BUSY_TURNS = 8  # "busy" answers a request may get before they count as retries
 _HOLD_RETRY_AFTER_S = 5
 _RELOOK_S = 5.0
 # image and speech-to-text jobs wait in the same per-node queues as text (no body shaping)
@@ -231,6 +232,7 @@ class Scheduler:
         attempts: list[AttemptRecord] = []
         failures: list[str] = []
         all_not_found = True
+        busy = 0  # the node's "full" answers so far
         queue_s = 0.0
         while True:
             admit_started = time.monotonic()
@@ -258,6 +260,9 @@ class Scheduler:
                 if out_of_local_resources(failure):  # the router's own trouble: not the node's
                     self.board.release(slot, failed=False)
                     raise with_attempts(router_exhausted(node.name, failure), attempts) from None
+                if failure.status == _BUSY:  # full: fewer at once there from now on, and
+                    slot.queue.refused(slot)  # the request waits its turn again (no retry
+                    busy += 1  # spent on it, up to _BUSY_TURNS)
                 self.board.release(slot, failed=True)
                 attempts.append(
                     AttemptRecord(node.name, started, time.time(), failure.message, failure.status)
@@ -274,7 +279,7 @@ class Scheduler:
                 if failure.status != _BUSY:
                     excluded.append(node.name)
                 log.info("request %s: %s failed (%s)", request.request_id, node.name, failure)
-                if len(tried) > self.max_retries:
+                if len(tried) - min(busy, _BUSY_TURNS) > self.max_retries:
                     break
                 backoff = self.routing.retry_backoff_s * (2 ** (len(tried) - 1))
                 if backoff > 0:

@@ -247,3 +247,37 @@ def test_responses_front_door(router: RouterHandle) -> None:
         model=MODEL, input="Name a colour.", max_output_tokens=MAX_TOKENS
     )
     assert response.output_text.strip() and response.usage.output_tokens > 0
+
+
+def test_concurrent_streams_to_a_one_at_a_time_server_all_come_back_whole(
+    router: RouterHandle,
+) -> None:
+    """llama-cpp-python serves one request at a time and, by default, ends the running
+    stream when another waits: herd learns the node's limit of 1 from the streams it cuts,
+    and every client gets a whole answer (they used to get empty ones, traced completed)."""
+    import asyncio
+
+    async def one(client: openai.AsyncOpenAI, index: int) -> tuple[str, str | None]:
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"Name a colour, number {index}."}],
+            max_tokens=MAX_TOKENS,
+            stream=True,
+        )
+        text, finish = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+                finish = chunk.choices[0].finish_reason or finish
+        return text, finish
+
+    async def burst() -> list[tuple[str, str | None]]:
+        client = openai.AsyncOpenAI(
+            base_url=router.url + "/v1", api_key="x", max_retries=0, timeout=120
+        )
+        return await asyncio.gather(*(one(client, i) for i in range(4)))
+
+    answers = asyncio.run(burst())
+    assert all(text.strip() and finish in ("stop", "length") for text, finish in answers)
+    queue = httpx.get(router.url + "/fleet/queue", timeout=10).json()["nodes"]["llama"][MODEL]
+    assert queue["concurrency"] == 1

@@ -310,6 +310,14 @@ class LimitSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     body_timeout_s: Annotated[
         float, _doc("Seconds a request body may go without a byte before a 408.", gt=0)
     ] = 30.0
+    keep_alive_s: Annotated[
+        float,
+        _doc(
+            "Seconds an idle client connection is kept open for its next request: longer "
+            "than clients keep theirs, so none sends on a connection the router is closing.",
+            gt=0,
+        ),
+    ] = 120.0
     shutdown_grace_s: Annotated[
         float,
         _doc(

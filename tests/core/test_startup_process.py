@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -280,3 +281,31 @@ def test_a_damaged_trace_store_is_set_aside_and_port_0_is_said_as_bound(
     warning = next(x for x in router.text().splitlines() if "damaged" in x)
     kept = [p.name for p in data.iterdir() if ".damaged-" in p.name]
     assert len(kept) == 1 and kept[0] in warning and "WARNING" in warning
+
+
+def test_idle_client_connections_stay_open_for_limits_keep_alive_s(
+    routers: list[HerdProcess], tmp_path: Path
+) -> None:
+    """An idle kept-alive connection is closed after ``limits.keep_alive_s`` (120 s by
+    default: longer than clients keep theirs, so none sends on a connection being closed;
+    uvicorn's own 5 s raced aiohttp's 15 s under think time)."""
+    from herd.settings import LimitSettings
+
+    assert LimitSettings().keep_alive_s == 120.0
+    port = free_port()
+    router = start(
+        routers,
+        tmp_path,
+        ["--port", str(port), "--data-dir", str(tmp_path / "d")],
+        HERD_FLEET__DISCOVER_LOCAL="false",
+        HERD_LIMITS__KEEP_ALIVE_S="1.5",
+    )
+    router.wait_for_line(r"listening on")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for _ in range(2):  # the same connection serves a second request after 0.5 s idle
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: herd\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(0.5)
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # closed by the router once idle for 1.5 s
+        assert 0.5 < time.monotonic() - started < 5.0

@@ -382,5 +382,8 @@ def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Confi
         )
         options["http"] = protocol
     options.setdefault("h11_max_incomplete_event_size", limits.max_header_bytes)
-    options.setdefault("timeout_keep_alive", 5)
+    # Clients reuse an idle connection for up to 15 s (aiohttp), 90 s (Go) or without a
+    # limit (urllib3); closing one first races their next request, which then fails with
+    # "server disconnected" (uvicorn's 5 s did, under think time between turns)
+    options.setdefault("timeout_keep_alive", limits.keep_alive_s)
     return uvicorn.Config(app, **options)

@@ -103,8 +103,12 @@ class Gateway:
         """Open the HTTP session, build the fleet, start sinks, run startup hooks."""
         self.live_settings.restore()  # the dashboard's saved overrides win over YAML
         routing = self.settings.routing
+        # Idle connections are dropped after 4 s: the servers behind OpenAI-type nodes and
+        # services (uvicorn under vLLM, SGLang and llama-cpp-python; llama.cpp's own) close
+        # theirs after 5 s, and a request sent as one closes is lost ("server
+        # disconnected"). Ollama's own replies go through herd.node_http, which retries that.
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=4),
             auto_decompress=False,
             headers={"User-Agent": USER_AGENT},
         )

@@ -108,14 +108,10 @@ class AdaptiveLimit:
         self.rounds = 0
         self.slow_start = True
         self.degraded = False  # the last round's verdict
-        self._round = 0
-        self._round_ttfts: list[float] = []
-        self._round_ratios: list[float] = []
-        self._round_in_flight = 0
         self.no_load_in_flight = 1
-        self._round_token = 0.0
-        self._round_tokens = 0
-        self._round_saturated = False
+        self._round_ttfts: list[float]
+        self._round_ratios: list[float]
+        self._new_round()
         self._clean_rounds = 0
         self._ceiling = max_limit  # lowered for good by a refusal (see refused)
 
@@ -178,6 +174,10 @@ class AdaptiveLimit:
         self.slow_start = False
         self.degraded = True
         self._clean_rounds = 0
+        self._new_round()
+
+    def _new_round(self) -> None:
+        """Forget the round's samples (ended, or judged already by a refusal)."""
         self._round = 0
         self._round_ttfts = []
         self._round_ratios = []
@@ -224,13 +224,7 @@ class AdaptiveLimit:
         if mean_token and self.no_load_token:
             self.no_load_token += self.drift * (mean_token - self.no_load_token)
         self.rounds += 1
-        self._round = 0
-        self._round_ttfts = []
-        self._round_ratios = []
-        self._round_in_flight = 0
-        self._round_token = 0.0
-        self._round_tokens = 0
-        self._round_saturated = False
+        self._new_round()
 
 
 def _gradient(allowed: float, seen: float) -> float:

@@ -9,8 +9,8 @@ the limit is 1 nothing is cut any more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,31 +19,29 @@ import pytest
 from aiohttp import web
 from herd.protocol.openai_upstream import CUT_SHORT, NdjsonFromSse
 
+from tests.core.threaded_app import serve_app
+
 MODEL = "tiny:1b"
 WORDS = [f" w{i}" for i in range(6)]
 FIRST_WORD_S = 0.3  # before its first word, the running stream looks for waiting requests
 
 
 class OneAtATime:
-    """The server, in a thread of its own, on a free 127.0.0.1 port."""
+    """The server (an aiohttp app in a thread of its own, on a free 127.0.0.1 port)."""
 
     def __init__(self) -> None:
         self.url = ""
         self.cut = 0
         self.whole = 0
-        self._lock: asyncio.Lock | None = None
+        self._lock = asyncio.Lock()  # (bound to the server's loop when first waited on)
         self._waiting = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._served = contextlib.ExitStack()
 
     async def _models(self, _: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL}]})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         await request.read()
-        assert self._lock is not None
         self._waiting += 1
         async with self._lock:
             self._waiting -= 1
@@ -69,30 +67,15 @@ class OneAtATime:
             self.whole += 1
             return response
 
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._lock = asyncio.Lock()
+    def __enter__(self) -> OneAtATime:
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        self._ready.set()
-        self._loop.run_forever()
-
-    def __enter__(self) -> OneAtATime:
-        self._thread.start()
-        assert self._ready.wait(10)
+        self.url = self._served.enter_context(serve_app(app))
         return self
 
     def __exit__(self, *_: object) -> None:
-        assert self._loop is not None and self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self._served.close()
 
 
 @pytest.fixture

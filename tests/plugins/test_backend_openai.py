@@ -7,10 +7,8 @@ checked against the tokens it really produced; a mixed fleet puts an Ollama emul
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +19,8 @@ import openai
 import pytest
 from herd.testing import SimConfig, SimNode, expected_reply, tool_call_arguments
 from herd.testing.router_runner import RouterHandle
+
+from tests.core.threaded_app import serve_app
 
 LLAMA, QWEN = "llama3.2:3b", "qwen2.5:7b"
 REPLY = 24
@@ -303,28 +303,11 @@ class LlamaServerLike:
         self.app.router.add_get("/props", props)
 
     def __enter__(self) -> str:
-        import asyncio
-        import threading
-
-        from aiohttp import web
-
-        self.loop = asyncio.new_event_loop()
-        self.runner = web.AppRunner(self.app)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        port = self.runner.addresses[0][1]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        return f"http://127.0.0.1:{port}"
+        self.served = contextlib.ExitStack()
+        return self.served.enter_context(serve_app(self.app))
 
     def __exit__(self, *exc: object) -> None:
-        import asyncio
-
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self.served.close()
 
 
 def test_llama_cpp_props_give_the_context_and_the_key_is_sent(make_router: Any) -> None:
@@ -440,78 +423,3 @@ def test_load_and_unload_requests_are_answered_without_asking_the_server(
     after = server.stats()["requests"]
     asked = {path: n - before.get(path, 0) for path, n in after.items() if path != "/v1/models"}
     assert not any(asked.values()), asked
-
-
-class _ClosesIdleConnections:
-    """An OpenAI-compatible server whose keep-alive runs out after ``idle_s``, racing the
-    client: a request that comes on a connection idle longer than that is read, then the
-    connection is closed without an answer (as a uvicorn-served vLLM or llama-cpp-python
-    does to a request sent the moment it closes an idle connection, after 5 s)."""
-
-    def __init__(self, idle_s: float) -> None:
-        self.idle_s = idle_s
-        self.dropped = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        last = time.monotonic()
-        with conn, reader:
-            while True:
-                line = reader.readline()
-                if not line:
-                    return
-                length = 0
-                while (header := reader.readline()) not in (b"\r\n", b""):
-                    if header.lower().startswith(b"content-length:"):
-                        length = int(header.split(b":")[1])
-                reader.read(length)
-                if time.monotonic() - last > self.idle_s:
-                    self.dropped += 1
-                    return  # closed as it came: the client sees "server disconnected"
-                if line.startswith(b"GET /v1/models"):
-                    body = json.dumps({"object": "list", "data": [{"id": LLAMA}]})
-                else:
-                    message = {"role": "assistant", "content": "hello"}
-                    choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                    body = json.dumps(
-                        {"id": "c", "object": "chat.completion", "created": 1, "model": LLAMA,
-                         "choices": [choice]}
-                    )  # fmt: skip
-                head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                head += f"Content-Length: {len(body)}\r\n\r\n"
-                conn.sendall(head.encode() + body.encode())
-                last = time.monotonic()
-
-    def close(self) -> None:
-        self._listener.close()
-
-
-def test_a_connection_the_server_may_be_closing_is_not_reused(make_router: Any) -> None:
-    """Such servers close an idle connection after 5 s; herd drops its own idle ones
-    sooner, so a request never goes out on one the server is closing (it kept them 30 s:
-    a chat after a pause failed with "server disconnected")."""
-    server = _ClosesIdleConnections(idle_s=4.5)
-    try:
-        router = make_router(
-            nodes=[{"name": "vllm", "url": server.url, "type": "openai"}],
-            fleet={"poll_interval": 120, "discover_local": False},
-        )
-        body = {"model": LLAMA, "stream": False, "messages": [{"role": "user", "content": "a"}]}
-        for pause in (0.0, 5.0):  # the second after a pause past the server's keep-alive
-            time.sleep(pause)
-            reply = httpx.post(router.url + "/api/chat", json=body, timeout=30)
-            assert reply.status_code == 200, reply.text
-        assert server.dropped == 0
-    finally:
-        server.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import httpx
@@ -14,6 +12,7 @@ from herd_sim.images import IMAGE_MODEL
 from herd_sim.transcribe import TRANSCRIBE_MODEL
 
 from tests.conftest import emulated
+from tests.core.threaded_app import serve_app
 from tests.core.trace_collector import collector, wait_traces
 from tests.core.workload_nodes import WORKLOADS_ON, tone_wav, workload_sim
 
@@ -240,19 +239,14 @@ def test_openai_embeddings_are_translated_once_each_way(
 class _TokenVectorServer:
     """An OpenAI-compatible server as llama-cpp-python is with a chat model and
     ``--embedding true``: ``/v1/embeddings`` answers one vector per token of each input
-    (a model without pooling); chat works. aiohttp on 127.0.0.1, in a thread of its own."""
+    (a model without pooling); chat works."""
 
-    def __init__(self) -> None:
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._ready = threading.Event()
-
-    async def _models(self, _: web.Request) -> web.Response:
+    @staticmethod
+    async def _models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "chatty:1b"}]})
 
-    async def _embeddings(self, request: web.Request) -> web.Response:
+    @staticmethod
+    async def _embeddings(request: web.Request) -> web.Response:
         inputs = (await request.json())["input"]
         inputs = [inputs] if isinstance(inputs, str) else inputs
         data = [
@@ -261,46 +255,29 @@ class _TokenVectorServer:
         ]
         return web.json_response({"object": "list", "data": data, "model": "chatty:1b"})
 
-    async def _chat(self, _: web.Request) -> web.Response:
+    @staticmethod
+    async def _chat(_: web.Request) -> web.Response:
         message = {"role": "assistant", "content": "still here"}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
         reply = {"id": "c1", "object": "chat.completion", "created": 1, "model": "chatty:1b"}
         return web.json_response({**reply, "choices": [choice], "usage": usage})
 
-    def _run(self) -> None:
-        self._loop = asyncio.new_event_loop()
+    @classmethod
+    def app(cls) -> web.Application:
         app = web.Application()
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._ready.set()
-        self._loop.run_forever()
-
-    def __enter__(self) -> _TokenVectorServer:
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        assert self._loop is not None and self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        app.router.add_get("/v1/models", cls._models)
+        app.router.add_post("/v1/embeddings", cls._embeddings)
+        app.router.add_post("/v1/chat/completions", cls._chat)
+        return app
 
 
 def test_embeddings_a_node_cannot_give_are_a_clear_502_and_leave_it_online(make_router) -> None:
     """A vector per token instead of one per input is the node's answer herd cannot use:
     a 502 that says why, each time; but the node answered, so it is no sign that it is
     down: past ``fleet.failures_to_offline`` such answers it is still online and chats."""
-    with _TokenVectorServer() as server:
-        router = make_router(nodes=[{"name": "llama", "type": "openai", "url": server.url}])
+    with serve_app(_TokenVectorServer.app()) as url:
+        router = make_router(nodes=[{"name": "llama", "type": "openai", "url": url}])
         for _ in range(4):  # one more than fleet.failures_to_offline
             reply = httpx.post(
                 router.url + "/v1/embeddings", json={"model": "chatty:1b", "input": "two words"}

@@ -40,13 +40,13 @@ from herd.protocol.openai import (
     ToolCall,
 )
 from herd.protocol.openai_replies import arguments_json
+from herd.protocol.openai_upstream_logprobs import ollama_logprobs
 
 __all__ = [
     "CUT_SHORT",
     "NdjsonFromSse",
     "chat_request_from_ollama",
     "ollama_chat_from_completion",
-    "ollama_logprobs",
 ]
 
 _encode = msgspec.json.encode
@@ -193,30 +193,6 @@ def ollama_chat_from_completion(body: bytes, model: str) -> dict[str, Any]:
         reply["prompt_eval_count"] = completion.usage.prompt_tokens
         reply["eval_count"] = completion.usage.completion_tokens
     return reply
-
-
-def ollama_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
-    """A choice's OpenAI ``logprobs`` (``{"content": [...]}``) as Ollama's list of entries
-    (``token``, ``logprob``, ``bytes``, ``top_logprobs``: the same names), or None when
-    the choice has none."""
-    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(entries, list) or not entries:
-        return None
-    return [_logprob_entry(entry, True) for entry in entries if isinstance(entry, dict)]
-
-
-def _logprob_entry(entry: dict[str, Any], with_top: bool) -> dict[str, Any]:
-    logprob = entry.get("logprob")
-    out: dict[str, Any] = {
-        "token": str(entry.get("token") or ""),
-        "logprob": float(logprob) if isinstance(logprob, int | float) else 0.0,
-    }
-    if isinstance(entry.get("bytes"), list):  # (null from servers that do not send them)
-        out["bytes"] = entry["bytes"]
-    top = entry.get("top_logprobs") if with_top else None
-    if isinstance(top, list) and top:
-        out["top_logprobs"] = [_logprob_entry(t, False) for t in top if isinstance(t, dict)]
-    return out
 
 
 def _ollama_call(call: ToolCall, index: int) -> dict[str, Any]:

@@ -22,11 +22,11 @@ import msgspec
 
 from herd.protocol.openai import CompletionRequest, StreamOptions, TextCompletion, Usage
 from herd.protocol.openai_upstream import NdjsonFromSse
+from herd.protocol.openai_upstream_logprobs import legacy_logprobs
 
 __all__ = [
     "GenerateNdjsonFromSse",
     "completion_request_from_ollama",
-    "legacy_logprobs",
     "ollama_generate_from_completion",
 ]
 
@@ -78,33 +78,6 @@ def completion_request_from_ollama(body: dict[str, Any]) -> CompletionRequest:
     if body.get("logprobs"):  # (the legacy API's logprobs is how many top tokens, 0 or more)
         request.logprobs = int(body.get("top_logprobs") or 0)
     return request
-
-
-def legacy_logprobs(logprobs: Any) -> list[dict[str, Any]] | None:
-    """A legacy completion choice's ``logprobs`` (``tokens``, ``token_logprobs``,
-    ``top_logprobs`` as one token-to-logprob map per token) as Ollama's entries."""
-    if not isinstance(logprobs, dict):
-        return None
-    tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
-    if not isinstance(tokens, list) or not isinstance(values, list) or not tokens:
-        return None
-    tops = logprobs.get("top_logprobs")
-    tops = tops if isinstance(tops, list) else []
-    entries = []
-    for index, token in enumerate(tokens):
-        value = values[index] if index < len(values) else None
-        entry: dict[str, Any] = {
-            "token": str(token),
-            "logprob": float(value) if isinstance(value, int | float) else 0.0,
-        }
-        top = tops[index] if index < len(tops) else None
-        if isinstance(top, dict) and top:
-            entry["top_logprobs"] = [
-                {"token": str(t), "logprob": float(v) if isinstance(v, int | float) else 0.0}
-                for t, v in top.items()
-            ]
-        entries.append(entry)
-    return entries
 
 
 def _rfc3339(created: float) -> str:

@@ -53,9 +53,9 @@ async def _serve(
     attempt = await exchange.open()
     if unloading:  # `ollama stop`: the model leaves the fleet's memory, not one node's
         request = exchange.request
-        key = request.model_key if request is not None else exchange.resolved
-        others = await exchange.gateway.unload_everywhere(key, attempt.node.name)
-        if others and request is not None:
+        assert request is not None  # (take built it)
+        others = await exchange.gateway.unload_everywhere(request.model_key, attempt.node.name)
+        if others:
             request.notes.append(f"unloaded from {', '.join(others)} too")
     if not exchange.streaming:
         return render_whole(exchange)
